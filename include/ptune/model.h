@@ -1,0 +1,103 @@
+/* model.h: a loaded checkpoint: configuration, weight table, ownership.
+ *
+ * One layer table serves every family: a Llama-family model (Llama 2/3,
+ * TinyLlama, SmolLM2, Qwen2) and GPT-2 fill the same pt_layer fields; absent
+ * tensors have data == NULL. Weights stay in their stored dtype (F32, F16, BF16,
+ * Q8_0), usually inside a read-only file mapping; nothing is widened into a
+ * second copy. Fields are read-only for users of the library.
+ *
+ * Linear weights use PyTorch's nn.Linear layout, [out, in]. GPT-2's Conv1D
+ * stores [in, out]: such a pt_linear has w_in_out = 1 and kernels transpose on
+ * the fly. */
+#ifndef PTUNE_MODEL_H
+#define PTUNE_MODEL_H
+
+#include "ptune/core.h"
+#include "ptune/tensor.h"
+
+typedef enum { PT_ARCH_LLAMA = 1, PT_ARCH_GPT2 = 2 } pt_arch;
+
+/* Where the two halves of each rotated pair live.
+ *  PT_ROPE_HALF:        (i, i + hd/2), Hugging Face's rotate_half layout.
+ *  PT_ROPE_INTERLEAVED: (2i, 2i + 1), Meta's original layout, used by llama2.c
+ *                       .bin files and by GGUF files converted from HF (whose
+ *                       converter permutes the Q/K rows). Both give the same
+ *                       model; the loader records which one the weights use. */
+typedef enum { PT_ROPE_HALF = 0, PT_ROPE_INTERLEAVED = 1 } pt_rope_layout;
+
+typedef struct {
+    pt_arch arch;
+    int dim;         /* d_model */
+    int hidden_dim;  /* MLP inner size */
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;
+    int head_dim;    /* usually dim / n_heads */
+    int vocab_size;
+    int max_seq;     /* max_position_embeddings */
+    float norm_eps;
+    /* Llama family */
+    float rope_theta;
+    pt_rope_layout rope_layout;
+    int rope_scaling;           /* 1: Llama-3 "llama3" scaling below */
+    float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int rope_orig_max_pos;
+    int qkv_bias;               /* Qwen2 */
+    int tied_embeddings;        /* lm_head shares tok_embd */
+    int bos_id, eos_id, pad_id; /* -1 when unknown */
+    char name[64];              /* model_type or GGUF general.name */
+} pt_config;
+
+typedef struct {
+    pt_tensor w; /* [out, in], or [in, out] when w_in_out */
+    pt_tensor b; /* [out] or absent */
+    int w_in_out;
+} pt_linear;
+
+typedef struct {
+    /* Llama: attn_norm = input_layernorm (RMS); GPT-2: ln_1 weight + bias. */
+    pt_tensor attn_norm, attn_norm_b;
+    pt_linear wq, wk, wv;  /* Llama (and GPT-2 after a split view is impossible: see wqkv) */
+    pt_linear wqkv;        /* GPT-2 c_attn: fused [3d, d] (or [d, 3d] Conv1D) */
+    pt_linear wo;          /* o_proj / c_proj */
+    pt_tensor mlp_norm, mlp_norm_b;
+    pt_linear w_gate, w_up; /* Llama SwiGLU: gate_proj, up_proj. GPT-2: w_up = c_fc */
+    pt_linear w_down;       /* down_proj / GPT-2 mlp.c_proj */
+} pt_layer;
+
+typedef struct pt_model {
+    pt_config cfg;
+    pt_tensor tok_embd;  /* [V, d] */
+    pt_tensor pos_embd;  /* GPT-2 [max_seq, d] */
+    pt_tensor out_norm, out_norm_b;
+    pt_tensor lm_head;   /* [V, d]; same data as tok_embd when tied */
+    pt_layer *layers;    /* n_layers */
+
+    /* ownership */
+    pt_mmap *maps;
+    int n_maps;
+    void **owned;        /* malloc'd buffers (converted or generated weights) */
+    int n_owned;
+    char *path;          /* as given by the user */
+    char format[16];     /* "hf", "llama2c", "gguf", "random" */
+    char *tokenizer_path; /* tokenizer file found with the model, or NULL */
+} pt_model;
+
+/* Loads a Hugging Face directory (config.json + model.safetensors or sharded
+ * index), a llama2.c .bin or a .gguf file, detected from the path. Returns NULL
+ * with an error naming the file and the problem. */
+pt_model *pt_model_load(const char *path);
+/* Random weights (N(0, 0.02), norms 1) from a config; for benchmarks and tests. */
+pt_model *pt_model_random(const pt_config *cfg, pt_dtype dtype, uint64_t seed);
+void pt_model_free(pt_model *m);
+
+/* Non-embedding parameter count (for the FLOP conventions of DESIGN.md). */
+int64_t pt_model_nonembed_params(const pt_model *m);
+/* Checks shapes and presence of all tensors the architecture needs. */
+int pt_model_validate(const pt_model *m);
+/* Fills defaults for a config (head_dim, eps, ...) after a loader set what it knows. */
+void pt_config_defaults(pt_config *c);
+/* Parses a Hugging Face config.json text into a config. */
+int pt_config_from_hf_json(pt_config *c, const char *json_text, const char *path_for_errors);
+
+#endif

@@ -1,0 +1,150 @@
+/* args.c: `--name value` / `--name=value` flags with a check for leftovers. */
+#include "cli/cli.h"
+#include "ptune/core.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int args_init(pt_args *a, const char *cmd, int argc, char **argv) {
+    a->argc = argc;
+    a->argv = argv;
+    a->cmd = cmd;
+    a->used = calloc((size_t)argc + 1, 1);
+    if (!a->used) return -1;
+    if (argc > 0) a->used[0] = 1;
+    return 0;
+}
+
+void args_free(pt_args *a) {
+    free(a->used);
+    a->used = NULL;
+}
+
+int args_help(pt_args *a) {
+    for (int i = 1; i < a->argc; i++)
+        if (!strcmp(a->argv[i], "--help") || !strcmp(a->argv[i], "-h")) return 1;
+    return 0;
+}
+
+/* Finds the k-th occurrence of flag `name`; returns its value or NULL. */
+static const char *find(pt_args *a, const char *name, int k, int *found) {
+    size_t n = strlen(name);
+    *found = 0;
+    for (int i = 1; i < a->argc; i++) {
+        const char *s = a->argv[i];
+        if (!strcmp(s, "--")) break;
+        if (strncmp(s, name, n) != 0) continue;
+        if (s[n] == '=') {
+            if (k-- > 0) continue;
+            a->used[i] = 1;
+            *found = 1;
+            return s + n + 1;
+        }
+        if (s[n] == 0) {
+            if (k-- > 0) { i++; continue; }
+            a->used[i] = 1;
+            *found = 1;
+            if (i + 1 < a->argc) {
+                a->used[i + 1] = 1;
+                return a->argv[i + 1];
+            }
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+const char *args_str(pt_args *a, const char *name) {
+    int found;
+    const char *v = find(a, name, 0, &found);
+    if (found && !v) {
+        fprintf(stderr, "ptune %s: %s needs a value\n", a->cmd, name);
+        exit(2);
+    }
+    return v;
+}
+
+int args_flag(pt_args *a, const char *name) {
+    for (int i = 1; i < a->argc; i++)
+        if (!strcmp(a->argv[i], name)) {
+            a->used[i] = 1;
+            return 1;
+        }
+    return 0;
+}
+
+int args_int(pt_args *a, const char *name, long def, long *out) {
+    const char *v = args_str(a, name);
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end) {
+        fprintf(stderr, "ptune %s: %s expects an integer, got '%s'\n", a->cmd, name, v);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+int args_double(pt_args *a, const char *name, double def, double *out) {
+    const char *v = args_str(a, name);
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end) {
+        fprintf(stderr, "ptune %s: %s expects a number, got '%s'\n", a->cmd, name, v);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+int args_all(pt_args *a, const char *name, const char **out, int max) {
+    int n = 0, found;
+    for (int k = 0;; k++) {
+        const char *v = find(a, name, k, &found);
+        if (!found) break;
+        if (!v) {
+            fprintf(stderr, "ptune %s: %s needs a value\n", a->cmd, name);
+            exit(2);
+        }
+        if (n < max) out[n] = v;
+        n++;
+    }
+    return n;
+}
+
+int args_finish(pt_args *a) {
+    for (int i = 1; i < a->argc; i++)
+        if (!a->used[i]) {
+            fprintf(stderr, "ptune %s: unknown argument '%s' (see ptune %s --help)\n", a->cmd, a->argv[i], a->cmd);
+            return -1;
+        }
+    return 0;
+}
+
+int cli_fail(const char *cmd) {
+    fprintf(stderr, "ptune %s: %s\n", cmd, pt_last_error());
+    return 1;
+}
+
+int cli_failf(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "ptune %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}

@@ -1,0 +1,39 @@
+/* cli.h: subcommand entry points and a small flag parser shared by them.
+ *
+ * Each subcommand lives in src/cli/cmd_<name>.c and defines
+ *     int cmd_<name>(int argc, char **argv);   // argv[0] is the subcommand
+ * returning the process exit status. main.c declares them weak, so a
+ * subcommand that is not built yet answers "not available" instead of failing
+ * the link. Errors: print one line "ptune <cmd>: <reason>" and return 1. */
+#ifndef PTUNE_CLI_H
+#define PTUNE_CLI_H
+
+#include <stdint.h>
+
+typedef struct {
+    int argc;
+    char **argv;
+    unsigned char *used;
+    const char *cmd; /* for messages */
+} pt_args;
+
+int args_init(pt_args *a, const char *cmd, int argc, char **argv);
+void args_free(pt_args *a);
+/* True if --help or -h was given. */
+int args_help(pt_args *a);
+/* Value of `--name V` or `--name=V`; NULL when absent. */
+const char *args_str(pt_args *a, const char *name);
+/* Boolean switch `--name`. */
+int args_flag(pt_args *a, const char *name);
+/* Parsed numbers; return 0 on success (absent: *out = def), else print an error and return -1. */
+int args_int(pt_args *a, const char *name, long def, long *out);
+int args_double(pt_args *a, const char *name, double def, double *out);
+/* All values of a repeatable flag; returns the count, fills up to max. */
+int args_all(pt_args *a, const char *name, const char **out, int max);
+/* Fails with a message naming the first argument that no lookup consumed. */
+int args_finish(pt_args *a);
+/* Prints "ptune <cmd>: <pt_last_error()>" to stderr and returns 1. */
+int cli_fail(const char *cmd);
+int cli_failf(const char *cmd, const char *fmt, ...);
+
+#endif

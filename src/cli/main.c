@@ -1,0 +1,58 @@
+/* main.c: the `ptune` command: dispatch to one file per subcommand. */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Weak: a subcommand whose file is not built yet reports itself missing. */
+#define PT_CMD(name) __attribute__((weak)) int cmd_##name(int argc, char **argv);
+PT_CMD(info) PT_CMD(tokenize) PT_CMD(detokenize) PT_CMD(generate) PT_CMD(tune) PT_CMD(eval)
+PT_CMD(prior) PT_CMD(data) PT_CMD(acts) PT_CMD(analyze) PT_CMD(sweep) PT_CMD(report)
+PT_CMD(reproduce) PT_CMD(pretrain) PT_CMD(bench) PT_CMD(demo)
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+} cmds[] = {
+    {"info", cmd_info, "architecture, sizes and tokenizer of a checkpoint"},
+    {"tokenize", cmd_tokenize, "text to token ids"},
+    {"detokenize", cmd_detokenize, "token ids to text"},
+    {"generate", cmd_generate, "generate text (greedy, temperature, top-p), optionally with a tuned prompt"},
+    {"tune", cmd_tune, "train soft, deep or prefix prompts from a prior"},
+    {"eval", cmd_eval, "loss, exact match and F1 on a data set"},
+    {"prior", cmd_prior, "fit or sample embedding priors"},
+    {"data", cmd_data, "generate offline task data"},
+    {"acts", cmd_acts, "capture residual-stream activations"},
+    {"analyze", cmd_analyze, "geometry of prompts, projections, clusters"},
+    {"sweep", cmd_sweep, "priors x seeds x learning rates"},
+    {"report", cmd_report, "HTML report from run directories"},
+    {"reproduce", cmd_reproduce, "the paper's figures and numbers for a model"},
+    {"pretrain", cmd_pretrain, "train a small model from scratch"},
+    {"bench", cmd_bench, "benchmarks: forward, tune, tokenize"},
+    {"demo", cmd_demo, "the main job on the embedded default model"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: ptune <command> [options]   (ptune <command> --help for details)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        fprintf(f, "  %-11s %s%s\n", cmds[i].name, cmds[i].help, cmds[i].fn ? "" : " (not available in this build)");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        if (strcmp(argv[1], cmds[i].name) != 0) continue;
+        if (!cmds[i].fn) {
+            fprintf(stderr, "ptune: '%s' is not available in this build\n", argv[1]);
+            return 2;
+        }
+        return cmds[i].fn(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "ptune: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
