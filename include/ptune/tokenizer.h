@@ -1,0 +1,54 @@
+/* tokenizer.h: text <-> token ids for every checkpoint family ptune reads.
+ *
+ * pt_tokenizer_load accepts: a Hugging Face tokenizer.json (byte-level BPE as
+ * in GPT-2 / Llama 3 / Qwen / SmolLM2, or SentencePiece-style BPE as in
+ * Llama 2 / TinyLlama), a directory holding tokenizer.json (plus optional
+ * tokenizer_config.json) or GPT-2's vocab.json + merges.txt, and a llama2.c
+ * tokenizer.bin. The handle is immutable after loading and may be shared by
+ * threads. */
+#ifndef PTUNE_TOKENIZER_H
+#define PTUNE_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct pt_tokenizer pt_tokenizer;
+
+pt_tokenizer *pt_tokenizer_load(const char *path);
+void pt_tokenizer_free(pt_tokenizer *t);
+
+int pt_tokenizer_vocab_size(const pt_tokenizer *t);
+int pt_tokenizer_bos(const pt_tokenizer *t); /* -1 when none */
+int pt_tokenizer_eos(const pt_tokenizer *t); /* -1 when none */
+/* Whether encode adds BOS / EOS by default (tokenizer_config.json, or the family's default). */
+int pt_tokenizer_adds_bos(const pt_tokenizer *t);
+int pt_tokenizer_adds_eos(const pt_tokenizer *t);
+
+/* Encodes `len` bytes of UTF-8. add_special: 1 adds BOS/EOS as the tokenizer's
+ * configuration says, 0 adds none. *ids is malloc'd (caller frees). Invalid
+ * UTF-8 is an error naming the byte offset. */
+int pt_tokenizer_encode(const pt_tokenizer *t, const char *text, size_t len, int add_special, int32_t **ids,
+                        int *n_ids);
+/* Decodes ids to a malloc'd NUL-terminated string (special tokens included as
+ * text unless skip_special). */
+char *pt_tokenizer_decode(const pt_tokenizer *t, const int32_t *ids, int n, int skip_special);
+/* The raw piece string of one id (NULL if out of range). */
+const char *pt_tokenizer_piece(const pt_tokenizer *t, int id);
+int pt_tokenizer_is_special(const pt_tokenizer *t, int id);
+
+/* Streaming decode for generation: feeds one id at a time and returns the bytes
+ * that form complete UTF-8 characters so far (held back otherwise). */
+typedef struct {
+    const pt_tokenizer *tok;
+    char pending[16];
+    int n_pending;
+    int prev_id;
+} pt_detok_stream;
+
+void pt_detok_stream_init(pt_detok_stream *s, const pt_tokenizer *t);
+/* Appends the printable bytes for `id` to out (cap bytes), returns their count. */
+int pt_detok_stream_push(pt_detok_stream *s, int id, char *out, int cap);
+/* Flushes what is held back (incomplete sequences as U+FFFD). */
+int pt_detok_stream_flush(pt_detok_stream *s, char *out, int cap);
+
+#endif
