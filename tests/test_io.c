@@ -301,6 +301,450 @@ TEST(test_st_bad_dtype) {
     return 0;
 }
 
+/* ---- tiny models written in C --------------------------------------------------- */
+
+/* Deterministic weights: value j of tensor k. */
+static float wval(int k, long j) { return (float)(((k * 131 + j * 7) % 97) - 48) / 100.0f; }
+
+typedef struct {
+    char name[96];
+    int ndim;
+    int64_t shape[2];
+    pt_dtype dt;
+} tspec;
+
+/* Llama: V 40, d 32, hidden 48, 2 layers, 4 heads, 2 kv heads (head_dim 8). */
+enum { TV = 40, TD = 32, TH = 48, TL = 2, TNH = 4, TKV = 2, THD = 8 };
+
+static int llama_specs(tspec *s, int untied) {
+    int n = 0;
+#define ADD(nm, dt_, a, b)                                                                                     \
+    do {                                                                                                       \
+        snprintf(s[n].name, sizeof s[n].name, "%s", nm);                                                       \
+        s[n].dt = dt_, s[n].shape[0] = a, s[n].shape[1] = b, s[n].ndim = (b) ? 2 : 1;                          \
+        n++;                                                                                                   \
+    } while (0)
+    ADD("model.embed_tokens.weight", PT_BF16, TV, TD);
+    for (int l = 0; l < TL; l++) {
+        char b[96];
+#define LADD(suffix, dt_, a, c)                                                                                \
+    do {                                                                                                       \
+        snprintf(b, sizeof b, "model.layers.%d.%s", l, suffix);                                                \
+        ADD(b, dt_, a, c);                                                                                     \
+    } while (0)
+        LADD("input_layernorm.weight", PT_F32, TD, 0);
+        LADD("self_attn.q_proj.weight", PT_F32, TNH * THD, TD);
+        LADD("self_attn.k_proj.weight", PT_F16, TKV * THD, TD);
+        LADD("self_attn.v_proj.weight", PT_F32, TKV * THD, TD);
+        LADD("self_attn.o_proj.weight", PT_F32, TD, TNH * THD);
+        LADD("post_attention_layernorm.weight", PT_F32, TD, 0);
+        LADD("mlp.gate_proj.weight", PT_F32, TH, TD);
+        LADD("mlp.up_proj.weight", PT_F32, TH, TD);
+        LADD("mlp.down_proj.weight", PT_F32, TD, TH);
+#undef LADD
+    }
+    ADD("model.norm.weight", PT_F32, TD, 0);
+    if (untied) ADD("lm_head.weight", PT_F32, TV, TD);
+    return n;
+}
+
+/* Adds spec k's tensor (values wval(k, j)) converted to its dtype. */
+static int add_spec(pt_st_writer *w, const tspec *s, int k, int transpose) {
+    long n = (long)s->shape[0] * (s->ndim == 2 ? s->shape[1] : 1);
+    void *buf = malloc((size_t)n * 4);
+    for (long j = 0; j < n; j++) {
+        float v = wval(k, j);
+        if (s->dt == PT_F32) ((float *)buf)[j] = v;
+        else if (s->dt == PT_F16) ((uint16_t *)buf)[j] = pt_f32_to_f16(v);
+        else ((uint16_t *)buf)[j] = pt_f32_to_bf16(v);
+    }
+    int64_t sh[2] = {s->shape[0], s->shape[1]};
+    if (transpose) sh[0] = s->shape[1], sh[1] = s->shape[0];
+    int rc = pt_st_writer_add(w, s->name, s->dt, s->ndim, sh, buf);
+    free(buf);
+    return rc;
+}
+
+static const char *LLAMA_CONFIG =
+    "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"%s\", \"hidden_size\": 32, "
+    "\"intermediate_size\": 48, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
+    "\"vocab_size\": 40, \"max_position_embeddings\": 64, \"rms_norm_eps\": 1e-05, \"rope_theta\": 500000.0, "
+    "\"hidden_act\": \"silu\", \"tie_word_embeddings\": %s, \"bos_token_id\": 1, \"eos_token_id\": [2, 7], "
+    "\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 32.0, \"low_freq_factor\": 1.0, "
+    "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192}}";
+
+/* Writes a tiny Llama HF directory. skip: a tensor to leave out; transpose: one
+ * to store with swapped dims; shards: 1 (model.safetensors) or 2 (index + shards). */
+static int write_llama_hf(const char *dir, const char *model_type, int untied, const char *skip,
+                          const char *transpose, int shards) {
+    if (pt_mkdir_p(dir) != 0) return -1;
+    char cfg[2048], path[600];
+    snprintf(cfg, sizeof cfg, LLAMA_CONFIG, model_type, untied ? "false" : "true");
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (write_text(path, cfg) != 0) return -1;
+    tspec s[64];
+    int n = llama_specs(s, untied);
+    pt_st_writer *w[2] = {pt_st_writer_new(), pt_st_writer_new()};
+    char index[8192];
+    size_t k = (size_t)snprintf(index, sizeof index, "{\"metadata\": {\"total_size\": 0}, \"weight_map\": {");
+    int first = 1;
+    for (int i = 0; i < n; i++) {
+        if (skip && strcmp(s[i].name, skip) == 0) continue;
+        int sh = shards == 2 ? i % 2 : 0;
+        if (add_spec(w[sh], &s[i], i, transpose && strcmp(s[i].name, transpose) == 0) != 0) return -1;
+        k += (size_t)snprintf(index + k, sizeof index - k, "%s\"%s\": \"model-0000%d-of-00002.safetensors\"",
+                              first ? "" : ", ", s[i].name, sh + 1);
+        first = 0;
+    }
+    snprintf(index + k, sizeof index - k, "}}");
+    int rc = 0;
+    if (shards == 2) {
+        for (int i = 0; i < 2; i++) {
+            snprintf(path, sizeof path, "%s/model-0000%d-of-00002.safetensors", dir, i + 1);
+            rc |= pt_st_writer_save(w[i], path);
+        }
+        snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+        rc |= write_text(path, index);
+    } else {
+        pt_st_writer_meta(w[0], "format", "pt");
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        rc |= pt_st_writer_save(w[0], path);
+    }
+    pt_st_writer_free(w[0]);
+    pt_st_writer_free(w[1]);
+    return rc;
+}
+
+/* max |loaded - written| for spec k (written values rounded to the spec dtype). */
+static double spec_diff(const pt_tensor *t, const tspec *s, int k) {
+    long n = (long)pt_tensor_numel(t);
+    float *buf = malloc((size_t)n * 4);
+    pt_tensor_to_f32(t, 0, n, buf);
+    double md = 0;
+    for (long j = 0; j < n; j++) {
+        float v = wval(k, j);
+        if (s->dt == PT_F16) v = pt_f16_to_f32(pt_f32_to_f16(v));
+        if (s->dt == PT_BF16) v = pt_bf16_to_f32(pt_f32_to_bf16(v));
+        double d = fabs((double)buf[j] - (double)v);
+        if (d > md || d != d) md = d;
+    }
+    free(buf);
+    return md;
+}
+
+static int spec_index(const tspec *s, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(s[i].name, name) == 0) return i;
+    return -1;
+}
+
+/* Compares every tensor of a loaded tiny Llama with what was written. */
+static int check_llama_weights(const pt_model *m, int untied, double *maxd) {
+    tspec s[64];
+    int n = llama_specs(s, untied);
+    *maxd = 0;
+    const pt_tensor *ts[64] = {0};
+    ts[spec_index(s, n, "model.embed_tokens.weight")] = &m->tok_embd;
+    ts[spec_index(s, n, "model.norm.weight")] = &m->out_norm;
+    if (untied) ts[spec_index(s, n, "lm_head.weight")] = &m->lm_head;
+    for (int l = 0; l < TL; l++) {
+        const pt_layer *L = &m->layers[l];
+        static const char *sfx[] = {"input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+                                    "self_attn.v_proj.weight", "self_attn.o_proj.weight",
+                                    "post_attention_layernorm.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight",
+                                    "mlp.down_proj.weight"};
+        const pt_tensor *lt[] = {&L->attn_norm, &L->wq.w, &L->wk.w, &L->wv.w, &L->wo.w,
+                                 &L->mlp_norm, &L->w_gate.w, &L->w_up.w, &L->w_down.w};
+        for (int j = 0; j < 9; j++) {
+            char nm[96];
+            snprintf(nm, sizeof nm, "model.layers.%d.%s", l, sfx[j]);
+            ts[spec_index(s, n, nm)] = lt[j];
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (!ts[i] || !ts[i]->data) return i + 1;
+        if (ts[i]->dtype != s[i].dt) return i + 1;
+        if (ts[i]->ndim != s[i].ndim || ts[i]->shape[0] != s[i].shape[0]) return i + 1;
+        double d = spec_diff(ts[i], &s[i], i);
+        if (d > *maxd) *maxd = d;
+    }
+    return 0;
+}
+
+TEST(test_hf_llama_single) {
+    const char *dir = tmp_path("llama_hf");
+    CHECK(write_llama_hf(dir, "llama", 1, NULL, NULL, 1) == 0, "write: %s", pt_last_error());
+    CHECK(write_text(tmp_path("llama_hf/tokenizer.json"), "{}") == 0, "tokenizer");
+    pt_model *m = pt_model_load(dir);
+    CHECK(m, "load: %s", pt_last_error());
+    const pt_config *c = &m->cfg;
+    CHECK(c->arch == PT_ARCH_LLAMA && c->dim == 32 && c->hidden_dim == 48 && c->n_layers == 2 && c->n_heads == 4 &&
+              c->n_kv_heads == 2 && c->head_dim == 8 && c->vocab_size == 40 && c->max_seq == 64,
+          "config sizes");
+    CHECK(fabsf(c->norm_eps - 1e-5f) < 1e-12f && c->rope_theta == 500000.0f, "eps %g theta %g", (double)c->norm_eps,
+          (double)c->rope_theta);
+    CHECK(c->rope_layout == PT_ROPE_HALF, "HF files use the rotate_half layout");
+    CHECK(c->rope_scaling == 1 && c->rope_factor == 32.0f && c->rope_low_freq_factor == 1.0f &&
+              c->rope_high_freq_factor == 4.0f && c->rope_orig_max_pos == 8192,
+          "llama3 rope scaling");
+    CHECK(c->bos_id == 1 && c->eos_id == 2 && c->pad_id == -1, "ids %d %d %d", c->bos_id, c->eos_id, c->pad_id);
+    CHECK(!c->qkv_bias && !c->tied_embeddings, "flags");
+    CHECK(strcmp(m->format, "hf") == 0, "format %s", m->format);
+    CHECK(m->tokenizer_path && contains(m->tokenizer_path, "llama_hf/tokenizer.json"), "tokenizer path %s",
+          m->tokenizer_path ? m->tokenizer_path : "(null)");
+    double md;
+    int bad = check_llama_weights(m, 1, &md);
+    CHECK(bad == 0, "tensor %d wrong (dtype, shape or missing)", bad - 1);
+    printf("  hf llama: max |loaded - written| = %g\n", md);
+    CHECK(md == 0, "weights differ by %g", md);
+    CHECK(m->lm_head.data != m->tok_embd.data, "untied head points at the embedding");
+    /* Non-embedding parameters: per layer 32*(32+16+16+32) + 3*48*32 + 2*32, plus the final norm. */
+    int64_t want = 2 * (32 * 96 + 3 * 48 * 32 + 64) + 32;
+    CHECK(pt_model_nonembed_params(m) == want, "nonembed %lld, want %lld", (long long)pt_model_nonembed_params(m),
+          (long long)want);
+    pt_model_free(m);
+    return 0;
+}
+
+TEST(test_hf_llama_sharded_tied) {
+    const char *dir = tmp_path("llama_sharded");
+    CHECK(write_llama_hf(dir, "mistral", 0, NULL, NULL, 2) == 0, "write: %s", pt_last_error());
+    pt_model *m = pt_model_load(dir);
+    CHECK(m, "load: %s", pt_last_error());
+    CHECK(m->cfg.tied_embeddings && m->lm_head.data == m->tok_embd.data, "tied head");
+    CHECK(m->n_maps == 2, "two shards mapped, got %d", m->n_maps);
+    double md;
+    int bad = check_llama_weights(m, 0, &md);
+    CHECK(bad == 0, "tensor %d wrong", bad - 1);
+    printf("  hf sharded: max |loaded - written| = %g\n", md);
+    CHECK(md == 0, "weights differ by %g", md);
+    CHECK(m->tokenizer_path == NULL, "no tokenizer expected");
+    pt_model_free(m);
+    return 0;
+}
+
+TEST(test_hf_gpt2) {
+    const char *dir = tmp_path("gpt2_hf");
+    CHECK(pt_mkdir_p(dir) == 0, "mkdir");
+    CHECK(write_text(tmp_path("gpt2_hf/config.json"),
+                     "{\"model_type\": \"gpt2\", \"n_embd\": 32, \"n_layer\": 2, \"n_head\": 4, \"n_positions\": 16, "
+                     "\"vocab_size\": 40, \"layer_norm_epsilon\": 1e-5, \"n_inner\": null, "
+                     "\"activation_function\": \"gelu_new\", \"bos_token_id\": 39, \"eos_token_id\": 39}") == 0,
+          "config");
+    CHECK(write_text(tmp_path("gpt2_hf/vocab.json"), "{}") == 0 && write_text(tmp_path("gpt2_hf/merges.txt"), "") == 0,
+          "vocab");
+    pt_st_writer *w = pt_st_writer_new();
+    int k = 0;
+    float *buf = malloc(128 * 128 * 4);
+#define GADD(nm, a, b)                                                                                         \
+    do {                                                                                                       \
+        int64_t sh_[2] = {a, b};                                                                               \
+        for (long j = 0; j < (long)(a) * ((b) ? (b) : 1); j++) buf[j] = wval(k, j);                            \
+        CHECK(pt_st_writer_add(w, nm, PT_F32, (b) ? 2 : 1, sh_, buf) == 0, "%s", pt_last_error());             \
+        k++;                                                                                                   \
+    } while (0)
+    GADD("transformer.wte.weight", 40, 32);
+    GADD("transformer.wpe.weight", 16, 32);
+    for (int l = 0; l < 2; l++) {
+        char nm[96];
+#define GL(sfx, a, b)                                                                                          \
+    do {                                                                                                       \
+        snprintf(nm, sizeof nm, "transformer.h.%d.%s", l, sfx);                                                \
+        GADD(nm, a, b);                                                                                        \
+    } while (0)
+        GL("ln_1.weight", 32, 0);
+        GL("ln_1.bias", 32, 0);
+        GL("attn.c_attn.weight", 32, 96);
+        GL("attn.c_attn.bias", 96, 0);
+        GL("attn.c_proj.weight", 32, 32);
+        GL("attn.c_proj.bias", 32, 0);
+        GL("ln_2.weight", 32, 0);
+        GL("ln_2.bias", 32, 0);
+        GL("mlp.c_fc.weight", 32, 128);
+        GL("mlp.c_fc.bias", 128, 0);
+        GL("mlp.c_proj.weight", 128, 32);
+        GL("mlp.c_proj.bias", 32, 0);
+        GL("attn.bias", 1, 0); /* the causal-mask buffer old exports carry: ignored */
+#undef GL
+    }
+    GADD("transformer.ln_f.weight", 32, 0);
+    GADD("transformer.ln_f.bias", 32, 0);
+#undef GADD
+    free(buf);
+    CHECK(pt_st_writer_save(w, tmp_path("gpt2_hf/model.safetensors")) == 0, "%s", pt_last_error());
+    pt_st_writer_free(w);
+    pt_model *m = pt_model_load(dir);
+    CHECK(m, "load: %s", pt_last_error());
+    const pt_config *c = &m->cfg;
+    CHECK(c->arch == PT_ARCH_GPT2 && c->dim == 32 && c->hidden_dim == 128 && c->n_layers == 2 && c->n_heads == 4 &&
+              c->n_kv_heads == 4 && c->head_dim == 8 && c->vocab_size == 40 && c->max_seq == 16,
+          "gpt2 config");
+    CHECK(c->tied_embeddings && m->lm_head.data == m->tok_embd.data, "GPT-2 ties lm_head to wte");
+    CHECK(c->bos_id == 39 && c->eos_id == 39, "ids");
+    const pt_layer *L = &m->layers[1];
+    CHECK(L->wqkv.w_in_out && L->wo.w_in_out && L->w_up.w_in_out && L->w_down.w_in_out, "Conv1D layout flags");
+    CHECK(L->wqkv.w.shape[0] == 32 && L->wqkv.w.shape[1] == 96 && L->wqkv.b.shape[0] == 96, "c_attn shape");
+    CHECK(L->w_down.w.shape[0] == 128 && L->w_down.w.shape[1] == 32, "mlp.c_proj shape");
+    /* layer 1's c_attn.weight is tensor index 2 + 13 + 2 = 17 */
+    const float *q = L->wqkv.w.data;
+    CHECK(q[5] == wval(17, 5) && q[32 * 96 - 1] == wval(17, 32 * 96 - 1), "c_attn values");
+    CHECK(((const float *)m->pos_embd.data)[7] == wval(1, 7), "wpe values");
+    CHECK(m->tokenizer_path && strcmp(m->tokenizer_path, dir) == 0, "vocab.json+merges.txt => dir, got %s",
+          m->tokenizer_path ? m->tokenizer_path : "(null)");
+    pt_model_free(m);
+    return 0;
+}
+
+/* The same arrays as a llama2.c version-0 (and version-1) file: each tensor lands where run.c puts it. */
+static void put_f32s(FILE *f, int k, long n) {
+    for (long j = 0; j < n; j++) {
+        float v = wval(k, j);
+        fwrite(&v, 4, 1, f);
+    }
+}
+
+static int write_llama2c(const char *path, int version, int untied, long cut) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    int32_t h[7] = {TD, TH, TL, TNH, TKV, untied && version == 0 ? -TV : TV, 16};
+    if (version == 1) {
+        uint32_t magic = 0x616b3432;
+        int32_t ver = 1;
+        fwrite(&magic, 4, 1, f);
+        fwrite(&ver, 4, 1, f);
+        fwrite(h, 4, 7, f);
+        unsigned char shared = (unsigned char)!untied, pad[256] = {0};
+        fwrite(&shared, 1, 1, f);
+        fwrite(pad, 1, 256 - 37, f);
+    } else
+        fwrite(h, 4, 7, f);
+    long kv = TKV * THD;
+    /* k ids: 0 emb, 1 rms_att, 2 wq, 3 wk, 4 wv, 5 wo, 6 rms_ffn, 7 w1, 8 w2, 9 w3, 10 rms_final, 11 wcls */
+    if (version == 0) {
+        put_f32s(f, 0, (long)TV * TD);
+        put_f32s(f, 1, (long)TL * TD);
+        put_f32s(f, 2, (long)TL * TD * TD);
+        put_f32s(f, 3, (long)TL * kv * TD);
+        put_f32s(f, 4, (long)TL * kv * TD);
+        put_f32s(f, 5, (long)TL * TD * TD);
+        put_f32s(f, 6, (long)TL * TD);
+        put_f32s(f, 7, (long)TL * TH * TD);
+        put_f32s(f, 8, (long)TL * TD * TH);
+        put_f32s(f, 9, (long)TL * TH * TD);
+        put_f32s(f, 10, TD);
+        put_f32s(f, 12, 16L * THD); /* freq_cis real + imag */
+    } else {
+        put_f32s(f, 1, (long)TL * TD);
+        put_f32s(f, 6, (long)TL * TD);
+        put_f32s(f, 10, TD);
+        put_f32s(f, 0, (long)TV * TD);
+        put_f32s(f, 2, (long)TL * TD * TD);
+        put_f32s(f, 3, (long)TL * kv * TD);
+        put_f32s(f, 4, (long)TL * kv * TD);
+        put_f32s(f, 5, (long)TL * TD * TD);
+        put_f32s(f, 7, (long)TL * TH * TD);
+        put_f32s(f, 8, (long)TL * TD * TH);
+        put_f32s(f, 9, (long)TL * TH * TD);
+    }
+    if (untied) put_f32s(f, 11, (long)TV * TD);
+    long size = ftell(f);
+    fclose(f);
+    if (cut > 0 && truncate(path, size - cut) != 0) return -1;
+    return 0;
+}
+
+static int check_llama2c_model(const pt_model *m, int untied) {
+    long kv = TKV * THD;
+    const pt_layer *L1 = &m->layers[1];
+    const float *p;
+    p = m->tok_embd.data;
+    if (p[TV * TD - 1] != wval(0, TV * TD - 1)) return 1;
+    p = L1->attn_norm.data;
+    if (p[3] != wval(1, TD + 3)) return 2;
+    p = L1->wq.w.data;
+    if (p[0] != wval(2, (long)TD * TD)) return 3;
+    p = L1->wk.w.data;
+    if (p[1] != wval(3, kv * TD + 1)) return 4;
+    p = L1->wv.w.data;
+    if (p[2] != wval(4, kv * TD + 2)) return 5;
+    p = L1->wo.w.data;
+    if (p[3] != wval(5, (long)TD * TD + 3)) return 6;
+    p = L1->mlp_norm.data;
+    if (p[4] != wval(6, TD + 4)) return 7;
+    p = L1->w_gate.w.data;
+    if (p[5] != wval(7, (long)TH * TD + 5)) return 8;
+    p = L1->w_down.w.data;
+    if (p[6] != wval(8, (long)TD * TH + 6)) return 9;
+    p = L1->w_up.w.data;
+    if (p[7] != wval(9, (long)TH * TD + 7)) return 10;
+    p = m->out_norm.data;
+    if (p[TD - 1] != wval(10, TD - 1)) return 11;
+    p = m->lm_head.data;
+    if (untied ? p[9] != wval(11, 9) : m->lm_head.data != m->tok_embd.data) return 12;
+    if (L1->wk.w.shape[0] != kv || L1->w_down.w.shape[1] != TH) return 13;
+    return 0;
+}
+
+TEST(test_llama2c_layout) {
+    for (int version = 0; version <= 1; version++)
+        for (int untied = 0; untied <= 1; untied++) {
+            const char *path = tmp_path("tiny.bin");
+            CHECK(write_llama2c(path, version, untied, 0) == 0, "write");
+            pt_model *m = pt_model_load(path);
+            CHECK(m, "load v%d untied %d: %s", version, untied, pt_last_error());
+            const pt_config *c = &m->cfg;
+            CHECK(c->dim == TD && c->hidden_dim == TH && c->n_layers == TL && c->n_heads == TNH &&
+                      c->n_kv_heads == TKV && c->vocab_size == TV && c->max_seq == 16 && c->head_dim == THD,
+                  "config");
+            CHECK(c->rope_layout == PT_ROPE_INTERLEAVED && c->rope_theta == 10000.0f && c->norm_eps == 1e-5f &&
+                      c->bos_id == 1 && c->eos_id == 2,
+                  "llama2.c conventions");
+            CHECK(c->tied_embeddings == !untied, "tied flag");
+            int bad = check_llama2c_model(m, untied);
+            CHECK(bad == 0, "v%d untied %d: tensor check %d failed", version, untied, bad);
+            pt_model_free(m);
+        }
+    return 0;
+}
+
+TEST(test_llama2c_fixtures) {
+    const char *fx = pt_test_shared_fixtures();
+    if (!fx) SKIP("../shared/fixtures not found");
+    static const struct {
+        const char *file;
+        int dim, layers, heads, kv, vocab, seq;
+        int has_tok;
+    } want[] = {{"stories260K.bin", 64, 5, 8, 4, 512, 512, 0}, {"aidreams260K.bin", 64, 4, 4, 4, 512, 128, 1}};
+    for (int i = 0; i < 2; i++) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/%s", fx, want[i].file);
+        if (!pt_file_exists(path)) SKIP("%s not found in %s", want[i].file, fx);
+        pt_model *m = pt_model_load(path);
+        CHECK(m, "%s", pt_last_error());
+        const pt_config *c = &m->cfg;
+        CHECK(c->dim == want[i].dim && c->n_layers == want[i].layers && c->n_heads == want[i].heads &&
+                  c->n_kv_heads == want[i].kv && c->vocab_size == want[i].vocab && c->max_seq == want[i].seq,
+              "%s: config dim %d layers %d heads %d kv %d vocab %d seq %d", want[i].file, c->dim, c->n_layers,
+              c->n_heads, c->n_kv_heads, c->vocab_size, c->max_seq);
+        CHECK(c->tied_embeddings && m->lm_head.data == m->tok_embd.data, "shared classifier");
+        CHECK(c->rope_layout == PT_ROPE_INTERLEAVED, "layout");
+        CHECK(want[i].has_tok ? (m->tokenizer_path && contains(m->tokenizer_path, "aidreams260K.tok512.bin"))
+                              : m->tokenizer_path == NULL,
+              "%s: tokenizer %s", want[i].file, m->tokenizer_path ? m->tokenizer_path : "(null)");
+        /* RMSNorm gains of a trained model are O(1) and finite: a misplaced pointer would read matrices. */
+        const float *g = m->out_norm.data;
+        double mean = 0;
+        for (int j = 0; j < c->dim; j++) mean += fabs((double)g[j]);
+        mean /= c->dim;
+        CHECK(isfinite(mean) && mean > 0.1 && mean < 20, "%s: final norm mean |g| = %g", want[i].file, mean);
+        printf("  %s: dim %d hidden %d layers %d heads %d kv %d vocab %d seq %d, mean |final norm| %.3f\n",
+               want[i].file, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size,
+               c->max_seq, mean);
+        pt_model_free(m);
+    }
+    return 0;
+}
+
 int main(void) {
     PT_RUN(test_half_bits);
     PT_RUN(test_st_roundtrip);
@@ -310,5 +754,10 @@ int main(void) {
     PT_RUN(test_st_bad_offsets);
     PT_RUN(test_st_bad_size_mismatch);
     PT_RUN(test_st_bad_dtype);
+    PT_RUN(test_hf_llama_single);
+    PT_RUN(test_hf_llama_sharded_tied);
+    PT_RUN(test_hf_gpt2);
+    PT_RUN(test_llama2c_layout);
+    PT_RUN(test_llama2c_fixtures);
     return PT_DONE();
 }
