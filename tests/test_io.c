@@ -745,6 +745,475 @@ TEST(test_llama2c_fixtures) {
     return 0;
 }
 
+/* ---- GGUF written in C ---------------------------------------------------------- */
+
+typedef struct {
+    unsigned char *p;
+    size_t n, cap;
+} gbuf;
+
+static void gb_put(gbuf *b, const void *d, size_t n) {
+    if (b->n + n > b->cap) {
+        b->cap = (b->n + n) * 2 + 256;
+        b->p = realloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->n, d, n);
+    b->n += n;
+}
+static void gb_u32(gbuf *b, uint32_t v) { gb_put(b, &v, 4); }
+static void gb_u64(gbuf *b, uint64_t v) { gb_put(b, &v, 8); }
+static void gb_str(gbuf *b, const char *s) {
+    gb_u64(b, strlen(s));
+    gb_put(b, s, strlen(s));
+}
+static void gkv_u32(gbuf *b, const char *k, uint32_t v) { gb_str(b, k), gb_u32(b, 4), gb_u32(b, v); }
+static void gkv_f32(gbuf *b, const char *k, float v) { gb_str(b, k), gb_u32(b, 6), gb_put(b, &v, 4); }
+static void gkv_str(gbuf *b, const char *k, const char *v) { gb_str(b, k), gb_u32(b, 8), gb_str(b, v); }
+
+typedef struct {
+    char name[64];
+    int ndim;
+    int64_t shape[2]; /* row-major */
+    uint32_t type;    /* ggml: 0 F32, 1 F16, 8 Q8_0, 30 BF16, 2 Q4_0 */
+    int k;            /* values wval(k, j) */
+} gt;
+
+static size_t gt_bytes(const gt *t) {
+    long n = (long)t->shape[0] * (t->ndim == 2 ? t->shape[1] : 1);
+    switch (t->type) {
+    case 0: return (size_t)n * 4;
+    case 1: case 30: return (size_t)n * 2;
+    case 8: return (size_t)n / 32 * 34;
+    case 2: return (size_t)n / 32 * 18;
+    default: return 0;
+    }
+}
+
+/* Encodes tensor t's values in its type (Q8_0: per block scale amax/127, rounded quants). */
+static void gt_encode(const gt *t, unsigned char *out) {
+    long n = (long)t->shape[0] * (t->ndim == 2 ? t->shape[1] : 1);
+    if (t->type == 8) {
+        for (long b = 0; b < n / 32; b++) {
+            float amax = 0;
+            for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(wval(t->k, b * 32 + i)));
+            float d = amax / 127.0f;
+            uint16_t hd = pt_f32_to_f16(d);
+            memcpy(out + b * 34, &hd, 2);
+            float dd = pt_f16_to_f32(hd);
+            for (int i = 0; i < 32; i++)
+                out[b * 34 + 2 + i] = (unsigned char)(signed char)lrintf(dd > 0 ? wval(t->k, b * 32 + i) / dd : 0);
+        }
+        return;
+    }
+    if (t->type == 2) {
+        memset(out, 0x11, gt_bytes(t));
+        return;
+    }
+    for (long j = 0; j < n; j++) {
+        float v = wval(t->k, j);
+        if (t->type == 0) memcpy(out + j * 4, &v, 4);
+        else {
+            uint16_t h = t->type == 1 ? pt_f32_to_f16(v) : pt_f32_to_bf16(v);
+            memcpy(out + j * 2, &h, 2);
+        }
+    }
+}
+
+/* Tiny llama GGUF tensors; `q4` makes blk.0.attn_q.weight a Q4_0 tensor. */
+static int gguf_llama_tensors(gt *t, int q4) {
+    int n = 0, k = 0;
+#define GT(nm, ty, a, b)                                                                                       \
+    do {                                                                                                       \
+        snprintf(t[n].name, sizeof t[n].name, "%s", nm);                                                       \
+        t[n].type = ty, t[n].shape[0] = a, t[n].shape[1] = b, t[n].ndim = (b) ? 2 : 1, t[n].k = k++;           \
+        n++;                                                                                                   \
+    } while (0)
+    GT("token_embd.weight", 30, TV, TD);
+    for (int l = 0; l < TL; l++) {
+        char nm[64];
+#define GTL(sfx, ty, a, b)                                                                                     \
+    do {                                                                                                       \
+        snprintf(nm, sizeof nm, "blk.%d.%s", l, sfx);                                                          \
+        GT(nm, ty, a, b);                                                                                      \
+    } while (0)
+        GTL("attn_norm.weight", 0, TD, 0);
+        GTL("attn_q.weight", (q4 && l == 0) ? 2u : 0u, TNH * THD, TD);
+        GTL("attn_k.weight", 1, TKV * THD, TD);
+        GTL("attn_v.weight", 0, TKV * THD, TD);
+        GTL("attn_output.weight", 0, TD, TNH * THD);
+        GTL("ffn_norm.weight", 0, TD, 0);
+        GTL("ffn_gate.weight", 0, TH, TD);
+        GTL("ffn_up.weight", 8, TH, TD);
+        GTL("ffn_down.weight", 0, TD, TH);
+#undef GTL
+    }
+    GT("output_norm.weight", 0, TD, 0);
+#undef GT
+    return n;
+}
+
+/* Serializes a GGUF file. lie_offset: added to the last tensor's offset. */
+static gbuf gguf_build(const char *arch, const gt *t, int nt, uint64_t lie_offset) {
+    gbuf b = {0};
+    gb_put(&b, "GGUF", 4);
+    gb_u32(&b, 3);
+    gb_u64(&b, (uint64_t)nt);
+    gb_u64(&b, 14);
+    gkv_str(&b, "general.architecture", arch);
+    gkv_str(&b, "general.name", "tiny");
+    char key[96];
+#define AK(sfx) (snprintf(key, sizeof key, "%s.%s", arch, sfx), key)
+    gkv_u32(&b, AK("embedding_length"), TD);
+    gkv_u32(&b, AK("block_count"), TL);
+    gkv_u32(&b, AK("feed_forward_length"), TH);
+    gkv_u32(&b, AK("attention.head_count"), TNH);
+    gkv_u32(&b, AK("attention.head_count_kv"), TKV);
+    gkv_f32(&b, AK("attention.layer_norm_rms_epsilon"), 1e-5f);
+    gkv_f32(&b, AK("rope.freq_base"), 10000.0f);
+    gkv_u32(&b, AK("context_length"), 64);
+#undef AK
+    gkv_u32(&b, "tokenizer.ggml.bos_token_id", 1);
+    gkv_u32(&b, "tokenizer.ggml.eos_token_id", 2);
+    /* a string array (skipped by the reader) and a numeric one */
+    gb_str(&b, "tokenizer.ggml.tokens");
+    gb_u32(&b, 9);
+    gb_u32(&b, 8);
+    gb_u64(&b, TV);
+    for (int i = 0; i < TV; i++) {
+        char tok[16];
+        snprintf(tok, sizeof tok, "t%d", i);
+        gb_str(&b, tok);
+    }
+    gb_str(&b, "tokenizer.ggml.scores");
+    gb_u32(&b, 9);
+    gb_u32(&b, 6);
+    gb_u64(&b, TV);
+    for (int i = 0; i < TV; i++) {
+        float sc = (float)-i;
+        gb_put(&b, &sc, 4);
+    }
+    uint64_t off = 0;
+    for (int i = 0; i < nt; i++) {
+        gb_str(&b, t[i].name);
+        gb_u32(&b, (uint32_t)t[i].ndim);
+        for (int d = t[i].ndim - 1; d >= 0; d--) gb_u64(&b, (uint64_t)t[i].shape[d]); /* ne: innermost first */
+        gb_u32(&b, t[i].type);
+        gb_u64(&b, off + (i == nt - 1 ? lie_offset : 0));
+        off += (gt_bytes(&t[i]) + 31) / 32 * 32;
+    }
+    static const unsigned char zeros[32] = {0};
+    gb_put(&b, zeros, (32 - b.n % 32) % 32);
+    for (int i = 0; i < nt; i++) {
+        size_t nb = gt_bytes(&t[i]);
+        unsigned char *tmp = malloc(nb);
+        gt_encode(&t[i], tmp);
+        gb_put(&b, tmp, nb);
+        free(tmp);
+        gb_put(&b, zeros, (32 - nb % 32) % 32);
+    }
+    return b;
+}
+
+static int write_gguf_llama(const char *path, int q4, uint64_t lie_offset, size_t cut) {
+    gt t[64];
+    int nt = gguf_llama_tensors(t, q4);
+    gbuf b = gguf_build("llama", t, nt, lie_offset);
+    int rc = write_bytes(path, b.p, cut ? cut : b.n);
+    free(b.p);
+    return rc;
+}
+
+TEST(test_gguf_llama) {
+    const char *path = tmp_path("tiny.gguf");
+    CHECK(write_gguf_llama(path, 0, 0, 0) == 0, "write");
+    pt_model *m = pt_model_load(path);
+    CHECK(m, "load: %s", pt_last_error());
+    const pt_config *c = &m->cfg;
+    CHECK(c->arch == PT_ARCH_LLAMA && c->dim == TD && c->hidden_dim == TH && c->n_layers == TL &&
+              c->n_heads == TNH && c->n_kv_heads == TKV && c->head_dim == THD && c->vocab_size == TV &&
+              c->max_seq == 64,
+          "config");
+    CHECK(c->rope_layout == PT_ROPE_INTERLEAVED, "converted llama GGUF uses the interleaved layout");
+    CHECK(c->bos_id == 1 && c->eos_id == 2 && c->tied_embeddings, "ids / tied");
+    CHECK(strcmp(c->name, "tiny") == 0 && strcmp(m->format, "gguf") == 0, "name %s", c->name);
+    gt t[64];
+    int nt = gguf_llama_tensors(t, 0);
+    double maxd = 0, maxq = 0;
+    for (int i = 0; i < nt; i++) {
+        const pt_tensor *lt = NULL;
+        int l = -1;
+        char sfx[64];
+        if (strcmp(t[i].name, "token_embd.weight") == 0) lt = &m->tok_embd;
+        else if (strcmp(t[i].name, "output_norm.weight") == 0) lt = &m->out_norm;
+        else if (sscanf(t[i].name, "blk.%d.%63s", &l, sfx) == 2) {
+            const pt_layer *L = &m->layers[l];
+            if (!strcmp(sfx, "attn_norm.weight")) lt = &L->attn_norm;
+            else if (!strcmp(sfx, "attn_q.weight")) lt = &L->wq.w;
+            else if (!strcmp(sfx, "attn_k.weight")) lt = &L->wk.w;
+            else if (!strcmp(sfx, "attn_v.weight")) lt = &L->wv.w;
+            else if (!strcmp(sfx, "attn_output.weight")) lt = &L->wo.w;
+            else if (!strcmp(sfx, "ffn_norm.weight")) lt = &L->mlp_norm;
+            else if (!strcmp(sfx, "ffn_gate.weight")) lt = &L->w_gate.w;
+            else if (!strcmp(sfx, "ffn_up.weight")) lt = &L->w_up.w;
+            else if (!strcmp(sfx, "ffn_down.weight")) lt = &L->w_down.w;
+        }
+        CHECK(lt && lt->data, "%s not loaded", t[i].name);
+        CHECK(lt->ndim == t[i].ndim && lt->shape[0] == t[i].shape[0] && (t[i].ndim == 1 || lt->shape[1] == t[i].shape[1]),
+              "%s: shape not reversed back to row-major", t[i].name);
+        static const pt_dtype want_dt[31] = {[0] = PT_F32, [1] = PT_F16, [8] = PT_Q8_0, [30] = PT_BF16};
+        CHECK(lt->dtype == want_dt[t[i].type], "%s: dtype %s", t[i].name, pt_dtype_name(lt->dtype));
+        long n = (long)pt_tensor_numel(lt);
+        float *buf = malloc((size_t)n * 4);
+        pt_tensor_to_f32(lt, 0, n, buf);
+        for (long j = 0; j < n; j++) {
+            double d = fabs((double)buf[j] - (double)wval(t[i].k, j));
+            if (t[i].type == 8) maxq = fmax(maxq, d);
+            else maxd = fmax(maxd, d);
+        }
+        free(buf);
+    }
+    printf("  gguf llama: max |loaded - written| = %g (F32/F16/BF16 rounding), %g (Q8_0)\n", maxd, maxq);
+    CHECK(maxd < 2e-3, "F32/F16/BF16 tensors differ by %g", maxd);
+    CHECK(maxq < 0.48 / 127 * 0.51 + 1e-3, "Q8_0 error %g larger than half a quantization step", maxq);
+    CHECK(m->lm_head.data == m->tok_embd.data, "absent output.weight => tied");
+    pt_model_free(m);
+    return 0;
+}
+
+TEST(test_gguf_gpt2) {
+    gt t[64];
+    int n = 0, k = 0;
+#define GT(nm, ty, a, b)                                                                                       \
+    do {                                                                                                       \
+        snprintf(t[n].name, sizeof t[n].name, "%s", nm);                                                       \
+        t[n].type = ty, t[n].shape[0] = a, t[n].shape[1] = b, t[n].ndim = (b) ? 2 : 1, t[n].k = k++;           \
+        n++;                                                                                                   \
+    } while (0)
+    GT("token_embd.weight", 0, TV, TD);
+    GT("position_embd.weight", 0, 64, TD);
+    for (int l = 0; l < TL; l++) {
+        char nm[64];
+        static const struct {
+            const char *s;
+            int a, b;
+        } g[] = {{"attn_norm.weight", TD, 0}, {"attn_norm.bias", TD, 0},       {"attn_qkv.weight", 3 * TD, TD},
+                 {"attn_qkv.bias", 3 * TD, 0}, {"attn_output.weight", TD, TD}, {"attn_output.bias", TD, 0},
+                 {"ffn_norm.weight", TD, 0},  {"ffn_norm.bias", TD, 0},        {"ffn_up.weight", TH, TD},
+                 {"ffn_up.bias", TH, 0},      {"ffn_down.weight", TD, TH},     {"ffn_down.bias", TD, 0}};
+        for (int j = 0; j < 12; j++) {
+            snprintf(nm, sizeof nm, "blk.%d.%s", l, g[j].s);
+            GT(nm, g[j].b ? 1u : 0u, g[j].a, g[j].b);
+        }
+    }
+    GT("output_norm.weight", 0, TD, 0);
+    GT("output_norm.bias", 0, TD, 0);
+    GT("output.weight", 0, TV, TD);
+#undef GT
+    gbuf b = gguf_build("gpt2", t, n, 0);
+    const char *path = tmp_path("gpt2.gguf");
+    CHECK(write_bytes(path, b.p, b.n) == 0, "write");
+    free(b.p);
+    pt_model *m = pt_model_load(path);
+    CHECK(m, "load: %s", pt_last_error());
+    const pt_config *c = &m->cfg;
+    CHECK(c->arch == PT_ARCH_GPT2 && c->dim == TD && c->hidden_dim == TH && c->max_seq == 64 && c->n_heads == TNH,
+          "config");
+    CHECK(!c->tied_embeddings && m->lm_head.data != m->tok_embd.data, "output.weight present => untied");
+    const pt_layer *L = &m->layers[1];
+    CHECK(!L->wqkv.w_in_out && L->wqkv.w.shape[0] == 3 * TD && L->wqkv.w.shape[1] == TD,
+          "GGUF gpt2 weights are Linear [out, in]");
+    CHECK(L->wqkv.w.dtype == PT_F16 && L->wqkv.b.dtype == PT_F32, "dtypes");
+    float v[3];
+    pt_tensor_to_f32(&L->w_down.w, 0, 3, v);
+    int kd = 2 + 12 + 10; /* layer 1 ffn_down.weight */
+    CHECK(fabsf(v[2] - wval(kd, 2)) < 1e-3f, "ffn_down values %g vs %g", (double)v[2], (double)wval(kd, 2));
+    pt_model_free(m);
+    return 0;
+}
+
+/* ---- bad input: one test per case ------------------------------------------------ */
+
+TEST(test_gguf_bad_truncated) {
+    gt t[64];
+    int nt = gguf_llama_tensors(t, 0);
+    gbuf b = gguf_build("llama", t, nt, 0);
+    const char *path = tmp_path("trunc.gguf");
+    /* Cut everywhere in the header and a few places in the data: never a crash, always a named error. */
+    int tried = 0;
+    for (size_t cut = 5; cut < b.n; cut += (cut < 2048 ? 7 : 997)) {
+        CHECK(write_bytes(path, b.p, cut) == 0, "write");
+        pt_model *m = pt_model_load(path);
+        if (m) pt_model_free(m);
+        CHECK(!m, "GGUF cut at %zu of %zu bytes was accepted", cut, b.n);
+        const char *e = pt_last_error();
+        CHECK(contains(e, path), "error does not name the file: %s", e);
+        CHECK(contains(e, "truncated") || contains(e, "past the end"), "cut at %zu: %s", cut, e);
+        tried++;
+    }
+    free(b.p);
+    CHECK(write_gguf_llama(path, 0, 0, 300) == 0, "write");
+    CHECK(!pt_model_load(path), "truncated accepted");
+    CHECK_ERR(path, "truncated GGUF file");
+    printf("  %d truncation points rejected\n", tried);
+    return 0;
+}
+
+TEST(test_gguf_bad_magic) {
+    const char *path = tmp_path("magic.gguf");
+    CHECK(write_gguf_llama(path, 0, 0, 0) == 0, "write");
+    FILE *f = fopen(path, "r+b");
+    fwrite("GGUX", 1, 4, f);
+    fclose(f);
+    CHECK(!pt_model_load(path), "bad magic accepted");
+    CHECK_ERR(path, "bad magic");
+    return 0;
+}
+
+TEST(test_gguf_bad_offset) {
+    const char *path = tmp_path("offset.gguf");
+    CHECK(write_gguf_llama(path, 0, (uint64_t)1 << 20, 0) == 0, "write");
+    CHECK(!pt_model_load(path), "lying tensor offset accepted");
+    CHECK_ERR(path, "output_norm.weight");
+    CHECK(contains(pt_last_error(), "runs past the end of the data block"), "%s", pt_last_error());
+    CHECK(write_gguf_llama(path, 0, 4, 0) == 0, "write");
+    CHECK(!pt_model_load(path), "misaligned tensor offset accepted");
+    CHECK_ERR(path, "not a multiple of the alignment");
+    return 0;
+}
+
+TEST(test_gguf_bad_quant_type) {
+    const char *path = tmp_path("q4.gguf");
+    CHECK(write_gguf_llama(path, 1, 0, 0) == 0, "write");
+    CHECK(!pt_model_load(path), "Q4_0 tensor accepted");
+    CHECK_ERR(path, "blk.0.attn_q.weight");
+    CHECK(contains(pt_last_error(), "Q4_0") && contains(pt_last_error(), "not supported") &&
+              contains(pt_last_error(), "q8_0"),
+          "%s", pt_last_error());
+    return 0;
+}
+
+TEST(test_gguf_bad_string_length) {
+    gt t[64];
+    int nt = gguf_llama_tensors(t, 0);
+    gbuf b = gguf_build("llama", t, nt, 0);
+    const char *path = tmp_path("strlen.gguf");
+    uint64_t huge = (uint64_t)1 << 40;
+    memcpy(b.p + 24, &huge, 8); /* length of the first metadata key */
+    CHECK(write_bytes(path, b.p, b.n) == 0, "write");
+    CHECK(!pt_model_load(path), "string length beyond the file accepted");
+    CHECK_ERR(path, "string length 1099511627776");
+    CHECK(contains(pt_last_error(), "runs past the end of the file"), "%s", pt_last_error());
+    /* Same for a tensor count that cannot fit. */
+    uint64_t many = (uint64_t)1 << 50;
+    memcpy(b.p + 8, &many, 8);
+    CHECK(write_bytes(path, b.p, b.n) == 0, "write");
+    CHECK(!pt_model_load(path), "absurd tensor count accepted");
+    CHECK_ERR(path, "could hold: truncated or corrupt");
+    free(b.p);
+    return 0;
+}
+
+TEST(test_gguf_bad_arch) {
+    gt t[64];
+    int nt = gguf_llama_tensors(t, 0);
+    gbuf b = gguf_build("mamba", t, nt, 0);
+    const char *path = tmp_path("arch.gguf");
+    CHECK(write_bytes(path, b.p, b.n) == 0, "write");
+    free(b.p);
+    CHECK(!pt_model_load(path), "unknown architecture accepted");
+    CHECK_ERR(path, "unsupported architecture 'mamba'");
+    return 0;
+}
+
+TEST(test_llama2c_bad_truncated) {
+    const char *path = tmp_path("trunc.bin");
+    CHECK(write_llama2c(path, 0, 0, 4) == 0, "write");
+    CHECK(!pt_model_load(path), "truncated .bin accepted");
+    CHECK_ERR(path, "file size mismatch");
+    CHECK(contains(pt_last_error(), "truncated"), "%s", pt_last_error());
+    CHECK(write_bytes(path, "\x40\0\0\0\x10", 5) == 0, "write");
+    CHECK(!pt_model_load(path), "5-byte .bin accepted");
+    CHECK_ERR(path, "truncated llama2.c checkpoint");
+    return 0;
+}
+
+TEST(test_llama2c_bad_header) {
+    const char *path = tmp_path("absurd.bin");
+    int32_t h[7] = {64, 172, -5, 8, 4, 512, 512};
+    float pad[64] = {0};
+    FILE *f = fopen(path, "wb");
+    fwrite(h, 4, 7, f), fwrite(pad, 4, 64, f);
+    fclose(f);
+    CHECK(!pt_model_load(path), "negative n_layers accepted");
+    CHECK_ERR(path, "implausible llama2.c header");
+    CHECK(contains(pt_last_error(), "n_layers -5"), "%s", pt_last_error());
+    /* Huge sizes: the implied size is computed without overflow and compared. */
+    int32_t h2[7] = {1 << 20, 1 << 22, 10000, 8, 4, 1 << 24, 1 << 24};
+    f = fopen(path, "wb");
+    fwrite(h2, 4, 7, f), fwrite(pad, 4, 64, f);
+    fclose(f);
+    CHECK(!pt_model_load(path), "absurd sizes accepted");
+    CHECK_ERR(path, "file size mismatch");
+    int32_t h3[7] = {INT32_MAX, INT32_MAX, INT32_MAX, 1, 1, INT32_MIN, 1};
+    f = fopen(path, "wb");
+    fwrite(h3, 4, 7, f), fwrite(pad, 4, 64, f);
+    fclose(f);
+    CHECK(!pt_model_load(path), "INT_MAX sizes accepted");
+    CHECK_ERR(path, "implausible");
+    /* llama2.c version 2 (Q8_0) is refused by name. */
+    int32_t v2[2] = {0x616b3432, 2};
+    f = fopen(path, "wb");
+    fwrite(v2, 4, 2, f), fwrite(pad, 4, 64, f);
+    fclose(f);
+    CHECK(!pt_model_load(path), "version 2 accepted");
+    CHECK_ERR(path, "version 2 is not supported");
+    return 0;
+}
+
+TEST(test_hf_bad_model_type) {
+    const char *dir = tmp_path("bad_type");
+    CHECK(write_llama_hf(dir, "falcon", 1, NULL, NULL, 1) == 0, "write");
+    CHECK(!pt_model_load(dir), "unknown model_type accepted");
+    CHECK_ERR("bad_type/config.json", "unknown model_type 'falcon'");
+    pt_config c;
+    CHECK(pt_config_from_hf_json(&c, "{\"model_type\": \"llama\", \"hidden_size\": ", "x/config.json") != 0, "bad json");
+    CHECK_ERR("x/config.json", "invalid JSON");
+    CHECK(pt_config_from_hf_json(&c, "{\"model_type\": \"llama\", \"hidden_size\": 64}", "y/config.json") != 0,
+          "missing fields accepted");
+    CHECK_ERR("y/config.json", "missing \"intermediate_size\"");
+    return 0;
+}
+
+TEST(test_hf_bad_missing_tensor) {
+    const char *dir = tmp_path("missing_tensor");
+    CHECK(write_llama_hf(dir, "llama", 1, "model.layers.1.mlp.down_proj.weight", NULL, 1) == 0, "write");
+    CHECK(!pt_model_load(dir), "missing tensor accepted");
+    CHECK_ERR(dir, "missing tensor 'model.layers.1.mlp.down_proj.weight'");
+    const char *dir2 = tmp_path("missing_head");
+    CHECK(write_llama_hf(dir2, "llama", 1, "lm_head.weight", NULL, 1) == 0, "write");
+    CHECK(!pt_model_load(dir2), "untied model without lm_head accepted");
+    CHECK_ERR(dir2, "missing tensor 'lm_head.weight'");
+    return 0;
+}
+
+TEST(test_hf_bad_shape) {
+    const char *dir = tmp_path("bad_shape");
+    CHECK(write_llama_hf(dir, "llama", 1, NULL, "model.layers.1.mlp.up_proj.weight", 1) == 0, "write");
+    CHECK(!pt_model_load(dir), "transposed tensor accepted");
+    CHECK_ERR(dir, "model.layers.1.mlp.up_proj.weight: expected [48, 32], got [32, 48]");
+    return 0;
+}
+
+TEST(test_hf_bad_missing_shard) {
+    const char *dir = tmp_path("missing_shard");
+    CHECK(write_llama_hf(dir, "llama", 1, NULL, NULL, 2) == 0, "write");
+    CHECK(unlink(tmp_path("missing_shard/model-00002-of-00002.safetensors")) == 0, "unlink");
+    CHECK(!pt_model_load(dir), "missing shard accepted");
+    CHECK_ERR("missing_shard/model.safetensors.index.json", "shard 'model-00002-of-00002.safetensors'");
+    CHECK(contains(pt_last_error(), "missing"), "%s", pt_last_error());
+    return 0;
+}
+
 int main(void) {
     PT_RUN(test_half_bits);
     PT_RUN(test_st_roundtrip);
@@ -759,5 +1228,24 @@ int main(void) {
     PT_RUN(test_hf_gpt2);
     PT_RUN(test_llama2c_layout);
     PT_RUN(test_llama2c_fixtures);
+    PT_RUN(test_gguf_llama);
+    PT_RUN(test_gguf_gpt2);
+    PT_RUN(test_gguf_bad_truncated);
+    PT_RUN(test_gguf_bad_magic);
+    PT_RUN(test_gguf_bad_offset);
+    PT_RUN(test_gguf_bad_quant_type);
+    PT_RUN(test_gguf_bad_string_length);
+    PT_RUN(test_gguf_bad_arch);
+    PT_RUN(test_llama2c_bad_truncated);
+    PT_RUN(test_llama2c_bad_header);
+    PT_RUN(test_hf_bad_model_type);
+    PT_RUN(test_hf_bad_missing_tensor);
+    PT_RUN(test_hf_bad_shape);
+    PT_RUN(test_hf_bad_missing_shard);
+    if (tmpdir[0] && strncmp(tmpdir, "/tmp/pt_test_io_", 16) == 0) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+        if (system(cmd) != 0) printf("# could not remove %s\n", tmpdir);
+    }
     return PT_DONE();
 }

@@ -237,8 +237,8 @@ static int gguf_parse(gguf *g, const pt_mmap *map) {
     /* Each entry needs well over 8 bytes, so counts beyond size/8 are lies. */
     if (n_t > map->size / 8 || n_kv > map->size / 8)
         return pt_set_error("%s: GGUF header claims %llu tensors and %llu metadata entries, more than the file "
-                            "could hold",
-                            g->path, (unsigned long long)n_t, (unsigned long long)n_kv);
+                            "(%zu bytes) could hold: truncated or corrupt",
+                            g->path, (unsigned long long)n_t, (unsigned long long)n_kv, map->size);
     g->kvs = pt_calloc((size_t)(n_kv ? n_kv : 1), sizeof *g->kvs);
     g->ti = pt_calloc((size_t)(n_t ? n_t : 1), sizeof *g->ti);
     if (!g->kvs || !g->ti) return PT_ERR;
