@@ -1058,6 +1058,75 @@ TEST(test_gguf_bad_truncated) {
     return 0;
 }
 
+/* Single-byte corruptions anywhere in the header: loading may fail or succeed, but
+ * never crashes or reads outside the file (the ASan build checks the latter). */
+TEST(test_gguf_corrupt_bytes) {
+    gt t[64];
+    int nt = gguf_llama_tensors(t, 0);
+    gbuf b = gguf_build("llama", t, nt, 0);
+    const char *path = tmp_path("fuzz.gguf");
+    pt_rng r;
+    pt_rng_seed(&r, 7);
+    int failed = 0, n = 300;
+    size_t hdr = 2200; /* metadata and tensor infos */
+    for (int i = 0; i < n; i++) {
+        unsigned char *c = malloc(b.n);
+        memcpy(c, b.p, b.n);
+        size_t at = (size_t)pt_rng_below(&r, hdr);
+        c[at] ^= (unsigned char)(1u << pt_rng_below(&r, 8));
+        if (i % 3 == 0) c[at] = 0xFF;
+        CHECK(write_bytes(path, c, b.n) == 0, "write");
+        free(c);
+        pt_model *m = pt_model_load(path);
+        if (m) {
+            CHECK(pt_model_validate(m) == 0, "loaded model does not validate");
+            pt_model_free(m);
+        } else {
+            failed++;
+            CHECK(contains(pt_last_error(), path), "error does not name the file: %s", pt_last_error());
+        }
+    }
+    free(b.p);
+    printf("  %d of %d corrupted headers rejected, the rest loaded and validated\n", failed, n);
+    CHECK(failed > 0, "no corruption detected at all");
+    return 0;
+}
+
+/* The same for safetensors: cut at every length and flip header bytes. */
+TEST(test_st_corrupt_bytes) {
+    const char *dir = tmp_path("fuzz_hf");
+    CHECK(write_llama_hf(dir, "llama", 1, NULL, NULL, 1) == 0, "write");
+    const char *st = tmp_path("fuzz_hf/model.safetensors");
+    size_t len;
+    char *orig = pt_read_file(st, &len);
+    CHECK(orig, "read");
+    pt_rng r;
+    pt_rng_seed(&r, 11);
+    uint64_t hl;
+    memcpy(&hl, orig, 8);
+    int failed = 0, n = 0;
+    for (size_t cut = 0; cut < 8 + hl + 64; cut += 13, n++) {
+        CHECK(write_bytes(st, orig, cut) == 0, "write");
+        pt_model *m = pt_model_load(dir);
+        CHECK(!m, "safetensors cut at %zu accepted", cut);
+        CHECK(contains(pt_last_error(), st), "error does not name the file: %s", pt_last_error());
+        failed++;
+    }
+    for (int i = 0; i < 200; i++, n++) {
+        char *c = malloc(len);
+        memcpy(c, orig, len);
+        c[8 + pt_rng_below(&r, hl)] ^= (char)(1u << pt_rng_below(&r, 8));
+        CHECK(write_bytes(st, c, len) == 0, "write");
+        free(c);
+        pt_model *m = pt_model_load(dir);
+        if (m) pt_model_free(m);
+        else failed++;
+    }
+    free(orig);
+    printf("  %d of %d corrupted safetensors files rejected\n", failed, n);
+    return 0;
+}
+
 TEST(test_gguf_bad_magic) {
     const char *path = tmp_path("magic.gguf");
     CHECK(write_gguf_llama(path, 0, 0, 0) == 0, "write");
@@ -1231,6 +1300,8 @@ int main(void) {
     PT_RUN(test_gguf_llama);
     PT_RUN(test_gguf_gpt2);
     PT_RUN(test_gguf_bad_truncated);
+    PT_RUN(test_gguf_corrupt_bytes);
+    PT_RUN(test_st_corrupt_bytes);
     PT_RUN(test_gguf_bad_magic);
     PT_RUN(test_gguf_bad_offset);
     PT_RUN(test_gguf_bad_quant_type);

@@ -223,6 +223,19 @@ static pt_dtype ggml_to_dtype(uint32_t t) {
     }
 }
 
+/* Ensures room for `need` zeroed elements of `size` bytes in *p (capacity *cap). */
+static int grow(void **p, size_t *cap, size_t need, size_t size) {
+    if (need <= *cap) return 0;
+    size_t nc = *cap ? *cap * 2 : 64;
+    while (nc < need) nc *= 2;
+    void *np = pt_realloc(*p, nc * size);
+    if (!np) return PT_ERR;
+    memset((char *)np + *cap * size, 0, (nc - *cap) * size);
+    *p = np;
+    *cap = nc;
+    return 0;
+}
+
 static int gguf_parse(gguf *g, const pt_mmap *map) {
     cursor c = {map->data, map->size, 0, g->path, "header"};
     if (map->size < 4 || memcmp(map->data, "GGUF", 4) != 0)
@@ -239,11 +252,11 @@ static int gguf_parse(gguf *g, const pt_mmap *map) {
         return pt_set_error("%s: GGUF header claims %llu tensors and %llu metadata entries, more than the file "
                             "(%zu bytes) could hold: truncated or corrupt",
                             g->path, (unsigned long long)n_t, (unsigned long long)n_kv, map->size);
-    g->kvs = pt_calloc((size_t)(n_kv ? n_kv : 1), sizeof *g->kvs);
-    g->ti = pt_calloc((size_t)(n_t ? n_t : 1), sizeof *g->ti);
-    if (!g->kvs || !g->ti) return PT_ERR;
+    /* Tables grow as entries are actually read, so a lying count cannot force a huge allocation. */
+    size_t cap_kv = 0, cap_t = 0;
     char what[160];
     for (uint64_t i = 0; i < n_kv; i++) {
+        if (grow((void **)&g->kvs, &cap_kv, (size_t)i + 1, sizeof *g->kvs)) return PT_ERR;
         kv *v = &g->kvs[i];
         snprintf(what, sizeof what, "metadata entry %llu", (unsigned long long)i);
         c.what = what;
@@ -260,6 +273,7 @@ static int gguf_parse(gguf *g, const pt_mmap *map) {
         align = (uint32_t)al->i;
     }
     for (uint64_t i = 0; i < n_t; i++) {
+        if (grow((void **)&g->ti, &cap_t, (size_t)i + 1, sizeof *g->ti)) return PT_ERR;
         tinfo *t = &g->ti[i];
         snprintf(what, sizeof what, "tensor info %llu", (unsigned long long)i);
         c.what = what;

@@ -113,7 +113,7 @@ pt_model *pt_io_load_llama2c(const char *path) {
     int32_t dim = rd_i32(h), hidden = rd_i32(h + 4), nl = rd_i32(h + 8), nh = rd_i32(h + 12), nkv = rd_i32(h + 16),
             vocab = rd_i32(h + 20), seq = rd_i32(h + 24);
     int shared = version ? p[36] != 0 : vocab > 0;
-    if (vocab < 0) vocab = -vocab;
+    if (vocab < 0) vocab = vocab == INT32_MIN ? 0 : -vocab; /* INT32_MIN: rejected below */
     /* Sizes beyond these bounds are corrupt headers, not models this library could run. */
     if (dim <= 0 || hidden <= 0 || nl <= 0 || nh <= 0 || nkv <= 0 || vocab <= 0 || seq <= 0 || dim > (1 << 20) ||
         hidden > (1 << 22) || nl > 10000 || nh > 10000 || nkv > nh || vocab > (1 << 24) || seq > (1 << 24) ||
