@@ -1031,6 +1031,106 @@ TEST(test_gguf_gpt2) {
     return 0;
 }
 
+/* ---- the same weights in three formats (fixtures of scripts/reference.py) ----------- */
+
+/* Max |a - b| over rows of two 2-D tensors, with b's row index mapped by `perm`
+ * (hd > 0: a is in rotate_half layout, b interleaved, heads of hd rows) and
+ * optionally b transposed ([in, out] vs [out, in]). */
+static double tensor_diff(const pt_tensor *a, const pt_tensor *b, int hd, int b_transposed) {
+    int64_t rows = a->ndim == 2 ? a->shape[0] : 1, cols = a->shape[a->ndim - 1];
+    int64_t n = rows * cols;
+    float *x = malloc((size_t)n * 4), *y = malloc((size_t)n * 4);
+    pt_tensor_to_f32(a, 0, n, x);
+    pt_tensor_to_f32(b, 0, n, y);
+    double md = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t rb = r;
+        if (hd > 0) {
+            int64_t h = r / hd, j = r % hd;
+            rb = h * hd + (j < hd / 2 ? 2 * j : 2 * (j - hd / 2) + 1);
+        }
+        for (int64_t c = 0; c < cols; c++) {
+            float vb = b_transposed ? y[c * rows + r] : y[rb * cols + c];
+            double d = fabs((double)x[r * cols + c] - (double)vb);
+            if (d > md || d != d) md = d;
+        }
+    }
+    free(x);
+    free(y);
+    return md;
+}
+
+/* Compares every weight of a Llama in HF layout with one in Meta's interleaved layout. */
+static double llama_model_diff(const pt_model *a, const pt_model *b) {
+    int hd = a->cfg.head_dim;
+    double md = fmax(tensor_diff(&a->tok_embd, &b->tok_embd, 0, 0), tensor_diff(&a->out_norm, &b->out_norm, 0, 0));
+    md = fmax(md, tensor_diff(&a->lm_head, &b->lm_head, 0, 0));
+    for (int l = 0; l < a->cfg.n_layers; l++) {
+        const pt_layer *x = &a->layers[l], *y = &b->layers[l];
+        md = fmax(md, tensor_diff(&x->attn_norm, &y->attn_norm, 0, 0));
+        md = fmax(md, tensor_diff(&x->mlp_norm, &y->mlp_norm, 0, 0));
+        md = fmax(md, tensor_diff(&x->wq.w, &y->wq.w, hd, 0));
+        md = fmax(md, tensor_diff(&x->wk.w, &y->wk.w, hd, 0));
+        md = fmax(md, tensor_diff(&x->wv.w, &y->wv.w, 0, 0));
+        md = fmax(md, tensor_diff(&x->wo.w, &y->wo.w, 0, 0));
+        md = fmax(md, tensor_diff(&x->w_gate.w, &y->w_gate.w, 0, 0));
+        md = fmax(md, tensor_diff(&x->w_up.w, &y->w_up.w, 0, 0));
+        md = fmax(md, tensor_diff(&x->w_down.w, &y->w_down.w, 0, 0));
+    }
+    return md;
+}
+
+TEST(test_cross_format_weights) {
+    const char *fx = "tests/fixtures";
+    char p[5][300];
+    const char *names[5] = {"llama_tiny", "llama_tiny.bin", "llama_tiny.gguf", "llama_tiny_q8_0.gguf", NULL};
+    for (int i = 0; i < 4; i++) snprintf(p[i], sizeof p[i], "%s/%s", fx, names[i]);
+    if (!pt_file_exists(p[0]) || !pt_file_exists(p[1]) || !pt_file_exists(p[2]))
+        SKIP("reference fixtures (scripts/reference.py) not in %s", fx);
+    pt_model *hf = pt_model_load(p[0]), *bin = pt_model_load(p[1]), *gg = pt_model_load(p[2]);
+    CHECK(hf && bin && gg, "load: %s", pt_last_error());
+    CHECK(hf->cfg.rope_layout == PT_ROPE_HALF && bin->cfg.rope_layout == PT_ROPE_INTERLEAVED &&
+              gg->cfg.rope_layout == PT_ROPE_INTERLEAVED,
+          "rope layouts");
+    double d_bin = llama_model_diff(hf, bin), d_gg = llama_model_diff(hf, gg), d_q8 = -1;
+    pt_model *q8 = pt_model_load(p[3]);
+    if (q8) {
+        d_q8 = llama_model_diff(hf, q8);
+        pt_model_free(q8);
+    }
+    printf("  HF vs llama2.c: max |diff| %g; HF vs GGUF F32: %g; HF vs GGUF Q8_0: %g (after un-permuting Q/K rows)\n",
+           d_bin, d_gg, d_q8);
+    CHECK(d_bin == 0 && d_gg == 0, "weights differ across formats");
+    /* Q8_0 rounds each weight to a step of max|block|/127 (~0.03 for these weights); a misplaced row is O(1). */
+    CHECK(d_q8 >= 0 && d_q8 < 0.03, "Q8_0 weights differ by %g", d_q8);
+    pt_model_free(hf);
+    pt_model_free(bin);
+    pt_model_free(gg);
+
+    snprintf(p[0], sizeof p[0], "%s/gpt2_tiny", fx);
+    snprintf(p[1], sizeof p[1], "%s/gpt2_tiny.gguf", fx);
+    if (!pt_file_exists(p[0]) || !pt_file_exists(p[1])) return 0;
+    pt_model *a = pt_model_load(p[0]), *b = pt_model_load(p[1]);
+    CHECK(a && b, "load gpt2: %s", pt_last_error());
+    double md = fmax(tensor_diff(&a->tok_embd, &b->tok_embd, 0, 0), tensor_diff(&a->pos_embd, &b->pos_embd, 0, 0));
+    md = fmax(md, tensor_diff(&a->lm_head, &b->lm_head, 0, 0));
+    for (int l = 0; l < a->cfg.n_layers; l++) {
+        const pt_layer *x = &b->layers[l], *y = &a->layers[l]; /* x: GGUF [out, in]; y: HF Conv1D [in, out] */
+        CHECK(!x->wqkv.w_in_out && y->wqkv.w_in_out, "layout flags");
+        md = fmax(md, tensor_diff(&x->wqkv.w, &y->wqkv.w, 0, 1));
+        md = fmax(md, tensor_diff(&x->wo.w, &y->wo.w, 0, 1));
+        md = fmax(md, tensor_diff(&x->w_up.w, &y->w_up.w, 0, 1));
+        md = fmax(md, tensor_diff(&x->w_down.w, &y->w_down.w, 0, 1));
+        md = fmax(md, tensor_diff(&x->wqkv.b, &y->wqkv.b, 0, 0));
+        md = fmax(md, tensor_diff(&x->attn_norm_b, &y->attn_norm_b, 0, 0));
+    }
+    printf("  GPT-2 HF (Conv1D) vs GGUF (Linear): max |diff| %g\n", md);
+    CHECK(md == 0, "GPT-2 weights differ across formats by %g", md);
+    pt_model_free(a);
+    pt_model_free(b);
+    return 0;
+}
+
 /* ---- bad input: one test per case ------------------------------------------------ */
 
 TEST(test_gguf_bad_truncated) {
@@ -1299,6 +1399,7 @@ int main(void) {
     PT_RUN(test_llama2c_fixtures);
     PT_RUN(test_gguf_llama);
     PT_RUN(test_gguf_gpt2);
+    PT_RUN(test_cross_format_weights);
     PT_RUN(test_gguf_bad_truncated);
     PT_RUN(test_gguf_corrupt_bytes);
     PT_RUN(test_st_corrupt_bytes);
