@@ -1,0 +1,151 @@
+/* linear.c: y = x W^T + b with weights in their stored dtype.
+ *
+ * F32 weights are handed to sgemm as they are (nn.Linear [out, in] as a
+ * transposed operand, GPT-2 Conv1D [in, out] directly). F16/BF16/Q8_0 weights
+ * are widened one panel of rows at a time into a caller scratch buffer and
+ * multiplied there: the weights are never converted whole. */
+#include "ptune/kernels.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <string.h>
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+/* Target panel size in floats (4 MiB): large enough for sgemm efficiency,
+ * small enough to stay in the last-level cache. */
+#define PANEL_FLOATS (1 << 20)
+
+void pt_set_threads(int n) {
+    if (n <= 0) return;
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+}
+
+int pt_get_threads(void) { return omp_get_max_threads(); }
+
+int64_t pt_linear_in(const pt_linear *l) { return l->w_in_out ? l->w.shape[0] : l->w.shape[1]; }
+int64_t pt_linear_out(const pt_linear *l) { return l->w_in_out ? l->w.shape[1] : l->w.shape[0]; }
+
+static void row_to_f32(pt_dtype dt, const void *src, int64_t n, float *out) {
+    switch (dt) {
+    case PT_F32: memcpy(out, src, (size_t)n * sizeof(float)); break;
+    case PT_BF16: {
+        const uint16_t *s = src;
+        for (int64_t i = 0; i < n; i++) {
+            uint32_t b = (uint32_t)s[i] << 16;
+            memcpy(out + i, &b, 4);
+        }
+        break;
+    }
+    case PT_F16: {
+        const uint16_t *s = src;
+        int64_t i = 0;
+#if defined(__F16C__)
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+#endif
+        for (; i < n; i++) out[i] = pt_f16_to_f32(s[i]);
+        break;
+    }
+    case PT_Q8_0: {
+        const unsigned char *s = src;
+        for (int64_t blk = 0; blk < n / 32; blk++) {
+            const unsigned char *p = s + blk * 34;
+            uint16_t h;
+            memcpy(&h, p, 2);
+            float sc = pt_f16_to_f32(h);
+            const int8_t *q = (const int8_t *)(p + 2);
+            for (int j = 0; j < 32; j++) out[blk * 32 + j] = sc * (float)q[j];
+        }
+        break;
+    }
+    default: memset(out, 0, (size_t)n * sizeof(float)); break;
+    }
+}
+
+void pt_rows_to_f32(const pt_tensor *t, int64_t r0, int64_t nr, float *out) {
+    int64_t cols = t->shape[t->ndim - 1];
+    size_t rb = pt_dtype_row_bytes(t->dtype, cols);
+    const char *base = (const char *)t->data;
+    if (nr * cols >= 65536) {
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < nr; r++) row_to_f32(t->dtype, base + (size_t)(r0 + r) * rb, cols, out + r * cols);
+    } else {
+        for (int64_t r = 0; r < nr; r++) row_to_f32(t->dtype, base + (size_t)(r0 + r) * rb, cols, out + r * cols);
+    }
+}
+
+static int64_t panel_rows(const pt_linear *l) {
+    int64_t rows = l->w.shape[0], cols = l->w.shape[1];
+    int64_t pr = PANEL_FLOATS / (cols > 0 ? cols : 1);
+    if (pr < 16) pr = 16;
+    if (pr > rows) pr = rows;
+    return pr;
+}
+
+size_t pt_linear_scratch_floats(const pt_linear *l) {
+    if (l->w.dtype == PT_F32) return 0;
+    return (size_t)(panel_rows(l) * l->w.shape[1]);
+}
+
+static void fill_bias(float *y, int ldy, int n, int out, const float *bias) {
+    for (int r = 0; r < n; r++) memcpy(y + (size_t)r * ldy, bias, (size_t)out * sizeof(float));
+}
+
+void pt_linear_forward(const pt_linear *l, const float *bias, const float *x, int n, int ldx, float *y,
+                       int ldy, float *scratch) {
+    int in = (int)pt_linear_in(l), out = (int)pt_linear_out(l);
+    if (n <= 0) return;
+    float beta = 0.0f;
+    if (bias) fill_bias(y, ldy, n, out, bias), beta = 1.0f;
+    if (l->w.dtype == PT_F32) {
+        const float *w = l->w.data;
+        if (l->w_in_out)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, out, in, 1.0f, x, ldx, w, out, beta, y, ldy);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, ldx, w, in, beta, y, ldy);
+        return;
+    }
+    int64_t rows = l->w.shape[0], cols = l->w.shape[1], pr = panel_rows(l);
+    for (int64_t r0 = 0; r0 < rows; r0 += pr) {
+        int nr = (int)(r0 + pr <= rows ? pr : rows - r0);
+        pt_rows_to_f32(&l->w, r0, nr, scratch);
+        if (l->w_in_out) /* panel = inputs [r0, r0+nr) x all outputs: accumulate */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, out, nr, 1.0f, x + r0, ldx, scratch,
+                        (int)cols, (r0 == 0) ? beta : 1.0f, y, ldy);
+        else /* panel = outputs [r0, r0+nr) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, nr, in, 1.0f, x, ldx, scratch, (int)cols,
+                        beta, y + r0, ldy);
+    }
+}
+
+float pt_linear_weight(const pt_linear *l, int64_t o, int64_t i) {
+    int64_t r = l->w_in_out ? i : o, c = l->w_in_out ? o : i, cols = l->w.shape[1];
+    const char *base = (const char *)l->w.data;
+    switch (l->w.dtype) {
+    case PT_F32: return ((const float *)base)[r * cols + c];
+    case PT_BF16: return pt_bf16_to_f32(((const uint16_t *)base)[r * cols + c]);
+    case PT_F16: return pt_f16_to_f32(((const uint16_t *)base)[r * cols + c]);
+    case PT_Q8_0: {
+        const unsigned char *p = (const unsigned char *)base + (size_t)r * pt_dtype_row_bytes(PT_Q8_0, cols) +
+                                 (size_t)(c / 32) * 34;
+        uint16_t h;
+        memcpy(&h, p, 2);
+        return pt_f16_to_f32(h) * (float)((const int8_t *)(p + 2))[c % 32];
+    }
+    default: return 0.0f;
+    }
+}
+
+void pt_linear_forward_ref(const pt_linear *l, const float *bias, const float *x, int n, int ldx,
+                           float *y, int ldy) {
+    int64_t in = pt_linear_in(l), out = pt_linear_out(l);
+    for (int r = 0; r < n; r++)
+        for (int64_t o = 0; o < out; o++) {
+            double acc = bias ? (double)bias[o] : 0.0;
+            for (int64_t i = 0; i < in; i++) acc += (double)x[(size_t)r * ldx + i] * (double)pt_linear_weight(l, o, i);
+            y[(size_t)r * ldy + o] = (float)acc;
+        }
+}
