@@ -54,8 +54,9 @@ static int check_linear(const char *pt_test_name_, pt_dtype dt, int in_out, long
     l.w.shape[1] = cols;
     l.w.data = make_weight(dt, w, rows, cols);
     l.w_in_out = in_out;
-    float *scratch = malloc(sizeof(float) * (pt_linear_scratch_floats(&l) + 1));
-    pt_linear_forward(&l, bias ? b : NULL, x, n, ldx, y, ldy, scratch);
+    int nt = pt_get_threads();
+    float *scratch = malloc(sizeof(float) * (pt_linear_scratch_floats(&l) * (size_t)nt + 1));
+    pt_linear_forward(&l, bias ? b : NULL, x, n, ldx, y, ldy, scratch, nt);
     pt_linear_forward_ref(&l, bias ? b : NULL, x, n, ldx, yr, ldy);
     double md = 0, mr = 0;
     for (int r = 0; r < n; r++)
@@ -76,7 +77,7 @@ TEST(linear_all_dtypes) {
     for (int i = 0; i < 4; i++)
         for (int io = 0; io < 2; io++)
             if (check_linear(pt_test_name_, dts[i], io, 96, 64, 7, io)) return 1; /* Q8_0 rows need 32 | cols */
-    /* more than one panel (panels hold 2^20 floats) */
+    /* many chunks (about 2^19 weights per chunk) */
     if (check_linear(pt_test_name_, PT_BF16, 0, 64, 20000, 3, 1)) return 1;
     if (check_linear(pt_test_name_, PT_F16, 1, 20000, 64, 3, 1)) return 1;
     return 0;
@@ -255,6 +256,7 @@ TEST(elementwise) {
 }
 
 int main(void) {
+    pt_set_threads(0);
     PT_RUN(linear_all_dtypes);
     PT_RUN(norms);
     PT_RUN(rope_layouts);

@@ -9,20 +9,28 @@
 
 #include "ptune/model.h"
 
-/* Sets OpenMP and OpenBLAS thread counts together (n <= 0: leave as is). The
- * forward never nests OpenMP regions around BLAS calls. */
+/* Sets the OpenMP thread count (n <= 0: leave as is) and puts OpenBLAS in
+ * single-threaded mode: ptune splits every GEMM into shape-determined chunks
+ * and runs them on its own OpenMP threads (OpenBLAS's threaded sgemm is not
+ * bit-identical across thread counts). Call once before the first forward;
+ * pt_workspace_new does it too. */
 void pt_set_threads(int n);
 int pt_get_threads(void);
 
 /* ---- linear: y[n, out] = x[n, in] W^T + b ----------------------------------
  * W is l->w in its stored dtype ([out, in], or [in, out] when l->w_in_out).
- * F32 weights go straight to sgemm; F16/BF16/Q8_0 weights are converted panel
- * by panel into `scratch` (pt_linear_scratch_floats() floats) and multiplied
- * there, never widened whole. bias: fp32 [out] or NULL. x has row stride ldx,
- * y row stride ldy (so several linears can write into one fused buffer). */
+ * The outputs are split into chunks of pt_linear_chunk() columns (from the
+ * shape alone); each chunk is one single-threaded sgemm on an OpenMP thread.
+ * F32 weights go to sgemm as they are; F16/BF16/Q8_0 chunks are widened into
+ * the thread's block of `scratch` (n_scratch blocks of
+ * pt_linear_scratch_floats() floats; at most n_scratch threads run) and
+ * multiplied there, so weights are never widened whole. bias: fp32 [out] or
+ * NULL. x has row stride ldx, y row stride ldy (so several linears can write
+ * into one fused buffer). Not to be called inside a parallel region. */
+int pt_linear_chunk(const pt_linear *l);
 size_t pt_linear_scratch_floats(const pt_linear *l);
 void pt_linear_forward(const pt_linear *l, const float *bias, const float *x, int n, int ldx, float *y,
-                       int ldy, float *scratch);
+                       int ldy, float *scratch, int n_scratch);
 void pt_linear_forward_ref(const pt_linear *l, const float *bias, const float *x, int n, int ldx,
                            float *y, int ldy);
 /* Element (o, i) of the weight as fp32 (layout and dtype aware). */
@@ -32,6 +40,8 @@ int64_t pt_linear_out(const pt_linear *l);
 /* Widens n consecutive elements of a row-major tensor's rows [r0, r0+nr) to fp32
  * (any of F32/F16/BF16/Q8_0); out is [nr, cols]. */
 void pt_rows_to_f32(const pt_tensor *t, int64_t r0, int64_t nr, float *out);
+/* The same without OpenMP (for use inside parallel regions). */
+void pt_rows_to_f32_serial(const pt_tensor *t, int64_t r0, int64_t nr, float *out);
 
 /* ---- norms (out may equal x) -------------------------------------------------*/
 /* RMSNorm: out = x / sqrt(mean(x^2) + eps) * w. */

@@ -13,14 +13,12 @@
 #include <immintrin.h>
 #endif
 
-/* Target panel size in floats (4 MiB): large enough for sgemm efficiency,
- * small enough to stay in the last-level cache. */
-#define PANEL_FLOATS (1 << 20)
+/* Target weight chunk in floats (2 MiB of fp32). */
+#define CHUNK_FLOATS (1 << 19)
 
 void pt_set_threads(int n) {
-    if (n <= 0) return;
-    omp_set_num_threads(n);
-    openblas_set_num_threads(n);
+    if (n > 0) omp_set_num_threads(n);
+    openblas_set_num_threads(1); /* ptune threads its GEMMs itself (see pt_linear_forward) */
 }
 
 int pt_get_threads(void) { return omp_get_max_threads(); }
@@ -65,6 +63,13 @@ static void row_to_f32(pt_dtype dt, const void *src, int64_t n, float *out) {
     }
 }
 
+void pt_rows_to_f32_serial(const pt_tensor *t, int64_t r0, int64_t nr, float *out) {
+    int64_t cols = t->shape[t->ndim - 1];
+    size_t rb = pt_dtype_row_bytes(t->dtype, cols);
+    const char *base = (const char *)t->data;
+    for (int64_t r = 0; r < nr; r++) row_to_f32(t->dtype, base + (size_t)(r0 + r) * rb, cols, out + r * cols);
+}
+
 void pt_rows_to_f32(const pt_tensor *t, int64_t r0, int64_t nr, float *out) {
     int64_t cols = t->shape[t->ndim - 1];
     size_t rb = pt_dtype_row_bytes(t->dtype, cols);
@@ -77,47 +82,76 @@ void pt_rows_to_f32(const pt_tensor *t, int64_t r0, int64_t nr, float *out) {
     }
 }
 
-static int64_t panel_rows(const pt_linear *l) {
-    int64_t rows = l->w.shape[0], cols = l->w.shape[1];
-    int64_t pr = PANEL_FLOATS / (cols > 0 ? cols : 1);
-    if (pr < 16) pr = 16;
-    if (pr > rows) pr = rows;
-    return pr;
+/* Output columns per chunk: from the shape only (never the thread count), a
+ * multiple of 32 (Q8_0 blocks), about 2 MiB of fp32 weights per chunk. */
+int pt_linear_chunk(const pt_linear *l) {
+    int64_t in = pt_linear_in(l), out = pt_linear_out(l);
+    int64_t nc = CHUNK_FLOATS / (in > 0 ? in : 1);
+    nc = nc / 32 * 32;
+    if (nc < 32) nc = 32;
+    if (nc > 1024) nc = 1024;
+    if (nc > out) nc = out;
+    return (int)nc;
 }
 
 size_t pt_linear_scratch_floats(const pt_linear *l) {
     if (l->w.dtype == PT_F32) return 0;
-    return (size_t)(panel_rows(l) * l->w.shape[1]);
+    return (size_t)pt_linear_chunk(l) * (size_t)pt_linear_in(l);
 }
 
-static void fill_bias(float *y, int ldy, int n, int out, const float *bias) {
-    for (int r = 0; r < n; r++) memcpy(y + (size_t)r * ldy, bias, (size_t)out * sizeof(float));
+/* Widens columns [c0, c0+nc) of rows [0, rows) of a 2-D tensor into out [rows, nc]. */
+static void cols_to_f32(const pt_tensor *t, int64_t c0, int64_t nc, float *out) {
+    int64_t rows = t->shape[0], cols = t->shape[1];
+    size_t rb = pt_dtype_row_bytes(t->dtype, cols);
+    for (int64_t r = 0; r < rows; r++) {
+        const char *row = (const char *)t->data + (size_t)r * rb;
+        const char *src = t->dtype == PT_Q8_0 ? row + (size_t)(c0 / 32) * 34 : row + pt_dtype_row_bytes(t->dtype, c0);
+        row_to_f32(t->dtype, src, nc, out + r * nc);
+    }
 }
 
 void pt_linear_forward(const pt_linear *l, const float *bias, const float *x, int n, int ldx, float *y,
-                       int ldy, float *scratch) {
+                       int ldy, float *scratch, int n_scratch) {
     int in = (int)pt_linear_in(l), out = (int)pt_linear_out(l);
     if (n <= 0) return;
-    float beta = 0.0f;
-    if (bias) fill_bias(y, ldy, n, out, bias), beta = 1.0f;
-    if (l->w.dtype == PT_F32) {
-        const float *w = l->w.data;
+    int nc = pt_linear_chunk(l), nchunks = (out + nc - 1) / nc;
+    int f32 = l->w.dtype == PT_F32;
+    int nt = omp_get_max_threads();
+    if (!f32 && nt > n_scratch) nt = n_scratch;
+    if (nt > nchunks) nt = nchunks;
+    if (nt < 1) nt = 1;
+    size_t per = pt_linear_scratch_floats(l);
+    /* Each chunk of outputs: one single-threaded sgemm (OpenBLAS does not
+     * thread inside a parallel region), so the result of every element is the
+     * same whatever the thread count. */
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int c = 0; c < nchunks; c++) {
+        int o0 = c * nc, m = out - o0 < nc ? out - o0 : nc;
+        float *yc = y + o0, beta = 0.0f;
+        if (bias) {
+            for (int r = 0; r < n; r++) memcpy(yc + (size_t)r * ldy, bias + o0, (size_t)m * sizeof(float));
+            beta = 1.0f;
+        }
+        const float *w;
+        int ldw;
+        if (f32) {
+            w = (const float *)l->w.data + (l->w_in_out ? (size_t)o0 : (size_t)o0 * in);
+            ldw = l->w_in_out ? out : in;
+        } else {
+            float *s = scratch + (size_t)omp_get_thread_num() * per;
+            if (l->w_in_out) {
+                cols_to_f32(&l->w, o0, m, s);
+                ldw = m;
+            } else {
+                pt_rows_to_f32_serial(&l->w, o0, m, s);
+                ldw = in;
+            }
+            w = s;
+        }
         if (l->w_in_out)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, out, in, 1.0f, x, ldx, w, out, beta, y, ldy);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, m, in, 1.0f, x, ldx, w, ldw, beta, yc, ldy);
         else
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, ldx, w, in, beta, y, ldy);
-        return;
-    }
-    int64_t rows = l->w.shape[0], cols = l->w.shape[1], pr = panel_rows(l);
-    for (int64_t r0 = 0; r0 < rows; r0 += pr) {
-        int nr = (int)(r0 + pr <= rows ? pr : rows - r0);
-        pt_rows_to_f32(&l->w, r0, nr, scratch);
-        if (l->w_in_out) /* panel = inputs [r0, r0+nr) x all outputs: accumulate */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, out, nr, 1.0f, x + r0, ldx, scratch,
-                        (int)cols, (r0 == 0) ? beta : 1.0f, y, ldy);
-        else /* panel = outputs [r0, r0+nr) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, nr, in, 1.0f, x, ldx, scratch, (int)cols,
-                        beta, y + r0, ldy);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, m, in, 1.0f, x, ldx, w, ldw, beta, yc, ldy);
     }
 }
 

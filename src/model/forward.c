@@ -91,7 +91,7 @@ static void carve(pt_workspace *ws, planner *p) {
     ws->h1 = takef(p, n * (size_t)c->hidden_dim);
     ws->h2 = c->arch == PT_ARCH_LLAMA ? takef(p, n * (size_t)c->hidden_dim) : NULL;
     ws->pos = take(p, n * sizeof(int32_t));
-    ws->panel = takef(p, max_panel(m));
+    ws->panel = takef(p, max_panel(m) * (size_t)ws->nthreads);
     ws->att_scratch = takef(p, (size_t)ws->nthreads * pt_attention_scratch_floats(ws->Tk_max));
     if (c->arch == PT_ARCH_LLAMA) {
         int half = c->head_dim / 2;
@@ -139,6 +139,7 @@ pt_workspace *pt_fwd_workspace(const pt_model *m, int B, int T, int Tk_max, int 
     ws->pos_max = pos_max;
     int nt = omp_get_max_threads(), np = omp_get_num_procs();
     ws->nthreads = nt > np ? nt : np;
+    pt_set_threads(0); /* OpenBLAS single-threaded: we thread GEMMs ourselves */
     planner p = {NULL, 0, 0};
     carve(ws, &p);
     if (pt_arena_init(&ws->arena, p.total) != 0) {
@@ -254,11 +255,11 @@ int pt_fwd_run(const pt_model *m, pt_workspace *ws, const pt_fwd_args *a, pt_for
         float *xr = x + (size_t)r * d;
         int id = a->ids ? a->ids[r] : PT_TOK_EMBED;
         if (id == PT_TOK_EMBED) memcpy(xr, a->embeds + (size_t)r * d, (size_t)d * sizeof(float));
-        else pt_rows_to_f32(&m->tok_embd, id, 1, xr);
+        else pt_rows_to_f32_serial(&m->tok_embd, id, 1, xr);
         if (c->arch == PT_ARCH_GPT2) {
             float tmp[4096], *pe = d <= 4096 ? tmp : NULL;
             if (pe) {
-                pt_rows_to_f32(&m->pos_embd, ws->pos[r], 1, pe);
+                pt_rows_to_f32_serial(&m->pos_embd, ws->pos[r], 1, pe);
                 for (int i = 0; i < d; i++) xr[i] += pe[i];
             }
         }
@@ -273,11 +274,11 @@ int pt_fwd_run(const pt_model *m, pt_workspace *ws, const pt_fwd_args *a, pt_for
         const pt_layer_vecs *v = &ws->lv[l];
         norm(m, ws->xn, x, v->attn_norm, v->attn_norm_b, n);
         if (Ly->wqkv.w.data)
-            pt_linear_forward(&Ly->wqkv, v->bqkv, ws->xn, n, d, ws->qkv, qkvd, ws->panel);
+            pt_linear_forward(&Ly->wqkv, v->bqkv, ws->xn, n, d, ws->qkv, qkvd, ws->panel, ws->nthreads);
         else {
-            pt_linear_forward(&Ly->wq, v->bq, ws->xn, n, d, ws->qkv, qkvd, ws->panel);
-            pt_linear_forward(&Ly->wk, v->bk, ws->xn, n, d, ws->qkv + qd, qkvd, ws->panel);
-            pt_linear_forward(&Ly->wv, v->bv, ws->xn, n, d, ws->qkv + qd + kvd, qkvd, ws->panel);
+            pt_linear_forward(&Ly->wq, v->bq, ws->xn, n, d, ws->qkv, qkvd, ws->panel, ws->nthreads);
+            pt_linear_forward(&Ly->wk, v->bk, ws->xn, n, d, ws->qkv + qd, qkvd, ws->panel, ws->nthreads);
+            pt_linear_forward(&Ly->wv, v->bv, ws->xn, n, d, ws->qkv + qd + kvd, qkvd, ws->panel, ws->nthreads);
         }
         if (c->arch == PT_ARCH_LLAMA) {
             pt_rope(ws->qkv, qkvd, n, c->n_heads, hd, ws->pos, 0, ws->cos_t, ws->sin_t, c->rope_layout);
@@ -318,19 +319,19 @@ int pt_fwd_run(const pt_model *m, pt_workspace *ws, const pt_fwd_args *a, pt_for
             at.kv_len = a->lens;
         }
         pt_attention(&at, ws->att_scratch, ws->nthreads);
-        pt_linear_forward(&Ly->wo, v->bo, ws->att, n, qd, ws->xn, d, ws->panel);
+        pt_linear_forward(&Ly->wo, v->bo, ws->att, n, qd, ws->xn, d, ws->panel, ws->nthreads);
         pt_add(x, ws->xn, (int64_t)n * d);
 
         norm(m, ws->xn, x, v->mlp_norm, v->mlp_norm_b, n);
         if (c->arch == PT_ARCH_LLAMA) {
-            pt_linear_forward(&Ly->w_gate, v->bgate, ws->xn, n, d, ws->h1, hid, ws->panel);
-            pt_linear_forward(&Ly->w_up, v->bup, ws->xn, n, d, ws->h2, hid, ws->panel);
+            pt_linear_forward(&Ly->w_gate, v->bgate, ws->xn, n, d, ws->h1, hid, ws->panel, ws->nthreads);
+            pt_linear_forward(&Ly->w_up, v->bup, ws->xn, n, d, ws->h2, hid, ws->panel, ws->nthreads);
             pt_swiglu(ws->h1, ws->h2, (int64_t)n * hid);
         } else {
-            pt_linear_forward(&Ly->w_up, v->bup, ws->xn, n, d, ws->h1, hid, ws->panel);
+            pt_linear_forward(&Ly->w_up, v->bup, ws->xn, n, d, ws->h1, hid, ws->panel, ws->nthreads);
             pt_gelu(ws->h1, (int64_t)n * hid);
         }
-        pt_linear_forward(&Ly->w_down, v->bdown, ws->h1, n, hid, ws->xn, d, ws->panel);
+        pt_linear_forward(&Ly->w_down, v->bdown, ws->h1, n, hid, ws->xn, d, ws->panel, ws->nthreads);
         pt_add(x, ws->xn, (int64_t)n * d);
 
         for (int ci = 0; out && ci < out->n_capture; ci++) {
@@ -351,7 +352,7 @@ int pt_fwd_run(const pt_model *m, pt_workspace *ws, const pt_fwd_args *a, pt_for
         copy_rows(ws->xn, x, out->logit_pos, n_logit, n, d);
         norm(m, ws->xn, ws->xn, ws->out_norm, ws->out_norm_b, n_logit);
         pt_linear head = pt_fwd_head(m);
-        pt_linear_forward(&head, NULL, ws->xn, n_logit, d, out->logits, c->vocab_size, ws->panel);
+        pt_linear_forward(&head, NULL, ws->xn, n_logit, d, out->logits, c->vocab_size, ws->panel, ws->nthreads);
     }
     return 0;
 }
