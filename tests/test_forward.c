@@ -318,6 +318,7 @@ TEST(threads_bit_identical) {
         pt_set_threads(1);
         CHECK(run_logits(m, B, T, ids, NULL, lens, x) == 0, "%s", pt_last_error());
         pt_set_threads(2);
+        CHECK(pt_get_threads() == 2, "could not set 2 threads");
         CHECK(run_logits(m, B, T, ids, NULL, lens, y) == 0, "%s", pt_last_error());
         pt_set_threads(nt);
         int same = memcmp(x, y, sizeof(float) * 120 * 300) == 0;

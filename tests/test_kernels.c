@@ -58,6 +58,14 @@ static int check_linear(const char *pt_test_name_, pt_dtype dt, int in_out, long
     float *scratch = malloc(sizeof(float) * (pt_linear_scratch_floats(&l) * (size_t)nt + 1));
     pt_linear_forward(&l, bias ? b : NULL, x, n, ldx, y, ldy, scratch, nt);
     pt_linear_forward_ref(&l, bias ? b : NULL, x, n, ldx, yr, ldy);
+    /* thread count must not change a bit */
+    float *y1 = calloc((size_t)n * ldy, sizeof(float));
+    pt_set_threads(1);
+    pt_linear_forward(&l, bias ? b : NULL, x, n, ldx, y1, ldy, scratch, nt);
+    pt_set_threads(nt);
+    int same = memcmp(y, y1, sizeof(float) * (size_t)n * ldy) == 0;
+    free(y1);
+    CHECK(same, "linear differs between 1 and %d threads", nt);
     double md = 0, mr = 0;
     for (int r = 0; r < n; r++)
         for (long o = 0; o < out; o++) {
@@ -80,6 +88,8 @@ TEST(linear_all_dtypes) {
     /* many chunks (about 2^19 weights per chunk) */
     if (check_linear(pt_test_name_, PT_BF16, 0, 64, 20000, 3, 1)) return 1;
     if (check_linear(pt_test_name_, PT_F16, 1, 20000, 64, 3, 1)) return 1;
+    if (check_linear(pt_test_name_, PT_F32, 0, 64, 96, 300, 1)) return 1; /* row blocks */
+    if (check_linear(pt_test_name_, PT_BF16, 1, 64, 96, 300, 0)) return 1;
     return 0;
 }
 

@@ -9,11 +9,11 @@
 
 #include "ptune/model.h"
 
-/* Sets the OpenMP thread count (n <= 0: leave as is) and puts OpenBLAS in
- * single-threaded mode: ptune splits every GEMM into shape-determined chunks
- * and runs them on its own OpenMP threads (OpenBLAS's threaded sgemm is not
- * bit-identical across thread counts). Call once before the first forward;
- * pt_workspace_new does it too. */
+/* Sets the OpenMP thread count (n <= 0: leave as is). ptune splits every GEMM
+ * into shape-determined chunks and runs each as a single-threaded sgemm on its
+ * own OpenMP threads (OpenBLAS's threaded sgemm is not bit-identical across
+ * thread counts); inside those regions the nested thread count is set to 1 so
+ * OpenBLAS (OpenMP build) never spawns threads of its own. */
 void pt_set_threads(int n);
 int pt_get_threads(void);
 

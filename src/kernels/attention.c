@@ -31,7 +31,10 @@ void pt_attention(const pt_attn_args *a, float *scratch, int n_scratch) {
     if (nt > n_scratch) nt = n_scratch;
     if (nt > nbh) nt = nbh;
     if (nt < 1) nt = 1;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+#pragma omp parallel num_threads(nt)
+    {
+    omp_set_num_threads(1); /* OpenBLAS inside stays single-threaded */
+#pragma omp for schedule(dynamic, 1)
     for (int bh = 0; bh < nbh; bh++) {
         int b = bh / a->n_heads, h = bh % a->n_heads, g = h / group;
         float *S = scratch + (size_t)omp_get_thread_num() * pt_attention_scratch_floats(a->Tk);
@@ -64,6 +67,7 @@ void pt_attention(const pt_attn_args *a, float *scratch, int n_scratch) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, kmax, 1.0f, S, kmax, V, (int)a->kv_ts,
                         0.0f, O, (int)a->o_ts);
         }
+    }
     }
 }
 

@@ -16,9 +16,11 @@
 /* Target weight chunk in floats (2 MiB of fp32). */
 #define CHUNK_FLOATS (1 << 19)
 
+/* No openblas_set_num_threads here: in OpenBLAS's OpenMP build it calls
+ * omp_set_num_threads itself. OpenBLAS follows omp_get_max_threads(), and each
+ * of our parallel regions sets that to 1 for its threads before any sgemm. */
 void pt_set_threads(int n) {
     if (n > 0) omp_set_num_threads(n);
-    openblas_set_num_threads(1); /* ptune threads its GEMMs itself (see pt_linear_forward) */
 }
 
 int pt_get_threads(void) { return omp_get_max_threads(); }
@@ -110,48 +112,70 @@ static void cols_to_f32(const pt_tensor *t, int64_t c0, int64_t nc, float *out) 
     }
 }
 
+/* Row blocks: when there are few output chunks, rows are split too so that
+ * there are at least MIN_TILES tiles; sizes depend on the shape only. */
+#define MIN_TILES 8
+
 void pt_linear_forward(const pt_linear *l, const float *bias, const float *x, int n, int ldx, float *y,
                        int ldy, float *scratch, int n_scratch) {
     int in = (int)pt_linear_in(l), out = (int)pt_linear_out(l);
     if (n <= 0) return;
     int nc = pt_linear_chunk(l), nchunks = (out + nc - 1) / nc;
+    int nrb = 1, mb = n;
+    if (nchunks < MIN_TILES) {
+        int want = (MIN_TILES + nchunks - 1) / nchunks;
+        mb = (n + want - 1) / want;
+        mb = (mb + 15) / 16 * 16;
+        if (mb < 64) mb = 64;
+        if (mb > n) mb = n;
+        nrb = (n + mb - 1) / mb;
+    }
+    int ntiles = nchunks * nrb;
     int f32 = l->w.dtype == PT_F32;
     int nt = omp_get_max_threads();
     if (!f32 && nt > n_scratch) nt = n_scratch;
-    if (nt > nchunks) nt = nchunks;
+    if (nt > ntiles) nt = ntiles;
     if (nt < 1) nt = 1;
     size_t per = pt_linear_scratch_floats(l);
-    /* Each chunk of outputs: one single-threaded sgemm (OpenBLAS does not
-     * thread inside a parallel region), so the result of every element is the
-     * same whatever the thread count. */
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int c = 0; c < nchunks; c++) {
-        int o0 = c * nc, m = out - o0 < nc ? out - o0 : nc;
-        float *yc = y + o0, beta = 0.0f;
-        if (bias) {
-            for (int r = 0; r < n; r++) memcpy(yc + (size_t)r * ldy, bias + o0, (size_t)m * sizeof(float));
-            beta = 1.0f;
-        }
-        const float *w;
-        int ldw;
-        if (f32) {
-            w = (const float *)l->w.data + (l->w_in_out ? (size_t)o0 : (size_t)o0 * in);
-            ldw = l->w_in_out ? out : in;
-        } else {
-            float *s = scratch + (size_t)omp_get_thread_num() * per;
-            if (l->w_in_out) {
-                cols_to_f32(&l->w, o0, m, s);
-                ldw = m;
-            } else {
-                pt_rows_to_f32_serial(&l->w, o0, m, s);
-                ldw = in;
+    /* Each tile (output chunk x row block): one single-threaded sgemm, so every
+     * element is computed the same way whatever the thread count. Tiles of a
+     * chunk are consecutive, so a thread converts each weight chunk once. */
+#pragma omp parallel num_threads(nt)
+    {
+        omp_set_num_threads(1); /* this task's nested ICV: OpenBLAS stays single-threaded */
+        int have = -1;
+#pragma omp for schedule(static)
+        for (int tile = 0; tile < ntiles; tile++) {
+            int c = tile / nrb, r0 = (tile % nrb) * mb, rows = n - r0 < mb ? n - r0 : mb;
+            int o0 = c * nc, m = out - o0 < nc ? out - o0 : nc;
+            float *yc = y + (size_t)r0 * ldy + o0, beta = 0.0f;
+            const float *xc = x + (size_t)r0 * ldx;
+            if (bias) {
+                for (int r = 0; r < rows; r++) memcpy(yc + (size_t)r * ldy, bias + o0, (size_t)m * sizeof(float));
+                beta = 1.0f;
             }
-            w = s;
+            const float *w;
+            int ldw;
+            if (f32) {
+                w = (const float *)l->w.data + (l->w_in_out ? (size_t)o0 : (size_t)o0 * in);
+                ldw = l->w_in_out ? out : in;
+            } else {
+                float *s = scratch + (size_t)omp_get_thread_num() * per;
+                if (have != c) {
+                    if (l->w_in_out) cols_to_f32(&l->w, o0, m, s);
+                    else pt_rows_to_f32_serial(&l->w, o0, m, s);
+                    have = c;
+                }
+                ldw = l->w_in_out ? m : in;
+                w = s;
+            }
+            if (l->w_in_out)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, m, in, 1.0f, xc, ldx, w, ldw, beta, yc,
+                            ldy);
+            else
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, m, in, 1.0f, xc, ldx, w, ldw, beta, yc,
+                            ldy);
         }
-        if (l->w_in_out)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, m, in, 1.0f, x, ldx, w, ldw, beta, yc, ldy);
-        else
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, m, in, 1.0f, x, ldx, w, ldw, beta, yc, ldy);
     }
 }
 

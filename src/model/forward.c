@@ -139,7 +139,6 @@ pt_workspace *pt_fwd_workspace(const pt_model *m, int B, int T, int Tk_max, int 
     ws->pos_max = pos_max;
     int nt = omp_get_max_threads(), np = omp_get_num_procs();
     ws->nthreads = nt > np ? nt : np;
-    pt_set_threads(0); /* OpenBLAS single-threaded: we thread GEMMs ourselves */
     planner p = {NULL, 0, 0};
     carve(ws, &p);
     if (pt_arena_init(&ws->arena, p.total) != 0) {
