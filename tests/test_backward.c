@@ -425,7 +425,8 @@ static int model_fd(const char *name, pt_arch arch, int method, int deep_first) 
     float *G = malloc(sizeof(float) * (size_t)s.nP), *G2 = malloc(sizeof(float) * (size_t)s.nP),
           *fd = malloc(sizeof(float) * (size_t)s.nP);
     double loss, loss2;
-    int rc = 1;
+    int rc = 1, nt = omp_get_max_threads();
+    omp_set_num_threads(nt < 2 ? 2 : nt);
     if (grads_of(&s, G, &loss, 0)) goto done;
     loss2 = loss_of(&s);
     printf("  %s: loss %.6f (loss-only forward %.6f)\n", name, loss / 5.0, loss2);
@@ -433,7 +434,9 @@ static int model_fd(const char *name, pt_arch arch, int method, int deep_first) 
         printf("  loss-only forward differs\n");
         goto done;
     }
-    /* FD of the mean loss over every trainable element */
+    /* FD of the mean loss over every trainable element (one thread: thousands of
+     * tiny forwards, and this machine is shared) */
+    omp_set_num_threads(1);
     float h = 1e-2f;
     for (long i = 0; i < s.nP; i++) {
         float p0 = s.P[i];
@@ -447,9 +450,7 @@ static int model_fd(const char *name, pt_arch arch, int method, int deep_first) 
     char what[96];
     snprintf(what, sizeof what, "%s grad vs FD", name);
     double e = relerr(what, G, fd, s.nP);
-    /* thread count independence and accumulation */
-    int nt = omp_get_max_threads();
-    omp_set_num_threads(1);
+    /* thread count independence (G came from nt threads) and accumulation */
     grads_of(&s, G2, &loss2, 0);
     omp_set_num_threads(nt < 2 ? 2 : nt);
     int same = memcmp(G, G2, sizeof(float) * (size_t)s.nP) == 0 && loss == loss2;
@@ -515,6 +516,47 @@ TEST(soft_placement) {
     return 0;
 }
 
+/* Larger shapes so that every kernel splits its work: 1 vs 2 threads bit-identical. */
+TEST(threads_larger) {
+    pt_config c = tiny_cfg(PT_ARCH_LLAMA);
+    c.dim = 128, c.hidden_dim = 512, c.vocab_size = 1000, c.n_heads = 8, c.n_kv_heads = 2, c.max_seq = 128;
+    pt_model *m = pt_model_random(&c, PT_BF16, 9);
+    enum { B = 3, T = 40, N = 8 };
+    float *P = malloc(sizeof(float) * N * 128), *G1 = malloc(sizeof(float) * N * 128), *G2 = malloc(sizeof(float) * N * 128);
+    randv(P, N * 128, 3, 0.5f);
+    int32_t ids[B * T], lens[B] = {40, 33, 17}, lab[B * T];
+    for (int i = 0; i < B * T; i++) ids[i] = (i * 37) % 1000, lab[i] = (i % T) < lens[i / T] && i % 3 ? (i * 11) % 1000 : -1;
+    pt_prompt pr;
+    memset(&pr, 0, sizeof pr);
+    pr.n_virtual = N;
+    pr.soft = P;
+    pt_ws_opts o = {B, T, N, 1};
+    pt_workspace *ws = pt_workspace_new_opts(m, &o);
+    CHECK(ws, "%s", pt_last_error());
+    pt_batch in = {B, T, ids, NULL, lens, &pr};
+    pt_prompt_grad g;
+    memset(&g, 0, sizeof g);
+    double l1, l2;
+    int64_t n1, n2;
+    int nt = omp_get_max_threads();
+    omp_set_num_threads(1);
+    g.soft = G1;
+    CHECK(pt_loss_forward_backward(m, ws, &in, lab, 0.0f, &l1, &n1, &g) == 0, "%s", pt_last_error());
+    omp_set_num_threads(2);
+    g.soft = G2;
+    CHECK(pt_loss_forward_backward(m, ws, &in, lab, 0.0f, &l2, &n2, &g) == 0, "%s", pt_last_error());
+    omp_set_num_threads(nt);
+    double ma;
+    double e = pt_rel_err(G1, G2, N * 128, &ma);
+    printf("  d=128 BF16 soft, %lld labels: loss %.6f vs %.6f, grad 1 vs 2 threads max diff %.3g\n", (long long)n1,
+           l1 / (double)n1, l2 / (double)n2, ma);
+    CHECK(l1 == l2 && e == 0.0, "thread count changed the result");
+    free(P), free(G1), free(G2);
+    pt_workspace_free(ws);
+    pt_model_free(m);
+    return 0;
+}
+
 TEST(bad_input) {
     pt_config c = tiny_cfg(PT_ARCH_LLAMA);
     pt_model *m = pt_model_random(&c, PT_F32, 4);
@@ -561,6 +603,7 @@ int main(void) {
     PT_RUN(model_prefix_llama);
     PT_RUN(model_prefix_gpt2);
     PT_RUN(soft_placement);
+    PT_RUN(threads_larger);
     PT_RUN(bad_input);
     return PT_DONE();
 }

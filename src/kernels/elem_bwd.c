@@ -8,7 +8,7 @@
  * dx = r (w dy) - x r^3 / d * sum(w dy x) */
 void pt_rmsnorm_backward(float *dx, const float *dy, const float *x, const float *w, int n, int d, float eps,
                          int accumulate) {
-#pragma omp parallel for schedule(static) if (n > 8)
+#pragma omp parallel for schedule(static) if ((int64_t)n * d > 32768)
     for (int r = 0; r < n; r++) {
         const float *xr = x + (size_t)r * d, *g = dy + (size_t)r * d;
         float *o = dx + (size_t)r * d;
@@ -48,7 +48,7 @@ void pt_rmsnorm_backward_ref(float *dx, const float *dy, const float *x, const f
  * dx = r (g - mean(g) - xh mean(g xh)), g = w dy */
 void pt_layernorm_backward(float *dx, const float *dy, const float *x, const float *w, int n, int d, float eps,
                            int accumulate) {
-#pragma omp parallel for schedule(static) if (n > 8)
+#pragma omp parallel for schedule(static) if ((int64_t)n * d > 32768)
     for (int r = 0; r < n; r++) {
         const float *xr = x + (size_t)r * d, *g = dy + (size_t)r * d;
         float *o = dx + (size_t)r * d;
@@ -138,7 +138,7 @@ void pt_gelu_backward_ref(float *dx, const float *dout, const float *x, int64_t 
 void pt_rope_backward(float *dx, int ld, int n, int n_heads, int hd, const int32_t *pos, int pos0,
                       const float *cos_t, const float *sin_t, pt_rope_layout layout) {
     int half = hd / 2;
-#pragma omp parallel for schedule(static) if (n > 8)
+#pragma omp parallel for schedule(static) if ((int64_t)n * n_heads * hd > 32768)
     for (int r = 0; r < n; r++) {
         int p = pos ? pos[r] : pos0 + r;
         const float *c = cos_t + (size_t)p * half, *s = sin_t + (size_t)p * half;
