@@ -64,7 +64,7 @@ static int data_gen(int argc, char **argv) {
     }
     if (pt_write_file_atomic(out, buf, len) != 0) {
         free(buf);
-        cli_fail(cmd);
+        cli_failf(cmd, "cannot write %s (%s)", out, pt_last_error());
         goto done;
     }
     free(buf);
