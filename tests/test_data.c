@@ -57,7 +57,7 @@ static void badd(buf_t *b, const char *s) {
 
 /* A tiny byte-level BPE tokenizer.json: the 256 byte symbols, a few merges,
  * <s> as BOS through a TemplateProcessing post-processor. */
-static const char *write_bytelevel_tok(void) {
+static const char *write_bytelevel_tok_opt(int with_bos) {
     buf_t b = {0};
     badd(&b, "{\"added_tokens\":[{\"id\":262,\"content\":\"<s>\",\"special\":true},"
              "{\"id\":263,\"content\":\"</s>\",\"special\":true}],"
@@ -73,14 +73,18 @@ static const char *write_bytelevel_tok(void) {
     }
     badd(&b, ",\"\\u0120t\":256,\"he\":257,\"\\u0120the\":258,\"\\u0120a\":259,\"er\":260,\"\\u01205\":261},"
              "\"merges\":[\"\\u0120 t\",\"h e\",\"\\u0120t he\",\"\\u0120 a\",\"e r\",\"\\u0120 5\"]},"
-             "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":true},"
-             "\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<s>\",\"type_id\":0}},"
+             "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":true},");
+    if (with_bos)
+        badd(&b, "\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<s>\",\"type_id\":0}},"
              "{\"Sequence\":{\"id\":\"A\",\"type_id\":0}}],\"special_tokens\":{\"<s>\":{\"id\":\"<s>\",\"ids\":[262],\"tokens\":[\"<s>\"]}}},"
-             "\"decoder\":{\"type\":\"ByteLevel\"}}");
-    const char *p = write_tmp("bl_tokenizer.json", b.p);
+             );
+    badd(&b, "\"decoder\":{\"type\":\"ByteLevel\"}}");
+    const char *p = write_tmp(with_bos ? "bl_tokenizer.json" : "bl_nobos_tokenizer.json", b.p);
     free(b.p);
     return p;
 }
+
+static const char *write_bytelevel_tok(void) { return write_bytelevel_tok_opt(1); }
 
 /* A tiny Llama-2-style SentencePiece BPE tokenizer.json: Prepend "▁" + Replace " " -> "▁",
  * byte fallback, <s> BOS. */
@@ -554,6 +558,28 @@ TEST(lm_rows_and_windows) {
     return 0;
 }
 
+TEST(no_bos_tokenizer) {
+    /* without BOS the first token has no predecessor: n_prompt is at least 1 */
+    pt_tokenizer *tok = pt_tokenizer_load(write_bytelevel_tok_opt(0));
+    CHECK(tok, "load: %s", pt_last_error());
+    CHECK(!pt_tokenizer_adds_bos(tok), "no BOS");
+    int r = check_alignment(pt_test_name_, tok, "byte-level without BOS", 1);
+    if (r) return r;
+    pt_dataset ds = {0};
+    pt_dataset_add(&ds, "", "x", 0);
+    pt_rows rows;
+    CHECK(pt_data_encode(tok, &ds, 16, 0, &rows) != 0 && strstr(pt_last_error(), "nothing to predict"),
+          "empty input, one target token, no BOS: %s", pt_last_error());
+    pt_dataset_free(&ds);
+    pt_dataset_add(&ds, "", "xy", 0);
+    CHECK(pt_data_encode(tok, &ds, 16, 0, &rows) == 0 && rows.n_prompt[0] == 1 && pt_rows_len(&rows, 0) == 2,
+          "empty input, two target tokens: the second is predicted");
+    pt_rows_free(&rows);
+    pt_dataset_free(&ds);
+    pt_tokenizer_free(tok);
+    return 0;
+}
+
 TEST(padding_masks) {
     pt_tokenizer *tok = pt_tokenizer_load(write_bytelevel_tok());
     CHECK(tok, "load: %s", pt_last_error());
@@ -890,6 +916,7 @@ int main(void) {
     PT_RUN(alignment_hf_llama);
     PT_RUN(left_truncation_and_long_targets);
     PT_RUN(lm_rows_and_windows);
+    PT_RUN(no_bos_tokenizer);
     PT_RUN(padding_masks);
     PT_RUN(epoch_order);
     PT_RUN(squad_metrics);
