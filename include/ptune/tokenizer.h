@@ -4,8 +4,12 @@
  * in GPT-2 / Llama 3 / Qwen / SmolLM2, or SentencePiece-style BPE as in
  * Llama 2 / TinyLlama), a directory holding tokenizer.json (plus optional
  * tokenizer_config.json) or GPT-2's vocab.json + merges.txt, and a llama2.c
- * tokenizer.bin. The handle is immutable after loading and may be shared by
- * threads. */
+ * tokenizer.bin (or OpenAI's encoder.json + vocab.bpe). The handle is
+ * immutable after loading and may be shared by threads (each encode call keeps
+ * its own word cache and regex state).
+ *
+ * Decoding returns raw bytes: ids that cut a UTF-8 character decode to the
+ * partial bytes, so decode(encode(x)) == x for every lossless tokenizer. */
 #ifndef PTUNE_TOKENIZER_H
 #define PTUNE_TOKENIZER_H
 
@@ -15,6 +19,12 @@
 typedef struct pt_tokenizer pt_tokenizer;
 
 pt_tokenizer *pt_tokenizer_load(const char *path);
+/* The tokenizer of a model (malloc'd path, or NULL with an error set): a
+ * Hugging Face directory itself when it holds tokenizer.json / vocab.json /
+ * encoder.json / tokenizer.bin; for a file (llama2.c .bin) a sibling
+ * <stem>.tok*.bin or <stem>.tok*.json, else tokenizer.bin or tokenizer.json
+ * in the same directory. */
+char *pt_tokenizer_find_for_model(const char *model_path);
 void pt_tokenizer_free(pt_tokenizer *t);
 
 int pt_tokenizer_vocab_size(const pt_tokenizer *t);
@@ -37,7 +47,10 @@ const char *pt_tokenizer_piece(const pt_tokenizer *t, int id);
 int pt_tokenizer_is_special(const pt_tokenizer *t, int id);
 
 /* Streaming decode for generation: feeds one id at a time and returns the bytes
- * that form complete UTF-8 characters so far (held back otherwise). */
+ * that form complete UTF-8 characters so far (held back otherwise). Special
+ * tokens print nothing. A leading space is dropped right after BOS (llama2.c,
+ * SentencePiece-style) and, for SentencePiece-style, at the very start, as the
+ * whole-sequence decode does. Invalid bytes come out as U+FFFD. */
 typedef struct {
     const pt_tokenizer *tok;
     char pending[16];
@@ -46,7 +59,8 @@ typedef struct {
 } pt_detok_stream;
 
 void pt_detok_stream_init(pt_detok_stream *s, const pt_tokenizer *t);
-/* Appends the printable bytes for `id` to out (cap bytes), returns their count. */
+/* Appends the printable bytes for `id` to out (cap bytes), returns their count
+ * (PT_ERR for an unknown id or when cap is too small: cap >= longest piece + 8 is enough). */
 int pt_detok_stream_push(pt_detok_stream *s, int id, char *out, int cap);
 /* Flushes what is held back (incomplete sequences as U+FFFD). */
 int pt_detok_stream_flush(pt_detok_stream *s, char *out, int cap);
