@@ -29,7 +29,8 @@ static const char *const tc_contr[] = {"don't", "I'm", "you'll", "it's", "we've"
 static const char *const tc_accent[] = {"café", "naïve", "Ångström", "façade", "jalapeño", "Zürich", "São Paulo",
                                          "crème brûlée", "déjà vu", "Œuvre", "ØRESUND", "straße", "İstanbul",
                                          "cafe\xcc\x81", "nai\xcc\x88ve", "A\xcc\x8angstro\xcc\x88m",
-                                         "e\xcc\x81\xcc\x81", "o\xcc\x88\xcc\x81", "\xe1\xba\xbf", "Vi\xe1\xbb\x87t Nam"};
+                                         "e\xcc\x81\xcc\x81", "o\xcc\x88\xcc\x81", "\xe1\xba\xbf", "Vi\xe1\xbb\x87t Nam",
+                                         "\xe1\x84\x80\xe1\x85\xa1\xe1\x86\xa8", "\xe1\xba\x9b\xcc\xa3", "q\xcc\x87\xcc\xa3", "\xe2\x84\xab", "\xea\xb0\x80\xe1\x86\xa8"};
 static const char *const tc_greek[] = {"Ελληνικά", "αβγδε", "Καλημέρα κόσμε", "ΑΘΗΝΑ", "φιλοσοφία", "ἀρχή"};
 static const char *const tc_cyr[] = {"Привет", "мир", "Москва", "ЁЖИК", "съешь же ещё этих", "Україна", "ғалым"};
 static const char *const tc_cjk[] = {"日本語", "中文测试", "你好，世界！", "東京都", "ひらがな", "カタカナ", "한국어",
