@@ -65,4 +65,9 @@ int pt_detok_stream_push(pt_detok_stream *s, int id, char *out, int cap);
 /* Flushes what is held back (incomplete sequences as U+FFFD). */
 int pt_detok_stream_flush(pt_detok_stream *s, char *out, int cap);
 
+/* Text i of the deterministic multilingual test corpus (prose, numbers,
+ * whitespace runs, contractions, accents, Greek, Cyrillic, CJK, RTL, emoji,
+ * code, URLs); malloc'd, valid UTF-8. Used by the parity test and the bench. */
+char *pt_tokenizer_corpus_text(int i, uint64_t seed);
+
 #endif
