@@ -418,32 +418,58 @@ static int find_added(const pt_tokenizer *t, const char *s, size_t n, size_t pos
     return -1;
 }
 
-static int encode_llama2c(const pt_tokenizer *t, const char *text, size_t len, int add_special, ivec *out) {
-    pt_bpe_ws ws = {0};
-    if (add_special && t->add_bos && ivec_push(out, t->bos_id) != 0) return PT_ERR;
-    if (len > 0) {
-        int sp = pt_tok_lookup(t, " ", 1);
-        if (sp >= 0 && ivec_push(out, sp) != 0) return PT_ERR;
-    }
+/* Symbols of text[a..b) appended to out (code points found among the pieces, else bytes + 3). */
+static int llama2c_symbols(const pt_tokenizer *t, const char *text, size_t a, size_t b, ivec *out) {
     const unsigned char *u = (const unsigned char *)text;
-    for (size_t i = 0; i < len;) {
+    for (size_t i = a; i < b;) {
         int l = pt_utf8_len(u[i]);
         int id = pt_tok_lookup(t, text + i, (size_t)l);
         if (id >= 0) {
             if (ivec_push(out, id) != 0) return PT_ERR;
         } else {
             for (int k = 0; k < l; k++) {
-                int b = t->byte_id[u[i + k]] >= 0 ? t->byte_id[u[i + k]] : u[i + k] + 3;
-                if (b >= t->n_vocab) return pt_set_error("%s: byte 0x%02X has no fallback piece", t->path, u[i + k]);
-                if (ivec_push(out, b) != 0) return PT_ERR;
+                int c = t->byte_id[u[i + k]] >= 0 ? t->byte_id[u[i + k]] : u[i + k] + 3;
+                if (c >= t->n_vocab) return pt_set_error("%s: byte 0x%02X has no fallback piece", t->path, u[i + k]);
+                if (ivec_push(out, c) != 0) return PT_ERR;
             }
         }
         i += (size_t)l;
     }
-    int k = pt_bpe_merge(t, out->v, (int)out->n, &ws);
+    return 0;
+}
+
+#define PT_L2C_CHUNK (1u << 20)
+
+static int encode_llama2c(const pt_tokenizer *t, const char *text, size_t len, int add_special, ivec *out) {
+    pt_bpe_ws ws = {0};
+    ivec part = {0};
+    int rc = 0;
+    /* BOS and the dummy " " prefix take part in the merges, as in run.c */
+    if (add_special && t->add_bos) rc = ivec_push(&part, t->bos_id);
+    if (rc == 0 && len > 0) {
+        int sp = pt_tok_lookup(t, " ", 1);
+        if (sp >= 0) rc = ivec_push(&part, sp);
+    }
+    for (size_t a = 0; rc == 0 && (a < len || part.n > 0);) {
+        size_t b = len;
+        if (t->l2c_cut_safe && len - a > PT_L2C_CHUNK) {
+            b = a + PT_L2C_CHUNK;
+            while (b < len && !(text[b] == ' ' && text[b - 1] != ' ')) b++;
+        }
+        rc = llama2c_symbols(t, text, a, b, &part);
+        if (rc != 0) break;
+        int k = pt_bpe_merge(t, part.v, (int)part.n, &ws);
+        if (k < 0) {
+            rc = PT_ERR;
+            break;
+        }
+        rc = ivec_append(out, part.v, (size_t)k);
+        part.n = 0;
+        a = b;
+    }
     pt_bpe_ws_free(&ws);
-    if (k < 0) return PT_ERR;
-    out->n = (size_t)k;
+    free(part.v);
+    if (rc != 0) return PT_ERR;
     if (add_special && t->add_eos && ivec_push(out, t->eos_id) != 0) return PT_ERR;
     return 0;
 }

@@ -80,6 +80,7 @@ struct pt_tokenizer {
     pt_idmap vocab;
     pt_pairmap merges;
     int32_t byte_id[256]; /* byte-level: id of each single byte; SP/llama2c: id of <0xXX> (or -1) */
+    int l2c_cut_safe; /* llama2.c: no piece has a non-space byte followed by a space */
     int unk_id;
     int fuse_unk;
     int byte_fallback;
