@@ -42,6 +42,8 @@ int pt_tokenizer_encode(const pt_tokenizer *t, const char *text, size_t len, int
 /* Decodes ids to a malloc'd NUL-terminated string (special tokens included as
  * text unless skip_special). */
 char *pt_tokenizer_decode(const pt_tokenizer *t, const int32_t *ids, int n, int skip_special);
+/* The same, also giving the length (the text may hold NUL bytes). */
+char *pt_tokenizer_decode_len(const pt_tokenizer *t, const int32_t *ids, int n, int skip_special, size_t *len);
 /* The raw piece string of one id (NULL if out of range). */
 const char *pt_tokenizer_piece(const pt_tokenizer *t, int id);
 int pt_tokenizer_is_special(const pt_tokenizer *t, int id);
