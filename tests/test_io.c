@@ -789,9 +789,15 @@ static size_t gt_bytes(const gt *t) {
     }
 }
 
+static const float *gt_override; /* when set, tensors with k < 0 take their F32 values from here */
+
 /* Encodes tensor t's values in its type (Q8_0: per block scale amax/127, rounded quants). */
 static void gt_encode(const gt *t, unsigned char *out) {
     long n = (long)t->shape[0] * (t->ndim == 2 ? t->shape[1] : 1);
+    if (t->k < 0) {
+        memcpy(out, gt_override, (size_t)n * 4);
+        return;
+    }
     if (t->type == 8) {
         for (long b = 0; b < n / 32; b++) {
             float amax = 0;
@@ -977,6 +983,63 @@ TEST(test_gguf_llama) {
     CHECK(maxq < 0.48 / 127 * 0.51 + 1e-3, "Q8_0 error %g larger than half a quantization step", maxq);
     CHECK(m->lm_head.data == m->tok_embd.data, "absent output.weight => tied");
     pt_model_free(m);
+    return 0;
+}
+
+/* Llama-3 RoPE scaling in GGUF is a rope_freqs.weight tensor of per-frequency
+ * divisors; the loader recovers (factor, low, high, original context). The
+ * divisors here follow HF's _compute_llama3_parameters, written out again. */
+static void llama3_divisors(float *div, double factor, double lo, double hi, double orig) {
+    const double base = 10000.0;
+    for (int i = 0; i < THD / 2; i++) {
+        double inv = pow(base, -2.0 * i / THD), wl = 2 * M_PI / inv, scaled;
+        if (wl < orig / hi) scaled = inv;
+        else if (wl > orig / lo) scaled = inv / factor;
+        else {
+            double sm = (orig / wl - lo) / (hi - lo);
+            scaled = (1 - sm) * inv / factor + sm * inv;
+        }
+        div[i] = (float)(inv / scaled);
+    }
+}
+
+TEST(test_gguf_llama3_rope_freqs) {
+    gt t[64];
+    int nt = gguf_llama_tensors(t, 0);
+    float div[THD / 2], again[THD / 2];
+    llama3_divisors(div, 32, 1, 4, 8192);
+    snprintf(t[nt].name, sizeof t[nt].name, "rope_freqs.weight");
+    t[nt].ndim = 1, t[nt].shape[0] = THD / 2, t[nt].shape[1] = 0, t[nt].type = 0, t[nt].k = -1;
+    nt++;
+    gt_override = div;
+    gbuf b = gguf_build("llama", t, nt, 0);
+    gt_override = NULL;
+    const char *path = tmp_path("rope.gguf");
+    CHECK(write_bytes(path, b.p, b.n) == 0, "write");
+    pt_model *m = pt_model_load(path);
+    CHECK(m, "load: %s", pt_last_error());
+    const pt_config *c = &m->cfg;
+    printf("  rope_freqs %g %g %g %g -> factor %g low %g high %g orig %d\n", (double)div[0], (double)div[1],
+           (double)div[2], (double)div[3], (double)c->rope_factor, (double)c->rope_low_freq_factor,
+           (double)c->rope_high_freq_factor, c->rope_orig_max_pos);
+    /* head_dim 8 has no frequency below the low band, so several parameter sets fit; the
+     * recovered one must reproduce the divisors (and is the standard one here). */
+    CHECK(c->rope_scaling == 1, "llama3 scaling not detected");
+    llama3_divisors(again, c->rope_factor, c->rope_low_freq_factor, c->rope_high_freq_factor, c->rope_orig_max_pos);
+    for (int i = 0; i < THD / 2; i++)
+        CHECK(fabsf(again[i] - div[i]) <= 1e-4f * div[i], "divisor %d: %g vs %g", i, (double)again[i], (double)div[i]);
+    CHECK(c->rope_factor == 32.0f && c->rope_orig_max_pos == 8192, "standard parameters not preferred");
+    pt_model_free(m);
+    /* Divisors that follow no llama3 schedule are refused. */
+    div[1] = 3.0f;
+    gt_override = div;
+    free(b.p);
+    b = gguf_build("llama", t, nt, 0);
+    gt_override = NULL;
+    CHECK(write_bytes(path, b.p, b.n) == 0, "write");
+    free(b.p);
+    CHECK(!pt_model_load(path), "arbitrary rope_freqs accepted");
+    CHECK_ERR(path, "rope_freqs.weight does not match");
     return 0;
 }
 
@@ -1398,6 +1461,7 @@ int main(void) {
     PT_RUN(test_llama2c_layout);
     PT_RUN(test_llama2c_fixtures);
     PT_RUN(test_gguf_llama);
+    PT_RUN(test_gguf_llama3_rope_freqs);
     PT_RUN(test_gguf_gpt2);
     PT_RUN(test_cross_format_weights);
     PT_RUN(test_gguf_bad_truncated);

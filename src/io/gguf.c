@@ -372,22 +372,27 @@ static int fit_rope_freqs(pt_config *c, const pt_tensor *t, const char *path) {
         if ((double)r[i] > fmax) fmax = (double)r[i];
     }
     if (all_one) return 0;
+    /* Several parameter sets can give the same divisors (when no frequency falls in
+     * a band); any of them reproduces the same RoPE, standard values are preferred. */
     static const double cands[][3] = {{1, 4, 8192}, {1, 4, 4096}, {1, 4, 2048}, {1, 2, 8192}, {1, 4, 32768}};
-    for (size_t k = 0; k < sizeof cands / sizeof cands[0]; k++) {
-        int ok = 1;
-        for (int i = 0; i < half && ok; i++) {
-            double want = llama3_divisor(c->rope_theta, i, c->head_dim, fmax, cands[k][0], cands[k][1], cands[k][2]);
-            ok = fabs(want - (double)r[i]) <= 1e-3 * want;
+    const double factors[] = {8, 32, 16, 64, 4, 2, fmax};
+    for (size_t f = 0; f < sizeof factors / sizeof factors[0]; f++)
+        for (size_t k = 0; k < sizeof cands / sizeof cands[0]; k++) {
+            int ok = factors[f] >= fmax;
+            for (int i = 0; i < half && ok; i++) {
+                double want =
+                    llama3_divisor(c->rope_theta, i, c->head_dim, factors[f], cands[k][0], cands[k][1], cands[k][2]);
+                ok = fabs(want - (double)r[i]) <= 1e-3 * want;
+            }
+            if (ok) {
+                c->rope_scaling = 1;
+                c->rope_factor = (float)factors[f];
+                c->rope_low_freq_factor = (float)cands[k][0];
+                c->rope_high_freq_factor = (float)cands[k][1];
+                c->rope_orig_max_pos = (int)cands[k][2];
+                return 0;
+            }
         }
-        if (ok) {
-            c->rope_scaling = 1;
-            c->rope_factor = (float)fmax;
-            c->rope_low_freq_factor = (float)cands[k][0];
-            c->rope_high_freq_factor = (float)cands[k][1];
-            c->rope_orig_max_pos = (int)cands[k][2];
-            return 0;
-        }
-    }
     return pt_set_error("%s: rope_freqs.weight does not match Llama-3 rope scaling with standard parameters; "
                         "this RoPE scaling is not supported",
                         path);

@@ -52,7 +52,7 @@ pt_model *pt_io_model_new(const char *path, const char *format);
 int pt_io_model_alloc_layers(pt_model *m);
 /* Takes ownership of a mapping (moved in). */
 int pt_io_model_add_map(pt_model *m, pt_mmap *map);
-/* 64-byte-aligned buffer freed with the model (by free()). */
+/* 64-byte-aligned buffer (pt_malloc_aligned) freed with the model (pt_free_aligned). */
 void *pt_io_model_alloc(pt_model *m, size_t n);
 
 /* A config with every field unknown (ids -1). */

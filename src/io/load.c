@@ -52,11 +52,8 @@ void *pt_io_model_alloc(pt_model *m, size_t n) {
     void **no = pt_realloc(m->owned, sizeof *no * (size_t)(m->n_owned + 1));
     if (!no) return NULL;
     m->owned = no;
-    void *p = aligned_alloc(64, (n + 63) / 64 * 64 + 64);
-    if (!p) {
-        pt_set_error("out of memory allocating %zu bytes", n);
-        return NULL;
-    }
+    void *p = pt_malloc_aligned(n);
+    if (!p) return NULL;
     m->owned[m->n_owned++] = p;
     return p;
 }
@@ -65,7 +62,7 @@ void pt_model_free(pt_model *m) {
     if (!m) return;
     for (int i = 0; i < m->n_maps; i++) pt_mmap_close(&m->maps[i]);
     free(m->maps);
-    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    for (int i = 0; i < m->n_owned; i++) pt_free_aligned(m->owned[i]);
     free(m->owned);
     free(m->layers);
     free(m->path);
