@@ -56,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             }
             for (int i = 0; i < n; i++) idx[i] = i;
             int32_t *ids = malloc(sizeof(int32_t) * 4 * (size_t)max_len), *lab = malloc(sizeof(int32_t) * 4 * (size_t)max_len);
-            int lens[4];
+            int32_t lens[4];
             if (pt_batch_rows(&rows, idx, n, 0, ids, lab, lens) < 0) abort();
             free(ids);
             free(lab);

@@ -337,7 +337,7 @@ static int check_alignment(const char *pt_test_name_, pt_tokenizer *tok, const c
     int T = pt_batch_T(&rows, idx, B);
     CHECK(T == rows.max_len, "T %d max_len %d", T, rows.max_len);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(B * T)), *lab = malloc(sizeof(int32_t) * (size_t)(B * T));
-    int lens[16];
+    int32_t lens[16];
     int n_lab = pt_batch_rows(&rows, idx, B, -7, ids, lab, lens);
     int want_lab = 0, exact = 0, bos = pt_tokenizer_adds_bos(tok) ? pt_tokenizer_bos(tok) : -1;
     for (int b = 0; b < B; b++) {
@@ -517,7 +517,8 @@ TEST(left_truncation_and_long_targets) {
     int L = pt_rows_len(&rows, 0);
     CHECK(rows.ids[L - 1] == pt_tokenizer_eos(tok) && pt_tokenizer_eos(tok) >= 0, "EOS last");
     int32_t ids[64], lab[64];
-    int len, idx0 = 0;
+    int32_t len;
+    int idx0 = 0;
     CHECK(pt_batch_rows(&rows, &idx0, 1, 0, ids, lab, &len) == L - rows.n_prompt[0], "labels count");
     CHECK(lab[L - 2] == pt_tokenizer_eos(tok), "EOS is a label");
     pt_rows_free(&rows);
@@ -592,7 +593,7 @@ TEST(padding_masks) {
     int idx[3] = {2, 0, 1};
     int T = pt_batch_T(&rows, idx, 3);
     int32_t ids[3 * 128], lab[3 * 128];
-    int lens[3];
+    int32_t lens[3];
     int n = pt_batch_rows(&rows, idx, 3, 99, ids, lab, lens);
     CHECK(T == pt_rows_len(&rows, 1), "T is the longest row");
     int want = 0;

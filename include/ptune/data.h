@@ -55,7 +55,9 @@
  * n_prompt = 1, BOS only in the first).
  *
  * ---- Batches (pt_batch_rows) -----------------------------------------------
- * For B rows and T = the longest of them (right padding with pad_id):
+ * For B rows and T = the longest of them (right padding with pad_id, which
+ * must be a valid token id such as 0: the forward embeds padded positions too;
+ * ids/labels/lens go straight into pt_batch and pt_loss_forward_backward):
  *   ids[b*T + t]    token t of row b (pad_id past its length)
  *   lens[b]         its real length
  *   labels[b*T + t] ids[b*T + t + 1] when token t+1 is a target token of row b
@@ -131,7 +133,7 @@ int pt_batch_T(const pt_rows *r, const int *idx, int B);
  * convention above). Returns the number of labelled positions (>= 0) or PT_ERR
  * for an out-of-range row index. */
 int pt_batch_rows(const pt_rows *r, const int *idx, int B, int32_t pad_id, int32_t *ids, int32_t *labels,
-                  int *lens);
+                  int32_t *lens);
 /* Order of n items for `epoch`: a permutation that depends only on (seed, epoch). */
 void pt_data_epoch_order(int n, uint64_t seed, uint64_t epoch, int *order);
 

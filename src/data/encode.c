@@ -265,7 +265,7 @@ int pt_batch_T(const pt_rows *r, const int *idx, int B) {
 }
 
 int pt_batch_rows(const pt_rows *r, const int *idx, int B, int32_t pad_id, int32_t *ids, int32_t *labels,
-                  int *lens) {
+                  int32_t *lens) {
     for (int b = 0; b < B; b++)
         if (idx[b] < 0 || idx[b] >= r->n_rows)
             return pt_set_error("data: batch row %d is out of range (%d rows)", idx[b], r->n_rows);
