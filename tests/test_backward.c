@@ -557,6 +557,76 @@ TEST(threads_larger) {
     return 0;
 }
 
+/* The loss skips positions after the last label; compare with a CE computed
+ * here from pt_forward's full logits. And the embeds gradient of a spliced
+ * plain batch equals the soft-prompt gradient. */
+TEST(truncation_and_embeds_grad) {
+    for (int arch = 1; arch <= 2; arch++) {
+        pt_config c = tiny_cfg((pt_arch)arch);
+        pt_model *m = pt_model_random(&c, PT_F32, 6);
+        setup_t s;
+        mk_setup(&s, m, 0, 0);
+        s.labels[6] = -1; /* last label now at t = 5 */
+        int d = c.dim, V = c.vocab_size, S = MN + MT;
+        pt_ws_opts o = {MB, S, MN, 1};
+        pt_workspace *ws = pt_workspace_new_opts(m, &o);
+        s.ws = ws;
+        float *lg = malloc(sizeof(float) * MB * MT * V);
+        pt_batch b1 = batch_of(&s);
+        pt_forward_out fo;
+        memset(&fo, 0, sizeof fo);
+        fo.logits = lg;
+        CHECK(pt_forward(m, ws, &b1, &fo) == 0, "%s", pt_last_error());
+        double ref = 0;
+        int cnt = 0;
+        for (int i = 0; i < MB * MT; i++) {
+            if (s.labels[i] < 0) continue;
+            const float *z = lg + (size_t)i * V;
+            double mx = -1e30, se = 0;
+            for (int j = 0; j < V; j++) mx = fmax(mx, (double)z[j]);
+            for (int j = 0; j < V; j++) se += exp((double)z[j] - mx);
+            ref += mx + log(se) - (double)z[s.labels[i]];
+            cnt++;
+        }
+        ref /= cnt;
+        float *Gs = malloc(sizeof(float) * MN * d), *Ge = calloc((size_t)MB * S * d, sizeof(float));
+        double loss;
+        CHECK(grads_of(&s, Gs, &loss, 0) == 0, "%s", pt_last_error());
+        double lerr = fabs(loss / cnt - ref) / ref;
+        printf("  %s: truncated loss %.7f vs CE of full logits %.7f (rel %.3g)\n", arch == 1 ? "llama" : "gpt2",
+               loss / cnt, ref, lerr);
+        CHECK(lerr < 1e-6, "truncated loss differs");
+        /* spliced: rows [P, tok], labels shifted by N, gradient w.r.t. embeds */
+        float *emb = calloc((size_t)MB * S * d, sizeof(float));
+        int32_t ids2[MB * S], lens2[MB], lab2[MB * S];
+        for (int b = 0; b < MB; b++) {
+            lens2[b] = MN + s.lens[b];
+            for (int t = 0; t < S; t++) {
+                ids2[b * S + t] = t < MN ? PT_TOK_EMBED : s.ids[b * MT + t - MN];
+                lab2[b * S + t] = t < MN ? -1 : s.labels[b * MT + t - MN];
+                if (t < MN) memcpy(emb + ((size_t)b * S + t) * d, s.P + (size_t)t * d, sizeof(float) * (size_t)d);
+            }
+        }
+        pt_batch b2 = {MB, S, ids2, emb, lens2, NULL};
+        pt_prompt_grad g;
+        memset(&g, 0, sizeof g);
+        g.embeds = Ge;
+        double loss2;
+        int64_t n2;
+        CHECK(pt_loss_forward_backward(m, ws, &b2, lab2, 0.0f, &loss2, &n2, &g) == 0, "%s", pt_last_error());
+        float *sum = calloc((size_t)MN * d, sizeof(float));
+        for (int b = 0; b < MB; b++)
+            for (int i = 0; i < MN * d; i++) sum[i] += Ge[(size_t)b * S * d + i];
+        CHECK(relerr(arch == 1 ? "llama embeds grad (summed) vs soft grad" : "gpt2 embeds grad (summed) vs soft grad",
+                     sum, Gs, MN * d) < 1e-5, "differ");
+        CHECK(fabs(loss2 - loss) <= 1e-6 * fabs(loss), "loss differs: %.9g vs %.9g", loss2, loss);
+        free(lg), free(Gs), free(Ge), free(emb), free(sum), free(s.P);
+        pt_workspace_free(ws);
+        pt_model_free(m);
+    }
+    return 0;
+}
+
 TEST(bad_input) {
     pt_config c = tiny_cfg(PT_ARCH_LLAMA);
     pt_model *m = pt_model_random(&c, PT_F32, 4);
@@ -604,6 +674,7 @@ int main(void) {
     PT_RUN(model_prefix_gpt2);
     PT_RUN(soft_placement);
     PT_RUN(threads_larger);
+    PT_RUN(truncation_and_embeds_grad);
     PT_RUN(bad_input);
     return PT_DONE();
 }

@@ -59,19 +59,23 @@ void pt_train_carve(pt_workspace *ws, take_fn take, void *p) {
 
 typedef struct {
     int B, T, N, E;     /* E: stream rows per batch row */
+    int Tin;            /* row stride of the caller's ids/embeds/labels (T <= Tin) */
     int soft, deep, prefix;
     const pt_prompt *p;
     const int32_t *lens;
 } geo;
 
-static int lens_of(const geo *g, int b) { return g->lens ? g->lens[b] : g->T; }
+static int lens_of(const geo *g, int b) {
+    int n = g->lens ? g->lens[b] : g->T;
+    return n < g->T ? n : g->T;
+}
 
 static int setup(const pt_model *m, pt_workspace *ws, const pt_batch *in, geo *g) {
     const pt_config *c = &m->cfg;
     const pt_prompt *p = in->prompt;
     memset(g, 0, sizeof *g);
     g->B = in->B;
-    g->T = in->T;
+    g->T = g->Tin = in->T;
     g->p = p;
     g->lens = in->lens;
     if (in->B <= 0 || in->T <= 0 || in->B > ws->B || in->T > ws->T)
@@ -106,6 +110,7 @@ static int setup(const pt_model *m, pt_workspace *ws, const pt_batch *in, geo *g
         if (!g->soft && !g->deep && !g->prefix) g->N = 0;
     }
     g->E = g->soft ? g->N + g->T : g->T;
+    if (c->arch == PT_ARCH_GPT2 && c->dim > 4096) return pt_set_error("forward: GPT-2 with d > 4096 is not supported");
     if (c->arch == PT_ARCH_GPT2 && g->E > c->max_seq)
         return pt_set_error("forward: %d positions exceed the model's %d learned positions", g->E, c->max_seq);
     int n = g->B * g->T;
@@ -213,8 +218,8 @@ static void embed(const pt_model *m, pt_workspace *ws, const pt_batch *in, const
         float *xr = ws->x + (size_t)r * d;
         if (t < 0) memcpy(xr, g->p->soft + (size_t)e * d, (size_t)d * sizeof(float));
         else {
-            int id = in->ids ? in->ids[b * g->T + t] : PT_TOK_EMBED;
-            if (id == PT_TOK_EMBED) memcpy(xr, in->embeds + ((size_t)b * g->T + t) * d, (size_t)d * sizeof(float));
+            int id = in->ids ? in->ids[b * g->Tin + t] : PT_TOK_EMBED;
+            if (id == PT_TOK_EMBED) memcpy(xr, in->embeds + ((size_t)b * g->Tin + t) * d, (size_t)d * sizeof(float));
             else pt_rows_to_f32_serial(&m->tok_embd, id, 1, xr);
         }
         if (c->arch == PT_ARCH_GPT2) {
@@ -227,14 +232,15 @@ static void embed(const pt_model *m, pt_workspace *ws, const pt_batch *in, const
     }
 }
 
-/* The layer stack; leaves the final stream in ws->x. store: keep activations. */
-static void run_layers(const pt_model *m, pt_workspace *ws, const geo *g, int store) {
+/* The layer stack; leaves the final stream in ws->x. Layers l >= store_from
+ * keep their activations (store_from = L: none). */
+static void run_layers(const pt_model *m, pt_workspace *ws, const geo *g, int store_from) {
     const pt_config *c = &m->cfg;
     int d = c->dim, hd = c->head_dim, qd = ws->qd, kvd = ws->kvd, qkvd = ws->qkvd, hid = c->hidden_dim;
     for (int l = 0; l < c->n_layers; l++) {
         const pt_layer *Ly = &m->layers[l];
         const pt_layer_vecs *v = &ws->lv[l];
-        int Tl = layer_rows(ws, g, l), n = g->B * Tl, li = ws->listed[l];
+        int Tl = layer_rows(ws, g, l), n = g->B * Tl, li = ws->listed[l], store = l >= store_from;
         if (li >= 0) expand(ws->x, g->p->deep_vecs[li], g->B, g->T, g->N, d);
         for (int r = 0; r < n; r++) ws->pos[r] = r % Tl;
         pt_layer_acts A;
@@ -366,17 +372,28 @@ static void sum_prompt_rows(float *out, const float *x, int B, int S, int N, int
         }
 }
 
-/* Labelled positions -> ws->lab_pos (stream rows) and ws->lab_y; count or PT_ERR. */
-static int collect_labels(const pt_model *m, pt_workspace *ws, const geo *g, const int32_t *labels) {
-    int cnt = 0, off = g->E - g->T;
+/* Checks the labels, cuts the positions after the last labelled one (causal:
+ * they cannot change the loss), fills ws->lab_pos (stream rows) and ws->lab_y.
+ * Returns the number of labelled positions or PT_ERR. */
+static int collect_labels(const pt_model *m, pt_workspace *ws, geo *g, const int32_t *labels) {
+    int last = -1;
     for (int b = 0; b < g->B; b++)
         for (int t = 0; t < g->T; t++) {
-            int y = labels[b * g->T + t];
+            int y = labels[b * g->Tin + t];
             if (y == -1) continue;
             if (y < -1 || y >= m->cfg.vocab_size)
                 return pt_set_error("loss: label %d at row %d position %d outside [-1, %d)", y, b, t, m->cfg.vocab_size);
             if (t >= lens_of(g, b))
                 return pt_set_error("loss: label at row %d position %d beyond the row's length %d", b, t, lens_of(g, b));
+            if (t > last) last = t;
+        }
+    g->T = last + 1 > 0 ? last + 1 : 1;
+    g->E = g->soft ? g->N + g->T : g->T;
+    int cnt = 0, off = g->E - g->T;
+    for (int b = 0; b < g->B; b++)
+        for (int t = 0; t < g->T; t++) {
+            int y = labels[b * g->Tin + t];
+            if (y < 0) continue;
             ws->lab_pos[cnt] = b * g->E + off + t;
             ws->lab_y[cnt] = y;
             cnt++;
@@ -421,8 +438,6 @@ int pt_loss_forward(const pt_model *m, pt_workspace *ws, const pt_batch *in, con
     if (setup(m, ws, in, &g)) return PT_ERR;
     int cnt = collect_labels(m, ws, &g, labels);
     if (cnt < 0) return PT_ERR;
-    embed(m, ws, in, &g);
-    run_layers(m, ws, &g, 0);
     double tot;
     if (row_loss)
         for (int b = 0; b < g.B; b++) row_loss[b] = 0;
@@ -430,6 +445,9 @@ int pt_loss_forward(const pt_model *m, pt_workspace *ws, const pt_batch *in, con
         for (int b = 0; b < g.B; b++) row_count[b] = 0;
         for (int i = 0; i < cnt; i++) row_count[ws->lab_pos[i] / g.E]++;
     }
+    if (cnt == 0) return 0;
+    embed(m, ws, in, &g);
+    run_layers(m, ws, &g, m->cfg.n_layers);
     head_loss(m, ws, &g, cnt, 1.0f, NULL, row_loss, &tot);
     return 0;
 }
@@ -465,8 +483,16 @@ int pt_loss_forward_backward(const pt_model *m, pt_workspace *ws, const pt_batch
     else if (g.prefix)
         for (int l = L - 1; l >= 0; l--)
             if (prefix_at(&g, l)) stop = l;
+    if (cnt == 0) {
+        if (loss_sum) *loss_sum = 0;
+        if (n_tokens) *n_tokens = 0;
+        zero_grads(m, &g, gr);
+        for (int r = 0; gr->embeds && !gr->accumulate && r < g.B * g.Tin; r++)
+            if (!in->ids || in->ids[r] == PT_TOK_EMBED) memset(gr->embeds + (size_t)r * d, 0, (size_t)d * sizeof(float));
+        return 0;
+    }
     embed(m, ws, in, &g);
-    run_layers(m, ws, &g, 1);
+    run_layers(m, ws, &g, stop);
     float scale = grad_scale > 0 ? grad_scale : (cnt > 0 ? 1.0f / (float)cnt : 0.0f);
     double tot;
     size_t rows = (size_t)g.B * g.E;
@@ -475,7 +501,6 @@ int pt_loss_forward_backward(const pt_model *m, pt_workspace *ws, const pt_batch
     if (loss_sum) *loss_sum = tot;
     if (n_tokens) *n_tokens = cnt;
     zero_grads(m, &g, gr);
-    if (cnt == 0) return 0;
     for (int l = L - 1; l >= stop; l--) {
         int li = ws->listed[l];
         if (li >= 0) expand(ws->dx, NULL, g.B, g.T, g.N, d);
@@ -490,10 +515,15 @@ int pt_loss_forward_backward(const pt_model *m, pt_workspace *ws, const pt_batch
         if (gr->embeds) {
             int off = g.E - g.T;
             for (int b = 0; b < g.B; b++)
-                for (int t = 0; t < g.T; t++)
-                    if (!in->ids || in->ids[b * g.T + t] == PT_TOK_EMBED)
-                        memcpy(gr->embeds + ((size_t)b * g.T + t) * d, ws->dx + ((size_t)b * g.E + off + t) * d,
-                               (size_t)d * sizeof(float));
+                for (int t = 0; t < g.Tin; t++)
+                    if (!in->ids || in->ids[b * g.Tin + t] == PT_TOK_EMBED) {
+                        float *o = gr->embeds + ((size_t)b * g.Tin + t) * d;
+                        const float *src = ws->dx + ((size_t)b * g.E + off + t) * d;
+                        for (int i = 0; i < d; i++) {
+                            float v = t < g.T ? src[i] : 0.0f;
+                            o[i] = gr->accumulate ? o[i] + v : v;
+                        }
+                    }
         }
     }
     return 0;
@@ -511,7 +541,7 @@ int pt_train_forward_out(const pt_model *m, pt_workspace *ws, const pt_batch *in
             return pt_set_error("forward: logit position %d outside 0..%d", (int)out->logit_pos[i], n - 1);
     if (n_logit > n) return pt_set_error("forward: %d logit positions for %d positions", n_logit, n);
     embed(m, ws, in, &g);
-    run_layers(m, ws, &g, 0);
+    run_layers(m, ws, &g, c->n_layers);
     if (!n_logit) return 0;
     int off = g.E - g.T;
     for (int i = 0; i < n_logit; i++) {
