@@ -181,12 +181,15 @@ void pt_cross_entropy(float *z, const int32_t *y, int n, int V, float scale, flo
         }
         float mx = -INFINITY;
         for (int j = 0; j < V; j++) mx = zr[j] > mx ? zr[j] : mx;
+        float zy = zr[y[r]];
         double s = 0;
-        for (int j = 0; j < V; j++) s += (double)expf(zr[j] - mx);
-        double lse = (double)mx + log(s);
-        loss[r] = (float)(lse - (double)zr[y[r]]);
-        float inv = (float)(1.0 / s);
-        for (int j = 0; j < V; j++) zr[j] = scale * (expf(zr[j] - mx) * inv);
+        for (int j = 0; j < V; j++) {
+            zr[j] = expf(zr[j] - mx);
+            s += (double)zr[j];
+        }
+        loss[r] = (float)((double)mx + log(s) - (double)zy);
+        float f = (float)((double)scale / s);
+        for (int j = 0; j < V; j++) zr[j] *= f;
         zr[y[r]] -= scale;
     }
 }
