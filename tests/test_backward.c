@@ -627,6 +627,49 @@ TEST(truncation_and_embeds_grad) {
     return 0;
 }
 
+/* KV cache with a prompt: appends give the logits of the full prompted forward. */
+TEST(kv_cache_prompt) {
+    const char *mn[4] = {"soft", "deep 0,1,2", "deep 1,2", "prefix"};
+    for (int arch = 1; arch <= 2; arch++)
+        for (int mi = 0; mi < 4; mi++) {
+            pt_config c = tiny_cfg((pt_arch)arch);
+            pt_model *m = pt_model_random(&c, PT_F32, 8);
+            setup_t s;
+            mk_setup(&s, m, mi == 0 ? 0 : mi < 3 ? 1 : 2, mi == 2);
+            int V = c.vocab_size;
+            pt_ws_opts o = {1, MT, MN, 0};
+            pt_workspace *ws = pt_workspace_new_opts(m, &o);
+            pt_kv_cache *kc = pt_kv_new(m, 32, 2);
+            CHECK(ws && kc, "%s", pt_last_error());
+            float *full = malloc(sizeof(float) * MT * V), *lg = malloc(sizeof(float) * V);
+            pt_batch in = {1, MT, s.ids, NULL, NULL, &s.pr};
+            pt_forward_out fo;
+            memset(&fo, 0, sizeof fo);
+            fo.logits = full;
+            CHECK(pt_forward(m, ws, &in, &fo) == 0, "%s", pt_last_error());
+            CHECK(pt_kv_set_prompt(m, kc, &s.pr) == 0, "%s", pt_last_error());
+            double worst = 0;
+            for (int rep = 0; rep < 2; rep++) {
+                pt_kv_reset(kc);
+                CHECK(pt_kv_append(m, kc, s.ids, NULL, 4, lg) == 0, "%s", pt_last_error());
+                worst = fmax(worst, pt_rel_err(lg, full + (size_t)3 * V, V, NULL));
+                for (int t = 4; t < MT; t++) {
+                    CHECK(pt_kv_append(m, kc, s.ids + t, NULL, 1, lg) == 0, "%s", pt_last_error());
+                    worst = fmax(worst, pt_rel_err(lg, full + (size_t)t * V, V, NULL));
+                }
+                CHECK(pt_kv_len(kc) == MT, "len %d", pt_kv_len(kc));
+            }
+            printf("  %s %s: cached vs full prompted forward, max rel err %.3g\n", arch == 1 ? "llama" : "gpt2", mn[mi],
+                   worst);
+            CHECK(worst < 1e-5, "cache differs");
+            free(full), free(lg), free(s.P);
+            pt_kv_free(kc);
+            pt_workspace_free(ws);
+            pt_model_free(m);
+        }
+    return 0;
+}
+
 TEST(bad_input) {
     pt_config c = tiny_cfg(PT_ARCH_LLAMA);
     pt_model *m = pt_model_random(&c, PT_F32, 4);
@@ -675,6 +718,7 @@ int main(void) {
     PT_RUN(soft_placement);
     PT_RUN(threads_larger);
     PT_RUN(truncation_and_embeds_grad);
+    PT_RUN(kv_cache_prompt);
     PT_RUN(bad_input);
     return PT_DONE();
 }

@@ -126,8 +126,16 @@ typedef struct pt_kv_cache pt_kv_cache;
  * of this size internally; 0 = 256). */
 pt_kv_cache *pt_kv_new(const pt_model *m, int max_seq, int chunk);
 void pt_kv_free(pt_kv_cache *c);
-void pt_kv_reset(pt_kv_cache *c);   /* length back to 0 */
-int pt_kv_len(const pt_kv_cache *c);
+void pt_kv_reset(pt_kv_cache *c);   /* length back to 0 (a prompt set below stays) */
+int pt_kv_len(const pt_kv_cache *c); /* real positions held (prompt entries not counted) */
+/* Puts a trained prompt (pt_prompt above, any method; the placement rules of
+ * backward.h) in front of everything the cache will hold, computing the
+ * virtual entries once: soft runs its N vectors through the model; deep
+ * computes each listed layer's K/V of its vectors (positions 0..N-1); prefix
+ * copies its K/V. Later appends then give the same logits as pt_forward with
+ * that prompt. Empties the cache first; pt_kv_reset keeps the prompt; p ==
+ * NULL removes it. The prompt takes N of the capacity. */
+int pt_kv_set_prompt(const pt_model *m, pt_kv_cache *c, const pt_prompt *p);
 /* Appends n positions (ids with PT_TOK_EMBED taking rows of embeds [n, d], as
  * in pt_batch; ids == NULL: all from embeds) at positions len..len+n-1, and
  * writes the logits of the last appended position into last_logits [V] when it

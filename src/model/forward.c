@@ -229,8 +229,10 @@ int pt_fwd_run(const pt_model *m, pt_workspace *ws, const pt_fwd_args *a, pt_for
     int B = a->B, T = a->T, n = B * T, d = c->dim, hd = c->head_dim, L = c->n_layers;
     if (B <= 0 || T <= 0 || B > ws->B || T > ws->T)
         return pt_set_error("forward: batch %dx%d exceeds the workspace's %dx%d", B, T, ws->B, ws->T);
-    if (a->pos0 + T > ws->pos_max)
-        return pt_set_error("forward: positions up to %d exceed the planned %d", a->pos0 + T, ws->pos_max);
+    int max_po = a->emb_off;
+    for (int l = 0; a->kv_po && l < L; l++) max_po = a->kv_po[l] > max_po ? a->kv_po[l] : max_po;
+    if (max_po + a->pos0 + T > ws->pos_max)
+        return pt_set_error("forward: positions up to %d exceed the planned %d", max_po + a->pos0 + T, ws->pos_max);
     if (check_ids(m, a->ids, a->embeds, n)) return PT_ERR;
     if (a->lens)
         for (int b = 0; b < B; b++)
@@ -260,11 +262,12 @@ int pt_fwd_run(const pt_model *m, pt_workspace *ws, const pt_fwd_args *a, pt_for
     if (a->cache) last_layer = L; /* the cache must hold every layer's K/V */
 
     if (c->arch == PT_ARCH_GPT2 && d > 4096) return pt_set_error("forward: GPT-2 with d > 4096 is not supported");
-    if (c->arch == PT_ARCH_GPT2 && a->pos0 + T > c->max_seq)
-        return pt_set_error("forward: position %d beyond the model's %d learned positions", a->pos0 + T - 1, c->max_seq);
+    if (c->arch == PT_ARCH_GPT2 && a->emb_off + a->pos0 + T > c->max_seq)
+        return pt_set_error("forward: position %d beyond the model's %d learned positions", a->emb_off + a->pos0 + T - 1,
+                            c->max_seq);
     /* embeddings (+ learned positions) */
     float *x = ws->x;
-    for (int r = 0; r < n; r++) ws->pos[r] = a->pos0 + r % T;
+    for (int r = 0; r < n; r++) ws->pos[r] = a->emb_off + a->pos0 + r % T;
 #pragma omp parallel for schedule(static) if ((int64_t)n * d > 32768)
     for (int r = 0; r < n; r++) {
         float *xr = x + (size_t)r * d;
@@ -295,9 +298,16 @@ int pt_fwd_run(const pt_model *m, pt_workspace *ws, const pt_fwd_args *a, pt_for
             pt_linear_forward(&Ly->wk, v->bk, ws->xn, n, d, ws->qkv + qd, qkvd, ws->panel, ws->nthreads);
             pt_linear_forward(&Ly->wv, v->bv, ws->xn, n, d, ws->qkv + qd + kvd, qkvd, ws->panel, ws->nthreads);
         }
+        int np = a->kv_np ? a->kv_np[l] : 0, po = a->kv_po ? a->kv_po[l] : 0;
         if (c->arch == PT_ARCH_LLAMA) {
-            pt_rope(ws->qkv, qkvd, n, c->n_heads, hd, ws->pos, 0, ws->cos_t, ws->sin_t, c->rope_layout);
-            pt_rope(ws->qkv + qd, qkvd, n, c->n_kv_heads, hd, ws->pos, 0, ws->cos_t, ws->sin_t, c->rope_layout);
+            if (a->cache) { /* B == 1: row t at position po + pos0 + t */
+                pt_rope(ws->qkv, qkvd, n, c->n_heads, hd, NULL, po + a->pos0, ws->cos_t, ws->sin_t, c->rope_layout);
+                pt_rope(ws->qkv + qd, qkvd, n, c->n_kv_heads, hd, NULL, po + a->pos0, ws->cos_t, ws->sin_t,
+                        c->rope_layout);
+            } else {
+                pt_rope(ws->qkv, qkvd, n, c->n_heads, hd, ws->pos, 0, ws->cos_t, ws->sin_t, c->rope_layout);
+                pt_rope(ws->qkv + qd, qkvd, n, c->n_kv_heads, hd, ws->pos, 0, ws->cos_t, ws->sin_t, c->rope_layout);
+            }
         }
         pt_attn_args at;
         memset(&at, 0, sizeof at);
@@ -316,15 +326,16 @@ int pt_fwd_run(const pt_model *m, pt_workspace *ws, const pt_fwd_args *a, pt_for
         if (a->cache) { /* B == 1: append K/V at pos0.., attend over the cache */
             float *Kc = a->cache_k[l], *Vc = a->cache_v[l];
             for (int t = 0; t < T; t++) {
-                memcpy(Kc + (size_t)(a->pos0 + t) * kvd, ws->qkv + (size_t)t * qkvd + qd, (size_t)kvd * sizeof(float));
-                memcpy(Vc + (size_t)(a->pos0 + t) * kvd, ws->qkv + (size_t)t * qkvd + qd + kvd, (size_t)kvd * sizeof(float));
+                memcpy(Kc + (size_t)(np + a->pos0 + t) * kvd, ws->qkv + (size_t)t * qkvd + qd, (size_t)kvd * sizeof(float));
+                memcpy(Vc + (size_t)(np + a->pos0 + t) * kvd, ws->qkv + (size_t)t * qkvd + qd + kvd,
+                       (size_t)kvd * sizeof(float));
             }
-            at.Tk = a->pos0 + T;
+            at.Tk = np + a->pos0 + T;
             at.k = Kc;
             at.v = Vc;
             at.kv_bs = 0;
             at.kv_ts = kvd;
-            at.causal_offset = a->pos0;
+            at.causal_offset = np + a->pos0;
         } else {
             at.Tk = T;
             at.k = ws->qkv + qd;
@@ -370,6 +381,26 @@ int pt_fwd_run(const pt_model *m, pt_workspace *ws, const pt_fwd_args *a, pt_for
         pt_linear_forward(&head, NULL, ws->xn, n_logit, d, out->logits, c->vocab_size, ws->panel, ws->nthreads);
     }
     return 0;
+}
+
+void pt_fwd_layer_kv(const pt_model *m, pt_workspace *ws, int l, const float *x, int n, int pos0, float *k, float *v) {
+    const pt_config *c = &m->cfg;
+    const pt_layer *Ly = &m->layers[l];
+    const pt_layer_vecs *lv = &ws->lv[l];
+    int d = c->dim, qd = ws->qd, kvd = ws->kvd, qkvd = ws->qkvd;
+    norm(m, ws->xn, x, lv->attn_norm, lv->attn_norm_b, n);
+    if (Ly->wqkv.w.data)
+        pt_linear_forward(&Ly->wqkv, lv->bqkv, ws->xn, n, d, ws->qkv, qkvd, ws->panel, ws->nthreads);
+    else {
+        pt_linear_forward(&Ly->wk, lv->bk, ws->xn, n, d, ws->qkv + qd, qkvd, ws->panel, ws->nthreads);
+        pt_linear_forward(&Ly->wv, lv->bv, ws->xn, n, d, ws->qkv + qd + kvd, qkvd, ws->panel, ws->nthreads);
+    }
+    if (c->arch == PT_ARCH_LLAMA)
+        pt_rope(ws->qkv + qd, qkvd, n, c->n_kv_heads, c->head_dim, NULL, pos0, ws->cos_t, ws->sin_t, c->rope_layout);
+    for (int r = 0; r < n; r++) {
+        memcpy(k + (size_t)r * kvd, ws->qkv + (size_t)r * qkvd + qd, (size_t)kvd * sizeof(float));
+        memcpy(v + (size_t)r * kvd, ws->qkv + (size_t)r * qkvd + qd + kvd, (size_t)kvd * sizeof(float));
+    }
 }
 
 int pt_forward(const pt_model *m, pt_workspace *ws, const pt_batch *in, pt_forward_out *out) {

@@ -61,10 +61,18 @@ typedef struct {
     const int32_t *lens;
     int cache;
     float **cache_k, **cache_v;
+    /* cache with a prompt (pt_kv_set_prompt): layer l holds kv_np[l] virtual
+     * entries before the real ones, and real position p has RoPE position
+     * kv_po[l] + p; GPT-2 adds position embedding emb_off + p. NULL/0: none. */
+    const int *kv_np, *kv_po;
+    int emb_off;
 } pt_fwd_args;
 
 pt_workspace *pt_fwd_workspace(const pt_model *m, int B, int T, int Tk_max, int pos_max);
 int pt_fwd_run(const pt_model *m, pt_workspace *ws, const pt_fwd_args *a, pt_forward_out *out);
 pt_linear pt_fwd_head(const pt_model *m);
+/* K (after RoPE at positions pos0..) and V of layer l for n input rows x
+ * (the layer's input, before its norm), written to k, v [n, kvd]; n <= ws->T. */
+void pt_fwd_layer_kv(const pt_model *m, pt_workspace *ws, int l, const float *x, int n, int pos0, float *k, float *v);
 
 #endif

@@ -13,6 +13,9 @@
 
 struct pt_kv_cache {
     int cap, chunk, len, n_layers;
+    /* prompt (pt_kv_set_prompt): per layer virtual entries np[l] and RoPE
+     * offset po[l]; GPT-2 position-embedding offset emb_off; nv = max np. */
+    int *np, *po, emb_off, nv;
     float **k, **v;   /* [n_layers] -> [cap, kvd] inside `store` */
     float *store;
     pt_workspace *ws;
@@ -35,9 +38,11 @@ pt_kv_cache *pt_kv_new(const pt_model *m, int max_seq, int chunk) {
     size_t kvd = (size_t)c->n_kv_heads * c->head_dim;
     kc->k = pt_calloc((size_t)c->n_layers, sizeof *kc->k);
     kc->v = pt_calloc((size_t)c->n_layers, sizeof *kc->v);
+    kc->np = pt_calloc((size_t)c->n_layers, sizeof *kc->np);
+    kc->po = pt_calloc((size_t)c->n_layers, sizeof *kc->po);
     kc->store = pt_malloc_aligned((size_t)c->n_layers * 2 * (size_t)max_seq * kvd * sizeof(float));
     kc->ws = pt_fwd_workspace(m, 1, chunk, max_seq, max_seq);
-    if (!kc->k || !kc->v || !kc->store || !kc->ws) {
+    if (!kc->k || !kc->v || !kc->np || !kc->po || !kc->store || !kc->ws) {
         pt_kv_free(kc);
         return NULL;
     }
@@ -52,6 +57,8 @@ void pt_kv_free(pt_kv_cache *c) {
     if (!c) return;
     free(c->k);
     free(c->v);
+    free(c->np);
+    free(c->po);
     pt_free_aligned(c->store);
     pt_workspace_free(c->ws);
     free(c);
@@ -63,8 +70,9 @@ int pt_kv_len(const pt_kv_cache *c) { return c->len; }
 int pt_kv_append(const pt_model *m, pt_kv_cache *c, const int32_t *ids, const float *embeds, int n,
                  float *last_logits) {
     if (n <= 0) return pt_set_error("kv cache: nothing to append");
-    if (c->len + n > c->cap)
-        return pt_set_error("kv cache: %d + %d positions exceed the capacity %d", c->len, n, c->cap);
+    if (c->nv + c->len + n > c->cap)
+        return pt_set_error("kv cache: %d + %d positions (after %d prompt entries) exceed the capacity %d", c->len, n,
+                            c->nv, c->cap);
     int d = m->cfg.dim;
     for (int off = 0; off < n; off += c->chunk) {
         int t = n - off < c->chunk ? n - off : c->chunk;
@@ -78,6 +86,9 @@ int pt_kv_append(const pt_model *m, pt_kv_cache *c, const int32_t *ids, const fl
         a.cache = 1;
         a.cache_k = c->k;
         a.cache_v = c->v;
+        a.kv_np = c->np;
+        a.kv_po = c->po;
+        a.emb_off = c->emb_off;
         int32_t last = t - 1;
         pt_forward_out o;
         memset(&o, 0, sizeof o);
@@ -89,6 +100,49 @@ int pt_kv_append(const pt_model *m, pt_kv_cache *c, const int32_t *ids, const fl
         if (pt_fwd_run(m, c->ws, &a, &o) != 0) return PT_ERR;
         c->len += t;
     }
+    return 0;
+}
+
+int pt_kv_set_prompt(const pt_model *m, pt_kv_cache *c, const pt_prompt *p) {
+    const pt_config *cf = &m->cfg;
+    int L = cf->n_layers, d = cf->dim, kvd = cf->n_kv_heads * cf->head_dim;
+    c->len = 0;
+    c->nv = c->emb_off = 0;
+    memset(c->np, 0, (size_t)L * sizeof *c->np);
+    memset(c->po, 0, (size_t)L * sizeof *c->po);
+    if (!p) return 0;
+    int N = p->n_virtual, soft = p->soft != NULL, deep = p->n_deep > 0, prefix = p->prefix_k || p->prefix_v;
+    if (soft + deep + prefix == 0) return 0;
+    if (soft + deep + prefix > 1) return pt_set_error("kv cache: a prompt uses exactly one method");
+    if (N <= 0 || N >= c->cap) return pt_set_error("kv cache: prompt length %d outside 1..%d", N, c->cap - 1);
+    if (soft) {
+        if (pt_kv_append(m, c, NULL, p->soft, N, NULL)) return PT_ERR;
+        c->len = 0;
+        for (int l = 0; l < L; l++) c->np[l] = c->po[l] = N;
+        c->emb_off = N;
+    } else if (deep) {
+        for (int i = 0; i < p->n_deep; i++) {
+            int l = p->deep_layers[i];
+            if (l < 0 || l >= L || (i > 0 && l <= p->deep_layers[i - 1]) || !p->deep_vecs || !p->deep_vecs[i])
+                return pt_set_error("kv cache: deep layer %d invalid (layers must ascend within 0..%d)", l, L - 1);
+            for (int r0 = 0; r0 < N; r0 += c->chunk) {
+                int nr = N - r0 < c->chunk ? N - r0 : c->chunk;
+                pt_fwd_layer_kv(m, c->ws, l, p->deep_vecs[i] + (size_t)r0 * d, nr, r0, c->k[l] + (size_t)r0 * kvd,
+                                c->v[l] + (size_t)r0 * kvd);
+            }
+            c->np[l] = c->po[l] = N;
+        }
+    } else {
+        for (int l = 0; l < L; l++) {
+            const float *k = p->prefix_k ? p->prefix_k[l] : NULL, *v = p->prefix_v ? p->prefix_v[l] : NULL;
+            if (!k != !v) return pt_set_error("kv cache: prefix layer %d has keys without values or values without keys", l);
+            if (!k) continue;
+            memcpy(c->k[l], k, (size_t)N * kvd * sizeof(float));
+            memcpy(c->v[l], v, (size_t)N * kvd * sizeof(float));
+            c->np[l] = N;
+        }
+    }
+    c->nv = N;
     return 0;
 }
 
