@@ -33,6 +33,12 @@ int pt_tokenizer_eos(const pt_tokenizer *t); /* -1 when none */
 /* Whether encode adds BOS / EOS by default (tokenizer_config.json, or the family's default). */
 int pt_tokenizer_adds_bos(const pt_tokenizer *t);
 int pt_tokenizer_adds_eos(const pt_tokenizer *t);
+/* 1 when encoding a text that starts with a non-space character puts a space
+ * before it ("dummy prefix": llama2.c, SentencePiece-style Prepend/Metaspace,
+ * byte-level add_prefix_space), so "x" encodes as " x" would read; 0 otherwise.
+ * Lets callers encode a continuation ("input" then " target") without a
+ * doubled space. */
+int pt_tokenizer_adds_prefix_space(const pt_tokenizer *t);
 
 /* Encodes `len` bytes of UTF-8. add_special: 1 adds BOS/EOS as the tokenizer's
  * configuration says, 0 adds none. *ids is malloc'd (caller frees). Invalid
@@ -42,6 +48,8 @@ int pt_tokenizer_encode(const pt_tokenizer *t, const char *text, size_t len, int
 /* Decodes ids to a malloc'd NUL-terminated string (special tokens included as
  * text unless skip_special). */
 char *pt_tokenizer_decode(const pt_tokenizer *t, const int32_t *ids, int n, int skip_special);
+/* The same, also giving the length (the text may hold NUL bytes). */
+char *pt_tokenizer_decode_len(const pt_tokenizer *t, const int32_t *ids, int n, int skip_special, size_t *len);
 /* The raw piece string of one id (NULL if out of range). */
 const char *pt_tokenizer_piece(const pt_tokenizer *t, int id);
 int pt_tokenizer_is_special(const pt_tokenizer *t, int id);
@@ -64,5 +72,10 @@ void pt_detok_stream_init(pt_detok_stream *s, const pt_tokenizer *t);
 int pt_detok_stream_push(pt_detok_stream *s, int id, char *out, int cap);
 /* Flushes what is held back (incomplete sequences as U+FFFD). */
 int pt_detok_stream_flush(pt_detok_stream *s, char *out, int cap);
+
+/* Text i of the deterministic multilingual test corpus (prose, numbers,
+ * whitespace runs, contractions, accents, Greek, Cyrillic, CJK, RTL, emoji,
+ * code, URLs); malloc'd, valid UTF-8. Used by the parity test and the bench. */
+char *pt_tokenizer_corpus_text(int i, uint64_t seed);
 
 #endif
