@@ -7,6 +7,8 @@ set -u
 cd "$(dirname "$0")/.."
 pass=0; fail=0; skip=0
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# Spinning OpenMP threads are slow on a shared 2-core machine (see src/cli/main.c).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 # Slow tests (end-to-end training, parity on larger fixtures) are not re-run
 # under the sanitizers; they name themselves in tests/slow.txt.
 slow=$(cat tests/slow.txt 2>/dev/null | grep -v '^#' || true)

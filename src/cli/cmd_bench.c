@@ -147,25 +147,7 @@ static void usage(FILE *f) {
     fprintf(f, "usage: ptune bench forward|tune|tokenize [options] [--json]   (ptune bench <kind> --help)\n");
 }
 
-/* libgomp reads OMP_WAIT_POLICY once, at load time. Spinning threads lose
- * badly on a shared machine (measured: 0.05 s vs 0.4-0.5 s per forward of
- * stories260K at 4x256 with 3 other busy processes), and the PyTorch reference
- * runs with PASSIVE too, so unless the user chose a policy, re-execute once
- * with OMP_WAIT_POLICY=PASSIVE. */
-static void passive_wait_policy(int argc, char **argv) {
-    if (getenv("OMP_WAIT_POLICY")) return;
-    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
-    char **nargv = calloc((size_t)argc + 2, sizeof *nargv);
-    if (!nargv) return;
-    nargv[0] = "ptune";
-    for (int i = 0; i < argc; i++) nargv[i + 1] = argv[i];
-    fflush(NULL);
-    execv("/proc/self/exe", nargv);
-    free(nargv); /* exec failed: carry on with the default policy */
-}
-
 int cmd_bench(int argc, char **argv) {
-    passive_wait_policy(argc, argv);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

@@ -10,6 +10,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define ATT_QB 64
@@ -74,7 +75,8 @@ void pt_attention(const pt_attn_args *a, float *scratch, int n_scratch) {
 
 void pt_attention_ref(const pt_attn_args *a) {
     int hd = a->head_dim, group = a->n_heads / a->n_kv_heads;
-    float s[4096];
+    float *s = malloc(sizeof(float) * (size_t)(a->Tk > 0 ? a->Tk : 1));
+    if (!s) return;
     for (int b = 0; b < a->B; b++)
         for (int h = 0; h < a->n_heads; h++)
             for (int t = 0; t < a->Tq; t++) {
@@ -82,7 +84,7 @@ void pt_attention_ref(const pt_attn_args *a) {
                 const float *q = a->q + b * a->q_bs + t * a->q_ts + h * hd;
                 float *o = a->out + b * a->o_bs + t * a->o_ts + h * hd;
                 double mx = -HUGE_VAL;
-                for (int j = 0; j < a->Tk && j < 4096; j++) {
+                for (int j = 0; j < a->Tk; j++) {
                     const float *k = a->k + b * a->kv_bs + j * a->kv_ts + g * hd;
                     int masked = j > t + a->causal_offset || (a->kv_len && j >= a->kv_len[b]);
                     double dot = 0;
@@ -99,4 +101,5 @@ void pt_attention_ref(const pt_attn_args *a) {
                     o[i] = (float)acc;
                 }
             }
+    free(s);
 }
