@@ -23,24 +23,24 @@
  * embeds[p*d .. p*d+d) instead of the token-embedding table. */
 #define PT_TOK_EMBED (-1)
 
-/* ---- prompt methods (issue 4): declared now, not implemented yet ------------
- * pt_forward returns PT_ERR ("not implemented") when a pt_prompt has deep or
- * prefix parts; soft prompts need nothing here (splice vectors via ids/embeds).
+/* ---- prompt methods (issue 4) -------------------------------------------------
+ * Exactly one method per batch; the placement rules (positions, masks, the
+ * cut after deep layers) are spelled out in backward.h. All prompt tensors are
+ * shared by every row of the batch. The workspace must be planned with
+ * n_virtual >= n_virtual of the prompt. With a prompt, pt_forward_out's
+ * logit_pos refer to real positions b*T + t (t in 0..T-1) and capture is not
+ * supported.
  *
- * deep: for each listed layer l (l > 0; layer 0 = the input-level vectors, which
- *   are spliced through ids/embeds like a soft prompt), vecs[i] [N, d] (shared by
- *   all rows) is prepended to that layer's input; the layer runs on N+T
- *   positions with positions 0..N+T-1 and keys valid up to N+lens[b]; the first
- *   N outputs are dropped after it. Unlisted layers see the T real tokens at
- *   positions 0..T-1. The workspace must be planned with n_virtual >= N.
- * prefix: per layer l, key/value prefixes k[l], v[l] [N, n_kv_heads*head_dim]
- *   (shared by all rows) placed before the real keys; RoPE is NOT applied to
- *   them; real tokens keep positions 0..T-1 and see all N prefix entries.
- *   Internally the attention runs over N+T keys with causal offset N. */
+ * soft:   soft [N, d]: row = [P_0..P_{N-1}, tok_0..tok_{T-1}], positions 0..N+T-1.
+ * deep:   deep_layers [n_deep] ascending in 0..L-1 (0 = input-level vectors),
+ *         deep_vecs[i] [N, d] prepended to layer deep_layers[i]'s input.
+ * prefix: prefix_k[l], prefix_v[l] [N, n_kv_heads*head_dim] per layer (an entry
+ *         may be NULL: no prefix there), before the real keys, no RoPE. */
 typedef struct {
     int n_virtual;               /* N */
+    const float *soft;           /* [N, d] or NULL */
     int n_deep;                  /* number of listed layers (deep) */
-    const int *deep_layers;      /* [n_deep], ascending, each in 1..L-1 */
+    const int *deep_layers;      /* [n_deep], ascending, each in 0..L-1 */
     const float *const *deep_vecs; /* [n_deep] pointers to [N, d] */
     const float *const *prefix_k; /* [L] pointers to [N, kv_dim], or NULL */
     const float *const *prefix_v; /* [L] pointers to [N, kv_dim], or NULL */
@@ -92,17 +92,16 @@ typedef struct {
  * Opaque; holds every activation buffer, weight-conversion panels, fp32 copies
  * of the small vectors (norm weights, biases) and the RoPE tables.
  *
- * Issue 4 (backward): pt_workspace_new_opts with store_acts = 1 will keep, per
- * layer, the tensors the activation-gradient backward needs (layer input x,
- * normed inputs, q/k/v after RoPE, the softmax log-sum-exp per query, attention
- * output, MLP pre-activations) in the same arena, sized for B*(N+T) rows; the
- * backward API (pt_backward) will read them from the workspace. */
+ * store_acts = 1 keeps, per layer, the tensors the activation-gradient
+ * backward needs (layer input, q/k/v after RoPE, attention output, residual
+ * after attention, MLP pre-activations) in the same arena, sized for B*(N+T)
+ * rows, plus the backward's own buffers (backward.h). */
 typedef struct pt_workspace pt_workspace;
 
 typedef struct {
     int B, T;        /* max batch and max real positions */
-    int n_virtual;   /* extra positions for deep/prefix prompts (0 for now) */
-    int store_acts;  /* keep activations for the backward (issue 4; 0 for now) */
+    int n_virtual;   /* max prompt length N (positions on top of T) */
+    int store_acts;  /* keep activations for pt_loss_forward_backward */
 } pt_ws_opts;
 
 pt_workspace *pt_workspace_new(const pt_model *m, int B, int T);
