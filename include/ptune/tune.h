@@ -101,6 +101,7 @@ typedef struct {
     int resume;           /* continue from out_dir/optimizer.safetensors */
     int progress;         /* 1: \r progress line (TTY), 0: plain lines, -1: silent */
     int stop_after;       /* testing: return after this many steps of this call (0 = off) */
+    int sleep_ms;         /* testing: pause after each step (to kill a run midway) */
     const char *out_dir;
 } pt_train_opts;
 
