@@ -17,7 +17,7 @@
 #include "ptune/forward.h"
 
 #include "model/forward_internal.h"
-#include "ptune/kernels.h"
+#include "ptune/kernels_bwd.h"
 
 #include <math.h>
 #include <omp.h>
@@ -45,6 +45,8 @@ static void *take(planner *p, size_t bytes) {
 
 static float *takef(planner *p, size_t n) { return take(p, n * sizeof(float)); }
 
+static void *take_cb(void *p, size_t bytes) { return take(p, bytes); }
+
 static float *vec_f32(planner *p, const pt_tensor *t) {
     if (!t->data) return NULL;
     int64_t n = pt_tensor_numel(t);
@@ -53,7 +55,7 @@ static float *vec_f32(planner *p, const pt_tensor *t) {
     return v;
 }
 
-static size_t max_panel(const pt_model *m) {
+static size_t max_panel(const pt_model *m, int bwd) {
     size_t mx = 0;
     for (int l = 0; l < m->cfg.n_layers; l++) {
         const pt_layer *L = &m->layers[l];
@@ -62,10 +64,14 @@ static size_t max_panel(const pt_model *m) {
             if (ls[i]->w.data) {
                 size_t s = pt_linear_scratch_floats(ls[i]);
                 if (s > mx) mx = s;
+                s = bwd ? pt_linear_bwd_scratch_floats(ls[i]) : 0;
+                if (s > mx) mx = s;
             }
     }
     pt_linear head = pt_fwd_head(m);
     size_t s = pt_linear_scratch_floats(&head);
+    if (s > mx) mx = s;
+    s = bwd ? pt_linear_bwd_scratch_floats(&head) : 0;
     return s > mx ? s : mx;
 }
 
@@ -79,7 +85,7 @@ pt_linear pt_fwd_head(const pt_model *m) {
 static void carve(pt_workspace *ws, planner *p) {
     const pt_model *m = ws->m;
     const pt_config *c = &m->cfg;
-    size_t n = (size_t)ws->B * (size_t)ws->T;
+    size_t n = (size_t)ws->B * (size_t)(ws->T + ws->NV);
     int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
     ws->qd = qd;
     ws->kvd = kvd;
@@ -91,7 +97,7 @@ static void carve(pt_workspace *ws, planner *p) {
     ws->h1 = takef(p, n * (size_t)c->hidden_dim);
     ws->h2 = c->arch == PT_ARCH_LLAMA ? takef(p, n * (size_t)c->hidden_dim) : NULL;
     ws->pos = take(p, n * sizeof(int32_t));
-    ws->panel = takef(p, max_panel(m) * (size_t)ws->nthreads);
+    ws->panel = takef(p, max_panel(m, ws->store) * (size_t)ws->nthreads);
     ws->att_scratch = takef(p, (size_t)ws->nthreads * pt_attention_scratch_floats(ws->Tk_max));
     if (c->arch == PT_ARCH_LLAMA) {
         int half = c->head_dim / 2;
@@ -123,9 +129,10 @@ static void carve(pt_workspace *ws, planner *p) {
     }
     ws->out_norm = vec_f32(p, &m->out_norm);
     ws->out_norm_b = vec_f32(p, &m->out_norm_b);
+    if (ws->loss_bufs) pt_train_carve(ws, take_cb, p);
 }
 
-pt_workspace *pt_fwd_workspace(const pt_model *m, int B, int T, int Tk_max, int pos_max) {
+static pt_workspace *workspace(const pt_model *m, int B, int T, int Tk_max, int pos_max, const pt_ws_opts *o) {
     if (B <= 0 || T <= 0) {
         pt_set_error("workspace: batch %d and positions %d must be positive", B, T);
         return NULL;
@@ -137,6 +144,11 @@ pt_workspace *pt_fwd_workspace(const pt_model *m, int B, int T, int Tk_max, int 
     ws->T = T;
     ws->Tk_max = Tk_max;
     ws->pos_max = pos_max;
+    if (o) {
+        ws->NV = o->n_virtual;
+        ws->store = o->store_acts != 0;
+        ws->loss_bufs = 1;
+    }
     int nt = omp_get_max_threads(), np = omp_get_num_procs();
     ws->nthreads = nt > np ? nt : np;
     planner p = {NULL, 0, 0};
@@ -154,18 +166,22 @@ pt_workspace *pt_fwd_workspace(const pt_model *m, int B, int T, int Tk_max, int 
     return ws;
 }
 
+pt_workspace *pt_fwd_workspace(const pt_model *m, int B, int T, int Tk_max, int pos_max) {
+    return workspace(m, B, T, Tk_max, pos_max, NULL);
+}
+
 pt_workspace *pt_workspace_new_opts(const pt_model *m, const pt_ws_opts *o) {
-    if (o->n_virtual != 0 || o->store_acts != 0) {
-        pt_set_error("workspace: virtual positions and stored activations are not implemented yet");
+    if (o->n_virtual < 0) {
+        pt_set_error("workspace: negative prompt length %d", o->n_virtual);
         return NULL;
     }
     const pt_config *c = &m->cfg;
-    int pos_max = o->T;
     if (c->arch == PT_ARCH_GPT2 && o->T > c->max_seq) {
         pt_set_error("workspace: %d positions exceed the model's %d learned positions", o->T, c->max_seq);
         return NULL;
     }
-    return pt_fwd_workspace(m, o->B, o->T, o->T, pos_max);
+    int pos_max = o->T + o->n_virtual;
+    return workspace(m, o->B, o->T, pos_max, pos_max, o);
 }
 
 pt_workspace *pt_workspace_new(const pt_model *m, int B, int T) {
@@ -357,8 +373,7 @@ int pt_fwd_run(const pt_model *m, pt_workspace *ws, const pt_fwd_args *a, pt_for
 }
 
 int pt_forward(const pt_model *m, pt_workspace *ws, const pt_batch *in, pt_forward_out *out) {
-    if (in->prompt && (in->prompt->n_deep > 0 || in->prompt->prefix_k || in->prompt->prefix_v))
-        return pt_set_error("forward: deep and prefix prompts are not implemented yet");
+    if (in->prompt) return pt_train_forward_out(m, ws, in, out);
     pt_fwd_args a;
     memset(&a, 0, sizeof a);
     a.B = in->B;
