@@ -241,7 +241,7 @@ int pt_adapter_load(const char *dir, const pt_model *m, const char *model_sha, p
                 const char *mp = json_string_value(json_object_get(json_object_get(run, "config"), "model"));
                 pt_set_error("%s: adapter was trained on a different model (%s, sha256 %.12s...); %s has sha256 "
                              "%.12s...",
-                             dir, mp ? mp : "?", rec, m->path, model_sha);
+                             dir, mp ? mp : "?", rec, m->path ? m->path : "this model", model_sha);
                 goto done;
             }
         }
