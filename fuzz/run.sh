@@ -12,9 +12,10 @@ libs="-ljansson -lpcre2-8 -lm"
 mkdir -p build-fuzz
 for h in "${harnesses[@]}"; do
     out=build-fuzz/$h; mkdir -p "$out/corpus"
-    $CC $flags -o "$out/$h" fuzz/$h.c src/core/*.c src/tokenizer/*.c $libs $(pkg-config --cflags --libs openblas 2>/dev/null || true)
+    $CC $flags -o "$out/$h" fuzz/$h.c src/core/*.c src/tokenizer/*.c $( [ "$h" = fuzz_data ] && echo src/data/*.c ) $libs $(pkg-config --cflags --libs openblas 2>/dev/null || true)
     # Seeds: small tokenizer.json files for the loader, a few texts for the encoder.
     if [ "$h" = fuzz_tokenizer_json ] && [ -d fuzz/seeds_json ]; then cp -n fuzz/seeds_json/* "$out/corpus/" 2>/dev/null || true; fi
+    if [ "$h" = fuzz_data ] && [ -d fuzz/seeds_data ]; then cp -n fuzz/seeds_data/* "$out/corpus/" 2>/dev/null || true; fi
     if [ "$h" = fuzz_encode ] && [ -d fuzz/seeds_text ]; then cp -n fuzz/seeds_text/* "$out/corpus/" 2>/dev/null || true; fi
     echo "fuzz: running $h for ${secs}s"
     (cd "$out" && ASAN_OPTIONS=detect_leaks=1 PT_TOK_NODE_MODULES="$PWD/../../tests/tok/node_modules" \

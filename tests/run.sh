@@ -11,7 +11,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 # under the sanitizers; they name themselves in tests/slow.txt.
 slow=$(cat tests/slow.txt 2>/dev/null | grep -v '^#' || true)
 run_one() { # dir name label
-    local bin="$1/tests/$2" label="$3" out rc
+    local bin="$1/tests/$2" label="$3" out rc t0=$SECONDS
     out=$(ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
           timeout 900 "$bin" 2>&1); rc=$?
     local p f s
@@ -19,7 +19,7 @@ run_one() { # dir name label
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; echo "FAIL $label/$2: exited with status $rc"; fi
     grep -E '^(FAIL|SKIP) ' <<<"$out" | sed "s|^|  [$label/$2] |"
     if [ "$f" -ne 0 ] || [ "$rc" -ne 0 ]; then echo "$out" | tail -n 40 | sed "s|^|    |"; fi
-    echo "$label/$2: $p passed, $f failed, $s skipped"
+    echo "$label/$2: $p passed, $f failed, $s skipped ($((SECONDS - t0)) s)"
     pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + s))
 }
 for bin in build/tests/test_*; do

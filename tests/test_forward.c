@@ -431,6 +431,13 @@ TEST(sampler) {
     printf("  top_p 0.6 frequencies: %.3f %.3f %.3f %.3f\n", cnt[0] / 2e4, cnt[1] / 2e4, cnt[2] / 2e4, cnt[3] / 2e4);
     CHECK(cnt[2] == 0 && cnt[3] == 0 && fabs(cnt[0] / 2e4 - 4.0 / 7) < 0.02, "top-p set wrong");
     pt_sampler_free(&s);
+    /* flat distribution over a large vocab with a tiny top_p: one token, no crash */
+    float *flat = calloc(1000, sizeof(float));
+    pt_sampler_init(&s, 1000, 1.0f, 0.01f);
+    int id = pt_sample(&s, flat, &r);
+    CHECK(id >= 0 && id < 1000, "flat top-p sample %d", id);
+    free(flat);
+    pt_sampler_free(&s);
     return 0;
 }
 

@@ -241,12 +241,14 @@ TEST(elementwise) {
     printf("  swiglu max|diff| %.3g\n", md);
     CHECK(e < 1e-6, "swiglu %g", e);
     fill(x, N, 23, 3.0f);
+    x[0] = -100.0f, x[1] = 100.0f, x[2] = -30.0f, x[3] = 0.0f; /* saturated ends */
     memcpy(xr, x, sizeof x);
     pt_gelu(x, N);
     pt_gelu_ref(xr, N);
     e = pt_rel_err(x, xr, N, &md);
     printf("  gelu max|diff| %.3g\n", md);
     CHECK(e < 1e-6, "gelu %g", e);
+    CHECK(x[0] == 0.0f && x[1] == 100.0f && x[3] == 0.0f, "gelu ends %g %g %g", (double)x[0], (double)x[1], (double)x[3]);
     /* known value: gelu_new(1) = 0.8411920 */
     float one = 1.0f;
     pt_gelu(&one, 1);

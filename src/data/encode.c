@@ -221,6 +221,14 @@ int pt_data_encode(const pt_tokenizer *tok, const pt_dataset *ds, int max_len, i
             out->n_truncated++;
         }
         int np = nb + keep;
+        if (np == 0 && nt < 2) { /* no BOS, no input, one target token: nothing can predict it */
+            free(in);
+            free(tg);
+            pt_set_error("%s: nothing to predict: the input is empty, the tokenizer adds no BOS and the target is "
+                         "one token",
+                         where(ds, i, wb, sizeof wb));
+            goto fail;
+        }
         int32_t *head = malloc(((size_t)np + 1) * sizeof *head);
         if (!head) {
             free(in);
@@ -257,7 +265,7 @@ int pt_batch_T(const pt_rows *r, const int *idx, int B) {
 }
 
 int pt_batch_rows(const pt_rows *r, const int *idx, int B, int32_t pad_id, int32_t *ids, int32_t *labels,
-                  int *lens) {
+                  int32_t *lens) {
     for (int b = 0; b < B; b++)
         if (idx[b] < 0 || idx[b] >= r->n_rows)
             return pt_set_error("data: batch row %d is out of range (%d rows)", idx[b], r->n_rows);

@@ -450,7 +450,7 @@ int pt_data_load(const char *path, const char *template_override, pt_dataset *ou
     if (template_override) {
         /* validate once with every field present, so a bad template fails before any record */
         char *probe = pt_data_render(template_override, "", "", "", "");
-        if (!probe) return pt_wrap_error("%s: --template: ", path);
+        if (!probe) return pt_wrap_error("%s: --", path);
         free(probe);
         tmpl = strdup(template_override);
         if (!tmpl) return pt_set_error("data: out of memory");

@@ -15,12 +15,15 @@ void pt_swiglu_ref(float *g, const float *u, int64_t n) {
     }
 }
 
+/* 1 + tanh(u) = 2 - 2 / (1 + exp(2u)) = 2 / (1 + exp(-2u)): one expf instead of
+ * tanhf (about 3x cheaper); exp overflow gives 0 and 2 at the ends, as tanh. */
 void pt_gelu(float *x, int64_t n) {
     const float k = 0.7978845608028654f; /* sqrt(2/pi) */
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
-        x[i] = 0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v)));
+        float u = k * (v + 0.044715f * v * v * v);
+        x[i] = v / (1.0f + expf(-2.0f * u));
     }
 }
 

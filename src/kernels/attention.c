@@ -30,6 +30,7 @@ void pt_attention(const pt_attn_args *a, float *scratch, int n_scratch) {
     int nt = omp_get_max_threads();
     if (nt > n_scratch) nt = n_scratch;
     if (nt > nbh) nt = nbh;
+    if ((double)nbh * a->Tq * a->Tk * hd < 262144.0) nt = 1; /* too small to pay for a barrier */
     if (nt < 1) nt = 1;
 #pragma omp parallel num_threads(nt)
     {

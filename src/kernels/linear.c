@@ -135,6 +135,7 @@ void pt_linear_forward(const pt_linear *l, const float *bias, const float *x, in
     int nt = omp_get_max_threads();
     if (!f32 && nt > n_scratch) nt = n_scratch;
     if (nt > ntiles) nt = ntiles;
+    if ((double)n * in * out < 262144.0) nt = 1; /* too small to pay for a barrier */
     if (nt < 1) nt = 1;
     size_t per = pt_linear_scratch_floats(l);
     /* Each tile (output chunk x row block): one single-threaded sgemm, so every

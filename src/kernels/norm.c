@@ -6,7 +6,7 @@
 #include <math.h>
 
 void pt_rmsnorm(float *out, const float *x, const float *w, int n, int d, float eps) {
-#pragma omp parallel for schedule(static) if (n > 8)
+#pragma omp parallel for schedule(static) if ((int64_t)n * d > 32768)
     for (int r = 0; r < n; r++) {
         const float *xr = x + (size_t)r * d;
         float *o = out + (size_t)r * d;
@@ -27,7 +27,7 @@ void pt_rmsnorm_ref(float *out, const float *x, const float *w, int n, int d, fl
 }
 
 void pt_layernorm(float *out, const float *x, const float *w, const float *b, int n, int d, float eps) {
-#pragma omp parallel for schedule(static) if (n > 8)
+#pragma omp parallel for schedule(static) if ((int64_t)n * d > 32768)
     for (int r = 0; r < n; r++) {
         const float *xr = x + (size_t)r * d;
         float *o = out + (size_t)r * d;

@@ -43,7 +43,7 @@ void pt_rope_table(const float *inv_freq, int hd, int n_pos, float *cos_t, float
 void pt_rope(float *x, int ld, int n, int n_heads, int hd, const int32_t *pos, int pos0, const float *cos_t,
              const float *sin_t, pt_rope_layout layout) {
     int half = hd / 2;
-#pragma omp parallel for schedule(static) if (n > 8)
+#pragma omp parallel for schedule(static) if ((int64_t)n * n_heads * hd > 32768)
     for (int r = 0; r < n; r++) {
         int p = pos ? pos[r] : pos0 + r;
         const float *c = cos_t + (size_t)p * half, *s = sin_t + (size_t)p * half;

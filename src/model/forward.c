@@ -265,7 +265,7 @@ int pt_fwd_run(const pt_model *m, pt_workspace *ws, const pt_fwd_args *a, pt_for
     /* embeddings (+ learned positions) */
     float *x = ws->x;
     for (int r = 0; r < n; r++) ws->pos[r] = a->pos0 + r % T;
-#pragma omp parallel for schedule(static) if (n > 16)
+#pragma omp parallel for schedule(static) if ((int64_t)n * d > 32768)
     for (int r = 0; r < n; r++) {
         float *xr = x + (size_t)r * d;
         int id = a->ids ? a->ids[r] : PT_TOK_EMBED;

@@ -147,12 +147,14 @@ int pt_sample(pt_sampler *s, const float *logits, pt_rng *rng) {
         }
         return best;
     }
-    /* nucleus: only tokens that can be in the set need sorting. Any token of the
-     * set has p >= (1 - top_p) / (V - 1) unless the set is the whole vocab. */
+    /* nucleus: only tokens that can be in the set need sorting. A token the set
+     * needs after the first has p >= (1 - top_p) / (V - 1): the tokens not yet
+     * taken hold more than 1 - top_p and it is the largest of them. */
     float cut = V > 1 ? (1.0f - s->top_p) / (float)(V - 1) : 0.0f;
     int n = 0;
     for (int i = 0; i < V; i++)
         if (s->probs[i] >= cut) s->order[n++] = i;
+    if (n == 0) return best; /* a flat distribution with a tiny top_p: the cut removed all */
     qsort_r(s->order, (size_t)n, sizeof *s->order, by_prob_desc, s->probs);
     double mass = 0;
     int last = n - 1;

@@ -81,13 +81,9 @@ static void lin(gen_ctx *g, pt_linear *l, int64_t out, int64_t in, int bias, int
     if (bias) l->b = make(g, 1, out, 0, 2);
 }
 
-/* Minimal defaults for fields a hand-written config may leave at 0. */
+/* Defaults for fields a hand-written config may leave at 0. */
 static void fill_defaults(pt_config *c) {
-    if (c->n_kv_heads <= 0) c->n_kv_heads = c->n_heads;
-    if (c->head_dim <= 0 && c->n_heads > 0) c->head_dim = c->dim / c->n_heads;
-    if (c->norm_eps <= 0.0f) c->norm_eps = c->arch == PT_ARCH_GPT2 ? 1e-5f : 1e-6f;
-    if (c->rope_theta <= 0.0f) c->rope_theta = 10000.0f;
-    if (c->max_seq <= 0) c->max_seq = c->arch == PT_ARCH_GPT2 ? 1024 : 2048;
+    pt_config_defaults(c);
     if (c->hidden_dim <= 0) c->hidden_dim = 4 * c->dim;
 }
 
@@ -156,18 +152,4 @@ pt_model *pt_model_random(const pt_config *cfg, pt_dtype dtype, uint64_t seed) {
         return NULL;
     }
     return m;
-}
-
-/* Weak: the loader module (src/io) provides the definitive pt_model_free; this
- * one frees exactly what a model owns per model.h and is used until then. */
-__attribute__((weak)) void pt_model_free(pt_model *m) {
-    if (!m) return;
-    for (int i = 0; i < m->n_owned; i++) pt_free_aligned(m->owned[i]);
-    free(m->owned);
-    for (int i = 0; i < m->n_maps; i++) pt_mmap_close(&m->maps[i]);
-    free(m->maps);
-    free(m->layers);
-    free(m->path);
-    free(m->tokenizer_path);
-    free(m);
 }

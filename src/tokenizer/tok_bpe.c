@@ -7,7 +7,8 @@
  *   - BPE (tokenizer.json, GPT-2 files): priority = the merge's rank.
  *   - llama2.c: the pair whose concatenation is a piece, with the highest
  *     score of that piece (run.c's rule; ties to the leftmost pair).
- * Stale heap entries (a symbol merged since) are skipped when popped. */
+ * Stale heap entries (a symbol merged since: its id or neighbour changed) are
+ * skipped when popped. */
 #include "tokenizer/tok_internal.h"
 
 #include "ptune/core.h"
@@ -19,8 +20,7 @@ void pt_bpe_ws_free(pt_bpe_ws *ws) {
     free(ws->prev);
     free(ws->next);
     free(ws->heap);
-    free(ws->heap_r);
-    free(ws->heap_m);
+    free(ws->hv);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -46,12 +46,9 @@ static int heap_reserve(pt_bpe_ws *ws, size_t n) {
     uint64_t *h = realloc(ws->heap, cap * sizeof *h);
     if (!h) return PT_ERR;
     ws->heap = h;
-    int32_t *r = realloc(ws->heap_r, cap * sizeof *r);
-    if (!r) return PT_ERR;
-    ws->heap_r = r;
-    int32_t *m = realloc(ws->heap_m, cap * sizeof *m);
-    if (!m) return PT_ERR;
-    ws->heap_m = m;
+    pt_heap_val *v = realloc(ws->hv, cap * sizeof *v);
+    if (!v) return PT_ERR;
+    ws->hv = v;
     ws->heap_cap = cap;
     return 0;
 }
@@ -82,25 +79,23 @@ static inline int pair_prio(const pt_tokenizer *t, int32_t a, int32_t b, uint32_
     return 1;
 }
 
-static void heap_push(pt_bpe_ws *ws, size_t *hn, uint64_t key, int32_t r, int32_t m) {
+static void heap_push(pt_bpe_ws *ws, size_t *hn, uint64_t key, pt_heap_val v) {
     size_t i = (*hn)++;
     while (i > 0) {
         size_t p = (i - 1) / 2;
         if (ws->heap[p] <= key) break;
         ws->heap[i] = ws->heap[p];
-        ws->heap_r[i] = ws->heap_r[p];
-        ws->heap_m[i] = ws->heap_m[p];
+        ws->hv[i] = ws->hv[p];
         i = p;
     }
     ws->heap[i] = key;
-    ws->heap_r[i] = r;
-    ws->heap_m[i] = m;
+    ws->hv[i] = v;
 }
 
 static void heap_pop(pt_bpe_ws *ws, size_t *hn) {
     size_t n = --(*hn);
     uint64_t key = ws->heap[n];
-    int32_t r = ws->heap_r[n], m = ws->heap_m[n];
+    pt_heap_val v = ws->hv[n];
     size_t i = 0;
     for (;;) {
         size_t c = 2 * i + 1;
@@ -108,13 +103,11 @@ static void heap_pop(pt_bpe_ws *ws, size_t *hn) {
         if (c + 1 < n && ws->heap[c + 1] < ws->heap[c]) c++;
         if (ws->heap[c] >= key) break;
         ws->heap[i] = ws->heap[c];
-        ws->heap_r[i] = ws->heap_r[c];
-        ws->heap_m[i] = ws->heap_m[c];
+        ws->hv[i] = ws->hv[c];
         i = c;
     }
     ws->heap[i] = key;
-    ws->heap_r[i] = r;
-    ws->heap_m[i] = m;
+    ws->hv[i] = v;
 }
 
 int pt_bpe_merge(const pt_tokenizer *t, int32_t *ids, int n, pt_bpe_ws *ws) {
@@ -136,18 +129,18 @@ int pt_bpe_merge(const pt_tokenizer *t, int32_t *ids, int n, pt_bpe_ws *ws) {
     for (int i = 0; i + 1 < n; i++) {
         uint32_t pr;
         int32_t m;
-        if (pair_prio(t, ids[i], ids[i + 1], &pr, &m, buf)) heap_push(ws, &hn, ((uint64_t)pr << 32) | (uint32_t)i, i + 1, m);
+        if (pair_prio(t, ids[i], ids[i + 1], &pr, &m, buf))
+            heap_push(ws, &hn, ((uint64_t)pr << 32) | (uint32_t)i, (pt_heap_val){i + 1, m, ids[i], ids[i + 1]});
     }
     while (hn > 0) {
         uint64_t key = ws->heap[0];
-        int32_t r = ws->heap_r[0], m = ws->heap_m[0];
+        pt_heap_val v = ws->hv[0];
         heap_pop(ws, &hn);
-        int32_t l = (int32_t)(key & 0xffffffffu);
+        int32_t l = (int32_t)(key & 0xffffffffu), r = v.r, m = v.m;
         /* valid only if l still has r as its right neighbour and both still hold the pair's ids */
-        if (ids[l] < 0 || next[l] != r || ids[r] < 0) continue;
+        if (ids[l] != v.lid || next[l] != r || ids[r] != v.rid) continue;
         uint32_t pr;
         int32_t m2;
-        if (!pair_prio(t, ids[l], ids[r], &pr, &m2, buf) || m2 != m || pr != (uint32_t)(key >> 32)) continue;
         ids[l] = m;
         ids[r] = -1;
         next[l] = next[r];
@@ -158,9 +151,9 @@ int pt_bpe_merge(const pt_tokenizer *t, int32_t *ids, int n, pt_bpe_ws *ws) {
         }
         int32_t p = prev[l], q = next[l];
         if (p >= 0 && pair_prio(t, ids[p], ids[l], &pr, &m2, buf))
-            heap_push(ws, &hn, ((uint64_t)pr << 32) | (uint32_t)p, l, m2);
+            heap_push(ws, &hn, ((uint64_t)pr << 32) | (uint32_t)p, (pt_heap_val){l, m2, ids[p], ids[l]});
         if (q >= 0 && pair_prio(t, ids[l], ids[q], &pr, &m2, buf))
-            heap_push(ws, &hn, ((uint64_t)pr << 32) | (uint32_t)l, q, m2);
+            heap_push(ws, &hn, ((uint64_t)pr << 32) | (uint32_t)l, (pt_heap_val){q, m2, ids[l], ids[q]});
     }
     if (buf != small) free(buf);
     int k = 0;

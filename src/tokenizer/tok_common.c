@@ -42,7 +42,9 @@ pt_tokenizer *pt_tok_new(const char *path, int kind, int n_vocab) {
     }
     pt_tokenizer *t = pt_calloc(1, sizeof *t);
     if (!t) return NULL;
+    static _Atomic uint64_t serial_counter = 1;
     t->kind = kind;
+    t->serial = serial_counter++;
     t->path = pt_strdup(path);
     t->n_vocab = n_vocab;
     t->off = pt_calloc((size_t)n_vocab, sizeof *t->off);
@@ -86,11 +88,9 @@ int pt_tok_build_vocab_map(pt_tokenizer *t) {
     size_t cap = 16;
     while (cap < (size_t)t->n_vocab * 2) cap *= 2;
     free(t->vocab.slot);
-    free(t->vocab.hash);
-    t->vocab.slot = pt_malloc(cap * sizeof(int32_t));
-    t->vocab.hash = pt_malloc(cap * sizeof(uint32_t));
-    if (!t->vocab.slot || !t->vocab.hash) return PT_ERR;
-    memset(t->vocab.slot, 0xff, cap * sizeof(int32_t));
+    t->vocab.slot = pt_malloc(cap * sizeof *t->vocab.slot);
+    if (!t->vocab.slot) return PT_ERR;
+    for (size_t i = 0; i < cap; i++) t->vocab.slot[i].id = -1;
     t->vocab.mask = cap - 1;
     for (int id = 0; id < t->n_vocab; id++) {
         if (!t->piece[id]) continue;
@@ -98,9 +98,9 @@ int pt_tok_build_vocab_map(pt_tokenizer *t) {
         if (pt_tok_lookup(t, key_of(t, id), t->klen[id]) >= 0) continue;
         uint64_t h = pt_tok_hash(key_of(t, id), t->klen[id]);
         size_t i = (size_t)h & t->vocab.mask;
-        while (t->vocab.slot[i] >= 0) i = (i + 1) & t->vocab.mask;
-        t->vocab.slot[i] = id;
-        t->vocab.hash[i] = (uint32_t)h;
+        while (t->vocab.slot[i].id >= 0) i = (i + 1) & t->vocab.mask;
+        t->vocab.slot[i].id = id;
+        t->vocab.slot[i].hash = (uint32_t)h;
     }
     return 0;
 }
@@ -110,9 +110,9 @@ int pt_tok_lookup(const pt_tokenizer *t, const char *s, size_t n) {
     uint64_t h = pt_tok_hash(s, n);
     size_t i = (size_t)h & t->vocab.mask;
     for (;;) {
-        int32_t id = t->vocab.slot[i];
+        int32_t id = t->vocab.slot[i].id;
         if (id < 0) return -1;
-        if (t->vocab.hash[i] == (uint32_t)h && t->klen[id] == n && memcmp(key_of(t, id), s, n) == 0) return id;
+        if (t->vocab.slot[i].hash == (uint32_t)h && t->klen[id] == n && memcmp(key_of(t, id), s, n) == 0) return id;
         i = (i + 1) & t->vocab.mask;
     }
 }
@@ -120,12 +120,11 @@ int pt_tok_lookup(const pt_tokenizer *t, const char *s, size_t n) {
 int pt_tok_pairs_init(pt_pairmap *m, size_t n) {
     size_t cap = 16;
     while (cap < n * 2 + 2) cap *= 2;
-    m->key = pt_calloc(cap, sizeof *m->key);
-    m->rank = pt_malloc(cap * sizeof *m->rank);
-    m->merged = pt_malloc(cap * sizeof *m->merged);
+    free(m->slot);
+    m->slot = pt_calloc(cap, sizeof *m->slot);
     m->mask = cap - 1;
     m->n = 0;
-    return (m->key && m->rank && m->merged) ? 0 : PT_ERR;
+    return m->slot ? 0 : PT_ERR;
 }
 
 static inline size_t pair_slot(uint64_t k) {
@@ -138,26 +137,24 @@ static inline size_t pair_slot(uint64_t k) {
 int pt_tok_pairs_add(pt_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t merged) {
     uint64_t k = (((uint64_t)(uint32_t)a << 32) | (uint32_t)b) + 1;
     size_t i = pair_slot(k) & m->mask;
-    while (m->key[i]) {
-        if (m->key[i] == k) return 0; /* a repeated merge keeps its first (best) rank */
+    while (m->slot[i].key) {
+        if (m->slot[i].key == k) return 0; /* a repeated merge keeps its first (best) rank */
         i = (i + 1) & m->mask;
     }
-    if (m->n + 1 > (m->mask + 1) / 2) return PT_ERR; /* sized by pairs_init; never hit */
-    m->key[i] = k;
-    m->rank[i] = rank;
-    m->merged[i] = merged;
+    if (m->n + 1 > (m->mask + 1) / 2) return pt_set_error("tokenizer: merge table full"); /* sized by pairs_init */
+    m->slot[i] = (pt_pairslot){k, rank, merged};
     m->n++;
     return 0;
 }
 
 int pt_tok_pairs_get(const pt_pairmap *m, int32_t a, int32_t b, int32_t *merged) {
-    if (!m->key) return -1;
+    if (!m->slot) return -1;
     uint64_t k = (((uint64_t)(uint32_t)a << 32) | (uint32_t)b) + 1;
     size_t i = pair_slot(k) & m->mask;
-    while (m->key[i]) {
-        if (m->key[i] == k) {
-            *merged = m->merged[i];
-            return m->rank[i];
+    while (m->slot[i].key) {
+        if (m->slot[i].key == k) {
+            *merged = m->slot[i].merged;
+            return m->slot[i].rank;
         }
         i = (i + 1) & m->mask;
     }
@@ -203,11 +200,9 @@ void pt_tokenizer_free(pt_tokenizer *t) {
     free(t->blob);
     free(t->score);
     free(t->flags);
+    pt_tok_cache_release(t);
     free(t->vocab.slot);
-    free(t->vocab.hash);
-    free(t->merges.key);
-    free(t->merges.rank);
-    free(t->merges.merged);
+    free(t->merges.slot);
     for (int i = 0; i < t->n_added; i++) free(t->added[i].content);
     free(t->added);
     free(t->added_order);

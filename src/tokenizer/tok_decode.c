@@ -63,6 +63,12 @@ static int id_bytes(const pt_tokenizer *t, int id, int prev, char *buf, const ch
 }
 
 char *pt_tokenizer_decode(const pt_tokenizer *t, const int32_t *ids, int n, int skip_special) {
+    size_t len;
+    return pt_tokenizer_decode_len(t, ids, n, skip_special, &len);
+}
+
+char *pt_tokenizer_decode_len(const pt_tokenizer *t, const int32_t *ids, int n, int skip_special, size_t *out_len) {
+    *out_len = 0;
     if (!t || n < 0 || (n > 0 && !ids)) {
         pt_set_error("tokenizer: bad decode arguments");
         return NULL;
@@ -107,7 +113,9 @@ char *pt_tokenizer_decode(const pt_tokenizer *t, const int32_t *ids, int n, int 
         size_t s = 0;
         while ((int)s < t->dec_strip_lead && s < len && out[s] == ' ') s++;
         if (s) memmove(out, out + s, len - s + 1);
+        len -= s;
     }
+    *out_len = len;
     return out;
 }
 

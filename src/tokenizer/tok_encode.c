@@ -3,8 +3,10 @@
  * Pipeline (Hugging Face order): the text is split on added tokens first; each
  * remaining segment is normalized (NFC, Prepend, Replace, Metaspace), split by
  * the pre-tokenizer stages (PCRE2 regex with UTF + UCP, digits, metaspace), and
- * each pre-token ("word") is merged by pt_bpe_merge. Words are cached per call
- * in a hash table, so repeated words cost one lookup; words longer than
+ * each pre-token ("word") is merged by pt_bpe_merge. Words of up to 64 bytes
+ * are cached in a per-thread hash table (keyed by the tokenizer's serial
+ * number, cleared when full or when another tokenizer is used), so repeated
+ * words cost one lookup, across calls too; words longer than
  * PT_WORD_CHUNK bytes are merged in chunks cut at character boundaries (only
  * such giant single pre-tokens can differ from a reference encoder, which would
  * take O(n log n) memory-heavy passes over them). The regex match is linear, so
@@ -73,21 +75,49 @@ typedef struct {
     ivec sym;
     pt_bpe_ws ws;
     pcre2_match_data *md;
-    word_cache cache;
+    word_cache *cache;
     int segment_index;
 } enc_ctx;
 
-static void cache_init(word_cache *c, size_t text_len) {
-    size_t cap = 64;
-    while (cap < text_len / 8 && cap < (1u << 18)) cap *= 2;
-    c->slot = calloc(cap, sizeof *c->slot);
-    c->mask = c->slot ? cap - 1 : 0;
-}
+#define PT_CACHE_SLOTS (1u << 16)
+
+/* This thread's cache; serial 0 = none. */
+static _Thread_local struct {
+    uint64_t serial;
+    word_cache c;
+} tls_cache;
 
 static void cache_free(word_cache *c) {
     free(c->slot);
     free(c->keys);
     free(c->ids.v);
+    memset(c, 0, sizeof *c);
+}
+
+static void cache_clear(word_cache *c) {
+    if (c->slot) memset(c->slot, 0, (c->mask + 1) * sizeof *c->slot);
+    c->used = 0;
+    c->keys_n = 0;
+    c->ids.n = 0;
+}
+
+static word_cache *cache_for(const pt_tokenizer *t) {
+    if (tls_cache.serial != t->serial) {
+        cache_clear(&tls_cache.c);
+        tls_cache.serial = t->serial;
+    }
+    if (!tls_cache.c.slot) {
+        tls_cache.c.slot = calloc(PT_CACHE_SLOTS, sizeof *tls_cache.c.slot);
+        tls_cache.c.mask = tls_cache.c.slot ? PT_CACHE_SLOTS - 1 : 0;
+    }
+    return &tls_cache.c;
+}
+
+void pt_tok_cache_release(const pt_tokenizer *t) {
+    if (tls_cache.serial == t->serial) {
+        cache_free(&tls_cache.c);
+        tls_cache.serial = 0;
+    }
 }
 
 static cache_slot *cache_find(word_cache *c, const char *s, size_t n, uint64_t h) {
@@ -102,7 +132,8 @@ static cache_slot *cache_find(word_cache *c, const char *s, size_t n, uint64_t h
 }
 
 static void cache_put(word_cache *c, const char *s, size_t n, uint64_t h, const int32_t *ids, size_t k) {
-    if (!c->slot || c->used * 4 >= (c->mask + 1) * 3 || k == 0 || k > 65535) return;
+    if (!c->slot || k == 0 || k > 65535) return;
+    if (c->used * 4 >= (c->mask + 1) * 3) cache_clear(c);
     if (c->keys_n + n > c->keys_cap) {
         size_t cap = c->keys_cap ? c->keys_cap * 2 : 4096;
         while (cap < c->keys_n + n) cap *= 2;
@@ -165,15 +196,18 @@ static int merge_chunk(enc_ctx *e, const char *s, size_t n) {
 static int encode_word(enc_ctx *e, const char *s, size_t n) {
     const pt_tokenizer *t = e->t;
     if (n == 0) return 0;
-    if (t->ignore_merges) {
-        int id = pt_tok_lookup(t, s, n);
-        if (id >= 0) return ivec_push(e->out, id);
-    }
     uint64_t h = 0;
     if (n <= PT_CACHE_MAX_KEY) {
         h = pt_tok_hash(s, n);
-        cache_slot *c = cache_find(&e->cache, s, n, h);
-        if (c) return ivec_append(e->out, e->cache.ids.v + c->ids_off, c->n_ids);
+        cache_slot *c = cache_find(e->cache, s, n, h);
+        if (c) return ivec_append(e->out, e->cache->ids.v + c->ids_off, c->n_ids);
+    }
+    if (t->ignore_merges) {
+        int id = pt_tok_lookup(t, s, n);
+        if (id >= 0) {
+            if (n <= PT_CACHE_MAX_KEY) cache_put(e->cache, s, n, h, (int32_t *)&id, 1);
+            return ivec_push(e->out, id);
+        }
     }
     size_t start = e->out->n;
     for (size_t off = 0; off < n;) {
@@ -186,7 +220,7 @@ static int encode_word(enc_ctx *e, const char *s, size_t n) {
         if (merge_chunk(e, s + off, len) != 0) return PT_ERR;
         off += len;
     }
-    if (n <= PT_CACHE_MAX_KEY) cache_put(&e->cache, s, n, h, e->out->v + start, e->out->n - start);
+    if (n <= PT_CACHE_MAX_KEY) cache_put(e->cache, s, n, h, e->out->v + start, e->out->n - start);
     return 0;
 }
 
@@ -384,32 +418,58 @@ static int find_added(const pt_tokenizer *t, const char *s, size_t n, size_t pos
     return -1;
 }
 
-static int encode_llama2c(const pt_tokenizer *t, const char *text, size_t len, int add_special, ivec *out) {
-    pt_bpe_ws ws = {0};
-    if (add_special && t->add_bos && ivec_push(out, t->bos_id) != 0) return PT_ERR;
-    if (len > 0) {
-        int sp = pt_tok_lookup(t, " ", 1);
-        if (sp >= 0 && ivec_push(out, sp) != 0) return PT_ERR;
-    }
+/* Symbols of text[a..b) appended to out (code points found among the pieces, else bytes + 3). */
+static int llama2c_symbols(const pt_tokenizer *t, const char *text, size_t a, size_t b, ivec *out) {
     const unsigned char *u = (const unsigned char *)text;
-    for (size_t i = 0; i < len;) {
+    for (size_t i = a; i < b;) {
         int l = pt_utf8_len(u[i]);
         int id = pt_tok_lookup(t, text + i, (size_t)l);
         if (id >= 0) {
             if (ivec_push(out, id) != 0) return PT_ERR;
         } else {
             for (int k = 0; k < l; k++) {
-                int b = t->byte_id[u[i + k]] >= 0 ? t->byte_id[u[i + k]] : u[i + k] + 3;
-                if (b >= t->n_vocab) return pt_set_error("%s: byte 0x%02X has no fallback piece", t->path, u[i + k]);
-                if (ivec_push(out, b) != 0) return PT_ERR;
+                int c = t->byte_id[u[i + k]] >= 0 ? t->byte_id[u[i + k]] : u[i + k] + 3;
+                if (c >= t->n_vocab) return pt_set_error("%s: byte 0x%02X has no fallback piece", t->path, u[i + k]);
+                if (ivec_push(out, c) != 0) return PT_ERR;
             }
         }
         i += (size_t)l;
     }
-    int k = pt_bpe_merge(t, out->v, (int)out->n, &ws);
+    return 0;
+}
+
+#define PT_L2C_CHUNK (1u << 20)
+
+static int encode_llama2c(const pt_tokenizer *t, const char *text, size_t len, int add_special, ivec *out) {
+    pt_bpe_ws ws = {0};
+    ivec part = {0};
+    int rc = 0;
+    /* BOS and the dummy " " prefix take part in the merges, as in run.c */
+    if (add_special && t->add_bos) rc = ivec_push(&part, t->bos_id);
+    if (rc == 0 && len > 0) {
+        int sp = pt_tok_lookup(t, " ", 1);
+        if (sp >= 0) rc = ivec_push(&part, sp);
+    }
+    for (size_t a = 0; rc == 0 && (a < len || part.n > 0);) {
+        size_t b = len;
+        if (t->l2c_cut_safe && len - a > PT_L2C_CHUNK) {
+            b = a + PT_L2C_CHUNK;
+            while (b < len && !(text[b] == ' ' && text[b - 1] != ' ')) b++;
+        }
+        rc = llama2c_symbols(t, text, a, b, &part);
+        if (rc != 0) break;
+        int k = pt_bpe_merge(t, part.v, (int)part.n, &ws);
+        if (k < 0) {
+            rc = PT_ERR;
+            break;
+        }
+        rc = ivec_append(out, part.v, (size_t)k);
+        part.n = 0;
+        a = b;
+    }
     pt_bpe_ws_free(&ws);
-    if (k < 0) return PT_ERR;
-    out->n = (size_t)k;
+    free(part.v);
+    if (rc != 0) return PT_ERR;
     if (add_special && t->add_eos && ivec_push(out, t->eos_id) != 0) return PT_ERR;
     return 0;
 }
@@ -429,7 +489,7 @@ int pt_tokenizer_encode(const pt_tokenizer *t, const char *text, size_t len, int
         rc = encode_llama2c(t, text, len, add_special, &out);
     } else {
         enc_ctx e = {.t = t, .out = &out};
-        cache_init(&e.cache, len);
+        e.cache = cache_for(t);
         e.md = pcre2_match_data_create(4, NULL);
         if (!e.md) rc = pt_set_error("tokenizer: out of memory");
         if (add_special)
@@ -454,7 +514,6 @@ int pt_tokenizer_encode(const pt_tokenizer *t, const char *text, size_t len, int
         if (add_special)
             for (int i = 0; i < t->n_post_ids && rc == 0; i++) rc = ivec_push(&out, t->post_ids[i]);
         if (e.md) pcre2_match_data_free(e.md);
-        cache_free(&e.cache);
         free(e.sym.v);
         pt_bpe_ws_free(&e.ws);
     }

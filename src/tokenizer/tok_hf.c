@@ -650,6 +650,7 @@ pt_tokenizer *pt_tok_load_gpt2_files(const char *vocab_path, const char *merges_
     if (add_regex_stage(t, GPT2_PATTERN, strlen(GPT2_PATTERN)) != 0) goto fail;
     int eot = pt_tok_lookup(t, "<|endoftext|>", 13);
     if (eot >= 0) { /* as Hugging Face's GPT2Tokenizer: <|endoftext|> is a special token */
+        free(t->added); /* load_vocab left an empty array */
         t->added = pt_calloc(1, sizeof *t->added);
         if (!t->added) goto fail;
         t->added[0] = (pt_added_token){.id = eot, .len = 13, .content = pt_strdup("<|endoftext|>"), .special = 1};

@@ -41,24 +41,31 @@ typedef struct {
     int jit;
 } pt_pre_stage;
 
-/* Open-addressing hash of ids keyed by their key bytes. */
+/* Open-addressing hash of ids keyed by their key bytes (id and hash side by side: one cache line per probe). */
 typedef struct {
-    int32_t *slot; /* -1 = empty */
-    uint32_t *hash;
+    int32_t id; /* -1 = empty */
+    uint32_t hash;
+} pt_idslot;
+typedef struct {
+    pt_idslot *slot;
     size_t mask;
 } pt_idmap;
 
-/* Open-addressing map (left id, right id) -> (rank, merged id). */
+/* Open-addressing map (left id, right id) -> (rank, merged id), 16 bytes per slot. */
 typedef struct {
-    uint64_t *key; /* (a << 32 | b) + 1; 0 = empty */
-    int32_t *rank;
-    int32_t *merged;
+    uint64_t key; /* (a << 32 | b) + 1; 0 = empty */
+    int32_t rank;
+    int32_t merged;
+} pt_pairslot;
+typedef struct {
+    pt_pairslot *slot;
     size_t mask;
     size_t n;
 } pt_pairmap;
 
 struct pt_tokenizer {
     int kind;
+    uint64_t serial; /* unique per loaded tokenizer: keys the per-thread word cache */
     char *path;
     int n_vocab;
     /* key bytes of each id: blob + off[id], klen[id] bytes (klen 0 = no token) */
@@ -73,6 +80,7 @@ struct pt_tokenizer {
     pt_idmap vocab;
     pt_pairmap merges;
     int32_t byte_id[256]; /* byte-level: id of each single byte; SP/llama2c: id of <0xXX> (or -1) */
+    int l2c_cut_safe; /* llama2.c: no piece has a non-space byte followed by a space */
     int unk_id;
     int fuse_unk;
     int byte_fallback;
@@ -122,14 +130,22 @@ pt_tokenizer *pt_tok_load_gpt2_files(const char *vocab_path, const char *merges_
 
 /* tok_bpe.c: merges a word given as initial ids in place; returns the new count. */
 typedef struct {
+    int32_t r;   /* right position */
+    int32_t m;   /* merged id */
+    int32_t lid; /* ids of the pair when it was pushed */
+    int32_t rid;
+} pt_heap_val;
+typedef struct {
     int32_t *prev, *next;
     uint64_t *heap;
-    int32_t *heap_r; /* right position of each heap entry */
-    int32_t *heap_m; /* merged id */
+    pt_heap_val *hv;
     size_t cap, heap_cap;
 } pt_bpe_ws;
 int pt_bpe_merge(const pt_tokenizer *t, int32_t *ids, int n, pt_bpe_ws *ws);
 void pt_bpe_ws_free(pt_bpe_ws *ws);
+
+/* tok_encode.c: frees this thread's word cache if it belongs to t. */
+void pt_tok_cache_release(const pt_tokenizer *t);
 
 /* tok_nfc.c: NFC of valid UTF-8; *out malloc'd (NULL and 0 returned when s is already NFC-stable quick-check). */
 int pt_tok_nfc(const char *s, size_t n, char **out, size_t *out_len);

@@ -89,6 +89,14 @@ pt_tokenizer *pt_tok_load_llama2c(const char *path) {
             goto fail;
         }
     if (pt_tok_build_vocab_map(t) != 0) goto fail;
+    /* Long texts are merged in chunks cut before a space that follows a non-space byte:
+     * exact when no piece could span such a cut. */
+    t->l2c_cut_safe = 1;
+    for (int i = 0; i < n && t->l2c_cut_safe; i++) {
+        const char *k = t->blob + t->off[i];
+        for (uint32_t j = 1; j < t->klen[i]; j++)
+            if (k[j] == ' ' && k[j - 1] != ' ') t->l2c_cut_safe = 0;
+    }
     t->unk_id = 0;
     t->bos_id = 1;
     t->eos_id = 2;

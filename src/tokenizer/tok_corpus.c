@@ -1,6 +1,6 @@
-/* tok_corpus.h: the deterministic tokenizer test corpus (tests and bench).
+/* tok_corpus.c: the deterministic tokenizer test corpus (parity test, bench, fuzz seeds).
  *
- * pt_tok_corpus_text(i, seed) builds text i from fragments of these kinds:
+ * pt_tokenizer_corpus_text(i, seed) builds text i from fragments of these kinds:
  * English prose, numbers (digit runs of every length, decimals, thousands),
  * runs of spaces / tabs / newlines (also trailing), contractions in all cases,
  * accented Latin (precomposed and decomposed with combining marks), Greek,
@@ -8,10 +8,8 @@
  * emoji with ZWJ sequences, skin tones and flags, code, URLs. No text contains
  * a character whose Unicode category differs between PCRE2 10.42 and V8
  * (see the exceptions list in tests/test_tokenizer.c). */
-#ifndef PT_TOK_CORPUS_H
-#define PT_TOK_CORPUS_H
-
 #include "ptune/core.h"
+#include "ptune/tokenizer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +27,8 @@ static const char *const tc_contr[] = {"don't", "I'm", "you'll", "it's", "we've"
 static const char *const tc_accent[] = {"café", "naïve", "Ångström", "façade", "jalapeño", "Zürich", "São Paulo",
                                          "crème brûlée", "déjà vu", "Œuvre", "ØRESUND", "straße", "İstanbul",
                                          "cafe\xcc\x81", "nai\xcc\x88ve", "A\xcc\x8angstro\xcc\x88m",
-                                         "e\xcc\x81\xcc\x81", "o\xcc\x88\xcc\x81", "\xe1\xba\xbf", "Vi\xe1\xbb\x87t Nam"};
+                                         "e\xcc\x81\xcc\x81", "o\xcc\x88\xcc\x81", "\xe1\xba\xbf", "Vi\xe1\xbb\x87t Nam",
+                                         "\xe1\x84\x80\xe1\x85\xa1\xe1\x86\xa8", "\xe1\xba\x9b\xcc\xa3", "q\xcc\x87\xcc\xa3", "\xe2\x84\xab", "\xea\xb0\x80\xe1\x86\xa8"};
 static const char *const tc_greek[] = {"Ελληνικά", "αβγδε", "Καλημέρα κόσμε", "ΑΘΗΝΑ", "φιλοσοφία", "ἀρχή"};
 static const char *const tc_cyr[] = {"Привет", "мир", "Москва", "ЁЖИК", "съешь же ещё этих", "Україна", "ғалым"};
 static const char *const tc_cjk[] = {"日本語", "中文测试", "你好，世界！", "東京都", "ひらがな", "カタカナ", "한국어",
@@ -53,14 +52,21 @@ static const char *const tc_ws[] = {" ", "  ", "   ", "    ", "\t", "\t\t", "\n"
 typedef struct {
     char *p;
     size_t n, cap;
+    int oom;
 } tc_buf;
 
 static void tc_add(tc_buf *b, const char *s) {
     size_t m = strlen(s);
+    if (b->oom) return;
     if (b->n + m + 1 > b->cap) {
-        b->cap = (b->n + m + 1) * 2;
-        b->p = realloc(b->p, b->cap);
-        if (!b->p) abort();
+        size_t cap = (b->n + m + 1) * 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
     }
     memcpy(b->p + b->n, s, m + 1);
     b->n += m;
@@ -88,8 +94,7 @@ static void tc_number(tc_buf *b, pt_rng *r) {
     tc_add(b, s);
 }
 
-/* Text i of the corpus: malloc'd, NUL-terminated, valid UTF-8. */
-static char *pt_tok_corpus_text(int i, uint64_t seed) {
+char *pt_tokenizer_corpus_text(int i, uint64_t seed) {
     pt_rng r;
     pt_rng_seed_stream(&r, seed, (uint64_t)i);
     tc_buf b = {0};
@@ -122,7 +127,11 @@ static char *pt_tok_corpus_text(int i, uint64_t seed) {
         uint64_t s = pt_rng_below(&r, 10);
         if (f + 1 < nfrag || pt_rng_below(&r, 4) == 0) tc_add(&b, s < 6 ? " " : s < 8 ? "" : tc_ws[pt_rng_below(&r, TC_N(tc_ws))]);
     }
+    if (b.oom) {
+        free(b.p);
+        pt_set_error("tokenizer corpus: out of memory");
+        return NULL;
+    }
     return b.p;
 }
 
-#endif
