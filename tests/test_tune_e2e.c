@@ -309,6 +309,9 @@ TEST(cli_errors_and_adapters) {
 }
 
 int main(void) {
+    /* ./ptune children: one thread (results do not depend on it; on a shared
+     * 2-core machine two spinning OpenMP threads per process are much slower). */
+    setenv("OMP_NUM_THREADS", "1", 1);
     PT_RUN(cli_errors_and_adapters);
     PT_RUN(resume_after_sigkill);
     PT_RUN(learning_aidreams);
