@@ -362,6 +362,47 @@ TEST(soft_generation_kv_vs_forward) {
     return 0;
 }
 
+/* The reparameterization MLP's backward against central differences of
+ * L(p) = sum_i w_i kv_i(p). */
+TEST(reparam_gradient_fd) {
+    pt_model *m = tiny_model(41);
+    pt_prompt_params pp;
+    CHECK(pt_params_init_reparam(&pp, &m->cfg, 3, 8) == 0, "%s", pt_last_error());
+    CHECK(pp.n_out == (size_t)3 * 2 * 3 * 16 && pp.n == 3 * 32 + 8 * 32 + 8 + 96 * 8 + 96, "sizes %zu %zu", pp.n,
+          pp.n_out);
+    pt_prior_sample_str("normal", NULL, 3, 32, 1, pp.p);
+    pt_params_reparam_init_weights(&pp, 2);
+    float *w = malloc(sizeof(float) * pp.n_out), *g = malloc(sizeof(float) * pp.n);
+    pt_prior_sample_str("normal", NULL, 1, (int)pp.n_out, 3, w);
+    pt_params_materialize(&pp);
+    pt_params_reparam_backward(&pp, w, g);
+    double worst = 0, gmax = 0;
+    pt_rng r;
+    pt_rng_seed(&r, 5);
+    for (int k = 0; k < 60; k++) {
+        size_t i = (size_t)pt_rng_below(&r, pp.n);
+        float keep = pp.p[i];
+        double h = 1e-2, L[2];
+        for (int s = 0; s < 2; s++) {
+            pp.p[i] = keep + (float)(s ? -h : h);
+            pt_params_materialize(&pp);
+            L[s] = 0;
+            for (size_t j = 0; j < pp.n_out; j++) L[s] += (double)w[j] * (double)pp.kv[j];
+        }
+        pp.p[i] = keep;
+        double fd = (L[0] - L[1]) / (2 * h);
+        worst = fmax(worst, fabs(fd - (double)g[i]));
+        gmax = fmax(gmax, fabs((double)g[i]));
+    }
+    printf("  reparam MLP: max |analytic - finite difference| = %.3g (max |grad| %.3g)\n", worst, gmax);
+    CHECK(worst <= 2e-3 * gmax, "gradient differs by %.3g", worst);
+    free(w);
+    free(g);
+    pt_params_free(&pp);
+    pt_model_free(m);
+    return 0;
+}
+
 static int read_all(const char *dir, const char *name, char **out, size_t *len) {
     char p[512];
     snprintf(p, sizeof p, "%s/%s", dir, name);
@@ -369,11 +410,13 @@ static int read_all(const char *dir, const char *name, char **out, size_t *len) 
     return *out ? 0 : -1;
 }
 
-static int train_run(pt_model *m, const pt_rows *tr, const pt_rows *va, pt_method meth, const char *dir, int resume,
+/* meth 3 = prefix with a reparameterization MLP of 16 */
+static int train_run(pt_model *m, const pt_rows *tr, const pt_rows *va, int meth, const char *dir, int resume,
                      int stop_after, int steps, int threads, float poison) {
     pt_prompt_params pp;
     int layers[2] = {0, 2};
-    if (pt_params_init(&pp, &m->cfg, meth, 4, layers, 2)) return -1;
+    if (meth == 3 ? pt_params_init_reparam(&pp, &m->cfg, 4, 16) : pt_params_init(&pp, &m->cfg, (pt_method)meth, 4, layers, 2))
+        return -1;
     pt_prior_sample_str("isotropic:sigma=0.1", NULL, (int)(pp.n / 4), 4, 3, pp.p);
     if (poison != 0) pp.p[0] = poison;
     pt_train_opts o = {.lr = 3e-2, .steps = steps, .batch = 3, .accum = 2, .schedule = PT_SCHED_COSINE, .warmup = 2,
@@ -395,14 +438,15 @@ TEST(train_deterministic_and_resume) {
     tiny_rows(&va, 5, 2);
     char d1[] = "/tmp/pt_test_trainAXXXXXX", d2[] = "/tmp/pt_test_trainBXXXXXX", d3[] = "/tmp/pt_test_trainCXXXXXX";
     CHECK(mkdtemp(d1) && mkdtemp(d2) && mkdtemp(d3), "mkdtemp");
-    for (int meth = 0; meth < 3; meth++) {
+    for (int meth = 0; meth < 4; meth++) {
+        const char *mname = meth == 3 ? "prefix+mlp" : pt_method_name((pt_method)meth);
         /* uninterrupted, 1 thread */
-        CHECK(train_run(m, &tr, &va, (pt_method)meth, d1, 0, 0, 10, 1, 0) == 0, "%s", pt_last_error());
+        CHECK(train_run(m, &tr, &va, meth, d1, 0, 0, 10, 1, 0) == 0, "%s", pt_last_error());
         /* same with 2 threads */
-        CHECK(train_run(m, &tr, &va, (pt_method)meth, d2, 0, 0, 10, 2, 0) == 0, "%s", pt_last_error());
+        CHECK(train_run(m, &tr, &va, meth, d2, 0, 0, 10, 2, 0) == 0, "%s", pt_last_error());
         /* stopped after 7 steps (last checkpoint at 6, metrics up to 7), then resumed */
-        CHECK(train_run(m, &tr, &va, (pt_method)meth, d3, 0, 7, 10, 2, 0) == 0, "%s", pt_last_error());
-        CHECK(train_run(m, &tr, &va, (pt_method)meth, d3, 1, 0, 10, 2, 0) == 0, "%s", pt_last_error());
+        CHECK(train_run(m, &tr, &va, meth, d3, 0, 7, 10, 2, 0) == 0, "%s", pt_last_error());
+        CHECK(train_run(m, &tr, &va, meth, d3, 1, 0, 10, 2, 0) == 0, "%s", pt_last_error());
         const char *files[] = {"adapter_model.safetensors", "optimizer.safetensors", "metrics.jsonl"};
         for (int f = 0; f < 3; f++) {
             char *a, *b, *c;
@@ -410,8 +454,8 @@ TEST(train_deterministic_and_resume) {
             CHECK(read_all(d1, files[f], &a, &la) == 0 && read_all(d2, files[f], &b, &lb) == 0 &&
                       read_all(d3, files[f], &c, &lc) == 0,
                   "missing %s", files[f]);
-            CHECK(la == lb && !memcmp(a, b, la), "%s %s differs between 1 and 2 threads", pt_method_name(meth), files[f]);
-            CHECK(la == lc && !memcmp(a, c, la), "%s %s differs after resume", pt_method_name(meth), files[f]);
+            CHECK(la == lb && !memcmp(a, b, la), "%s %s differs between 1 and 2 threads", mname, files[f]);
+            CHECK(la == lc && !memcmp(a, c, la), "%s %s differs after resume", mname, files[f]);
             if (f == 2) {
                 /* loss went down */
                 double v0 = -1, v1 = -1;
@@ -421,7 +465,7 @@ TEST(train_deterministic_and_resume) {
                     v1 = v;
                 }
                 printf("  %s: val_loss %.4f -> %.4f in 10 steps; files identical across threads and resume\n",
-                       pt_method_name(meth), v0, v1);
+                       mname, v0, v1);
                 CHECK(v1 < v0, "val loss did not decrease");
             }
             free(a), free(b), free(c);
@@ -454,6 +498,7 @@ int main(void) {
     PT_RUN(adapter_files);
     PT_RUN(params_validation);
     PT_RUN(soft_generation_kv_vs_forward);
+    PT_RUN(reparam_gradient_fd);
     PT_RUN(train_deterministic_and_resume);
     return PT_DONE();
 }

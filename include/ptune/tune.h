@@ -47,9 +47,18 @@ typedef struct {
     int d, n_layers, kv_dim;     /* from the model config */
     int n_deep;                  /* deep: listed layers */
     int deep_layers[PT_MAX_DEEP];
-    size_t n;                    /* total floats */
+    size_t n;                    /* total trainable floats */
     size_t block;                /* floats per block: N*d (soft/deep), N*kv_dim (prefix) */
     float *p;                    /* [n], owned, 64-byte aligned */
+    /* prefix with a reparameterization MLP (reparam_hidden = H > 0): p holds
+     * [E (N*d) | W1 (H*d) | b1 (H) | W2 (Out*H) | b2 (Out)], Out = 2*L*kv_dim,
+     * and the K/V that the model sees are kv = MLP(E) (embedding -> Linear ->
+     * tanh -> Linear, as PEFT's PrefixEncoder with prefix_projection), stored
+     * in the prefix layout above (n_out floats). Without it kv == p. */
+    int reparam_hidden;
+    size_t n_out;                /* floats of the prompt tensors (== n without reparam) */
+    float *kv;                   /* [n_out] (== p without reparam) */
+    float *hid;                  /* [N*H] tanh activations (reparam scratch) */
     /* views handed to pt_prompt / pt_prompt_grad (into p, or into a gradient buffer) */
     const float *deep_ptr[PT_MAX_DEEP];
     const float **k_ptr, **v_ptr; /* [n_layers] */
@@ -61,16 +70,26 @@ typedef struct {
 int pt_params_init(pt_prompt_params *pp, const pt_config *c, pt_method method, int N, const int *layers,
                    int n_layers);
 void pt_params_free(pt_prompt_params *pp);
-/* Fills a pt_prompt viewing pp->p (valid while pp lives and is not re-inited). */
+/* Prefix with a reparameterization MLP of hidden size H (see above). */
+int pt_params_init_reparam(pt_prompt_params *pp, const pt_config *c, int N, int H);
+/* Initialises the MLP weights like torch.nn.Linear (U(+-1/sqrt(fan_in))) from
+ * seed; E is left to the prior. No-op without reparam. */
+void pt_params_reparam_init_weights(pt_prompt_params *pp, uint64_t seed);
+/* Computes kv from p (no-op without reparam). Call after every update of p. */
+void pt_params_materialize(pt_prompt_params *pp);
+/* Backpropagates gkv [n_out] (gradient w.r.t. kv) to grad [n] w.r.t. p
+ * (overwritten). Without reparam the two are the same buffer: no-op. */
+void pt_params_reparam_backward(pt_prompt_params *pp, const float *gkv, float *grad);
+/* Fills a pt_prompt viewing pp->kv (valid while pp lives and is not re-inited). */
 void pt_params_prompt(pt_prompt_params *pp, pt_prompt *out);
-/* Fills a pt_prompt_grad viewing grad[pp->n] (same layout as p). ptrs must hold
+/* Fills a pt_prompt_grad viewing grad[pp->n_out] (same layout as kv). ptrs must hold
  * 2*n_layers + n_deep pointers of scratch for the per-layer views. */
 void pt_params_grad(const pt_prompt_params *pp, float *grad, float **ptrs, pt_prompt_grad *out);
 /* Per-block offsets: deep block i, prefix K of layer l (V = K + block). */
 static inline size_t pt_params_prefix_k(const pt_prompt_params *pp, int l) { return (size_t)2 * l * pp->block; }
 
 /* ---- adapters (run directory or PEFT directory) --------------------------------*/
-/* Saves `p` (same layout as pp->p) as `file` in dir with the method's schema
+/* Saves `p` (same layout as pp->kv, n_out floats) with the method's schema
  * (adapter_model.safetensors or prior.safetensors). */
 int pt_adapter_save_tensors(const pt_prompt_params *pp, const float *p, const char *path);
 /* Writes adapter_config.json (PEFT) for pp into dir. */

@@ -19,7 +19,8 @@ static const char *help =
     "                  --data PATH [--val PATH] [--template S] --lr F --steps N --batch N\n"
     "                  [--accum N] [--schedule constant|linear|cosine] [--warmup N]\n"
     "                  [--weight-decay F] [--clip F] [--max-len N] [--eval-every K]\n"
-    "                  [--save-every K] [--seed S] [--eos] [--resume] [--quiet] --out RUN_DIR\n"
+    "                  [--save-every K] [--seed S] [--eos] [--prefix-projection H]\n"
+    "                  [--resume] [--quiet] --out RUN_DIR\n"
     "  Trains N prompt vectors on a frozen model; only the prompt is updated.\n"
     "  --method soft     N vectors before the token embeddings\n"
     "           deep     N vectors before each layer of --layers (0 = input level)\n"
@@ -38,6 +39,10 @@ static const char *help =
     "  --eval-every K    validation loss every K steps (default 50) and at the end\n"
     "  --save-every K    checkpoint every K steps (default: --eval-every) and at the end\n"
     "  --eos             append EOS to every target\n"
+    "  --prefix-projection H  prefix only: train an embedding [N, d] and an MLP\n"
+    "                    (Linear d->H, tanh, Linear H->2*L*kv_dim) that produces the\n"
+    "                    prefixes (P-Tuning v2 reparameterization); --prior sets the\n"
+    "                    embedding; the adapter files hold the projected prefixes\n"
     "  --resume          continue the run in RUN_DIR bit-identically (same flags)\n"
     "  Output: RUN_DIR/run.json, prior.safetensors, adapter_model.safetensors,\n"
     "  adapter_config.json (PEFT), optimizer.safetensors, metrics.jsonl.\n";
@@ -80,7 +85,7 @@ int cmd_tune(int argc, char **argv) {
     const char *sched_s = args_str(&a, "--schedule"), *out_dir = args_str(&a, "--out");
     const char *prior_at[64];
     int n_prior_at = args_all(&a, "--prior-at", prior_at, 64);
-    long tokens, steps, batch, accum, warmup, max_len, eval_every, save_every, seed, sleep_ms;
+    long tokens, steps, batch, accum, warmup, max_len, eval_every, save_every, seed, sleep_ms, proj;
     double lr, wd, clip;
     int resume = args_flag(&a, "--resume"), quiet = args_flag(&a, "--quiet"), eos = args_flag(&a, "--eos");
     if (args_int(&a, "--tokens", -1, &tokens) || args_int(&a, "--steps", -1, &steps) ||
@@ -88,6 +93,7 @@ int cmd_tune(int argc, char **argv) {
         args_int(&a, "--warmup", 0, &warmup) || args_int(&a, "--max-len", 0, &max_len) ||
         args_int(&a, "--eval-every", 50, &eval_every) || args_int(&a, "--save-every", 0, &save_every) ||
         args_int(&a, "--seed", 0, &seed) || args_int(&a, "--sleep-ms", 0, &sleep_ms) ||
+        args_int(&a, "--prefix-projection", 0, &proj) ||
         args_double(&a, "--lr", -1, &lr) || args_double(&a, "--weight-decay", 0, &wd) ||
         args_double(&a, "--clip", 1.0, &clip) || args_finish(&a))
         return args_free(&a), 2;
@@ -129,6 +135,9 @@ int cmd_tune(int argc, char **argv) {
         pt_prior_spec_free(&spec0);
     }
     if (method == PT_METHOD_SOFT && n_prior_at) return cli_failf(C, "--prior-at applies to deep and prefix prompts");
+    if (proj < 0 || proj > 65536) return cli_failf(C, "--prefix-projection must be in 1..65536, got %ld", proj);
+    if (proj && method != PT_METHOD_PREFIX) return cli_failf(C, "--prefix-projection applies to --method prefix only");
+    if (proj && n_prior_at) return cli_failf(C, "--prior-at does not apply with --prefix-projection (--prior sets the embedding)");
 
     int rc = 1;
     pt_model *m = pt_model_load(model_path);
@@ -145,7 +154,9 @@ int cmd_tune(int argc, char **argv) {
     if (tokens >= c->max_seq)
         return rc = cli_failf(C, "--tokens %ld does not fit the model's context of %d positions", tokens, c->max_seq),
                pt_model_free(m), rc;
-    if (pt_params_init(&pp, c, method, (int)tokens, layers, n_layers)) goto fail;
+    if (proj ? pt_params_init_reparam(&pp, c, (int)tokens, (int)proj)
+             : pt_params_init(&pp, c, method, (int)tokens, layers, n_layers))
+        goto fail;
     for (int i = 0; i < n_prior_at; i++) {
         int l;
         const char *sp;
@@ -193,6 +204,7 @@ int cmd_tune(int argc, char **argv) {
                         val_path, tmpl, lr, steps, batch, accum, sched, warmup, wd, clip, max_len, eval_every,
                         save_every, seed, eos);
     if (!run) goto fail;
+    json_object_set_new(json_object_get(run, "config"), "prefix_projection", json_integer(proj));
     char *run_path = pt_path_join(out_dir, "run.json");
     if (!run_path) goto fail;
     int exists = pt_file_exists(run_path);
@@ -212,12 +224,21 @@ int cmd_tune(int argc, char **argv) {
             goto fail;
         /* initial vectors */
         pt_prior_ctx pc = {.model = m, .tok = tok};
-        if (tune_sample_prior(&pp, &pc, prior_s, prior_at, n_prior_at, (uint64_t)seed)) goto fail;
+        if (proj) {
+            /* the embedding from the prior, the MLP like torch.nn.Linear */
+            if (pt_prior_sample_str(prior_s, &pc, pp.N, pp.d, (uint64_t)seed, pp.p)) {
+                pt_wrap_error("--prior: ");
+                goto fail;
+            }
+            pt_params_reparam_init_weights(&pp, (uint64_t)seed);
+            pt_params_materialize(&pp);
+        } else if (tune_sample_prior(&pp, &pc, prior_s, prior_at, n_prior_at, (uint64_t)seed))
+            goto fail;
         p = pt_path_join(out_dir, "prior.safetensors");
-        if (!p || pt_adapter_save_tensors(&pp, pp.p, p)) goto fail;
+        if (!p || pt_adapter_save_tensors(&pp, pp.kv, p)) goto fail;
         free(p);
         p = pt_path_join(out_dir, "adapter_model.safetensors");
-        if (!p || pt_adapter_save_tensors(&pp, pp.p, p)) goto fail;
+        if (!p || pt_adapter_save_tensors(&pp, pp.kv, p)) goto fail;
         if (pt_adapter_save_config(&pp, c, model_path, out_dir)) goto fail;
     }
 

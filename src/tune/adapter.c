@@ -107,7 +107,7 @@ int pt_adapter_save_tensors(const pt_prompt_params *pp, const float *p, const ch
     } else {
         /* PEFT: row n = [K_0[n] | V_0[n] | K_1[n] | V_1[n] | ...]. */
         size_t L = (size_t)pp->n_layers, kv = (size_t)pp->kv_dim, row = 2 * L * kv;
-        tmp = pt_malloc(pp->n * sizeof(float));
+        tmp = pt_malloc(pp->n_out * sizeof(float));
         if (!tmp) goto done;
         for (int n = 0; n < pp->N; n++)
             for (size_t l = 0; l < L; l++) {
@@ -313,7 +313,7 @@ int pt_adapter_load(const char *dir, const pt_model *m, const char *model_sha, p
         }
     } else {
         size_t L = (size_t)c->n_layers, kv = (size_t)pp->kv_dim, row = 2 * L * kv;
-        float *tmp = pt_malloc(pp->n * sizeof(float));
+        float *tmp = pt_malloc(pp->n_out * sizeof(float));
         if (!tmp) goto done;
         if (get_rows(f, "prompt_embeddings", N, (int64_t)row, tmp)) {
             free(tmp);

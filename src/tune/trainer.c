@@ -29,7 +29,7 @@ typedef struct {
     int32_t *ids, *labels;
     int *lens, *idx, *order;
     int64_t order_epoch;
-    float *grad, *mom, *vel;
+    float *grad, *mom, *vel, *gkv;
     float **gptrs;
     int64_t step, cursor;
     pt_rng rng;
@@ -92,7 +92,7 @@ static int write_metric(trainer *t, const char *line) {
 
 static int save_checkpoint(trainer *t) {
     pt_prompt_params *pp = t->pp;
-    if (pt_adapter_save_tensors(pp, pp->p, t->adapter_path)) return PT_ERR;
+    if (pt_adapter_save_tensors(pp, pp->kv, t->adapter_path)) return PT_ERR;
     pt_st_writer *w = pt_st_writer_new();
     if (!w) return PT_ERR;
     int64_t n = (int64_t)pp->n, one = 1, four = 4;
@@ -204,11 +204,12 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
     t.lens = pt_malloc(sizeof(int) * (size_t)B * (size_t)(o->accum + 1));
     t.order = pt_malloc(sizeof(int) * (size_t)train->n_rows);
     t.grad = pt_malloc_aligned(sizeof(float) * n * 3);
+    t.gkv = pp->reparam_hidden ? pt_malloc_aligned(sizeof(float) * pp->n_out) : t.grad;
     t.gptrs = pt_calloc((size_t)(2 * pp->n_layers + pp->n_deep + 1), sizeof(float *));
     t.metrics_path = pt_path_join(o->out_dir, "metrics.jsonl");
     t.state_path = pt_path_join(o->out_dir, "optimizer.safetensors");
     t.adapter_path = pt_path_join(o->out_dir, "adapter_model.safetensors");
-    if (!t.ws || !t.ids || !t.lens || !t.order || !t.grad || !t.gptrs || !t.metrics_path || !t.state_path ||
+    if (!t.ws || !t.ids || !t.lens || !t.order || !t.grad || !t.gkv || !t.gptrs || !t.metrics_path || !t.state_path ||
         !t.adapter_path)
         goto done;
     t.labels = t.ids + (size_t)B * t.T;
@@ -232,10 +233,11 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
         goto done;
     }
 
+    pt_params_materialize(pp);
     pt_prompt prompt;
     pt_params_prompt(pp, &prompt);
     pt_prompt_grad g;
-    pt_params_grad(pp, t.grad, t.gptrs, &g);
+    pt_params_grad(pp, t.gkv, t.gptrs, &g);
 
     if (t.step == 0) {
         if (validate(&t, &prompt, &res->first_val_loss)) goto done;
@@ -273,6 +275,7 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
             for (int b = 0; b < B; b++) positions += t.lens[b] + pp->N;
         }
         double loss = ntot ? loss_sum / (double)ntot : 0.0;
+        pt_params_reparam_backward(pp, t.gkv, t.grad);
         double gnorm = pt_clip_grad_norm(t.grad, n, o->clip);
         if (!isfinite(loss) || !isfinite(gnorm)) {
             pt_set_error("step %lld: %s is %s; stopping (the last good checkpoint, step %lld, stays in %s)",
@@ -282,6 +285,7 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
             goto done;
         }
         pt_adamw_step(&o->adamw, lr, t.step + 1, pp->p, t.grad, t.mom, t.vel, n);
+        pt_params_materialize(pp);
         t.step++;
         done_here++;
         res->last_train_loss = loss;
@@ -335,6 +339,7 @@ done:
     free(t.ids);
     free(t.lens);
     free(t.order);
+    if (t.gkv != t.grad) pt_free_aligned(t.gkv);
     pt_free_aligned(t.grad);
     free(t.gptrs);
     free(t.metrics_path);
