@@ -4,6 +4,7 @@
 #include "ptune/forward.h"
 #include "ptune/model.h"
 #include "ptune/tokenizer.h"
+#include "ptune/tune.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@ int cmd_generate(int argc, char **argv);
 static const char *help =
     "usage: ptune generate --model PATH [--tokenizer PATH] [--prompt S | --input-ids \"1 2 3\"]\n"
     "                      [-n N] [--temp T] [--top-p P] [--seed S] [--ids] [--no-bos]\n"
+    "                      [--adapter RUN_DIR]\n"
     "  Generates up to N new tokens (default 64) with a KV cache, stopping at EOS.\n"
     "  --prompt S        text prompt (needs a tokenizer: --tokenizer, or the model's own)\n"
     "  --input-ids LIST  prompt as token ids, space or comma separated\n"
@@ -25,6 +27,9 @@ static const char *help =
     "  --ids             print the generated ids (space separated) instead of text;\n"
     "                    needs no tokenizer\n"
     "  --no-bos          do not add BOS to a text prompt\n"
+    "  --adapter DIR     generate with a trained prompt: a ptune run directory or a PEFT\n"
+    "                    prompt-/prefix-tuning directory. Soft prompts: the virtual tokens'\n"
+    "                    KV cache is computed once; deep/prefix: a full forward per token\n"
     "  A llama2.c .bin model finds a sibling <name>.tok*.bin or tokenizer.bin.\n";
 
 /* Parses "1 2 3" or "1,2,3" into a malloc'd array. */
@@ -107,7 +112,6 @@ int cmd_generate(int argc, char **argv) {
     if (n_new < 0) return cli_failf("generate", "-n must be >= 0, got %ld", n_new);
     if (temp < 0) return cli_failf("generate", "--temp must be >= 0, got %g", temp);
     if (!(top_p > 0 && top_p <= 1)) return cli_failf("generate", "--top-p must be in (0, 1], got %g", top_p);
-    if (adapter) return cli_failf("generate", "--adapter: prompt-tuned adapters are not supported yet");
 
     int rc = 1;
     pt_model *m = pt_model_load(model_path);
@@ -117,8 +121,15 @@ int cmd_generate(int argc, char **argv) {
     int32_t *ids = NULL, *out = NULL;
     char *found = NULL;
     int n_ids = 0;
+    pt_prompt_params pp = {0};
+    int have_pp = 0;
     if (!m) goto fail;
     const pt_config *c = &m->cfg;
+    if (adapter) {
+        if (pt_adapter_load(adapter, m, NULL, &pp)) goto fail;
+        have_pp = 1;
+    }
+    int n_virt = have_pp ? pp.N : 0;
 
     /* The tokenizer is needed for a text prompt or text output. */
     if (tok_arg || prompt || !print_ids) {
@@ -164,18 +175,20 @@ int cmd_generate(int argc, char **argv) {
         ids[0] = bos;
         n_ids = 1;
     }
-    int cap = n_ids + (int)n_new;
+    int cap = n_virt + n_ids + (int)n_new;
     if (cap > c->max_seq) {
-        if (n_ids >= c->max_seq) {
-            rc = cli_failf("generate", "prompt has %d tokens, the model's context is %d", n_ids, c->max_seq);
+        if (n_virt + n_ids >= c->max_seq) {
+            rc = cli_failf("generate", "prompt has %d tokens%s, the model's context is %d", n_ids,
+                           n_virt ? " plus the adapter's virtual tokens" : "", c->max_seq);
             goto done;
         }
         cap = c->max_seq;
+        n_new = cap - n_virt - n_ids;
         pt_info("generate: stopping at the model's context of %d positions", c->max_seq);
     }
-    cache = pt_kv_new(m, cap, 0);
+    if (!have_pp) cache = pt_kv_new(m, cap, 0);
     out = malloc(sizeof(int32_t) * (size_t)(n_new + 1));
-    if (!cache || !out || pt_sampler_init(&sampler, c->vocab_size, (float)temp, (float)top_p)) goto fail;
+    if ((!have_pp && !cache) || !out || pt_sampler_init(&sampler, c->vocab_size, (float)temp, (float)top_p)) goto fail;
     pt_rng rng;
     pt_rng_seed(&rng, (uint64_t)seed);
 
@@ -189,7 +202,8 @@ int cmd_generate(int argc, char **argv) {
             if (k > 0) fwrite(buf, 1, (size_t)k, stdout);
         }
     }
-    int n_out = pt_generate(m, cache, &sampler, &rng, ids, NULL, n_ids, (int)n_new, eos, out, on_token, &g);
+    int n_out = have_pp ? pt_generate_prompted(m, &pp, &sampler, &rng, ids, n_ids, (int)n_new, eos, out, on_token, &g)
+                        : pt_generate(m, cache, &sampler, &rng, ids, NULL, n_ids, (int)n_new, eos, out, on_token, &g);
     if (n_out < 0) goto fail;
     if (!print_ids) {
         char buf[64];
@@ -202,6 +216,7 @@ int cmd_generate(int argc, char **argv) {
 fail:
     rc = cli_fail("generate");
 done:
+    if (have_pp) pt_params_free(&pp);
     pt_sampler_free(&sampler);
     free(out);
     free(ids);

@@ -1,0 +1,166 @@
+/* tune.h: prompt-tuning runs: the trainable prompt parameters, the training
+ * loop, the run directory (PEFT-compatible adapter files, resume state) and
+ * evaluation.
+ *
+ * ---- parameters ---------------------------------------------------------------
+ * pt_prompt_params holds every trainable float of one method in one flat
+ * array p[n] (so AdamW, clipping and checkpoints see one vector):
+ *   soft:   [N, d]
+ *   deep:   n_deep blocks [N, d], in the order of deep_layers (ascending)
+ *   prefix: for each layer l: K_l [N, kv_dim] then V_l [N, kv_dim]
+ *           (kv_dim = n_kv_heads * head_dim). The PEFT file layout
+ *           [N, 2*L*kv_dim] (row n = [K_0 | V_0 | K_1 | V_1 | ...], each a
+ *           [kv_heads, head_dim] block) is converted on save/load.
+ *
+ * ---- run directory (docs/run-dir.md) ------------------------------------------
+ *   run.json                    configuration + provenance (model sha256, ...)
+ *   prior.safetensors           the initial vectors (same schema as the adapter)
+ *   adapter_model.safetensors   soft/prefix: `prompt_embeddings` (PEFT);
+ *                               deep: `deep.layer_<l>` [N, d] per listed layer
+ *   adapter_config.json         PEFT PROMPT_TUNING / PREFIX_TUNING (deep: ptune's)
+ *   optimizer.safetensors       params, m, v, step, rng, cursor (resume state)
+ *   metrics.jsonl               {"step","train_loss","lr","grad_norm"} per step,
+ *                               {"step","val_loss"} at 0 and every K steps
+ * Every file is written atomically (temporary name + rename). */
+#ifndef PTUNE_TUNE_H
+#define PTUNE_TUNE_H
+
+#include <stdint.h>
+
+#include "ptune/backward.h"
+#include "ptune/data.h"
+#include "ptune/forward.h"
+#include "ptune/model.h"
+#include "ptune/optim.h"
+#include "ptune/tokenizer.h"
+
+typedef enum { PT_METHOD_SOFT = 0, PT_METHOD_DEEP = 1, PT_METHOD_PREFIX = 2 } pt_method;
+
+int pt_method_parse(const char *s, pt_method *out);
+const char *pt_method_name(pt_method m);
+
+#define PT_MAX_DEEP 256
+
+typedef struct {
+    pt_method method;
+    int N;                       /* virtual tokens */
+    int d, n_layers, kv_dim;     /* from the model config */
+    int n_deep;                  /* deep: listed layers */
+    int deep_layers[PT_MAX_DEEP];
+    size_t n;                    /* total trainable floats */
+    size_t block;                /* floats per block: N*d (soft/deep), N*kv_dim (prefix) */
+    float *p;                    /* [n], owned, 64-byte aligned */
+    /* prefix with a reparameterization MLP (reparam_hidden = H > 0): p holds
+     * [E (N*d) | W1 (H*d) | b1 (H) | W2 (Out*H) | b2 (Out)], Out = 2*L*kv_dim,
+     * and the K/V that the model sees are kv = MLP(E) (embedding -> Linear ->
+     * tanh -> Linear, as PEFT's PrefixEncoder with prefix_projection), stored
+     * in the prefix layout above (n_out floats). Without it kv == p. */
+    int reparam_hidden;
+    size_t n_out;                /* floats of the prompt tensors (== n without reparam) */
+    float *kv;                   /* [n_out] (== p without reparam) */
+    float *hid;                  /* [N*H] tanh activations (reparam scratch) */
+    /* views handed to pt_prompt / pt_prompt_grad (into p, or into a gradient buffer) */
+    const float *deep_ptr[PT_MAX_DEEP];
+    const float **k_ptr, **v_ptr; /* [n_layers] */
+} pt_prompt_params;
+
+/* Allocates zeroed parameters. layers: the deep layer list (ascending, unique,
+ * in 0..L-1), ignored for soft/prefix. PT_ERR with a one-line error for an
+ * out-of-range layer, N < 1, ... */
+int pt_params_init(pt_prompt_params *pp, const pt_config *c, pt_method method, int N, const int *layers,
+                   int n_layers);
+void pt_params_free(pt_prompt_params *pp);
+/* Prefix with a reparameterization MLP of hidden size H (see above). */
+int pt_params_init_reparam(pt_prompt_params *pp, const pt_config *c, int N, int H);
+/* Initialises the MLP weights like torch.nn.Linear (U(+-1/sqrt(fan_in))) from
+ * seed; E is left to the prior. No-op without reparam. */
+void pt_params_reparam_init_weights(pt_prompt_params *pp, uint64_t seed);
+/* Computes kv from p (no-op without reparam). Call after every update of p. */
+void pt_params_materialize(pt_prompt_params *pp);
+/* Backpropagates gkv [n_out] (gradient w.r.t. kv) to grad [n] w.r.t. p
+ * (overwritten). Without reparam the two are the same buffer: no-op. */
+void pt_params_reparam_backward(pt_prompt_params *pp, const float *gkv, float *grad);
+/* Fills a pt_prompt viewing pp->kv (valid while pp lives and is not re-inited). */
+void pt_params_prompt(pt_prompt_params *pp, pt_prompt *out);
+/* Fills a pt_prompt_grad viewing grad[pp->n_out] (same layout as kv). ptrs must hold
+ * 2*n_layers + n_deep pointers of scratch for the per-layer views. */
+void pt_params_grad(const pt_prompt_params *pp, float *grad, float **ptrs, pt_prompt_grad *out);
+/* Per-block offsets: deep block i, prefix K of layer l (V = K + block). */
+static inline size_t pt_params_prefix_k(const pt_prompt_params *pp, int l) { return (size_t)2 * l * pp->block; }
+
+/* ---- adapters (run directory or PEFT directory) --------------------------------*/
+/* Saves `p` (same layout as pp->kv, n_out floats) with the method's schema
+ * (adapter_model.safetensors or prior.safetensors). */
+int pt_adapter_save_tensors(const pt_prompt_params *pp, const float *p, const char *path);
+/* Writes adapter_config.json (PEFT) for pp into dir. */
+int pt_adapter_save_config(const pt_prompt_params *pp, const pt_config *c, const char *base_model, const char *dir);
+/* Loads an adapter from a ptune run directory or a PEFT prompt/prefix-tuning
+ * directory and checks it against model m: shapes always; with a run.json the
+ * recorded model sha256 must equal model_sha (when model_sha != NULL), else a
+ * one-line "was trained on a different model" error. pp is initialised. */
+int pt_adapter_load(const char *dir, const pt_model *m, const char *model_sha, pt_prompt_params *pp);
+/* sha256 of the model's weights: a single file's sha256, or for a directory
+ * the sha256 of "name sha256\n" lines over its *.safetensors / *.bin /
+ * *.gguf files (sorted). out: 65 bytes. */
+int pt_model_sha256(const char *model_path, char out[65]);
+
+/* ---- training ----------------------------------------------------------------*/
+typedef struct {
+    double lr;
+    int64_t steps;
+    int batch, accum;
+    pt_schedule schedule;
+    int64_t warmup;
+    pt_adamw_hparams adamw;
+    double clip;          /* <= 0: off */
+    int64_t eval_every;   /* val_loss every K steps (and at 0 and the end) */
+    int64_t save_every;   /* checkpoint every K steps (and at the end) */
+    uint64_t seed;
+    int32_t pad_id;
+    int resume;           /* continue from out_dir/optimizer.safetensors */
+    int progress;         /* 1: \r progress line (TTY), 0: plain lines, -1: silent */
+    int stop_after;       /* testing: return after this many steps of this call (0 = off) */
+    int sleep_ms;         /* testing: pause after each step (to kill a run midway) */
+    const char *out_dir;
+} pt_train_opts;
+
+typedef struct {
+    double first_val_loss, last_val_loss, last_train_loss;
+    int64_t steps_done;
+    double seconds, tokens_per_s;
+} pt_train_result;
+
+/* Trains pp on `train` rows (validation on `val` when not NULL), writing
+ * metrics, checkpoints and adapter files into opts->out_dir. On a NaN/Inf
+ * loss or gradient it stops with PT_ERR ("step S: loss is nan ...") and the
+ * last good checkpoint stays in place. */
+int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_prompt_params *pp,
+             const pt_train_opts *opts, pt_train_result *res);
+
+/* ---- evaluation -------------------------------------------------------------------*/
+typedef struct {
+    double loss;        /* mean cross-entropy over target tokens */
+    double exact_match; /* fraction of rows whose greedy continuation of len(target) tokens == target */
+    double f1;          /* mean SQuAD F1 of a greedy generation (stop: EOS, newline, 32 tokens) */
+    int n;              /* rows */
+    int64_t n_tokens;   /* target tokens */
+} pt_eval_result;
+
+/* rows: encoded data (row r belongs to example rows->example[r] of ds); pp may
+ * be NULL (plain model). tok is needed for F1 (NULL: f1 = -1). */
+int pt_eval(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, const pt_rows *rows,
+            pt_prompt_params *pp, int batch, pt_eval_result *res);
+/* Validation loss only: sum of target-token losses / count over all rows. */
+int pt_eval_loss(const pt_model *m, pt_workspace *ws, const pt_rows *rows, const pt_prompt *prompt, int batch,
+                 int32_t pad_id, double *loss, int64_t *n_tokens);
+
+/* Greedy / sampled generation with an adapter (any method): prompt ids, up to
+ * max_new tokens, stops after eos (eos < 0: never). Soft prompts and no
+ * adapter use the KV cache (virtual tokens' K/V computed once); deep and
+ * prefix recompute the full forward per token. Returns the count written to
+ * out_ids or PT_ERR. */
+int pt_generate_prompted(const pt_model *m, pt_prompt_params *pp, pt_sampler *s, pt_rng *rng, const int32_t *ids,
+                         int n_ids, int max_new, int eos, int32_t *out_ids,
+                         int (*on_token)(int32_t id, void *user), void *user);
+
+#endif

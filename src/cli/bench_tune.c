@@ -1,0 +1,180 @@
+/* bench_tune.c: `ptune bench tune`: seconds per prompt-tuning step (forward,
+ * activation-gradient backward, AdamW update) on a [B, T] batch of random ids
+ * with the loss on every real position.
+ *
+ * Conventions (DESIGN.md), S = N + T positions per row:
+ *   tokens_per_s = B*S / median_s_per_step
+ *   flops        = 2*P*B*S*2              (linear: forward + input-gradient backward)
+ *                + 4*L*B*H*S^2*hd*3       (attention, forward + backward)
+ *                + 2*B*T*V*d*2            (LM head over the T scored positions)
+ *   gflops       = flops / median_s_per_step / 1e9 */
+#include "cli/cli.h"
+#include "ptune/kernels.h"
+#include "ptune/prior.h"
+#include "ptune/tune.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int bench_tune(int argc, char **argv);
+
+static const char *help =
+    "usage: ptune bench tune (--model PATH | --random-config config.json) --batch B --seq T --tokens N\n"
+    "                        [--method soft|deep|prefix] [--layers 0,13,14,15] [--dtype f32|bf16|f16]\n"
+    "                        [--warmup N] [--runs N] [--threads N] [--seed S] [--json]\n"
+    "  Times one training step (forward + prompt backward + AdamW) on random ids,\n"
+    "  loss on every one of the T real positions. --seq counts real tokens; the N prompt\n"
+    "  positions come on top. Deep prompts default to layer 0 and the last three layers.\n"
+    "  Reports median_s_per_step, tokens_per_s = B*(T+N)/s, gflops (DESIGN.md) and peak_rss_mib.\n";
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int bench_tune(int argc, char **argv) {
+    pt_args a;
+    const char *C = "bench tune";
+    if (args_init(&a, C, argc, argv)) return 1;
+    if (args_help(&a)) return fputs(help, stdout), args_free(&a), 0;
+    const char *model_path = args_str(&a, "--model"), *cfg_path = args_str(&a, "--random-config");
+    const char *method_s = args_str(&a, "--method"), *layers_s = args_str(&a, "--layers");
+    const char *dtype_s = args_str(&a, "--dtype");
+    long B, T, N, warm, runs, threads, seed;
+    int json = args_flag(&a, "--json");
+    if (args_int(&a, "--batch", 0, &B) || args_int(&a, "--seq", 0, &T) || args_int(&a, "--tokens", 20, &N) ||
+        args_int(&a, "--warmup", 1, &warm) || args_int(&a, "--runs", 5, &runs) ||
+        args_int(&a, "--threads", 0, &threads) || args_int(&a, "--seed", 0, &seed) || args_finish(&a))
+        return args_free(&a), 2;
+    args_free(&a);
+    if (!model_path == !cfg_path) return cli_failf(C, "give exactly one of --model and --random-config");
+    if (B < 1 || T < 1) return cli_failf(C, "--batch and --seq must be >= 1 (got %ld, %ld)", B, T);
+    if (N < 1) return cli_failf(C, "--tokens must be >= 1, got %ld", N);
+    if (runs < 1 || warm < 0) return cli_failf(C, "--runs must be >= 1 and --warmup >= 0");
+    pt_method method = PT_METHOD_SOFT;
+    if (method_s && pt_method_parse(method_s, &method)) return cli_fail(C);
+    pt_dtype dt = PT_F32;
+    if (dtype_s) {
+        if (!strcmp(dtype_s, "f32")) dt = PT_F32;
+        else if (!strcmp(dtype_s, "bf16")) dt = PT_BF16;
+        else if (!strcmp(dtype_s, "f16")) dt = PT_F16;
+        else return cli_failf(C, "--dtype: '%s' is not f32, bf16 or f16", dtype_s);
+        if (model_path) return cli_failf(C, "--dtype applies to --random-config only");
+    }
+    pt_set_threads((int)threads);
+
+    pt_model *m = NULL;
+    if (cfg_path) {
+        size_t len;
+        char *txt = pt_read_file(cfg_path, &len);
+        pt_config c;
+        memset(&c, 0, sizeof c);
+        if (!txt) return cli_fail(C);
+        int r = pt_config_from_hf_json(&c, txt, cfg_path);
+        free(txt);
+        if (r) return cli_fail(C);
+        pt_config_defaults(&c);
+        m = pt_model_random(&c, dt, (uint64_t)seed);
+    } else
+        m = pt_model_load(model_path);
+    if (!m) return cli_fail(C);
+    const pt_config *c = &m->cfg;
+    int rc = 1;
+    if (N + T > c->max_seq) {
+        rc = cli_failf(C, "--tokens %ld + --seq %ld exceed the model's context of %d", N, T, c->max_seq);
+        pt_model_free(m);
+        return rc;
+    }
+    int layers[PT_MAX_DEEP], nl = 0;
+    if (layers_s) {
+        const char *p = layers_s;
+        while (*p && nl < PT_MAX_DEEP) {
+            char *end;
+            layers[nl++] = (int)strtol(p, &end, 10);
+            if (end == p || (*end && *end != ',')) {
+                pt_model_free(m);
+                return cli_failf(C, "--layers: '%s' is not a list like 0,13,14,15", layers_s);
+            }
+            p = *end ? end + 1 : end;
+        }
+    } else {
+        layers[nl++] = 0;
+        for (int l = c->n_layers - 3; l < c->n_layers; l++)
+            if (l > 0) layers[nl++] = l;
+    }
+    pt_prompt_params pp = {0};
+    pt_workspace *ws = NULL;
+    int32_t *ids = NULL, *labels = NULL, *lens = NULL;
+    float *grad = NULL, **gptr = NULL;
+    double *times = NULL;
+    if (pt_params_init(&pp, c, method, (int)N, layers, nl)) goto fail;
+    if (pt_prior_sample_str("isotropic:sigma=0.02", NULL, (int)(pp.n / (size_t)pp.N), pp.N, (uint64_t)seed, pp.p))
+        goto fail;
+    pt_ws_opts wo = {.B = (int)B, .T = (int)T, .n_virtual = (int)N, .store_acts = 1};
+    ws = pt_workspace_new_opts(m, &wo);
+    ids = pt_malloc(sizeof(int32_t) * (size_t)(B * T));
+    labels = pt_malloc(sizeof(int32_t) * (size_t)(B * T));
+    lens = pt_malloc(sizeof(int32_t) * (size_t)B);
+    grad = pt_malloc_aligned(sizeof(float) * pp.n * 3);
+    gptr = pt_calloc((size_t)(2 * c->n_layers + nl + 1), sizeof(float *));
+    times = pt_malloc(sizeof(double) * (size_t)runs);
+    if (!ws || !ids || !labels || !lens || !grad || !gptr || !times) goto fail;
+    memset(grad, 0, sizeof(float) * pp.n * 3);
+    pt_rng rng;
+    pt_rng_seed(&rng, (uint64_t)seed + 1);
+    for (long i = 0; i < B * T; i++) {
+        ids[i] = (int32_t)pt_rng_below(&rng, (uint64_t)c->vocab_size);
+        labels[i] = (int32_t)pt_rng_below(&rng, (uint64_t)c->vocab_size);
+    }
+    for (long b = 0; b < B; b++) lens[b] = (int32_t)T;
+    pt_prompt prompt;
+    pt_params_prompt(&pp, &prompt);
+    pt_prompt_grad g;
+    pt_params_grad(&pp, grad, gptr, &g);
+    pt_adamw_hparams h = pt_adamw_defaults();
+    pt_batch in = {.B = (int)B, .T = (int)T, .ids = ids, .lens = lens, .prompt = &prompt};
+    for (long r = 0; r < warm + runs; r++) {
+        double t0 = pt_now(), loss;
+        int64_t nt;
+        if (pt_loss_forward_backward(m, ws, &in, labels, 0, &loss, &nt, &g)) goto fail;
+        pt_clip_grad_norm(grad, pp.n, 1.0);
+        pt_adamw_step(&h, 1e-4, r + 1, pp.p, grad, grad + pp.n, grad + 2 * pp.n, pp.n);
+        double dtm = pt_now() - t0;
+        if (r >= warm) times[r - warm] = dtm;
+    }
+    qsort(times, (size_t)runs, sizeof(double), cmp_d);
+    double med = runs % 2 ? times[runs / 2] : 0.5 * (times[runs / 2 - 1] + times[runs / 2]);
+    double S = (double)(N + T), P = (double)pt_model_nonembed_params(m);
+    double flops = 2.0 * P * (double)B * S * 2 +
+                   4.0 * c->n_layers * (double)B * c->n_heads * S * S * c->head_dim * 3 +
+                   2.0 * (double)B * (double)T * c->vocab_size * c->dim * 2;
+    double rss = pt_peak_rss_mib();
+    if (json)
+        printf("{\"bench\": \"tune\", \"model\": \"%s\", \"method\": \"%s\", \"batch\": %ld, \"seq\": %ld, "
+               "\"tokens\": %ld, \"threads\": %d, \"runs\": %ld, \"trainable_params\": %zu, "
+               "\"median_s_per_step\": %.6f, \"min_s_per_step\": %.6f, \"tokens_per_s\": %.1f, \"gflops\": %.3f, "
+               "\"peak_rss_mib\": %.1f}\n",
+               model_path ? model_path : cfg_path, pt_method_name(method), B, T, N, pt_get_threads(), runs, pp.n, med,
+               times[0], (double)B * S / med, flops / med / 1e9, rss);
+    else
+        printf("%s, %s prompt of %ld: batch %ld x seq %ld (+%ld), %d threads: %.4f s/step (median of %ld), "
+               "%.0f tokens/s, %.2f GFLOP/s, peak RSS %.0f MiB\n",
+               model_path ? model_path : cfg_path, pt_method_name(method), N, B, T, N, pt_get_threads(), med, runs,
+               (double)B * S / med, flops / med / 1e9, rss);
+    rc = 0;
+    goto done;
+fail:
+    rc = cli_fail(C);
+done:
+    free(times);
+    free(gptr);
+    pt_free_aligned(grad);
+    free(ids);
+    free(labels);
+    free(lens);
+    pt_workspace_free(ws);
+    pt_params_free(&pp);
+    pt_model_free(m);
+    return rc;
+}

@@ -1,0 +1,95 @@
+/* cmd_eval.c: `ptune eval`: loss, exact match and F1 of a model, with or
+ * without a trained prompt, on a data set. */
+#include "cli/cli.h"
+#include "ptune/tune.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cmd_eval(int argc, char **argv);
+
+static const char *help =
+    "usage: ptune eval --model PATH [--tokenizer PATH] [--adapter RUN_DIR] --data PATH\n"
+    "                  [--template S] [--batch B] [--max-len N] [--eos] [--json]\n"
+    "  loss         mean cross-entropy over the target tokens\n"
+    "  exact_match  greedy generation of exactly len(target) tokens equals the target\n"
+    "  f1           SQuAD token F1 of a greedy generation stopped at EOS, a newline or 32 tokens\n"
+    "  --adapter    a ptune run directory or a PEFT prompt-/prefix-tuning directory; a run\n"
+    "               trained on another model (run.json's sha256) is refused\n"
+    "  --json       print {\"loss\", \"exact_match\", \"f1\", \"n\", \"n_tokens\"} on one line\n"
+    "  --batch B    rows per forward (default 8)\n";
+
+int cmd_eval(int argc, char **argv) {
+    pt_args a;
+    if (args_init(&a, "eval", argc, argv)) return 1;
+    if (args_help(&a)) return fputs(help, stdout), args_free(&a), 0;
+    const char *model_path = args_str(&a, "--model"), *tok_arg = args_str(&a, "--tokenizer");
+    const char *adapter = args_str(&a, "--adapter"), *data = args_str(&a, "--data");
+    const char *tmpl = args_str(&a, "--template");
+    int json = args_flag(&a, "--json"), eos = args_flag(&a, "--eos");
+    long batch, max_len;
+    if (args_int(&a, "--batch", 8, &batch) || args_int(&a, "--max-len", 0, &max_len) || args_finish(&a))
+        return args_free(&a), 2;
+    args_free(&a);
+    const char *C = "eval";
+    if (!model_path) return cli_failf(C, "--model PATH is required (see ptune eval --help)");
+    if (!data) return cli_failf(C, "--data PATH is required");
+    if (batch < 1 || batch > 256) return cli_failf(C, "--batch must be in 1..256, got %ld", batch);
+    if (max_len < 0) return cli_failf(C, "--max-len must be >= 1, got %ld", max_len);
+
+    int rc = 1;
+    pt_model *m = pt_model_load(model_path);
+    pt_tokenizer *tok = NULL;
+    char *tok_path = NULL;
+    pt_dataset ds = {0};
+    pt_rows rows = {0};
+    pt_prompt_params pp = {0};
+    int have_pp = 0;
+    if (!m) goto fail;
+    const pt_config *c = &m->cfg;
+    if (adapter) {
+        if (pt_adapter_load(adapter, m, NULL, &pp)) goto fail;
+        have_pp = 1;
+    }
+    tok_path = tok_arg ? pt_strdup(tok_arg) : pt_tokenizer_find_for_model(model_path);
+    if (!tok_path) {
+        rc = cli_failf(C, "%s: no tokenizer found; give --tokenizer PATH", model_path);
+        goto done;
+    }
+    if (!(tok = pt_tokenizer_load(tok_path))) goto fail;
+    int N = have_pp ? pp.N : 0;
+    int room = c->max_seq - N - 32; /* room for the F1 generation */
+    if (room < 2) {
+        rc = cli_failf(C, "the model's context (%d) is too short for a %d-token prompt", c->max_seq, N);
+        goto done;
+    }
+    if (max_len == 0) max_len = room < 512 ? room : 512;
+    if (max_len > room) max_len = room;
+    if (pt_data_load(data, tmpl, &ds)) goto fail;
+    if (ds.n == 0) {
+        rc = cli_failf(C, "%s: no examples", data);
+        goto done;
+    }
+    if (pt_data_encode(tok, &ds, (int)max_len, eos ? PT_ENC_EOS : 0, &rows)) goto fail;
+    pt_eval_result r;
+    if (pt_eval(m, tok, &ds, &rows, have_pp ? &pp : NULL, (int)batch, &r)) goto fail;
+    if (json)
+        printf("{\"loss\": %.6f, \"exact_match\": %.6f, \"f1\": %.6f, \"n\": %d, \"n_tokens\": %lld}\n", r.loss,
+               r.exact_match, r.f1, r.n, (long long)r.n_tokens);
+    else
+        printf("loss %.4f  exact_match %.4f  f1 %.4f  (%d rows, %lld target tokens)\n", r.loss, r.exact_match, r.f1,
+               r.n, (long long)r.n_tokens);
+    rc = 0;
+    goto done;
+fail:
+    rc = cli_fail(C);
+done:
+    if (have_pp) pt_params_free(&pp);
+    pt_rows_free(&rows);
+    pt_dataset_free(&ds);
+    pt_tokenizer_free(tok);
+    free(tok_path);
+    pt_model_free(m);
+    return rc;
+}

@@ -1,0 +1,208 @@
+/* eval.c: evaluation of a (prompted) model on encoded data, and generation
+ * with an adapter.
+ *
+ * exact_match: greedy generation of exactly len(target) tokens equals the
+ *   target. Greedy decoding reproduces the target iff at every target position
+ *   the argmax of the logits, given the target tokens before it, is the target
+ *   token; so one teacher-forced forward decides it (ties: lowest id, as
+ *   pt_sample's greedy mode).
+ * f1: SQuAD token F1 (max over the gold answers) of a greedy generation that
+ *   stops at EOS, at a newline, or after 32 tokens. */
+#include "ptune/tune.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GEN_MAX 32
+
+static int argmax(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+static int piece_has_newline(const pt_tokenizer *tok, int id) {
+    char *s = pt_tokenizer_decode(tok, (const int32_t *)&id, 1, 1);
+    int r = s && strchr(s, '\n') != NULL;
+    free(s);
+    return r;
+}
+
+int pt_eval(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, const pt_rows *rows,
+            pt_prompt_params *pp, int batch, pt_eval_result *res) {
+    memset(res, 0, sizeof *res);
+    if (batch < 1) return pt_set_error("--batch must be >= 1");
+    if (rows->n_rows == 0) return pt_set_error("no rows to evaluate");
+    const pt_config *c = &m->cfg;
+    int V = c->vocab_size;
+    int Tmax = rows->max_len + GEN_MAX;
+    pt_prompt prompt, *pr = NULL;
+    if (pp) {
+        pt_params_prompt(pp, &prompt);
+        pr = &prompt;
+    }
+    pt_ws_opts wo = {.B = batch, .T = Tmax, .n_virtual = pp ? pp->N : 0, .store_acts = 0};
+    pt_workspace *ws = pt_workspace_new_opts(m, &wo);
+    int maxtgt = 0;
+    for (int r = 0; r < rows->n_rows; r++) {
+        int k = pt_rows_len(rows, r) - rows->n_prompt[r];
+        if (k > maxtgt) maxtgt = k;
+    }
+    size_t nlog = (size_t)batch * (size_t)(maxtgt > 1 ? maxtgt : 1);
+    float *logits = pt_malloc(sizeof(float) * nlog * (size_t)V);
+    int32_t *ids = pt_malloc(sizeof(int32_t) * (size_t)batch * (size_t)Tmax * 3);
+    int *lens = pt_malloc(sizeof(int) * (size_t)batch * 3);
+    int32_t *gen = pt_malloc(sizeof(int32_t) * (size_t)batch * (GEN_MAX + 1));
+    int st = PT_ERR;
+    int64_t em = 0;
+    double f1 = 0;
+    if (!ws || !logits || !ids || !lens || !gen) goto done;
+    int32_t *labels = ids + (size_t)batch * Tmax, *pos = labels + (size_t)batch * Tmax;
+    int *idx = lens + batch, *ngen = idx + batch;
+
+    if (pt_eval_loss(m, ws, rows, pr, batch, c->pad_id >= 0 ? c->pad_id : 0, &res->loss, &res->n_tokens)) goto done;
+    int32_t pad = c->pad_id >= 0 ? c->pad_id : 0;
+    for (int r0 = 0; r0 < rows->n_rows; r0 += batch) {
+        int B = rows->n_rows - r0 < batch ? rows->n_rows - r0 : batch;
+        for (int b = 0; b < B; b++) idx[b] = r0 + b;
+        /* exact match: one teacher-forced forward */
+        int T = pt_batch_T(rows, idx, B);
+        if (pt_batch_rows(rows, idx, B, pad, ids, labels, lens) < 0) goto done;
+        int np = 0;
+        for (int p = 0; p < B * T; p++)
+            if (labels[p] >= 0) pos[np++] = p;
+        if (np > 0) {
+            pt_batch in = {.B = B, .T = T, .ids = ids, .lens = lens, .prompt = pr};
+            pt_forward_out out = {.logits = logits, .logit_pos = pos, .n_logit_pos = np};
+            if (pt_forward(m, ws, &in, &out)) goto done;
+        }
+        for (int b = 0; b < B; b++) {
+            int ok = 0, any = 0;
+            for (int i = 0; i < np; i++) {
+                if (pos[i] / T != b) continue;
+                if (!any) ok = 1;
+                any = 1;
+                if (argmax(logits + (size_t)i * V, V) != labels[pos[i]]) ok = 0;
+            }
+            em += ok;
+        }
+        if (!tok) continue;
+        /* F1: batched greedy generation from the prompt part of each row */
+        int done_b[256] = {0};
+        int Bg = B;
+        if (Bg > 256) {
+            pt_set_error("--batch above 256 is not supported for F1");
+            goto done;
+        }
+        for (int b = 0; b < B; b++) ngen[b] = 0;
+        for (int step = 0; step < GEN_MAX; step++) {
+            int Tc = 0;
+            for (int b = 0; b < Bg; b++) {
+                int l = rows->n_prompt[idx[b]] + ngen[b];
+                if (l > Tc) Tc = l;
+            }
+            for (int b = 0; b < Bg; b++) {
+                int r = idx[b], npr = rows->n_prompt[r];
+                const int32_t *src = rows->ids + rows->off[r];
+                int32_t *dst = ids + (size_t)b * Tc;
+                memcpy(dst, src, sizeof(int32_t) * (size_t)npr);
+                memcpy(dst + npr, gen + (size_t)b * (GEN_MAX + 1), sizeof(int32_t) * (size_t)ngen[b]);
+                for (int t = npr + ngen[b]; t < Tc; t++) dst[t] = pad;
+                lens[b] = npr + ngen[b];
+                pos[b] = b * Tc + lens[b] - 1;
+            }
+            pt_batch in = {.B = Bg, .T = Tc, .ids = ids, .lens = lens, .prompt = pr};
+            pt_forward_out out = {.logits = logits, .logit_pos = pos, .n_logit_pos = Bg};
+            if (pt_forward(m, ws, &in, &out)) goto done;
+            int active = 0;
+            for (int b = 0; b < Bg; b++) {
+                if (done_b[b]) continue;
+                int id = argmax(logits + (size_t)b * V, V);
+                if (id == c->eos_id || (pt_tokenizer_eos(tok) >= 0 && id == pt_tokenizer_eos(tok))) {
+                    done_b[b] = 1;
+                    continue;
+                }
+                gen[(size_t)b * (GEN_MAX + 1) + ngen[b]++] = id;
+                if (piece_has_newline(tok, id) || rows->n_prompt[idx[b]] + ngen[b] >= Tmax) done_b[b] = 1;
+                else active++;
+            }
+            if (!active) break;
+        }
+        for (int b = 0; b < Bg; b++) {
+            char *txt = pt_tokenizer_decode(tok, gen + (size_t)b * (GEN_MAX + 1), ngen[b], 1);
+            if (!txt) goto done;
+            char *nl = strchr(txt, '\n');
+            if (nl) *nl = 0;
+            const pt_example *ex = &ds->ex[rows->example[idx[b]]];
+            f1 += pt_squad_f1_max(txt, ex->answers, ex->n_answers);
+            free(txt);
+        }
+    }
+    res->n = rows->n_rows;
+    res->exact_match = (double)em / rows->n_rows;
+    res->f1 = tok ? f1 / rows->n_rows : -1;
+    st = 0;
+done:
+    pt_workspace_free(ws);
+    free(logits);
+    free(ids);
+    free(lens);
+    free(gen);
+    return st;
+}
+
+int pt_generate_prompted(const pt_model *m, pt_prompt_params *pp, pt_sampler *s, pt_rng *rng, const int32_t *ids,
+                         int n_ids, int max_new, int eos, int32_t *out_ids,
+                         int (*on_token)(int32_t id, void *user), void *user) {
+    const pt_config *c = &m->cfg;
+    int d = c->dim, N = pp ? pp->N : 0;
+    if (n_ids < 1) return pt_set_error("generation needs at least one prompt token");
+    if (!pp || pp->method == PT_METHOD_SOFT) {
+        /* KV cache: the N virtual tokens are prefilled once as embedding rows. */
+        int n = N + n_ids;
+        int32_t *all = pt_malloc(sizeof(int32_t) * (size_t)n);
+        float *emb = N ? pt_malloc(sizeof(float) * (size_t)n * d) : NULL;
+        pt_kv_cache *kv = pt_kv_new(m, n + max_new, 0);
+        int r = PT_ERR;
+        if (all && (emb || !N) && kv) {
+            for (int i = 0; i < N; i++) all[i] = PT_TOK_EMBED;
+            memcpy(all + N, ids, sizeof(int32_t) * (size_t)n_ids);
+            if (N) memcpy(emb, pp->p, sizeof(float) * (size_t)N * d);
+            r = pt_generate(m, kv, s, rng, all, emb, n, max_new, eos, out_ids, on_token, user);
+        }
+        pt_kv_free(kv);
+        free(all);
+        free(emb);
+        return r;
+    }
+    /* deep / prefix: a full forward per new token (no KV cache for these yet). */
+    int T = n_ids + max_new;
+    pt_ws_opts wo = {.B = 1, .T = T, .n_virtual = N, .store_acts = 0};
+    pt_workspace *ws = pt_workspace_new_opts(m, &wo);
+    int32_t *seq = pt_malloc(sizeof(int32_t) * (size_t)T);
+    float *logits = pt_malloc(sizeof(float) * (size_t)c->vocab_size);
+    int r = PT_ERR, k = 0;
+    if (!ws || !seq || !logits) goto done;
+    memcpy(seq, ids, sizeof(int32_t) * (size_t)n_ids);
+    pt_prompt prompt;
+    pt_params_prompt(pp, &prompt);
+    for (int len = n_ids; k < max_new; len++) {
+        int32_t pos = len - 1;
+        pt_batch in = {.B = 1, .T = len, .ids = seq, .prompt = &prompt};
+        pt_forward_out out = {.logits = logits, .logit_pos = &pos, .n_logit_pos = 1};
+        if (pt_forward(m, ws, &in, &out)) goto done;
+        int id = pt_sample(s, logits, rng);
+        out_ids[k++] = id;
+        seq[len] = id;
+        if (on_token && on_token(id, user)) break;
+        if (eos >= 0 && id == eos) break;
+    }
+    r = k;
+done:
+    pt_workspace_free(ws);
+    free(seq);
+    free(logits);
+    return r;
+}

@@ -1,0 +1,349 @@
+/* trainer.c: the prompt-tuning loop: deterministic batches, gradient
+ * accumulation, clipping, AdamW with a schedule, validation, metrics,
+ * checkpoints and bit-identical resume.
+ *
+ * Batch order: training rows form an endless stream, epoch e being the
+ * permutation pt_data_epoch_order(n, seed, e); optimizer step s (1-based)
+ * consumes the next accum*batch rows of that stream. The only state this needs
+ * is the stream position ("cursor"), saved with the checkpoint, so a resumed
+ * run sees exactly the batches an uninterrupted run would.
+ *
+ * Accumulation: the gradient of one step is that of the mean cross-entropy
+ * over ALL target tokens of its accum micro-batches (grad_scale = 1/Ntot). */
+#include "ptune/safetensors.h"
+#include "ptune/tune.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct {
+    const pt_model *m;
+    const pt_rows *train, *val;
+    pt_prompt_params *pp;
+    const pt_train_opts *o;
+    pt_workspace *ws;
+    int T;
+    int32_t *ids, *labels;
+    int *lens, *idx, *order;
+    int64_t order_epoch;
+    float *grad, *mom, *vel, *gkv;
+    float **gptrs;
+    int64_t step, cursor;
+    pt_rng rng;
+    FILE *metrics;
+    char *metrics_path, *state_path, *adapter_path;
+} trainer;
+
+int pt_eval_loss(const pt_model *m, pt_workspace *ws, const pt_rows *rows, const pt_prompt *prompt, int batch,
+                 int32_t pad_id, double *loss, int64_t *n_tokens) {
+    int T = 0;
+    for (int r = 0; r < rows->n_rows; r++)
+        if (pt_rows_len(rows, r) > T) T = pt_rows_len(rows, r);
+    int32_t *ids = pt_malloc(sizeof(int32_t) * (size_t)batch * (size_t)T * 2);
+    int *lens = pt_malloc(sizeof(int) * (size_t)batch * 2);
+    double *rl = pt_malloc(sizeof(double) * (size_t)batch);
+    int32_t *rc = pt_malloc(sizeof(int32_t) * (size_t)batch);
+    int st = PT_ERR;
+    double sum = 0;
+    int64_t cnt = 0;
+    if (!ids || !lens || !rl || !rc) goto done;
+    int32_t *labels = ids + (size_t)batch * T;
+    int *idx = lens + batch;
+    for (int r0 = 0; r0 < rows->n_rows; r0 += batch) {
+        int B = rows->n_rows - r0 < batch ? rows->n_rows - r0 : batch;
+        for (int b = 0; b < B; b++) idx[b] = r0 + b;
+        int Tb = pt_batch_T(rows, idx, B);
+        if (pt_batch_rows(rows, idx, B, pad_id, ids, labels, lens) < 0) goto done;
+        pt_batch in = {.B = B, .T = Tb, .ids = ids, .lens = lens, .prompt = prompt};
+        if (pt_loss_forward(m, ws, &in, labels, rl, rc)) goto done;
+        for (int b = 0; b < B; b++) sum += rl[b], cnt += rc[b];
+    }
+    *loss = cnt ? sum / (double)cnt : 0.0;
+    if (n_tokens) *n_tokens = cnt;
+    st = 0;
+done:
+    free(ids);
+    free(lens);
+    free(rl);
+    free(rc);
+    return st;
+}
+
+/* Row indices of the next B rows of the stream. */
+static void next_rows(trainer *t, int *idx, int B) {
+    int n = t->train->n_rows;
+    for (int b = 0; b < B; b++, t->cursor++) {
+        int64_t e = t->cursor / n;
+        if (e != t->order_epoch) {
+            pt_data_epoch_order(n, t->o->seed, (uint64_t)e, t->order);
+            t->order_epoch = e;
+        }
+        idx[b] = t->order[t->cursor % n];
+    }
+}
+
+static int write_metric(trainer *t, const char *line) {
+    if (fputs(line, t->metrics) < 0 || fflush(t->metrics)) return pt_set_error("%s: write failed", t->metrics_path);
+    return 0;
+}
+
+static int save_checkpoint(trainer *t) {
+    pt_prompt_params *pp = t->pp;
+    if (pt_adapter_save_tensors(pp, pp->kv, t->adapter_path)) return PT_ERR;
+    pt_st_writer *w = pt_st_writer_new();
+    if (!w) return PT_ERR;
+    int64_t n = (int64_t)pp->n, one = 1, four = 4;
+    int64_t step = t->step, cursor = t->cursor;
+    int64_t rng[4];
+    memcpy(rng, t->rng.s, sizeof rng);
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)t->o->seed);
+    int rc = pt_st_writer_add(w, "params", PT_F32, 1, &n, pp->p) || pt_st_writer_add(w, "m", PT_F32, 1, &n, t->mom) ||
+             pt_st_writer_add(w, "v", PT_F32, 1, &n, t->vel) || pt_st_writer_add(w, "step", PT_I64, 1, &one, &step) ||
+             pt_st_writer_add(w, "cursor", PT_I64, 1, &one, &cursor) ||
+             pt_st_writer_add(w, "rng", PT_I64, 1, &four, rng) || pt_st_writer_meta(w, "seed", seed) ||
+             pt_st_writer_meta(w, "method", pt_method_name(pp->method)) || pt_st_writer_save(w, t->state_path)
+                 ? PT_ERR
+                 : 0;
+    pt_st_writer_free(w);
+    return rc;
+}
+
+static int load_i64(pt_st_file *f, const char *name, int64_t *out, int count) {
+    pt_tensor x;
+    if (pt_st_get(f, name, &x)) return PT_ERR;
+    if (x.dtype != PT_I64 || pt_tensor_numel(&x) != count)
+        return pt_set_error("%s: '%s' should be I64 [%d]", pt_st_path(f), name, count);
+    memcpy(out, x.data, sizeof(int64_t) * (size_t)count);
+    return 0;
+}
+
+static int load_f32(pt_st_file *f, const char *name, float *out, size_t n) {
+    pt_tensor x;
+    if (pt_st_get(f, name, &x)) return PT_ERR;
+    if (x.dtype != PT_F32 || pt_tensor_numel(&x) != (int64_t)n)
+        return pt_set_error("%s: '%s' should be F32 [%zu] (was the run started with other settings?)", pt_st_path(f),
+                            name, n);
+    memcpy(out, x.data, sizeof(float) * n);
+    return 0;
+}
+
+static int load_checkpoint(trainer *t) {
+    pt_st_file *f = pt_st_open(t->state_path);
+    if (!f) return pt_wrap_error("--resume: ");
+    int64_t rng[4];
+    int rc = load_f32(f, "params", t->pp->p, t->pp->n) || load_f32(f, "m", t->mom, t->pp->n) ||
+                     load_f32(f, "v", t->vel, t->pp->n) || load_i64(f, "step", &t->step, 1) ||
+                     load_i64(f, "cursor", &t->cursor, 1) || load_i64(f, "rng", rng, 4)
+                 ? PT_ERR
+                 : 0;
+    pt_st_close(f);
+    if (!rc) memcpy(t->rng.s, rng, sizeof rng);
+    if (!rc && (t->step < 0 || t->cursor < 0)) rc = pt_set_error("%s: negative step or cursor", t->state_path);
+    return rc;
+}
+
+/* Keeps the complete metric lines of steps <= step (a killed run may have
+ * logged steps after its last checkpoint), rewritten atomically. */
+static int trim_metrics(trainer *t) {
+    size_t len = 0;
+    char *s = pt_file_exists(t->metrics_path) ? pt_read_file(t->metrics_path, &len) : pt_strdup("");
+    if (!s) return PT_ERR;
+    char *out = pt_malloc(len + 1);
+    if (!out) return free(s), PT_ERR;
+    size_t k = 0;
+    for (char *p = s; *p;) {
+        char *nl = strchr(p, '\n');
+        if (!nl) break; /* an unfinished last line */
+        long long st;
+        if (sscanf(p, "{\"step\": %lld", &st) == 1 && st <= t->step) {
+            memcpy(out + k, p, (size_t)(nl - p + 1));
+            k += (size_t)(nl - p + 1);
+        }
+        p = nl + 1;
+    }
+    int rc = pt_write_file_atomic(t->metrics_path, out, k);
+    free(s);
+    free(out);
+    return rc;
+}
+
+static void fmt_time(double s, char *buf, size_t n) {
+    if (!(s >= 0) || s > 1e7) s = 0;
+    long x = (long)(s + 0.5);
+    if (x >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", x / 3600, x / 60 % 60, x % 60);
+    else snprintf(buf, n, "%ld:%02ld", x / 60, x % 60);
+}
+
+static int validate(trainer *t, const pt_prompt *prompt, double *out) {
+    if (!t->val || t->val->n_rows == 0) return *out = NAN, 0;
+    if (pt_eval_loss(t->m, t->ws, t->val, prompt, t->o->batch, t->o->pad_id, out, NULL)) return PT_ERR;
+    char line[128];
+    snprintf(line, sizeof line, "{\"step\": %lld, \"val_loss\": %.9g}\n", (long long)t->step, *out);
+    return write_metric(t, line);
+}
+
+int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_prompt_params *pp,
+             const pt_train_opts *o, pt_train_result *res) {
+    memset(res, 0, sizeof *res);
+    res->first_val_loss = res->last_val_loss = NAN;
+    if (o->batch < 1 || o->accum < 1 || o->steps < 1) return pt_set_error("batch, accum and steps must be >= 1");
+    if (!train || train->n_rows == 0) return pt_set_error("no training rows");
+    trainer t = {.m = m, .train = train, .val = val, .pp = pp, .o = o, .order_epoch = -1};
+    int rc = PT_ERR;
+    int B = o->batch;
+    t.T = train->max_len;
+    if (val && val->max_len > t.T) t.T = val->max_len;
+    size_t n = pp->n;
+    pt_ws_opts wo = {.B = B, .T = t.T, .n_virtual = pp->N, .store_acts = 1};
+    t.ws = pt_workspace_new_opts(m, &wo);
+    t.ids = pt_malloc(sizeof(int32_t) * (size_t)B * (size_t)t.T * 2);
+    t.lens = pt_malloc(sizeof(int) * (size_t)B * (size_t)(o->accum + 1));
+    t.order = pt_malloc(sizeof(int) * (size_t)train->n_rows);
+    t.grad = pt_malloc_aligned(sizeof(float) * n * 3);
+    t.gkv = pp->reparam_hidden ? pt_malloc_aligned(sizeof(float) * pp->n_out) : t.grad;
+    t.gptrs = pt_calloc((size_t)(2 * pp->n_layers + pp->n_deep + 1), sizeof(float *));
+    t.metrics_path = pt_path_join(o->out_dir, "metrics.jsonl");
+    t.state_path = pt_path_join(o->out_dir, "optimizer.safetensors");
+    t.adapter_path = pt_path_join(o->out_dir, "adapter_model.safetensors");
+    if (!t.ws || !t.ids || !t.lens || !t.order || !t.grad || !t.gkv || !t.gptrs || !t.metrics_path || !t.state_path ||
+        !t.adapter_path)
+        goto done;
+    t.labels = t.ids + (size_t)B * t.T;
+    t.idx = t.lens + B;
+    t.mom = t.grad + n;
+    t.vel = t.grad + 2 * n;
+    memset(t.grad, 0, sizeof(float) * n * 3);
+    pt_rng_seed_stream(&t.rng, o->seed, 0x7472616eULL);
+
+    if (o->resume) {
+        if (load_checkpoint(&t) || trim_metrics(&t)) goto done;
+        if (t.step > o->steps) {
+            pt_set_error("--resume: the run is at step %lld, past --steps %lld", (long long)t.step, (long long)o->steps);
+            goto done;
+        }
+    } else if (pt_write_file_atomic(t.metrics_path, "", 0))
+        goto done;
+    t.metrics = fopen(t.metrics_path, "a");
+    if (!t.metrics) {
+        pt_set_error("%s: cannot open for appending", t.metrics_path);
+        goto done;
+    }
+
+    pt_params_materialize(pp);
+    pt_prompt prompt;
+    pt_params_prompt(pp, &prompt);
+    pt_prompt_grad g;
+    pt_params_grad(pp, t.gkv, t.gptrs, &g);
+
+    if (t.step == 0) {
+        if (validate(&t, &prompt, &res->first_val_loss)) goto done;
+        res->last_val_loss = res->first_val_loss;
+        if (o->progress >= 0 && val && val->n_rows)
+            fprintf(stderr, "step 0/%lld: val_loss %.4f\n", (long long)o->steps, res->first_val_loss);
+    }
+    int64_t last_good = t.step;
+    double t0 = pt_now(), positions = 0;
+    int64_t start_step = t.step, done_here = 0;
+    while (t.step < o->steps) {
+        double lr = pt_schedule_lr(o->schedule, o->lr, o->warmup, o->steps, t.step);
+        /* First pass over the micro-batches: count the target tokens. */
+        int64_t ntot = 0;
+        int *all = t.lens + B; /* accum*B row indices */
+        for (int k = 0; k < o->accum; k++) next_rows(&t, all + (size_t)k * B, B);
+        for (int k = 0; k < o->accum; k++) {
+            int c = pt_batch_rows(train, all + (size_t)k * B, B, o->pad_id, t.ids, t.labels, t.lens);
+            if (c < 0) goto done;
+            ntot += c;
+        }
+        double loss_sum = 0;
+        for (int k = 0; k < o->accum; k++) {
+            int *idx = all + (size_t)k * B;
+            int Tb = pt_batch_T(train, idx, B);
+            if (pt_batch_rows(train, idx, B, o->pad_id, t.ids, t.labels, t.lens) < 0) goto done;
+            pt_batch in = {.B = B, .T = Tb, .ids = t.ids, .lens = t.lens, .prompt = &prompt};
+            double ls = 0;
+            int64_t nt = 0;
+            g.accumulate = k > 0;
+            if (pt_loss_forward_backward(m, t.ws, &in, t.labels, ntot > 0 ? (float)(1.0 / (double)ntot) : 1.0f, &ls,
+                                         &nt, &g))
+                goto done;
+            loss_sum += ls;
+            for (int b = 0; b < B; b++) positions += t.lens[b] + pp->N;
+        }
+        double loss = ntot ? loss_sum / (double)ntot : 0.0;
+        pt_params_reparam_backward(pp, t.gkv, t.grad);
+        double gnorm = pt_clip_grad_norm(t.grad, n, o->clip);
+        if (!isfinite(loss) || !isfinite(gnorm)) {
+            pt_set_error("step %lld: %s is %s; stopping (the last good checkpoint, step %lld, stays in %s)",
+                         (long long)t.step + 1, isfinite(loss) ? "the gradient norm" : "the training loss",
+                         isfinite(loss) ? (isnan(gnorm) ? "nan" : "inf") : (isnan(loss) ? "nan" : "inf"),
+                         (long long)last_good, o->out_dir);
+            goto done;
+        }
+        pt_adamw_step(&o->adamw, lr, t.step + 1, pp->p, t.grad, t.mom, t.vel, n);
+        pt_params_materialize(pp);
+        t.step++;
+        done_here++;
+        res->last_train_loss = loss;
+        char line[256];
+        snprintf(line, sizeof line, "{\"step\": %lld, \"train_loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g}\n",
+                 (long long)t.step, loss, lr, gnorm);
+        if (write_metric(&t, line)) goto done;
+        int do_eval = o->eval_every > 0 && (t.step % o->eval_every == 0 || t.step == o->steps);
+        double vl = NAN;
+        if (do_eval) {
+            if (validate(&t, &prompt, &vl)) goto done;
+            res->last_val_loss = vl;
+        }
+        if ((o->save_every > 0 && t.step % o->save_every == 0) || t.step == o->steps) {
+            if (save_checkpoint(&t)) goto done;
+            last_good = t.step;
+        }
+        double el = pt_now() - t0;
+        double sps = el / (double)(t.step - start_step);
+        if (o->progress == 1) {
+            char eta[32];
+            fmt_time(sps * (double)(o->steps - t.step), eta, sizeof eta);
+            fprintf(stderr, "\rstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s ", (long long)t.step,
+                    (long long)o->steps, loss, lr, positions / el, eta);
+            if (do_eval && !isnan(vl)) fprintf(stderr, "\nstep %lld: val_loss %.4f\n", (long long)t.step, vl);
+            if (t.step == o->steps) fputc('\n', stderr);
+        } else if (o->progress == 0) {
+            int64_t every = o->steps / 20 > 0 ? o->steps / 20 : 1;
+            if (t.step % every == 0 || t.step == o->steps || do_eval) {
+                char eta[32];
+                fmt_time(sps * (double)(o->steps - t.step), eta, sizeof eta);
+                fprintf(stderr, "step %lld/%lld loss %.4f lr %.2e %.0f tok/s ETA %s", (long long)t.step,
+                        (long long)o->steps, loss, lr, positions / el, eta);
+                if (do_eval && !isnan(vl)) fprintf(stderr, " val_loss %.4f", vl);
+                fputc('\n', stderr);
+            }
+        }
+        if (o->sleep_ms > 0) {
+            struct timespec ts = {o->sleep_ms / 1000, (long)(o->sleep_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        if (o->stop_after > 0 && done_here >= o->stop_after) break;
+    }
+    res->steps_done = t.step;
+    res->seconds = pt_now() - t0;
+    res->tokens_per_s = res->seconds > 0 ? positions / res->seconds : 0;
+    rc = 0;
+done:
+    if (t.metrics) fclose(t.metrics);
+    pt_workspace_free(t.ws);
+    free(t.ids);
+    free(t.lens);
+    free(t.order);
+    if (t.gkv != t.grad) pt_free_aligned(t.gkv);
+    pt_free_aligned(t.grad);
+    free(t.gptrs);
+    free(t.metrics_path);
+    free(t.state_path);
+    free(t.adapter_path);
+    return rc;
+}
