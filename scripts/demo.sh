@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 P=./ptune
-if [ -d models/default ]; then
+if [ -f models/default/config.json ] && [ -f models/default/model.safetensors ]; then
     echo "demo: default model models/default"
     $P info --model models/default
     $P generate --model models/default --prompt "Once upon a time" -n 60 --seed 1
