@@ -19,6 +19,7 @@
 #include <jansson.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define CORPUS_N 2400
@@ -456,6 +457,69 @@ TEST(find_for_model) {
     return 0;
 }
 
+/* ---- the CLI ------------------------------------------------------------------------ */
+
+static int run_cmd(const char *cmd, char *out, size_t cap) {
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+TEST(cli_tokenize_detokenize) {
+    if (!pt_file_exists("./ptune")) SKIP("./ptune not built (run from the repository root after make)");
+    char *tok = llama2c_tok_path();
+    if (!tok) SKIP("aidreams260K.tok512.bin not found in the shared fixtures");
+    const char *fx = pt_test_shared_fixtures();
+    pt_tokenizer *t = pt_tokenizer_load(tok);
+    CHECK(t, "load: %s", pt_last_error());
+    char cmd[2048], out[8192], want[4096];
+    /* --text: the same ids as the library, space separated, one line */
+    int32_t *ids;
+    int n;
+    CHECK(pt_tokenizer_encode(t, "Once upon a time", 16, 1, &ids, &n) == 0, "encode");
+    size_t w = 0;
+    for (int i = 0; i < n; i++) w += (size_t)snprintf(want + w, sizeof want - w, i ? " %d" : "%d", ids[i]);
+    snprintf(want + w, sizeof want - w, "\n");
+    snprintf(cmd, sizeof cmd, "./ptune tokenize --tokenizer %s --text 'Once upon a time' 2>&1", tok);
+    CHECK(run_cmd(cmd, out, sizeof out) == 0 && !strcmp(out, want), "tokenize --text printed \"%s\", want \"%s\"", out, want);
+    /* --model finds the sibling tokenizer of the llama2.c model */
+    snprintf(cmd, sizeof cmd, "./ptune tokenize --model %s/aidreams260K.bin --text 'Once upon a time' 2>&1", fx);
+    CHECK(run_cmd(cmd, out, sizeof out) == 0 && !strcmp(out, want), "tokenize --model printed \"%s\"", out);
+    /* detokenize gives the text back */
+    want[strlen(want) - 1] = 0;
+    snprintf(cmd, sizeof cmd, "./ptune detokenize --tokenizer %s --skip-special --ids '%s' 2>&1", tok, want);
+    CHECK(run_cmd(cmd, out, sizeof out) == 0 && !strcmp(out, "Once upon a time"), "detokenize printed \"%s\"", out);
+    /* --jsonl: one line of ids per input line */
+    snprintf(cmd, sizeof cmd, "printf '\"Once upon a time\"\\n\"\"\\n\"a\\\\nb\"\\n' | ./ptune tokenize --jsonl --tokenizer %s 2>&1", tok);
+    CHECK(run_cmd(cmd, out, sizeof out) == 0, "tokenize --jsonl failed: %s", out);
+    int lines = 0;
+    for (char *p = out; *p; p++) lines += *p == '\n';
+    CHECK(lines == 3 && !strncmp(out, want, strlen(want)) && out[strlen(want)] == '\n', "--jsonl printed \"%s\"", out);
+    CHECK(!strncmp(out + strlen(want) + 1, "1\n", 2), "the empty string should give just BOS: \"%s\"", out);
+    /* invalid UTF-8 in --file: one-line error naming the file and the byte offset, non-zero exit */
+    char *bad = write_tmp("bad.txt", "ok\xc3(x", 5);
+    snprintf(cmd, sizeof cmd, "./ptune tokenize --tokenizer %s --file %s 2>&1", tok, bad);
+    int rc = run_cmd(cmd, out, sizeof out);
+    CHECK(rc != 0 && strstr(out, bad) && strstr(out, "byte offset 2") && strchr(out, '\n') == out + strlen(out) - 1,
+          "invalid UTF-8: exit %d, \"%s\"", rc, out);
+    unlink(bad);
+    free(bad);
+    /* bad flags and missing tokenizer */
+    snprintf(cmd, sizeof cmd, "./ptune tokenize --text x 2>&1");
+    CHECK(run_cmd(cmd, out, sizeof out) != 0 && strstr(out, "--tokenizer"), "no tokenizer: \"%s\"", out);
+    snprintf(cmd, sizeof cmd, "./ptune detokenize --tokenizer %s --ids '1 99999' 2>&1", tok);
+    CHECK(run_cmd(cmd, out, sizeof out) != 0 && strstr(out, "99999"), "bad id: \"%s\"", out);
+    CHECK(run_cmd("./ptune tokenize --help", out, sizeof out) == 0 && strstr(out, "--jsonl"), "tokenize --help");
+    CHECK(run_cmd("./ptune detokenize --help", out, sizeof out) == 0 && strstr(out, "--ids"), "detokenize --help");
+    free(ids);
+    pt_tokenizer_free(t);
+    free(tok);
+    return 0;
+}
+
 int main(void) {
     PT_RUN(llama2c_matches_python_reference);
     PT_RUN(stream_decode_holds_back_partial_utf8);
@@ -463,6 +527,7 @@ int main(void) {
     PT_RUN(malformed_tokenizer_json);
     PT_RUN(small_bytelevel_merges_and_errors);
     PT_RUN(find_for_model);
+    PT_RUN(cli_tokenize_detokenize);
     PT_RUN(parity_gpt2);
     PT_RUN(parity_llama2);
     PT_RUN(parity_llama3);
