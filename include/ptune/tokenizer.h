@@ -33,6 +33,12 @@ int pt_tokenizer_eos(const pt_tokenizer *t); /* -1 when none */
 /* Whether encode adds BOS / EOS by default (tokenizer_config.json, or the family's default). */
 int pt_tokenizer_adds_bos(const pt_tokenizer *t);
 int pt_tokenizer_adds_eos(const pt_tokenizer *t);
+/* 1 when encoding a text that starts with a non-space character puts a space
+ * before it ("dummy prefix": llama2.c, SentencePiece-style Prepend/Metaspace,
+ * byte-level add_prefix_space), so "x" encodes as " x" would read; 0 otherwise.
+ * Lets callers encode a continuation ("input" then " target") without a
+ * doubled space. */
+int pt_tokenizer_adds_prefix_space(const pt_tokenizer *t);
 
 /* Encodes `len` bytes of UTF-8. add_special: 1 adds BOS/EOS as the tokenizer's
  * configuration says, 0 adds none. *ids is malloc'd (caller frees). Invalid

@@ -52,7 +52,6 @@ int main(int argc, char **argv) {
         }
         return cmds[i].fn(argc - 1, argv + 1);
     }
-    fprintf(stderr, "ptune: unknown command '%s'\n", argv[1]);
-    usage(stderr);
+    fprintf(stderr, "ptune: unknown command '%s' (ptune --help lists the commands)\n", argv[1]);
     return 2;
 }

@@ -227,6 +227,11 @@ int pt_tokenizer_bos(const pt_tokenizer *t) { return t->bos_id; }
 int pt_tokenizer_eos(const pt_tokenizer *t) { return t->eos_id; }
 int pt_tokenizer_adds_bos(const pt_tokenizer *t) { return t->add_bos; }
 int pt_tokenizer_adds_eos(const pt_tokenizer *t) { return t->add_eos; }
+int pt_tokenizer_adds_prefix_space(const pt_tokenizer *t) {
+    if (!t) return 0;
+    if (t->kind == PT_TOK_LLAMA2C) return 1; /* run.c's dummy " " token */
+    return t->norm_prepend != NULL || (t->metaspace && t->metaspace_prepend != 0) || t->bl_add_prefix_space;
+}
 
 const char *pt_tokenizer_piece(const pt_tokenizer *t, int id) {
     if (!t || id < 0 || id >= t->n_vocab) return NULL;

@@ -1,0 +1,154 @@
+/* data.h: task data for prompt tuning: loading, tokenization into training
+ * rows, batching with a target mask, SQuAD metrics and offline generators.
+ *
+ * ---- Examples -------------------------------------------------------------
+ * A data set is an array of {input, target} UTF-8 strings. `input` is the
+ * prompt after the template was applied ("{context}\nQuestion: ...\nAnswer:"),
+ * `target` is what the model must continue with. A language-model example
+ * (lm = 1, from {"text"} records and plain text) has input "" and the text as
+ * target: the loss sits on every token after the first.
+ *
+ * ---- Formats (pt_data_load detects them) -----------------------------------
+ *  - JSON Lines, one object per line. The target is "target", "completion",
+ *    "answer" or "output" (a string, or a number written as JSON wrote it).
+ *    The prompt fields are "input" or "prompt", "question", "context".
+ *    Default template: "{input}" when there is an input/prompt field, else
+ *    "{context}\nQuestion: {question}\nAnswer:" with a context and
+ *    "Question: {question}\nAnswer:" without. A record with only "text" is an
+ *    LM example. A record with none of these is an error naming the line.
+ *    A whole-file JSON array of such objects is accepted too.
+ *  - SQuAD v1.1 JSON ({"data":[{"paragraphs":[{"context","qas":[...]}]}]}):
+ *    template "{context}\nQuestion: {question}\nAnswer:", the first answer is
+ *    the target (all answers are kept in `answers` for F1/EM); SQuAD v2
+ *    questions marked is_impossible are skipped.
+ *  - TSV question<TAB>answer (the file ends in .tsv, or every non-empty line
+ *    holds a TAB): template "Question: {question}\nAnswer:". The answer is
+ *    everything after the first TAB.
+ *  - Plain text, anything else: one LM example per paragraph (blocks separated
+ *    by blank lines, inner newlines kept); a file without blank lines gives
+ *    one example per non-empty line.
+ *  Files ending in .json/.jsonl are always parsed as JSON.
+ *
+ * ---- Templates (--template) --------------------------------------------------
+ * Placeholders: {input} (the input/prompt field; for TSV and SQuAD the
+ * question), {question} (the question field, else the input), {context},
+ * {text}. "{{" and "}}" are literal braces; the escapes \n, \t and \\ are
+ * decoded, so a shell argument "A\nB" means a newline. An unknown placeholder,
+ * or one whose field a record lacks, is an error naming the file and line.
+ * For LM records a template override renders {text} into the trained text.
+ *
+ * ---- Rows (pt_data_encode) -------------------------------------------------
+ * Per example: ids = [BOS if the tokenizer adds one] + input tokens + target
+ * tokens [+ EOS with PT_ENC_EOS]. Input and target are encoded separately,
+ * the target so that the whole reads input + " " + target: the space is added
+ * unless the input is empty, ends in whitespace or the target starts with
+ * whitespace; for tokenizers that add a dummy prefix space themselves
+ * (pt_tokenizer_adds_prefix_space) the space is left to the tokenizer instead
+ * (a target starting with a space loses that one space before encoding; a
+ * target starting with another whitespace character loses the lone dummy
+ * space token the tokenizer puts before it, when it is a separate token).
+ * n_prompt counts the leading tokens that are not target tokens (BOS + input,
+ * at least 1). A row longer than max_len loses input tokens from the LEFT
+ * (BOS kept); the target is never cut: a target (+EOS) longer than
+ * max_len - 1 tokens is an error naming the example. LM examples longer than
+ * max_len are cut into consecutive windows of max_len tokens (one row each,
+ * n_prompt = 1, BOS only in the first).
+ *
+ * ---- Batches (pt_batch_rows) -----------------------------------------------
+ * For B rows and T = the longest of them (right padding with pad_id):
+ *   ids[b*T + t]    token t of row b (pad_id past its length)
+ *   lens[b]         its real length
+ *   labels[b*T + t] ids[b*T + t + 1] when token t+1 is a target token of row b
+ *                   (t+1 >= n_prompt and t+1 < lens[b]), else -1 (ignored).
+ * Convention: the logits at position t predict token t+1, so the loss at t is
+ * -log softmax(logits[b, t])[labels[b*T + t]] over the positions with
+ * labels >= 0; padding and prompt positions carry -1.
+ *
+ * Ownership: pt_dataset and pt_rows own their memory; free them with
+ * pt_dataset_free / pt_rows_free. Functions return 0 or PT_ERR with
+ * pt_last_error() set ("path:line: problem"). */
+#ifndef PTUNE_DATA_H
+#define PTUNE_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ptune/tokenizer.h"
+
+typedef struct {
+    char *input;    /* prompt after the template ("" for LM examples) */
+    char *target;   /* the first answer / the text */
+    char **answers; /* all gold answers (answers[0] == target text), for EM/F1 */
+    int n_answers;
+    int lm;         /* 1: language-model example, loss on every token after the first */
+    int line;       /* 1-based source line (JSONL/TSV/text) or record number (SQuAD) */
+} pt_example;
+
+enum { PT_DATA_JSONL = 1, PT_DATA_SQUAD = 2, PT_DATA_TSV = 3, PT_DATA_TEXT = 4 };
+
+typedef struct {
+    pt_example *ex;
+    int n, cap;
+    int format; /* PT_DATA_* */
+    char *path; /* as given to pt_data_load (NULL for built data sets) */
+} pt_dataset;
+
+/* Loads `path`, detecting the format (see above). template_override: NULL for
+ * each format's default. On failure *out is left empty. */
+int pt_data_load(const char *path, const char *template_override, pt_dataset *out);
+void pt_dataset_free(pt_dataset *ds);
+/* Appends a copy of one example (answers = {target}). */
+int pt_dataset_add(pt_dataset *ds, const char *input, const char *target, int lm);
+/* "jsonl", "squad", "tsv", "text" (or "?"). */
+const char *pt_data_format_name(int format);
+/* Renders a template with the given fields (NULL = absent). Decodes \n, \t,
+ * \\ and {{ }}. Returns a malloc'd string, or NULL with an error naming the
+ * missing / unknown placeholder. */
+char *pt_data_render(const char *tmpl, const char *input, const char *question, const char *context,
+                     const char *text);
+
+/* ---- rows ------------------------------------------------------------------*/
+typedef struct {
+    int32_t *ids;    /* all rows' tokens, concatenated */
+    int64_t *off;    /* row r is ids[off[r] .. off[r+1]) (n_rows + 1 entries) */
+    int32_t *n_prompt; /* per row: leading tokens that are not target tokens (>= 1) */
+    int32_t *example;  /* per row: index of its example in the data set */
+    int n_rows;
+    int max_len;     /* the longest row */
+    int n_truncated; /* rows whose input was cut from the left */
+} pt_rows;
+
+enum { PT_ENC_EOS = 1 }; /* flags of pt_data_encode: append EOS after the target */
+
+int pt_data_encode(const pt_tokenizer *tok, const pt_dataset *ds, int max_len, int flags, pt_rows *out);
+void pt_rows_free(pt_rows *r);
+static inline int pt_rows_len(const pt_rows *r, int row) { return (int)(r->off[row + 1] - r->off[row]); }
+/* Target tokens of a row: ids + off[row] + n_prompt[row], count len - n_prompt. */
+
+/* T for the rows idx[0..B): the longest of them. */
+int pt_batch_T(const pt_rows *r, const int *idx, int B);
+/* Fills ids[B*T], labels[B*T], lens[B] with T = pt_batch_T(r, idx, B) (see the
+ * convention above). Returns the number of labelled positions (>= 0) or PT_ERR
+ * for an out-of-range row index. */
+int pt_batch_rows(const pt_rows *r, const int *idx, int B, int32_t pad_id, int32_t *ids, int32_t *labels,
+                  int *lens);
+/* Order of n items for `epoch`: a permutation that depends only on (seed, epoch). */
+void pt_data_epoch_order(int n, uint64_t seed, uint64_t epoch, int *order);
+
+/* ---- metrics (SQuAD v1.1 evaluate script semantics) --------------------------
+ * normalize: lowercase (ASCII), remove ASCII punctuation, remove the articles
+ * a/an/the as whole words, collapse whitespace. */
+char *pt_squad_normalize(const char *s); /* malloc'd, NULL on out of memory */
+int pt_squad_exact_match(const char *prediction, const char *gold); /* 1 or 0 */
+double pt_squad_f1(const char *prediction, const char *gold);       /* token F1 in [0, 1] */
+/* Max over several gold answers, as the official script does. */
+int pt_squad_exact_match_max(const char *prediction, char *const *golds, int n);
+double pt_squad_f1_max(const char *prediction, char *const *golds, int n);
+
+/* ---- generators (ptune data gen) ------------------------------------------------
+ * kind: "arithmetic", "qa", "cloze", "text"; variant 0 = default phrasing
+ * family, 1 = the held-out family (docs/data.md). Returns a malloc'd JSONL
+ * buffer of n records (byte-identical for the same arguments). */
+char *pt_data_generate(const char *kind, int variant, long n, uint64_t seed, size_t *len);
+
+#endif

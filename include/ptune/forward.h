@@ -1,0 +1,165 @@
+/* forward.h: the batched forward pass, KV-cache generation and sampling.
+ *
+ * One forward walks the layer table of pt_model for both families (Llama and
+ * GPT-2); compute is fp32, weights stay in their stored dtype.
+ *
+ * Memory: everything a forward needs comes from a pt_workspace planned up front
+ * for (model, max batch B, max positions T). pt_forward never allocates. The
+ * caller owns the input and output buffers.
+ *
+ * Shapes below: B batch rows, T positions per row, d = cfg.dim,
+ * V = cfg.vocab_size, L = cfg.n_layers. "Flat position" p = b*T + t.
+ *
+ * Threads: kernels use OpenMP on outer loops and OpenBLAS for GEMMs, never
+ * nested (see pt_set_threads in kernels.h). Results do not depend on the
+ * thread count. */
+#ifndef PTUNE_FORWARD_H
+#define PTUNE_FORWARD_H
+
+#include "ptune/core.h"
+#include "ptune/model.h"
+
+/* ids[p] == PT_TOK_EMBED means: take this position's input vector from
+ * embeds[p*d .. p*d+d) instead of the token-embedding table. */
+#define PT_TOK_EMBED (-1)
+
+/* ---- prompt methods (issue 4) -------------------------------------------------
+ * Exactly one method per batch; the placement rules (positions, masks, the
+ * cut after deep layers) are spelled out in backward.h. All prompt tensors are
+ * shared by every row of the batch. The workspace must be planned with
+ * n_virtual >= n_virtual of the prompt. With a prompt, pt_forward_out's
+ * logit_pos refer to real positions b*T + t (t in 0..T-1) and capture is not
+ * supported.
+ *
+ * soft:   soft [N, d]: row = [P_0..P_{N-1}, tok_0..tok_{T-1}], positions 0..N+T-1.
+ * deep:   deep_layers [n_deep] ascending in 0..L-1 (0 = input-level vectors),
+ *         deep_vecs[i] [N, d] prepended to layer deep_layers[i]'s input.
+ * prefix: prefix_k[l], prefix_v[l] [N, n_kv_heads*head_dim] per layer (an entry
+ *         may be NULL: no prefix there), before the real keys, no RoPE. */
+typedef struct {
+    int n_virtual;               /* N */
+    const float *soft;           /* [N, d] or NULL */
+    int n_deep;                  /* number of listed layers (deep) */
+    const int *deep_layers;      /* [n_deep], ascending, each in 0..L-1 */
+    const float *const *deep_vecs; /* [n_deep] pointers to [N, d] */
+    const float *const *prefix_k; /* [L] pointers to [N, kv_dim], or NULL */
+    const float *const *prefix_v; /* [L] pointers to [N, kv_dim], or NULL */
+} pt_prompt;
+
+/* ---- input ------------------------------------------------------------------*/
+typedef struct {
+    int B, T;                 /* B <= workspace B, T <= workspace T */
+    /* [B*T] token ids, or NULL meaning every position comes from embeds. An id
+     * PT_TOK_EMBED takes the row from embeds. Ids outside [0, V) are an error. */
+    const int32_t *ids;
+    /* [B*T, d], read only at positions whose id is PT_TOK_EMBED (or all when
+     * ids == NULL). These vectors replace the token embedding only: GPT-2 still
+     * adds its position embedding to them, as Hugging Face does for
+     * inputs_embeds. */
+    const float *embeds;
+    /* [B] valid length per row (right padding), each in 0..T; NULL = all T.
+     * Keys at t >= lens[b] are masked for every query of row b. Padded query
+     * rows (t >= lens[b]) are still computed (causal over the valid keys), like
+     * Hugging Face with an attention mask; a row with lens[b] == 0 has no valid
+     * key and its attention output is 0 (never NaN). Positions are 0..T-1. */
+    const int32_t *lens;
+    const pt_prompt *prompt;  /* NULL for plain forward (see above) */
+} pt_batch;
+
+/* ---- output -----------------------------------------------------------------*/
+typedef struct {
+    /* Logits [n_logit_pos, V] (or [B*T, V] when logit_pos == NULL); NULL skips
+     * the LM head entirely. logit_pos lists flat positions b*T+t (any order). */
+    float *logits;
+    const int32_t *logit_pos;
+    int n_logit_pos;
+
+    /* Residual-stream capture, indexed as Hugging Face output_hidden_states:
+     * 0 = embeddings (GPT-2: token + position embedding), i in 1..L-1 = output
+     * of block i-1, L = output of block L-1 AFTER the final norm (HF applies the
+     * final norm to the last entry). hidden is [n_capture, n_capture_pos, d]
+     * (n_capture_pos = B*T when capture_pos == NULL); capture_pos lists flat
+     * positions. When logits == NULL the forward stops after the highest
+     * captured layer. */
+    int n_capture;
+    const int *capture_layers; /* [n_capture], each in 0..L */
+    float *hidden;
+    const int32_t *capture_pos;
+    int n_capture_pos;
+} pt_forward_out;
+
+/* ---- workspace ----------------------------------------------------------------
+ * Opaque; holds every activation buffer, weight-conversion panels, fp32 copies
+ * of the small vectors (norm weights, biases) and the RoPE tables.
+ *
+ * store_acts = 1 keeps, per layer, the tensors the activation-gradient
+ * backward needs (layer input, q/k/v after RoPE, attention output, residual
+ * after attention, MLP pre-activations) in the same arena, sized for B*(N+T)
+ * rows, plus the backward's own buffers (backward.h). */
+typedef struct pt_workspace pt_workspace;
+
+typedef struct {
+    int B, T;        /* max batch and max real positions */
+    int n_virtual;   /* max prompt length N (positions on top of T) */
+    int store_acts;  /* keep activations for pt_loss_forward_backward */
+} pt_ws_opts;
+
+pt_workspace *pt_workspace_new(const pt_model *m, int B, int T);
+pt_workspace *pt_workspace_new_opts(const pt_model *m, const pt_ws_opts *o);
+void pt_workspace_free(pt_workspace *ws);
+/* Bytes held by the workspace (for memory reports). */
+size_t pt_workspace_bytes(const pt_workspace *ws);
+
+/* Runs the model on `in`, writes what `out` asks for. 0 or PT_ERR (bad ids,
+ * sizes beyond the workspace, unsupported prompt parts). */
+int pt_forward(const pt_model *m, pt_workspace *ws, const pt_batch *in, pt_forward_out *out);
+
+/* ---- KV-cache generation (one sequence) -------------------------------------
+ * The cache keeps K (after RoPE) and V of every layer for up to max_seq
+ * positions, plus its own single-row workspace. Prefill and single-token steps
+ * use the same layer code as pt_forward, so their logits agree with a full
+ * forward over the same positions. */
+typedef struct pt_kv_cache pt_kv_cache;
+
+/* max_seq: capacity in positions (GPT-2: at most cfg.max_seq).
+ * chunk: max positions per pt_kv_append call (prefill is split into chunks
+ * of this size internally; 0 = 256). */
+pt_kv_cache *pt_kv_new(const pt_model *m, int max_seq, int chunk);
+void pt_kv_free(pt_kv_cache *c);
+void pt_kv_reset(pt_kv_cache *c);   /* length back to 0 */
+int pt_kv_len(const pt_kv_cache *c);
+/* Appends n positions (ids with PT_TOK_EMBED taking rows of embeds [n, d], as
+ * in pt_batch; ids == NULL: all from embeds) at positions len..len+n-1, and
+ * writes the logits of the last appended position into last_logits [V] when it
+ * is not NULL. PT_ERR when the cache would overflow. */
+int pt_kv_append(const pt_model *m, pt_kv_cache *c, const int32_t *ids, const float *embeds, int n,
+                 float *last_logits);
+
+/* ---- sampling ------------------------------------------------------------------
+ * temperature == 0: greedy (argmax, lowest id on ties). Otherwise softmax of
+ * logits / temperature, restricted to the smallest set of most likely tokens
+ * whose mass reaches top_p (top_p >= 1: no restriction), sampled with rng. */
+typedef struct {
+    float temperature;
+    float top_p;
+    int vocab;
+    float *probs;    /* [vocab] scratch, owned */
+    int32_t *order;  /* [vocab] scratch, owned */
+} pt_sampler;
+
+int pt_sampler_init(pt_sampler *s, int vocab, float temperature, float top_p);
+void pt_sampler_free(pt_sampler *s);
+/* Returns the sampled id; logits [vocab] are not modified. */
+int pt_sample(pt_sampler *s, const float *logits, pt_rng *rng);
+
+/* Generation loop: prefill `prompt` (n_prompt ids, PT_TOK_EMBED rows from
+ * prompt_embeds [n_prompt, d] as above), then sample up to max_new tokens,
+ * stopping after eos_id is produced (eos_id < 0: never) or when the cache is
+ * full. Writes the generated ids (the EOS included) to out_ids and returns how
+ * many, or PT_ERR. on_token (may be NULL) is called after each token; a
+ * non-zero return stops generation. The cache is reset first. */
+int pt_generate(const pt_model *m, pt_kv_cache *c, pt_sampler *s, pt_rng *rng, const int32_t *prompt,
+                const float *prompt_embeds, int n_prompt, int max_new, int eos_id, int32_t *out_ids,
+                int (*on_token)(int32_t id, void *user), void *user);
+
+#endif

@@ -1,0 +1,185 @@
+/* cmd_bench.c: `ptune bench forward|tune|tokenize`.
+ *
+ * bench forward times pt_forward on a [B, T] batch of random ids with logits at
+ * every position, and reports (DESIGN.md conventions):
+ *   median_s      median seconds per forward over --runs timed runs
+ *   tokens_per_s  B*T / median_s
+ *   gflops        (2*P*B*T + 4*L*B*H*T^2*hd + 2*B*T*V*d) / median_s / 1e9,
+ *                 P = non-embedding parameters
+ *   peak_rss_mib  peak resident memory of the process */
+#include "cli/cli.h"
+#include "ptune/forward.h"
+#include "ptune/kernels.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Defined in other files when built (weak: "not available" otherwise). */
+__attribute__((weak)) int bench_tokenize(int argc, char **argv);
+__attribute__((weak)) int bench_tune(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+/* Reads a Hugging Face config.json for --random-config. */
+static int bench_config(pt_config *c, const char *path) {
+    size_t len;
+    char *text = pt_read_file(path, &len);
+    if (!text) return PT_ERR;
+    int rc = pt_config_from_hf_json(c, text, path);
+    free(text);
+    return rc;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void forward_usage(FILE *f) {
+    fprintf(f, "usage: ptune bench forward (--model PATH | --random-config config.json) [--dtype f32|bf16|f16]\n"
+               "                           [--batch B] [--seq T] [--warmup N] [--runs N] [--threads N]\n"
+               "                           [--seed S] [--json]\n"
+               "Times one batched forward with logits at every position. --dtype applies to\n"
+               "--random-config (weights stored in that dtype; compute is fp32).\n");
+}
+
+static int bench_forward(int argc, char **argv) {
+    pt_args a;
+    if (args_init(&a, "bench forward", argc, argv)) return 1;
+    if (args_help(&a)) {
+        forward_usage(stdout);
+        args_free(&a);
+        return 0;
+    }
+    const char *model_path = args_str(&a, "--model"), *cfg_path = args_str(&a, "--random-config");
+    const char *dts = args_str(&a, "--dtype");
+    long B, T, warm, runs, threads, seed;
+    int json = args_flag(&a, "--json");
+    if (args_int(&a, "--batch", 1, &B) || args_int(&a, "--seq", 128, &T) || args_int(&a, "--warmup", 1, &warm) ||
+        args_int(&a, "--runs", 5, &runs) || args_int(&a, "--threads", 0, &threads) ||
+        args_int(&a, "--seed", 1, &seed) || args_finish(&a)) {
+        args_free(&a);
+        return 2;
+    }
+    args_free(&a);
+    if (!model_path == !cfg_path) return cli_failf("bench forward", "give exactly one of --model and --random-config");
+    if (B < 1 || T < 1 || runs < 1 || warm < 0 || B * T > (1L << 24))
+        return cli_failf("bench forward", "--batch, --seq and --runs must be positive");
+    pt_dtype dt = PT_F32;
+    if (dts) {
+        if (!strcmp(dts, "f32") || !strcmp(dts, "fp32")) dt = PT_F32;
+        else if (!strcmp(dts, "bf16")) dt = PT_BF16;
+        else if (!strcmp(dts, "f16") || !strcmp(dts, "fp16")) dt = PT_F16;
+        else return cli_failf("bench forward", "--dtype must be f32, bf16 or f16, got '%s'", dts);
+        if (model_path) return cli_failf("bench forward", "--dtype applies to --random-config only");
+    }
+    pt_set_threads((int)threads);
+    pt_model *m = NULL;
+    if (cfg_path) {
+        pt_config c;
+        if (bench_config(&c, cfg_path)) return cli_fail("bench forward");
+        m = pt_model_random(&c, dt, (uint64_t)seed);
+    } else
+        m = pt_model_load(model_path);
+    if (!m) return cli_fail("bench forward");
+    const pt_config *c = &m->cfg;
+    pt_workspace *ws = pt_workspace_new(m, (int)B, (int)T);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(B * T));
+    float *logits = pt_malloc_aligned(sizeof(float) * (size_t)(B * T) * (size_t)c->vocab_size);
+    double *times = malloc(sizeof(double) * (size_t)runs);
+    if (!ws || !ids || !logits || !times) {
+        int rc = cli_fail("bench forward");
+        pt_workspace_free(ws), free(ids), pt_free_aligned(logits), free(times), pt_model_free(m);
+        return rc;
+    }
+    pt_rng r;
+    pt_rng_seed(&r, (uint64_t)seed);
+    for (long i = 0; i < B * T; i++) ids[i] = (int32_t)pt_rng_below(&r, (uint64_t)c->vocab_size);
+    pt_batch in = {(int)B, (int)T, ids, NULL, NULL, NULL};
+    pt_forward_out o;
+    memset(&o, 0, sizeof o);
+    o.logits = logits;
+    int rc = 0;
+    for (long i = 0; i < warm + runs && rc == 0; i++) {
+        double t0 = pt_now();
+        rc = pt_forward(m, ws, &in, &o);
+        if (i >= warm) times[i - warm] = pt_now() - t0;
+    }
+    if (rc) {
+        rc = cli_fail("bench forward");
+    } else {
+        qsort(times, (size_t)runs, sizeof *times, cmp_double);
+        double med = runs % 2 ? times[runs / 2] : 0.5 * (times[runs / 2 - 1] + times[runs / 2]);
+        int64_t P = pt_model_nonembed_params(m);
+        double bt = (double)(B * T), S = (double)T;
+        double flops = 2.0 * (double)P * bt + 4.0 * c->n_layers * (double)B * c->n_heads * S * S * c->head_dim +
+                       2.0 * bt * c->vocab_size * c->dim;
+        double rss = pt_peak_rss_mib();
+        const char *dname = pt_dtype_name(m->layers[0].w_up.w.dtype);
+        if (json)
+            printf("{\"bench\": \"forward\", \"model\": \"%s\", \"arch\": \"%s\", \"dtype\": \"%s\", \"batch\": %ld, "
+                   "\"seq\": %ld, \"threads\": %d, \"omp_wait_policy\": \"%s\", \"runs\": %ld, \"nonembed_params\": %lld, \"median_s\": %.6f, "
+                   "\"min_s\": %.6f, \"tokens_per_s\": %.1f, \"gflops\": %.2f, \"peak_rss_mib\": %.1f, "
+                   "\"workspace_mib\": %.1f}\n",
+                   cfg_path ? cfg_path : model_path, c->arch == PT_ARCH_GPT2 ? "gpt2" : "llama", dname, B, T,
+                   pt_get_threads(), getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "default", runs, (long long)P, med, times[0], bt / med, flops / med / 1e9, rss,
+                   (double)pt_workspace_bytes(ws) / 1048576.0);
+        else {
+            printf("model         %s (%s, %s weights, %lld non-embedding params)\n", cfg_path ? cfg_path : model_path,
+                   c->arch == PT_ARCH_GPT2 ? "gpt2" : "llama", dname, (long long)P);
+            printf("shape         batch %ld x seq %ld, %d threads, %ld runs\n", B, T, pt_get_threads(), runs);
+            printf("median_s      %.4f (min %.4f)\n", med, times[0]);
+            printf("tokens_per_s  %.1f\n", bt / med);
+            printf("gflops        %.2f\n", flops / med / 1e9);
+            printf("peak_rss_mib  %.1f\n", rss);
+        }
+    }
+    pt_workspace_free(ws);
+    free(ids);
+    pt_free_aligned(logits);
+    free(times);
+    pt_model_free(m);
+    return rc;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: ptune bench forward|tune|tokenize [options] [--json]   (ptune bench <kind> --help)\n");
+}
+
+/* libgomp reads OMP_WAIT_POLICY once, at load time. Spinning threads lose
+ * badly on a shared machine (measured: 0.05 s vs 0.4-0.5 s per forward of
+ * stories260K at 4x256 with 3 other busy processes), and the PyTorch reference
+ * runs with PASSIVE too, so unless the user chose a policy, re-execute once
+ * with OMP_WAIT_POLICY=PASSIVE. */
+static void passive_wait_policy(int argc, char **argv) {
+    if (getenv("OMP_WAIT_POLICY")) return;
+    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+    char **nargv = calloc((size_t)argc + 2, sizeof *nargv);
+    if (!nargv) return;
+    nargv[0] = "ptune";
+    for (int i = 0; i < argc; i++) nargv[i + 1] = argv[i];
+    fflush(NULL);
+    execv("/proc/self/exe", nargv);
+    free(nargv); /* exec failed: carry on with the default policy */
+}
+
+int cmd_bench(int argc, char **argv) {
+    passive_wait_policy(argc, argv);
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "forward")) return bench_forward(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "tune") || !strcmp(argv[1], "tokenize")) {
+        int (*fn)(int, char **) = !strcmp(argv[1], "tune") ? bench_tune : bench_tokenize;
+        if (!fn) {
+            fprintf(stderr, "ptune bench: '%s' is not available in this build\n", argv[1]);
+            return 2;
+        }
+        return fn(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "ptune bench: unknown benchmark '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,102 @@
+/* attention.c: causal grouped-query attention with a key-padding mask.
+ *
+ * Optimized path: per (batch row, head), in blocks of ATT_QB queries, the score
+ * block S = Q K^T (sgemm over only the keys the block can see), a masked fp32
+ * softmax per row, then O = S V (sgemm). The (b, h) loop is the OpenMP loop;
+ * OpenBLAS runs single-threaded inside it, so nothing nests and each (b, h)
+ * result is computed the same way whatever the thread count. */
+#include "ptune/kernels.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#define ATT_QB 64
+
+size_t pt_attention_scratch_floats(int Tk) { return (size_t)ATT_QB * (size_t)(Tk > 0 ? Tk : 1); }
+
+static int key_limit(const pt_attn_args *a, int b, int t) {
+    int lim = t + a->causal_offset + 1;
+    int kl = a->kv_len ? a->kv_len[b] : a->Tk;
+    if (kl > a->Tk) kl = a->Tk;
+    if (lim > kl) lim = kl;
+    return lim < 0 ? 0 : lim;
+}
+
+void pt_attention(const pt_attn_args *a, float *scratch, int n_scratch) {
+    int hd = a->head_dim, group = a->n_heads / a->n_kv_heads;
+    int nbh = a->B * a->n_heads;
+    int nt = omp_get_max_threads();
+    if (nt > n_scratch) nt = n_scratch;
+    if (nt > nbh) nt = nbh;
+    if ((double)nbh * a->Tq * a->Tk * hd < 262144.0) nt = 1; /* too small to pay for a barrier */
+    if (nt < 1) nt = 1;
+#pragma omp parallel num_threads(nt)
+    {
+    omp_set_num_threads(1); /* OpenBLAS inside stays single-threaded */
+#pragma omp for schedule(dynamic, 1)
+    for (int bh = 0; bh < nbh; bh++) {
+        int b = bh / a->n_heads, h = bh % a->n_heads, g = h / group;
+        float *S = scratch + (size_t)omp_get_thread_num() * pt_attention_scratch_floats(a->Tk);
+        const float *K = a->k + b * a->kv_bs + (int64_t)g * hd, *V = a->v + b * a->kv_bs + (int64_t)g * hd;
+        for (int t0 = 0; t0 < a->Tq; t0 += ATT_QB) {
+            int nq = a->Tq - t0 < ATT_QB ? a->Tq - t0 : ATT_QB;
+            const float *Q = a->q + b * a->q_bs + t0 * a->q_ts + (int64_t)h * hd;
+            float *O = a->out + b * a->o_bs + t0 * a->o_ts + (int64_t)h * hd;
+            int kmax = key_limit(a, b, t0 + nq - 1);
+            if (kmax == 0) {
+                for (int i = 0; i < nq; i++) memset(O + i * a->o_ts, 0, (size_t)hd * sizeof(float));
+                continue;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, kmax, hd, a->scale, Q, (int)a->q_ts, K,
+                        (int)a->kv_ts, 0.0f, S, kmax);
+            for (int i = 0; i < nq; i++) {
+                float *s = S + (size_t)i * kmax;
+                int lim = key_limit(a, b, t0 + i);
+                float mx = -INFINITY;
+                for (int j = 0; j < lim; j++) mx = s[j] > mx ? s[j] : mx;
+                double sum = 0;
+                for (int j = 0; j < lim; j++) {
+                    s[j] = expf(s[j] - mx);
+                    sum += (double)s[j];
+                }
+                float inv = lim > 0 ? (float)(1.0 / sum) : 0.0f;
+                for (int j = 0; j < lim; j++) s[j] *= inv;
+                for (int j = lim; j < kmax; j++) s[j] = 0.0f;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, kmax, 1.0f, S, kmax, V, (int)a->kv_ts,
+                        0.0f, O, (int)a->o_ts);
+        }
+    }
+    }
+}
+
+void pt_attention_ref(const pt_attn_args *a) {
+    int hd = a->head_dim, group = a->n_heads / a->n_kv_heads;
+    float s[4096];
+    for (int b = 0; b < a->B; b++)
+        for (int h = 0; h < a->n_heads; h++)
+            for (int t = 0; t < a->Tq; t++) {
+                int g = h / group;
+                const float *q = a->q + b * a->q_bs + t * a->q_ts + h * hd;
+                float *o = a->out + b * a->o_bs + t * a->o_ts + h * hd;
+                double mx = -HUGE_VAL;
+                for (int j = 0; j < a->Tk && j < 4096; j++) {
+                    const float *k = a->k + b * a->kv_bs + j * a->kv_ts + g * hd;
+                    int masked = j > t + a->causal_offset || (a->kv_len && j >= a->kv_len[b]);
+                    double dot = 0;
+                    for (int i = 0; i < hd; i++) dot += (double)q[i] * (double)k[i];
+                    s[j] = masked ? -INFINITY : (float)(dot * (double)a->scale);
+                    if ((double)s[j] > mx) mx = (double)s[j];
+                }
+                double sum = 0;
+                for (int j = 0; j < a->Tk; j++) sum += mx == -HUGE_VAL ? 0.0 : exp((double)s[j] - mx);
+                for (int i = 0; i < hd; i++) {
+                    double acc = 0;
+                    for (int j = 0; j < a->Tk && mx != -HUGE_VAL; j++)
+                        acc += exp((double)s[j] - mx) / sum * (double)a->v[b * a->kv_bs + j * a->kv_ts + g * hd + i];
+                    o[i] = (float)acc;
+                }
+            }
+}

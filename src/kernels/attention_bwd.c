@@ -1,0 +1,144 @@
+/* attention_bwd.c: backward of causal grouped-query attention.
+ *
+ * Per (batch row, kv head), in blocks of ATT_QB queries of each query head of
+ * the group: S = scale Q K^T over the visible keys, P = masked softmax(S)
+ * (recomputed as in the forward), dP = dO V^T, dS = P (dP - rowsum(P dP)),
+ * dQ = scale dS K, dK += scale dS^T Q, dV += P^T dO. A (b, kv head) pair owns
+ * its dK/dV rows and its heads' dQ, so threads never share output memory and
+ * the sums over heads run in head order. */
+#include "ptune/kernels_bwd.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#define ATT_QB 64
+
+size_t pt_attention_bwd_scratch_floats(int Tk) { return 2 * (size_t)ATT_QB * (size_t)(Tk > 0 ? Tk : 1); }
+
+static int key_limit(const pt_attn_args *a, int b, int t) {
+    int lim = t + a->causal_offset + 1;
+    int kl = a->kv_len ? a->kv_len[b] : a->Tk;
+    if (kl > a->Tk) kl = a->Tk;
+    if (lim > kl) lim = kl;
+    return lim < 0 ? 0 : lim;
+}
+
+void pt_attention_backward(const pt_attn_args *a, const pt_attn_grads *g, float *scratch, int n_scratch) {
+    int hd = a->head_dim, group = a->n_heads / a->n_kv_heads;
+    int nbg = a->B * a->n_kv_heads;
+    int nt = omp_get_max_threads();
+    if (nt > n_scratch) nt = n_scratch;
+    if (nt > nbg) nt = nbg;
+    if (nt < 1) nt = 1;
+#pragma omp parallel num_threads(nt)
+    {
+        omp_set_num_threads(1);
+#pragma omp for schedule(dynamic, 1)
+        for (int bg = 0; bg < nbg; bg++) {
+            int b = bg / a->n_kv_heads, kh = bg % a->n_kv_heads;
+            float *P = scratch + (size_t)omp_get_thread_num() * pt_attention_bwd_scratch_floats(a->Tk);
+            float *dP = P + (size_t)ATT_QB * (size_t)(a->Tk > 0 ? a->Tk : 1);
+            const float *K = a->k + b * a->kv_bs + (int64_t)kh * hd, *V = a->v + b * a->kv_bs + (int64_t)kh * hd;
+            float *dK = g->dk + b * a->kv_bs + (int64_t)kh * hd, *dV = g->dv + b * a->kv_bs + (int64_t)kh * hd;
+            for (int j = 0; j < a->Tk; j++) {
+                memset(dK + j * a->kv_ts, 0, (size_t)hd * sizeof(float));
+                memset(dV + j * a->kv_ts, 0, (size_t)hd * sizeof(float));
+            }
+            for (int h = kh * group; h < (kh + 1) * group; h++)
+                for (int t0 = 0; t0 < a->Tq; t0 += ATT_QB) {
+                    int nq = a->Tq - t0 < ATT_QB ? a->Tq - t0 : ATT_QB;
+                    const float *Q = a->q + b * a->q_bs + t0 * a->q_ts + (int64_t)h * hd;
+                    const float *dO = g->dout + b * a->o_bs + t0 * a->o_ts + (int64_t)h * hd;
+                    float *dQ = g->dq + b * a->q_bs + t0 * a->q_ts + (int64_t)h * hd;
+                    int kmax = key_limit(a, b, t0 + nq - 1);
+                    if (kmax == 0) {
+                        for (int i = 0; i < nq; i++) memset(dQ + i * a->q_ts, 0, (size_t)hd * sizeof(float));
+                        continue;
+                    }
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, kmax, hd, a->scale, Q, (int)a->q_ts, K,
+                                (int)a->kv_ts, 0.0f, P, kmax);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, kmax, hd, 1.0f, dO, (int)a->o_ts, V,
+                                (int)a->kv_ts, 0.0f, dP, kmax);
+                    for (int i = 0; i < nq; i++) {
+                        float *s = P + (size_t)i * kmax, *dp = dP + (size_t)i * kmax;
+                        int lim = key_limit(a, b, t0 + i);
+                        float mx = -INFINITY;
+                        for (int j = 0; j < lim; j++) mx = s[j] > mx ? s[j] : mx;
+                        double sum = 0;
+                        for (int j = 0; j < lim; j++) {
+                            s[j] = expf(s[j] - mx);
+                            sum += (double)s[j];
+                        }
+                        float inv = lim > 0 ? (float)(1.0 / sum) : 0.0f;
+                        double dsum = 0;
+                        for (int j = 0; j < lim; j++) {
+                            s[j] *= inv;
+                            dsum += (double)s[j] * (double)dp[j];
+                        }
+                        float D = (float)dsum;
+                        for (int j = 0; j < lim; j++) dp[j] = s[j] * (dp[j] - D);
+                        for (int j = lim; j < kmax; j++) s[j] = dp[j] = 0.0f;
+                    }
+                    /* dP now holds dS */
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, kmax, a->scale, dP, kmax, K,
+                                (int)a->kv_ts, 0.0f, dQ, (int)a->q_ts);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kmax, hd, nq, a->scale, dP, kmax, Q,
+                                (int)a->q_ts, 1.0f, dK, (int)a->kv_ts);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kmax, hd, nq, 1.0f, P, kmax, dO,
+                                (int)a->o_ts, 1.0f, dV, (int)a->kv_ts);
+                }
+        }
+    }
+}
+
+void pt_attention_backward_ref(const pt_attn_args *a, const pt_attn_grads *g) {
+    int hd = a->head_dim, group = a->n_heads / a->n_kv_heads, Tk = a->Tk;
+    double p[4096], dp[4096];
+    for (int b = 0; b < a->B; b++)
+        for (int j = 0; j < Tk; j++)
+            for (int c = 0; c < a->n_kv_heads * hd; c++) {
+                g->dk[b * a->kv_bs + j * a->kv_ts + c] = 0.0f;
+                g->dv[b * a->kv_bs + j * a->kv_ts + c] = 0.0f;
+            }
+    for (int b = 0; b < a->B; b++)
+        for (int h = 0; h < a->n_heads; h++)
+            for (int t = 0; t < a->Tq; t++) {
+                int kh = h / group;
+                const float *q = a->q + b * a->q_bs + t * a->q_ts + h * hd;
+                const float *dO = g->dout + b * a->o_bs + t * a->o_ts + h * hd;
+                float *dq = g->dq + b * a->q_bs + t * a->q_ts + h * hd;
+                double mx = -HUGE_VAL;
+                for (int j = 0; j < Tk && j < 4096; j++) {
+                    const float *k = a->k + b * a->kv_bs + j * a->kv_ts + kh * hd;
+                    int masked = j > t + a->causal_offset || (a->kv_len && j >= a->kv_len[b]);
+                    double dot = 0;
+                    for (int i = 0; i < hd; i++) dot += (double)q[i] * (double)k[i];
+                    p[j] = masked ? -HUGE_VAL : dot * (double)a->scale;
+                    if (p[j] > mx) mx = p[j];
+                }
+                double sum = 0;
+                for (int j = 0; j < Tk; j++) sum += mx == -HUGE_VAL ? 0.0 : exp(p[j] - mx);
+                double D = 0;
+                for (int j = 0; j < Tk; j++) {
+                    p[j] = mx == -HUGE_VAL ? 0.0 : exp(p[j] - mx) / sum;
+                    const float *v = a->v + b * a->kv_bs + j * a->kv_ts + kh * hd;
+                    dp[j] = 0;
+                    for (int i = 0; i < hd; i++) dp[j] += (double)dO[i] * (double)v[i];
+                    D += p[j] * dp[j];
+                }
+                for (int i = 0; i < hd; i++) dq[i] = 0.0f;
+                for (int j = 0; j < Tk; j++) {
+                    double ds = p[j] * (dp[j] - D) * (double)a->scale;
+                    const float *k = a->k + b * a->kv_bs + j * a->kv_ts + kh * hd;
+                    float *dk = g->dk + b * a->kv_bs + j * a->kv_ts + kh * hd;
+                    float *dv = g->dv + b * a->kv_bs + j * a->kv_ts + kh * hd;
+                    for (int i = 0; i < hd; i++) {
+                        dq[i] = (float)((double)dq[i] + ds * (double)k[i]);
+                        dk[i] = (float)((double)dk[i] + ds * (double)q[i]);
+                        dv[i] = (float)((double)dv[i] + p[j] * (double)dO[i]);
+                    }
+                }
+            }
+}

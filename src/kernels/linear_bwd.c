@@ -1,0 +1,107 @@
+/* linear_bwd.c: input gradient of y = x W^T + b, dx = dy W, weights frozen.
+ *
+ * Tiles: input-column chunks (about 2 MiB of fp32 weights each, from the
+ * shape only) x row blocks; each tile is one single-threaded sgemm over the
+ * full reduction (all `out` columns), so every element of dx is computed the
+ * same way whatever the thread count. Non-F32 weights are widened one chunk at
+ * a time into the thread's scratch block. */
+#include "ptune/kernels_bwd.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <string.h>
+
+#define CHUNK_FLOATS (1 << 19)
+#define MIN_TILES 8
+
+int pt_linear_bwd_chunk(const pt_linear *l) {
+    int64_t in = pt_linear_in(l), out = pt_linear_out(l);
+    int64_t nc = CHUNK_FLOATS / (out > 0 ? out : 1);
+    nc = nc / 32 * 32;
+    if (nc < 32) nc = 32;
+    if (nc > 1024) nc = 1024;
+    if (nc > in) nc = in;
+    return (int)nc;
+}
+
+size_t pt_linear_bwd_scratch_floats(const pt_linear *l) {
+    if (l->w.dtype == PT_F32) return 0;
+    return (size_t)pt_linear_bwd_chunk(l) * (size_t)pt_linear_out(l);
+}
+
+/* Columns [c0, c0+nc) of every row of a 2-D tensor into out [rows, nc]
+ * (c0 a multiple of 32 for Q8_0). */
+static void cols_f32(const pt_tensor *t, int64_t c0, int64_t nc, float *out) {
+    int64_t rows = t->shape[0], cols = t->shape[1];
+    size_t rb = pt_dtype_row_bytes(t->dtype, cols), off = pt_dtype_row_bytes(t->dtype, c0);
+    pt_tensor v = *t;
+    v.ndim = 2;
+    v.shape[0] = 1;
+    v.shape[1] = nc;
+    for (int64_t r = 0; r < rows; r++) {
+        v.data = (const char *)t->data + (size_t)r * rb + off;
+        pt_rows_to_f32_serial(&v, 0, 1, out + r * nc);
+    }
+}
+
+void pt_linear_backward_input(const pt_linear *l, const float *dy, int n, int lddy, float *dx, int lddx,
+                              int accumulate, float *scratch, int n_scratch) {
+    int in = (int)pt_linear_in(l), out = (int)pt_linear_out(l);
+    if (n <= 0) return;
+    int nc = pt_linear_bwd_chunk(l), nchunks = (in + nc - 1) / nc;
+    int nrb = 1, mb = n;
+    if (nchunks < MIN_TILES) {
+        int want = (MIN_TILES + nchunks - 1) / nchunks;
+        mb = (n + want - 1) / want;
+        mb = (mb + 15) / 16 * 16;
+        if (mb < 64) mb = 64;
+        if (mb > n) mb = n;
+        nrb = (n + mb - 1) / mb;
+    }
+    int ntiles = nchunks * nrb, f32 = l->w.dtype == PT_F32;
+    int nt = omp_get_max_threads();
+    if (!f32 && nt > n_scratch) nt = n_scratch;
+    if (nt > ntiles) nt = ntiles;
+    if (nt < 1) nt = 1;
+    size_t per = pt_linear_bwd_scratch_floats(l);
+    float beta = accumulate ? 1.0f : 0.0f;
+#pragma omp parallel num_threads(nt)
+    {
+        omp_set_num_threads(1);
+        int have = -1;
+#pragma omp for schedule(static)
+        for (int tile = 0; tile < ntiles; tile++) {
+            int c = tile / nrb, r0 = (tile % nrb) * mb, rows = n - r0 < mb ? n - r0 : mb;
+            int i0 = c * nc, m = in - i0 < nc ? in - i0 : nc;
+            const float *w;
+            int ldw;
+            if (f32) {
+                w = (const float *)l->w.data + (l->w_in_out ? (size_t)i0 * out : (size_t)i0);
+                ldw = l->w_in_out ? out : in;
+            } else {
+                float *s = scratch + (size_t)omp_get_thread_num() * per;
+                if (have != c) {
+                    if (l->w_in_out) pt_rows_to_f32_serial(&l->w, i0, m, s);
+                    else cols_f32(&l->w, i0, m, s);
+                    have = c;
+                }
+                w = s;
+                ldw = l->w_in_out ? out : m;
+            }
+            /* [out,in]: dx[:, i0:i0+m] = dy @ W[:, i0:i0+m]; [in,out]: dy @ W[i0:i0+m, :]^T */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, l->w_in_out ? CblasTrans : CblasNoTrans, rows, m, out, 1.0f,
+                        dy + (size_t)r0 * lddy, lddy, w, ldw, beta, dx + (size_t)r0 * lddx + i0, lddx);
+        }
+    }
+}
+
+void pt_linear_backward_input_ref(const pt_linear *l, const float *dy, int n, int lddy, float *dx, int lddx,
+                                  int accumulate) {
+    int64_t in = pt_linear_in(l), out = pt_linear_out(l);
+    for (int r = 0; r < n; r++)
+        for (int64_t i = 0; i < in; i++) {
+            double acc = accumulate ? (double)dx[(size_t)r * lddx + i] : 0.0;
+            for (int64_t o = 0; o < out; o++) acc += (double)dy[(size_t)r * lddy + o] * (double)pt_linear_weight(l, o, i);
+            dx[(size_t)r * lddx + i] = (float)acc;
+        }
+}

@@ -1,0 +1,70 @@
+/* forward_internal.h: what forward.c shares with generate.c (not public). */
+#ifndef PTUNE_FORWARD_INTERNAL_H
+#define PTUNE_FORWARD_INTERNAL_H
+
+#include "ptune/forward.h"
+
+/* fp32 copies of a layer's small vectors (norm weights, biases); NULL = absent. */
+typedef struct {
+    float *attn_norm, *attn_norm_b, *mlp_norm, *mlp_norm_b;
+    float *bq, *bk, *bv, *bqkv, *bo, *bgate, *bup, *bdown;
+} pt_layer_vecs;
+
+/* Per-layer activations kept for the backward (store_acts), B*(N+T) rows. */
+typedef struct {
+    float *xin;  /* layer input [rows, d] (prompt rows included) */
+    float *qkv;  /* [rows, qkvd], q and k after RoPE */
+    float *att;  /* attention output before o_proj [rows, qd] */
+    float *xmid; /* residual after attention [rows, d] */
+    float *h1;   /* gate (Llama) / fc (GPT-2) pre-activation [rows, hidden] */
+    float *h2;   /* up (Llama) [rows, hidden] or NULL */
+} pt_layer_acts;
+
+/* Rows per LM-head chunk of the loss. */
+#define PT_HEAD_CHUNK 32
+
+struct pt_workspace {
+    const pt_model *m;
+    int B, T;       /* max rows and positions per call */
+    int Tk_max;     /* max keys attended (T, or the cache capacity) */
+    int pos_max;    /* positions 0..pos_max-1 have RoPE tables */
+    int nthreads;   /* attention scratch blocks */
+    int qd, kvd, qkvd;
+    pt_arena arena;
+    float *x, *xn, *qkv, *att, *h1, *h2, *panel, *att_scratch;
+    int32_t *pos;
+    float *inv_freq, *cos_t, *sin_t;
+    pt_layer_vecs *lv;
+    float *out_norm, *out_norm_b;
+    /* prompts, loss and backward (train.c); rows above are B*(T+NV) */
+    int NV, store, loss_bufs;
+    int32_t *kvlen, *lab_pos, *lab_y;
+    int *listed;                /* [L]: index into deep_layers, or -1 */
+    float *kvcat, *dkvcat, *dx, *att_bscratch;
+    float *hx, *hxn, *hdx, *hlogits, *hloss;
+    pt_layer_acts *acts;        /* [L] when store */
+};
+
+/* train.c: buffers of the prompt/loss/backward paths (called by carve()). */
+void pt_train_carve(pt_workspace *ws, void *(*take)(void *p, size_t bytes), void *p);
+/* Forward with a prompt (train.c); pt_forward routes here when a prompt is given. */
+int pt_train_forward_out(const pt_model *m, pt_workspace *ws, const pt_batch *in, pt_forward_out *out);
+
+/* One call of the layer stack. Without a cache: B rows of T positions at
+ * positions pos0.., keys masked by lens. With a cache (B == 1): K/V of the new
+ * positions go to cache_k[l]/cache_v[l] [capacity, kvd] at pos0.., and
+ * attention runs over keys 0..pos0+T-1. */
+typedef struct {
+    int B, T, pos0;
+    const int32_t *ids;
+    const float *embeds;
+    const int32_t *lens;
+    int cache;
+    float **cache_k, **cache_v;
+} pt_fwd_args;
+
+pt_workspace *pt_fwd_workspace(const pt_model *m, int B, int T, int Tk_max, int pos_max);
+int pt_fwd_run(const pt_model *m, pt_workspace *ws, const pt_fwd_args *a, pt_forward_out *out);
+pt_linear pt_fwd_head(const pt_model *m);
+
+#endif

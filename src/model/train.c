@@ -1,0 +1,525 @@
+/* train.c: forward with prompts (soft, deep, prefix), the masked
+ * cross-entropy, and the activation-gradient backward down to the prompt.
+ *
+ * Placement rules: backward.h. The residual stream ws->x holds E rows per batch
+ * row (E = N + T for soft, T otherwise). A layer runs on Tl rows per batch row
+ * (N + T for soft and for listed deep layers, T otherwise) at positions
+ * 0..Tl-1; a listed deep layer first expands the stream with its prompt rows
+ * and compacts it again afterwards. Prefix layers attend over a concatenated
+ * K/V buffer [prefix; own keys] with causal offset N.
+ *
+ * With store_acts each layer writes its q/k/v, attention output and MLP
+ * pre-activations straight into its own stored buffers and copies its input
+ * and mid-residual; the backward reads them and recomputes the norms and the
+ * attention probabilities. */
+#include "ptune/backward.h"
+
+#include "model/forward_internal.h"
+#include "ptune/kernels_bwd.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef void *(*take_fn)(void *p, size_t bytes);
+
+static float *tf(take_fn take, void *p, size_t n) { return take(p, n * sizeof(float)); }
+
+void pt_train_carve(pt_workspace *ws, take_fn take, void *p) {
+    const pt_config *c = &ws->m->cfg;
+    size_t R = (size_t)ws->B * (size_t)(ws->T + ws->NV), BT = (size_t)ws->B * (size_t)ws->T;
+    int d = c->dim, L = c->n_layers, hid = c->hidden_dim;
+    ws->kvlen = take(p, (size_t)ws->B * sizeof(int32_t));
+    ws->lab_pos = take(p, BT * sizeof(int32_t));
+    ws->lab_y = take(p, BT * sizeof(int32_t));
+    ws->listed = take(p, (size_t)L * sizeof(int));
+    ws->kvcat = ws->NV > 0 ? tf(take, p, R * 2 * (size_t)ws->kvd) : NULL;
+    ws->hx = tf(take, p, (size_t)PT_HEAD_CHUNK * d);
+    ws->hxn = tf(take, p, (size_t)PT_HEAD_CHUNK * d);
+    ws->hdx = tf(take, p, (size_t)PT_HEAD_CHUNK * d);
+    ws->hlogits = tf(take, p, (size_t)PT_HEAD_CHUNK * c->vocab_size);
+    ws->hloss = tf(take, p, PT_HEAD_CHUNK);
+    if (!ws->store) return;
+    ws->dkvcat = ws->NV > 0 ? tf(take, p, R * 2 * (size_t)ws->kvd) : NULL;
+    ws->dx = tf(take, p, R * d);
+    ws->att_bscratch = tf(take, p, (size_t)ws->nthreads * pt_attention_bwd_scratch_floats(ws->Tk_max));
+    ws->acts = take(p, (size_t)L * sizeof(pt_layer_acts));
+    for (int l = 0; l < L; l++) {
+        pt_layer_acts a;
+        a.xin = tf(take, p, R * d);
+        a.qkv = tf(take, p, R * (size_t)ws->qkvd);
+        a.att = tf(take, p, R * (size_t)ws->qd);
+        a.xmid = tf(take, p, R * d);
+        a.h1 = tf(take, p, R * (size_t)hid);
+        a.h2 = c->arch == PT_ARCH_LLAMA ? tf(take, p, R * (size_t)hid) : NULL;
+        if (ws->acts) ws->acts[l] = a;
+    }
+}
+
+/* ---- one call's geometry ----------------------------------------------------------*/
+
+typedef struct {
+    int B, T, N, E;     /* E: stream rows per batch row */
+    int soft, deep, prefix;
+    const pt_prompt *p;
+    const int32_t *lens;
+} geo;
+
+static int lens_of(const geo *g, int b) { return g->lens ? g->lens[b] : g->T; }
+
+static int setup(const pt_model *m, pt_workspace *ws, const pt_batch *in, geo *g) {
+    const pt_config *c = &m->cfg;
+    const pt_prompt *p = in->prompt;
+    memset(g, 0, sizeof *g);
+    g->B = in->B;
+    g->T = in->T;
+    g->p = p;
+    g->lens = in->lens;
+    if (in->B <= 0 || in->T <= 0 || in->B > ws->B || in->T > ws->T)
+        return pt_set_error("forward: batch %dx%d exceeds the workspace's %dx%d", in->B, in->T, ws->B, ws->T);
+    if (!ws->loss_bufs) return pt_set_error("forward: workspace not planned with pt_workspace_new_opts");
+    for (int l = 0; l < c->n_layers; l++) ws->listed[l] = -1;
+    if (p) {
+        g->N = p->n_virtual;
+        g->soft = p->soft != NULL;
+        g->deep = p->n_deep > 0;
+        g->prefix = p->prefix_k != NULL || p->prefix_v != NULL;
+        if (g->soft + g->deep + g->prefix > 1) return pt_set_error("forward: a prompt uses exactly one method");
+        if (g->soft + g->deep + g->prefix == 1 && (g->N <= 0 || g->N > ws->NV))
+            return pt_set_error("forward: prompt length %d outside 1..%d (the workspace's n_virtual)", g->N, ws->NV);
+        if (g->deep) {
+            if (!p->deep_layers || !p->deep_vecs) return pt_set_error("forward: deep prompt without layers or vectors");
+            for (int i = 0; i < p->n_deep; i++) {
+                int l = p->deep_layers[i];
+                if (l < 0 || l >= c->n_layers)
+                    return pt_set_error("forward: deep layer %d outside 0..%d", l, c->n_layers - 1);
+                if (i > 0 && l <= p->deep_layers[i - 1])
+                    return pt_set_error("forward: deep layers must be strictly ascending (%d after %d)", l,
+                                        p->deep_layers[i - 1]);
+                if (!p->deep_vecs[i]) return pt_set_error("forward: deep layer %d has no vectors", l);
+                ws->listed[l] = i;
+            }
+        }
+        if (g->prefix)
+            for (int l = 0; l < c->n_layers; l++)
+                if ((p->prefix_k && p->prefix_k[l]) != (p->prefix_v && p->prefix_v[l]))
+                    return pt_set_error("forward: prefix layer %d has keys without values or values without keys", l);
+        if (!g->soft && !g->deep && !g->prefix) g->N = 0;
+    }
+    g->E = g->soft ? g->N + g->T : g->T;
+    if (c->arch == PT_ARCH_GPT2 && g->E > c->max_seq)
+        return pt_set_error("forward: %d positions exceed the model's %d learned positions", g->E, c->max_seq);
+    int n = g->B * g->T;
+    const int32_t *ids = in->ids;
+    if (!ids && !in->embeds) return pt_set_error("forward: neither ids nor embeds given");
+    for (int r = 0; ids && r < n; r++) {
+        if (ids[r] == PT_TOK_EMBED) {
+            if (!in->embeds) return pt_set_error("forward: position %d asks for an embedding row but embeds is NULL", r);
+        } else if (ids[r] < 0 || ids[r] >= c->vocab_size)
+            return pt_set_error("forward: token id %d at position %d outside the vocabulary [0, %d)", (int)ids[r], r,
+                                c->vocab_size);
+    }
+    for (int b = 0; in->lens && b < g->B; b++)
+        if (in->lens[b] < 0 || in->lens[b] > g->T)
+            return pt_set_error("forward: lens[%d] = %d outside 0..%d", b, (int)in->lens[b], g->T);
+    return 0;
+}
+
+static int prefix_at(const geo *g, int l) { return g->prefix && g->p->prefix_k && g->p->prefix_k[l] ? g->N : 0; }
+
+static void norm_f(const pt_model *m, float *out, const float *x, const float *w, const float *b, int n) {
+    const pt_config *c = &m->cfg;
+    if (c->arch == PT_ARCH_GPT2) pt_layernorm(out, x, w, b, n, c->dim, c->norm_eps);
+    else pt_rmsnorm(out, x, w, n, c->dim, c->norm_eps);
+}
+
+static void norm_b(const pt_model *m, float *dx, const float *dy, const float *x, const float *w, int n) {
+    const pt_config *c = &m->cfg;
+    if (c->arch == PT_ARCH_GPT2) pt_layernorm_backward(dx, dy, x, w, n, c->dim, c->norm_eps, 1);
+    else pt_rmsnorm_backward(dx, dy, x, w, n, c->dim, c->norm_eps, 1);
+}
+
+/* Stream rows T -> N+T per batch row with P in front (in place, from the last row). */
+static void expand(float *x, const float *P, int B, int T, int N, int d) {
+    int S = N + T;
+    for (int b = B - 1; b >= 0; b--) {
+        memmove(x + ((size_t)b * S + N) * d, x + (size_t)b * T * d, (size_t)T * d * sizeof(float));
+        if (P) memcpy(x + (size_t)b * S * d, P, (size_t)N * d * sizeof(float));
+        else memset(x + (size_t)b * S * d, 0, (size_t)N * d * sizeof(float));
+    }
+}
+
+/* Rows N+T -> T per batch row (drops the first N of each). */
+static void compact(float *x, int B, int T, int N, int d) {
+    int S = N + T;
+    for (int b = 0; b < B; b++)
+        memmove(x + (size_t)b * T * d, x + ((size_t)b * S + N) * d, (size_t)T * d * sizeof(float));
+}
+
+/* Attention arguments of layer l on Tl rows per batch row; with a prefix, the
+ * K/V are gathered into ws->kvcat [B, Np+Tl, 2 kvd]. */
+static void attn_setup(pt_workspace *ws, const geo *g, int l, int Tl, const float *qkv, pt_attn_args *at) {
+    const pt_config *c = &ws->m->cfg;
+    int qd = ws->qd, kvd = ws->kvd, qkvd = ws->qkvd, Np = prefix_at(g, l), hd = c->head_dim;
+    memset(at, 0, sizeof *at);
+    at->B = g->B;
+    at->Tq = Tl;
+    at->n_heads = c->n_heads;
+    at->n_kv_heads = c->n_kv_heads;
+    at->head_dim = hd;
+    at->q = qkv;
+    at->q_bs = (int64_t)Tl * qkvd;
+    at->q_ts = qkvd;
+    at->o_bs = (int64_t)Tl * qd;
+    at->o_ts = qd;
+    at->scale = 1.0f / sqrtf((float)hd);
+    for (int b = 0; b < g->B; b++) ws->kvlen[b] = lens_of(g, b) + (Tl - g->T) + Np;
+    at->kv_len = ws->kvlen;
+    at->Tk = Np + Tl;
+    at->causal_offset = Np;
+    if (!Np) {
+        at->k = qkv + qd;
+        at->v = qkv + qd + kvd;
+        at->kv_bs = (int64_t)Tl * qkvd;
+        at->kv_ts = qkvd;
+        return;
+    }
+    int Tk = Np + Tl, ld = 2 * kvd;
+    for (int b = 0; b < g->B; b++) {
+        float *kc = ws->kvcat + (size_t)b * Tk * ld;
+        for (int j = 0; j < Np; j++) {
+            memcpy(kc + (size_t)j * ld, g->p->prefix_k[l] + (size_t)j * kvd, (size_t)kvd * sizeof(float));
+            memcpy(kc + (size_t)j * ld + kvd, g->p->prefix_v[l] + (size_t)j * kvd, (size_t)kvd * sizeof(float));
+        }
+        for (int t = 0; t < Tl; t++)
+            memcpy(kc + (size_t)(Np + t) * ld, qkv + ((size_t)b * Tl + t) * qkvd + qd, (size_t)ld * sizeof(float));
+    }
+    at->k = ws->kvcat;
+    at->v = ws->kvcat + kvd;
+    at->kv_bs = (int64_t)Tk * ld;
+    at->kv_ts = ld;
+}
+
+static int layer_rows(const pt_workspace *ws, const geo *g, int l) {
+    return g->soft || ws->listed[l] >= 0 ? g->N + g->T : g->T;
+}
+
+/* Embeddings into ws->x ([B, E, d]). */
+static void embed(const pt_model *m, pt_workspace *ws, const pt_batch *in, const geo *g) {
+    const pt_config *c = &m->cfg;
+    int d = c->dim, E = g->E, off = E - g->T, n = g->B * E;
+#pragma omp parallel for schedule(static) if (n > 16)
+    for (int r = 0; r < n; r++) {
+        int b = r / E, e = r % E, t = e - off;
+        float *xr = ws->x + (size_t)r * d;
+        if (t < 0) memcpy(xr, g->p->soft + (size_t)e * d, (size_t)d * sizeof(float));
+        else {
+            int id = in->ids ? in->ids[b * g->T + t] : PT_TOK_EMBED;
+            if (id == PT_TOK_EMBED) memcpy(xr, in->embeds + ((size_t)b * g->T + t) * d, (size_t)d * sizeof(float));
+            else pt_rows_to_f32_serial(&m->tok_embd, id, 1, xr);
+        }
+        if (c->arch == PT_ARCH_GPT2) {
+            float tmp[4096];
+            if (d <= 4096) {
+                pt_rows_to_f32_serial(&m->pos_embd, e, 1, tmp);
+                for (int i = 0; i < d; i++) xr[i] += tmp[i];
+            }
+        }
+    }
+}
+
+/* The layer stack; leaves the final stream in ws->x. store: keep activations. */
+static void run_layers(const pt_model *m, pt_workspace *ws, const geo *g, int store) {
+    const pt_config *c = &m->cfg;
+    int d = c->dim, hd = c->head_dim, qd = ws->qd, kvd = ws->kvd, qkvd = ws->qkvd, hid = c->hidden_dim;
+    for (int l = 0; l < c->n_layers; l++) {
+        const pt_layer *Ly = &m->layers[l];
+        const pt_layer_vecs *v = &ws->lv[l];
+        int Tl = layer_rows(ws, g, l), n = g->B * Tl, li = ws->listed[l];
+        if (li >= 0) expand(ws->x, g->p->deep_vecs[li], g->B, g->T, g->N, d);
+        for (int r = 0; r < n; r++) ws->pos[r] = r % Tl;
+        pt_layer_acts A;
+        if (store) {
+            A = ws->acts[l];
+            memcpy(A.xin, ws->x, (size_t)n * d * sizeof(float));
+        } else {
+            A.xin = A.xmid = NULL;
+            A.qkv = ws->qkv;
+            A.att = ws->att;
+            A.h1 = ws->h1;
+            A.h2 = ws->h2;
+        }
+        norm_f(m, ws->xn, ws->x, v->attn_norm, v->attn_norm_b, n);
+        if (Ly->wqkv.w.data)
+            pt_linear_forward(&Ly->wqkv, v->bqkv, ws->xn, n, d, A.qkv, qkvd, ws->panel, ws->nthreads);
+        else {
+            pt_linear_forward(&Ly->wq, v->bq, ws->xn, n, d, A.qkv, qkvd, ws->panel, ws->nthreads);
+            pt_linear_forward(&Ly->wk, v->bk, ws->xn, n, d, A.qkv + qd, qkvd, ws->panel, ws->nthreads);
+            pt_linear_forward(&Ly->wv, v->bv, ws->xn, n, d, A.qkv + qd + kvd, qkvd, ws->panel, ws->nthreads);
+        }
+        if (c->arch == PT_ARCH_LLAMA) {
+            pt_rope(A.qkv, qkvd, n, c->n_heads, hd, ws->pos, 0, ws->cos_t, ws->sin_t, c->rope_layout);
+            pt_rope(A.qkv + qd, qkvd, n, c->n_kv_heads, hd, ws->pos, 0, ws->cos_t, ws->sin_t, c->rope_layout);
+        }
+        pt_attn_args at;
+        attn_setup(ws, g, l, Tl, A.qkv, &at);
+        at.out = A.att;
+        pt_attention(&at, ws->att_scratch, ws->nthreads);
+        pt_linear_forward(&Ly->wo, v->bo, A.att, n, qd, ws->xn, d, ws->panel, ws->nthreads);
+        pt_add(ws->x, ws->xn, (int64_t)n * d);
+        if (store) memcpy(A.xmid, ws->x, (size_t)n * d * sizeof(float));
+
+        norm_f(m, ws->xn, ws->x, v->mlp_norm, v->mlp_norm_b, n);
+        float *hact = ws->h1;
+        if (c->arch == PT_ARCH_LLAMA) {
+            pt_linear_forward(&Ly->w_gate, v->bgate, ws->xn, n, d, A.h1, hid, ws->panel, ws->nthreads);
+            pt_linear_forward(&Ly->w_up, v->bup, ws->xn, n, d, A.h2, hid, ws->panel, ws->nthreads);
+            if (store) memcpy(hact, A.h1, (size_t)n * hid * sizeof(float));
+            pt_swiglu(hact, A.h2, (int64_t)n * hid);
+        } else {
+            pt_linear_forward(&Ly->w_up, v->bup, ws->xn, n, d, A.h1, hid, ws->panel, ws->nthreads);
+            if (store) memcpy(hact, A.h1, (size_t)n * hid * sizeof(float));
+            pt_gelu(hact, (int64_t)n * hid);
+        }
+        pt_linear_forward(&Ly->w_down, v->bdown, hact, n, hid, ws->xn, d, ws->panel, ws->nthreads);
+        pt_add(ws->x, ws->xn, (int64_t)n * d);
+        if (li >= 0) compact(ws->x, g->B, g->T, g->N, d);
+    }
+}
+
+/* Backward of layer l: ws->dx holds d(layer output) on Tl rows per batch row;
+ * on return it holds d(layer input). Prefix K/V gradients go to gr. */
+static void layer_backward(const pt_model *m, pt_workspace *ws, const geo *g, int l, pt_prompt_grad *gr) {
+    const pt_config *c = &m->cfg;
+    const pt_layer *Ly = &m->layers[l];
+    const pt_layer_vecs *v = &ws->lv[l];
+    const pt_layer_acts *A = &ws->acts[l];
+    int d = c->dim, hd = c->head_dim, qd = ws->qd, kvd = ws->kvd, qkvd = ws->qkvd, hid = c->hidden_dim;
+    int Tl = layer_rows(ws, g, l), n = g->B * Tl, Np = prefix_at(g, l);
+    float *dx = ws->dx;
+    /* MLP */
+    pt_linear_backward_input(&Ly->w_down, dx, n, d, ws->h1, hid, 0, ws->panel, ws->nthreads);
+    if (c->arch == PT_ARCH_LLAMA) {
+        pt_swiglu_backward(ws->h1, ws->h2, ws->h1, A->h1, A->h2, (int64_t)n * hid);
+        pt_linear_backward_input(&Ly->w_gate, ws->h1, n, hid, ws->xn, d, 0, ws->panel, ws->nthreads);
+        pt_linear_backward_input(&Ly->w_up, ws->h2, n, hid, ws->xn, d, 1, ws->panel, ws->nthreads);
+    } else {
+        pt_gelu_backward(ws->h1, ws->h1, A->h1, (int64_t)n * hid);
+        pt_linear_backward_input(&Ly->w_up, ws->h1, n, hid, ws->xn, d, 0, ws->panel, ws->nthreads);
+    }
+    norm_b(m, dx, ws->xn, A->xmid, v->mlp_norm, n);
+    /* attention */
+    pt_linear_backward_input(&Ly->wo, dx, n, d, ws->att, qd, 0, ws->panel, ws->nthreads);
+    for (int r = 0; r < n; r++) ws->pos[r] = r % Tl;
+    pt_attn_args at;
+    attn_setup(ws, g, l, Tl, A->qkv, &at);
+    at.out = A->att;
+    pt_attn_grads ag;
+    ag.dout = ws->att;
+    ag.dq = ws->qkv;
+    if (Np) {
+        ag.dk = ws->dkvcat;
+        ag.dv = ws->dkvcat + kvd;
+    } else {
+        ag.dk = ws->qkv + qd;
+        ag.dv = ws->qkv + qd + kvd;
+    }
+    pt_attention_backward(&at, &ag, ws->att_bscratch, ws->nthreads);
+    if (Np) {
+        int Tk = Np + Tl, ld = 2 * kvd;
+        for (int b = 0; b < g->B; b++)
+            for (int t = 0; t < Tl; t++)
+                memcpy(ws->qkv + ((size_t)b * Tl + t) * qkvd + qd, ws->dkvcat + ((size_t)b * Tk + Np + t) * ld,
+                       (size_t)ld * sizeof(float));
+        float *gk = gr->prefix_k ? gr->prefix_k[l] : NULL, *gv = gr->prefix_v ? gr->prefix_v[l] : NULL;
+        for (int j = 0; j < Np; j++)
+            for (int i = 0; i < kvd; i++) {
+                float sk = 0.0f, sv = 0.0f;
+                for (int b = 0; b < g->B; b++) {
+                    sk += ws->dkvcat[((size_t)b * Tk + j) * ld + i];
+                    sv += ws->dkvcat[((size_t)b * Tk + j) * ld + kvd + i];
+                }
+                if (gk) gk[(size_t)j * kvd + i] = gr->accumulate ? gk[(size_t)j * kvd + i] + sk : sk;
+                if (gv) gv[(size_t)j * kvd + i] = gr->accumulate ? gv[(size_t)j * kvd + i] + sv : sv;
+            }
+    }
+    if (c->arch == PT_ARCH_LLAMA) {
+        pt_rope_backward(ws->qkv, qkvd, n, c->n_heads, hd, ws->pos, 0, ws->cos_t, ws->sin_t, c->rope_layout);
+        pt_rope_backward(ws->qkv + qd, qkvd, n, c->n_kv_heads, hd, ws->pos, 0, ws->cos_t, ws->sin_t, c->rope_layout);
+    }
+    if (Ly->wqkv.w.data)
+        pt_linear_backward_input(&Ly->wqkv, ws->qkv, n, qkvd, ws->xn, d, 0, ws->panel, ws->nthreads);
+    else {
+        pt_linear_backward_input(&Ly->wq, ws->qkv, n, qkvd, ws->xn, d, 0, ws->panel, ws->nthreads);
+        pt_linear_backward_input(&Ly->wk, ws->qkv + qd, n, qkvd, ws->xn, d, 1, ws->panel, ws->nthreads);
+        pt_linear_backward_input(&Ly->wv, ws->qkv + qd + kvd, n, qkvd, ws->xn, d, 1, ws->panel, ws->nthreads);
+    }
+    norm_b(m, dx, ws->xn, A->xin, v->attn_norm, n);
+}
+
+/* Sum over batch rows of rows [0, N) of each [rows-per-b = S] block into out [N, d]. */
+static void sum_prompt_rows(float *out, const float *x, int B, int S, int N, int d, int accumulate) {
+    for (int j = 0; j < N; j++)
+        for (int i = 0; i < d; i++) {
+            float s = 0.0f;
+            for (int b = 0; b < B; b++) s += x[((size_t)b * S + j) * d + i];
+            out[(size_t)j * d + i] = accumulate ? out[(size_t)j * d + i] + s : s;
+        }
+}
+
+/* Labelled positions -> ws->lab_pos (stream rows) and ws->lab_y; count or PT_ERR. */
+static int collect_labels(const pt_model *m, pt_workspace *ws, const geo *g, const int32_t *labels) {
+    int cnt = 0, off = g->E - g->T;
+    for (int b = 0; b < g->B; b++)
+        for (int t = 0; t < g->T; t++) {
+            int y = labels[b * g->T + t];
+            if (y == -1) continue;
+            if (y < -1 || y >= m->cfg.vocab_size)
+                return pt_set_error("loss: label %d at row %d position %d outside [-1, %d)", y, b, t, m->cfg.vocab_size);
+            if (t >= lens_of(g, b))
+                return pt_set_error("loss: label at row %d position %d beyond the row's length %d", b, t, lens_of(g, b));
+            ws->lab_pos[cnt] = b * g->E + off + t;
+            ws->lab_y[cnt] = y;
+            cnt++;
+        }
+    return cnt;
+}
+
+/* LM head + cross-entropy over the labelled rows, in chunks. With dx != NULL
+ * (zeroed by the caller) the gradient of scale * sum(loss) w.r.t. the stream
+ * is written to the labelled rows of dx. Per-row losses summed into row_loss
+ * (indexed by stream row / E) when given; returns the total in *total. */
+static void head_loss(const pt_model *m, pt_workspace *ws, const geo *g, int cnt, float scale, float *dx,
+                      double *row_loss, double *total) {
+    const pt_config *c = &m->cfg;
+    int d = c->dim, V = c->vocab_size;
+    pt_linear head = pt_fwd_head(m);
+    double tot = 0;
+    for (int i0 = 0; i0 < cnt; i0 += PT_HEAD_CHUNK) {
+        int nc = cnt - i0 < PT_HEAD_CHUNK ? cnt - i0 : PT_HEAD_CHUNK;
+        for (int i = 0; i < nc; i++)
+            memcpy(ws->hx + (size_t)i * d, ws->x + (size_t)ws->lab_pos[i0 + i] * d, (size_t)d * sizeof(float));
+        norm_f(m, ws->hxn, ws->hx, ws->out_norm, ws->out_norm_b, nc);
+        pt_linear_forward(&head, NULL, ws->hxn, nc, d, ws->hlogits, V, ws->panel, ws->nthreads);
+        pt_cross_entropy(ws->hlogits, ws->lab_y + i0, nc, V, scale, ws->hloss);
+        for (int i = 0; i < nc; i++) {
+            tot += (double)ws->hloss[i];
+            if (row_loss) row_loss[ws->lab_pos[i0 + i] / g->E] += (double)ws->hloss[i];
+        }
+        if (!dx) continue;
+        pt_linear_backward_input(&head, ws->hlogits, nc, V, ws->hxn, d, 0, ws->panel, ws->nthreads);
+        memset(ws->hdx, 0, (size_t)nc * d * sizeof(float));
+        norm_b(m, ws->hdx, ws->hxn, ws->hx, ws->out_norm, nc);
+        for (int i = 0; i < nc; i++)
+            memcpy(dx + (size_t)ws->lab_pos[i0 + i] * d, ws->hdx + (size_t)i * d, (size_t)d * sizeof(float));
+    }
+    *total = tot;
+}
+
+int pt_loss_forward(const pt_model *m, pt_workspace *ws, const pt_batch *in, const int32_t *labels, double *row_loss,
+                    int32_t *row_count) {
+    geo g;
+    if (setup(m, ws, in, &g)) return PT_ERR;
+    int cnt = collect_labels(m, ws, &g, labels);
+    if (cnt < 0) return PT_ERR;
+    embed(m, ws, in, &g);
+    run_layers(m, ws, &g, 0);
+    double tot;
+    if (row_loss)
+        for (int b = 0; b < g.B; b++) row_loss[b] = 0;
+    if (row_count) {
+        for (int b = 0; b < g.B; b++) row_count[b] = 0;
+        for (int i = 0; i < cnt; i++) row_count[ws->lab_pos[i] / g.E]++;
+    }
+    head_loss(m, ws, &g, cnt, 1.0f, NULL, row_loss, &tot);
+    return 0;
+}
+
+static void zero_grads(const pt_model *m, const geo *g, pt_prompt_grad *gr) {
+    if (gr->accumulate) return;
+    int d = m->cfg.dim, kvd = m->cfg.n_kv_heads * m->cfg.head_dim;
+    if (gr->soft) memset(gr->soft, 0, (size_t)g->N * d * sizeof(float));
+    for (int i = 0; gr->deep && g->deep && i < g->p->n_deep; i++)
+        if (gr->deep[i]) memset(gr->deep[i], 0, (size_t)g->N * d * sizeof(float));
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        if (gr->prefix_k && gr->prefix_k[l]) memset(gr->prefix_k[l], 0, (size_t)g->N * kvd * sizeof(float));
+        if (gr->prefix_v && gr->prefix_v[l]) memset(gr->prefix_v[l], 0, (size_t)g->N * kvd * sizeof(float));
+    }
+}
+
+int pt_loss_forward_backward(const pt_model *m, pt_workspace *ws, const pt_batch *in, const int32_t *labels,
+                             float grad_scale, double *loss_sum, int64_t *n_tokens, pt_prompt_grad *gr) {
+    const pt_config *c = &m->cfg;
+    if (!ws->store) return pt_set_error("loss: the workspace was planned without store_acts");
+    geo g;
+    if (setup(m, ws, in, &g)) return PT_ERR;
+    int cnt = collect_labels(m, ws, &g, labels);
+    if (cnt < 0) return PT_ERR;
+    pt_prompt_grad none;
+    memset(&none, 0, sizeof none);
+    if (!gr) gr = &none;
+    int d = c->dim, L = c->n_layers;
+    /* lowest layer the backward must reach (L: none) */
+    int stop = L;
+    if (g.soft || gr->embeds) stop = 0;
+    else if (g.deep) stop = g.p->deep_layers[0];
+    else if (g.prefix)
+        for (int l = L - 1; l >= 0; l--)
+            if (prefix_at(&g, l)) stop = l;
+    embed(m, ws, in, &g);
+    run_layers(m, ws, &g, 1);
+    float scale = grad_scale > 0 ? grad_scale : (cnt > 0 ? 1.0f / (float)cnt : 0.0f);
+    double tot;
+    size_t rows = (size_t)g.B * g.E;
+    memset(ws->dx, 0, rows * d * sizeof(float));
+    head_loss(m, ws, &g, cnt, scale, ws->dx, NULL, &tot);
+    if (loss_sum) *loss_sum = tot;
+    if (n_tokens) *n_tokens = cnt;
+    zero_grads(m, &g, gr);
+    if (cnt == 0) return 0;
+    for (int l = L - 1; l >= stop; l--) {
+        int li = ws->listed[l];
+        if (li >= 0) expand(ws->dx, NULL, g.B, g.T, g.N, d);
+        layer_backward(m, ws, &g, l, gr);
+        if (li >= 0) {
+            if (gr->deep && gr->deep[li]) sum_prompt_rows(gr->deep[li], ws->dx, g.B, g.N + g.T, g.N, d, 1);
+            compact(ws->dx, g.B, g.T, g.N, d);
+        }
+    }
+    if (stop == 0) {
+        if (g.soft && gr->soft) sum_prompt_rows(gr->soft, ws->dx, g.B, g.E, g.N, d, 1);
+        if (gr->embeds) {
+            int off = g.E - g.T;
+            for (int b = 0; b < g.B; b++)
+                for (int t = 0; t < g.T; t++)
+                    if (!in->ids || in->ids[b * g.T + t] == PT_TOK_EMBED)
+                        memcpy(gr->embeds + ((size_t)b * g.T + t) * d, ws->dx + ((size_t)b * g.E + off + t) * d,
+                               (size_t)d * sizeof(float));
+        }
+    }
+    return 0;
+}
+
+int pt_train_forward_out(const pt_model *m, pt_workspace *ws, const pt_batch *in, pt_forward_out *out) {
+    const pt_config *c = &m->cfg;
+    geo g;
+    if (setup(m, ws, in, &g)) return PT_ERR;
+    if (out && out->n_capture > 0) return pt_set_error("forward: hidden-state capture with a prompt is not supported");
+    int n = g.B * g.T, d = c->dim;
+    int n_logit = out && out->logits ? (out->logit_pos ? out->n_logit_pos : n) : 0;
+    for (int i = 0; out && out->logit_pos && i < n_logit; i++)
+        if (out->logit_pos[i] < 0 || out->logit_pos[i] >= n)
+            return pt_set_error("forward: logit position %d outside 0..%d", (int)out->logit_pos[i], n - 1);
+    if (n_logit > n) return pt_set_error("forward: %d logit positions for %d positions", n_logit, n);
+    embed(m, ws, in, &g);
+    run_layers(m, ws, &g, 0);
+    if (!n_logit) return 0;
+    int off = g.E - g.T;
+    for (int i = 0; i < n_logit; i++) {
+        int p = out->logit_pos ? out->logit_pos[i] : i, b = p / g.T, t = p % g.T;
+        memcpy(ws->xn + (size_t)i * d, ws->x + ((size_t)b * g.E + off + t) * d, (size_t)d * sizeof(float));
+    }
+    norm_f(m, ws->xn, ws->xn, ws->out_norm, ws->out_norm_b, n_logit);
+    pt_linear head = pt_fwd_head(m);
+    pt_linear_forward(&head, NULL, ws->xn, n_logit, d, out->logits, c->vocab_size, ws->panel, ws->nthreads);
+    return 0;
+}
