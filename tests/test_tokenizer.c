@@ -535,6 +535,38 @@ TEST(digits_and_added_token_strip) {
     return 0;
 }
 
+/* PCRE2's default match limit (10M) would stop Llama 3's \\s*[\\r\\n]+ on a long run of spaces. */
+TEST(long_whitespace_run_with_llama3_regex) {
+    char *v = byte_vocab("");
+    char buf[20000];
+    snprintf(buf, sizeof buf,
+             "{\"model\":{\"type\":\"BPE\",\"vocab\":%s,\"merges\":[]},\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":["
+             "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}{1,3}| ?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+\"},"
+             "\"behavior\":\"Isolated\",\"invert\":false},{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":false}]},"
+             "\"decoder\":{\"type\":\"ByteLevel\"}}", v);
+    char *p = write_tmp("ws.json", buf, strlen(buf));
+    pt_tokenizer *t = pt_tokenizer_load(p);
+    CHECK(t, "load: %s", pt_last_error());
+    size_t n = 12u << 20;
+    char *text = malloc(n + 2);
+    memset(text, ' ', n);
+    text[n] = 'x';
+    text[n + 1] = 0;
+    int32_t *ids;
+    int k;
+    double t0 = pt_now();
+    CHECK(pt_tokenizer_encode(t, text, n + 1, 0, &ids, &k) == 0, "encode: %s", pt_last_error());
+    CHECK(k == (int)n + 1 && ids[k - 1] == 'x' && ids[0] == ' ', "%d ids", k);
+    printf("  12 MiB of spaces with the Llama 3 split regex: %.2f s\n", pt_now() - t0);
+    free(ids);
+    free(text);
+    pt_tokenizer_free(t);
+    unlink(p);
+    free(p);
+    free(v);
+    return 0;
+}
+
 TEST(find_for_model) {
     const char *fx = pt_test_shared_fixtures();
     if (!fx) SKIP("shared fixtures not found");
@@ -627,6 +659,7 @@ int main(void) {
     PT_RUN(malformed_tokenizer_json);
     PT_RUN(small_bytelevel_merges_and_errors);
     PT_RUN(find_for_model);
+    PT_RUN(long_whitespace_run_with_llama3_regex);
     PT_RUN(digits_and_added_token_strip);
     PT_RUN(metaspace_equals_normalizer_form);
     PT_RUN(cli_tokenize_detokenize);

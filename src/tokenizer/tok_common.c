@@ -218,6 +218,7 @@ void pt_tokenizer_free(pt_tokenizer *t) {
     for (int i = 0; i < t->n_pre; i++)
         if (t->pre[i].re) pcre2_code_free(t->pre[i].re);
     free(t->pre);
+    if (t->mctx) pcre2_match_context_free(t->mctx);
     free(t->path);
     free(t);
 }

@@ -260,8 +260,8 @@ static int pre_run(enc_ctx *e, int stage, const char *s, size_t n) {
     /* PT_PRE_REGEX, behavior Isolated: matches and the gaps between them are pieces. */
     size_t start = 0, pos = 0;
     while (pos <= n) {
-        int rc = st->jit ? pcre2_jit_match(st->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, e->md, NULL)
-                         : pcre2_match(st->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, e->md, NULL);
+        int rc = st->jit ? pcre2_jit_match(st->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, e->md, t->mctx)
+                         : pcre2_match(st->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, e->md, t->mctx);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0) {
             PCRE2_UCHAR msg[200];
@@ -365,14 +365,12 @@ static int encode_segment(enc_ctx *e, const char *s, size_t n) {
         if (pre && !(cn >= rl && !memcmp(cur, r, rl)) && !(cn > 0 && cur[0] == ' ')) {
             if (sb_add(&b, r, rl) != 0) goto out;
         }
-        size_t base = b.n;
         sbuf c = {0};
         if (replace_all(&c, cur, cn, " ", r) != 0 || sb_add(&b, c.p, c.n) != 0) {
             free(c.p);
             goto out;
         }
         free(c.p);
-        (void)base;
         sbuf tmp = a;
         a = b;
         b = tmp;

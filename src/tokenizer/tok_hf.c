@@ -140,6 +140,13 @@ static int add_stage(pt_tokenizer *t, pt_pre_stage st) {
 
 static int add_regex_stage(pt_tokenizer *t, const char *pat, size_t len) {
     pt_pre_stage st = {0};
+    if (!t->mctx) {
+        /* PCRE2's default match limit (10M) stops \s*[\r\n]+ on a long run of spaces */
+        t->mctx = pcre2_match_context_create(NULL);
+        if (!t->mctx) return pt_set_error("%s: out of memory", t->path);
+        pcre2_set_match_limit(t->mctx, 0xffffffffu);
+        pcre2_set_depth_limit(t->mctx, 0xffffffffu);
+    }
     st.kind = PT_PRE_REGEX;
     st.re = compile_re(t->path, pat, len, &st.jit);
     if (!st.re) return PT_ERR;

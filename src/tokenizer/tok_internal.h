@@ -102,6 +102,7 @@ struct pt_tokenizer {
     int bl_add_prefix_space;      /* ByteLevel add_prefix_space */
     pt_pre_stage *pre;
     int n_pre;
+    pcre2_match_context *mctx; /* no match / depth limits: the patterns are linear, texts can be huge */
     /* decoder */
     int dec_strip_lead;           /* spaces stripped from the start of the decoded text */
     /* specials */
