@@ -214,7 +214,7 @@ static int parity_one(const char *pt_name_, const char *family, const char *tok_
     CHECK(fr, "no reference output");
     size_t cap = 1 << 20;
     char *line = malloc(cap);
-    int mismatches = 0, rt_fail = 0, total_ids = 0, first_bad = -1;
+    int mismatches = 0, rt_fail = 0, total_ids = 0, first_bad = -1, stream_fail = 0;
     size_t in_bytes = 0;
     double t_c = 0;
     for (int i = 0; i < n; i++) {
@@ -253,6 +253,25 @@ static int parity_one(const char *pt_name_, const char *family, const char *tok_
             }
             free(s);
         }
+        /* the streaming decoder prints what decode(skip_special) gives */
+        {
+            size_t dl;
+            char *d = pt_tokenizer_decode_len(t, ids, k, 1, &dl);
+            char *acc = malloc(dl + 16), piece[4096];
+            size_t w = 0;
+            int ok = d && acc;
+            pt_detok_stream st;
+            pt_detok_stream_init(&st, t);
+            for (int q = 0; q < k && ok; q++) {
+                int m = pt_detok_stream_push(&st, ids[q], piece, sizeof piece);
+                ok = m >= 0 && w + (size_t)m <= dl + 8;
+                if (ok) memcpy(acc + w, piece, (size_t)m), w += (size_t)m;
+            }
+            if (ok) w += (size_t)pt_detok_stream_flush(&st, acc + w, 8);
+            if (!ok || w != dl || memcmp(acc, d, dl) != 0) stream_fail++;
+            free(acc);
+            free(d);
+        }
         total_ids += k;
         free(ids);
         free(text);
@@ -268,6 +287,7 @@ static int parity_one(const char *pt_name_, const char *family, const char *tok_
            lossless ? "" : " (not lossless: round trip not required)");
     CHECK(mismatches == 0, "%s: %d of %d texts differ from the reference (first: %d)", family, mismatches, n, first_bad);
     CHECK(rt_fail == 0, "%s: %d texts do not round-trip", family, rt_fail);
+    CHECK(stream_fail == 0, "%s: the stream decoder differs from decode on %d texts", family, stream_fail);
     return 0;
 }
 
