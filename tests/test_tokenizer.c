@@ -197,6 +197,7 @@ static int parity_one(const char *pt_name_, const char *family, const char *tok_
     const char *dir = tok_dir();
     if (!dir) SKIP("tests/tok not found (run from the repository root)");
     if (!node_modules_ok(dir)) SKIP("tests/tok/node_modules missing (npm unreachable?): parity not checked");
+    if (system("node --version > /dev/null 2>&1") != 0) SKIP("node not found: parity not checked");
     char tpath[700];
     snprintf(tpath, sizeof tpath, "%s/node_modules/%s", dir, tok_rel);
     pt_tokenizer *t = pt_tokenizer_load(tpath);
