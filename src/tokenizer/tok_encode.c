@@ -193,7 +193,29 @@ static int merge_chunk(enc_ctx *e, const char *s, size_t n) {
     return ivec_append(e->out, e->sym.v, (size_t)k);
 }
 
+static int encode_piece(enc_ctx *e, const char *s, size_t n);
+
+/* SentencePiece-style text has no pre-tokenizer: the whole segment is one word. When the
+ * vocabulary allows it (sp_cut_safe), it is cut before each "▁" that follows another
+ * character, which gives the same merges in small, cacheable pieces. */
 static int encode_word(enc_ctx *e, const char *s, size_t n) {
+    const pt_tokenizer *t = e->t;
+    if (!(t->kind == PT_TOK_SPBPE && t->sp_cut_safe)) return encode_piece(e, s, n);
+    const unsigned char *u = (const unsigned char *)s;
+    size_t start = 0;
+    for (size_t i = 1; i + 3 <= n; i++) {
+        if (u[i] == 0xE2 && u[i + 1] == 0x96 && u[i + 2] == 0x81 &&
+            !(i >= 3 && u[i - 3] == 0xE2 && u[i - 2] == 0x96 && u[i - 1] == 0x81)) {
+            /* 0xE2 is always a lead byte, so the cut is at a character boundary */
+            if (encode_piece(e, s + start, i - start) != 0) return PT_ERR;
+            start = i;
+            i += 2;
+        }
+    }
+    return encode_piece(e, s + start, n - start);
+}
+
+static int encode_piece(enc_ctx *e, const char *s, size_t n) {
     const pt_tokenizer *t = e->t;
     if (n == 0) return 0;
     uint64_t h = 0;
