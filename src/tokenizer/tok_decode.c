@@ -169,11 +169,11 @@ int pt_detok_stream_push(pt_detok_stream *s, int id, char *out, int cap) {
     int rc = id_bytes(t, id, s->prev_id, buf, &p, &n);
     if (rc == 0 && !(t->flags[id] & PT_TOKF_SPECIAL)) {
         /* SentencePiece-style: the text's first space (after BOS or at the start) is stripped. */
-        if (t->kind == PT_TOK_SPBPE && t->dec_strip_lead && (s->prev_id < 0 || s->prev_id == t->bos_id) && n > 0 &&
-            p[0] == ' ') {
+        if (t->kind == PT_TOK_SPBPE && t->dec_strip_lead && s->emitted == 0 && n > 0 && p[0] == ' ') {
             p++;
             n--;
         }
+        s->emitted++;
         rc = emit_bytes(s, p, n, out, cap, &w, 0);
     }
     if (rc == 0) s->prev_id = id;

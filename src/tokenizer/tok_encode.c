@@ -193,7 +193,29 @@ static int merge_chunk(enc_ctx *e, const char *s, size_t n) {
     return ivec_append(e->out, e->sym.v, (size_t)k);
 }
 
+static int encode_piece(enc_ctx *e, const char *s, size_t n);
+
+/* SentencePiece-style text has no pre-tokenizer: the whole segment is one word. When the
+ * vocabulary allows it (sp_cut_safe), it is cut before each "▁" that follows another
+ * character, which gives the same merges in small, cacheable pieces. */
 static int encode_word(enc_ctx *e, const char *s, size_t n) {
+    const pt_tokenizer *t = e->t;
+    if (!(t->kind == PT_TOK_SPBPE && t->sp_cut_safe)) return encode_piece(e, s, n);
+    const unsigned char *u = (const unsigned char *)s;
+    size_t start = 0;
+    for (size_t i = 1; i + 3 <= n; i++) {
+        if (u[i] == 0xE2 && u[i + 1] == 0x96 && u[i + 2] == 0x81 &&
+            !(i >= 3 && u[i - 3] == 0xE2 && u[i - 2] == 0x96 && u[i - 1] == 0x81)) {
+            /* 0xE2 is always a lead byte, so the cut is at a character boundary */
+            if (encode_piece(e, s + start, i - start) != 0) return PT_ERR;
+            start = i;
+            i += 2;
+        }
+    }
+    return encode_piece(e, s + start, n - start);
+}
+
+static int encode_piece(enc_ctx *e, const char *s, size_t n) {
     const pt_tokenizer *t = e->t;
     if (n == 0) return 0;
     uint64_t h = 0;
@@ -260,8 +282,8 @@ static int pre_run(enc_ctx *e, int stage, const char *s, size_t n) {
     /* PT_PRE_REGEX, behavior Isolated: matches and the gaps between them are pieces. */
     size_t start = 0, pos = 0;
     while (pos <= n) {
-        int rc = st->jit ? pcre2_jit_match(st->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, e->md, NULL)
-                         : pcre2_match(st->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, e->md, NULL);
+        int rc = st->jit ? pcre2_jit_match(st->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, e->md, t->mctx)
+                         : pcre2_match(st->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, e->md, t->mctx);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0) {
             PCRE2_UCHAR msg[200];
@@ -365,14 +387,12 @@ static int encode_segment(enc_ctx *e, const char *s, size_t n) {
         if (pre && !(cn >= rl && !memcmp(cur, r, rl)) && !(cn > 0 && cur[0] == ' ')) {
             if (sb_add(&b, r, rl) != 0) goto out;
         }
-        size_t base = b.n;
         sbuf c = {0};
         if (replace_all(&c, cur, cn, " ", r) != 0 || sb_add(&b, c.p, c.n) != 0) {
             free(c.p);
             goto out;
         }
         free(c.p);
-        (void)base;
         sbuf tmp = a;
         a = b;
         b = tmp;

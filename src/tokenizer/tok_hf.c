@@ -140,6 +140,13 @@ static int add_stage(pt_tokenizer *t, pt_pre_stage st) {
 
 static int add_regex_stage(pt_tokenizer *t, const char *pat, size_t len) {
     pt_pre_stage st = {0};
+    if (!t->mctx) {
+        /* PCRE2's default match limit (10M) stops \s*[\r\n]+ on a long run of spaces */
+        t->mctx = pcre2_match_context_create(NULL);
+        if (!t->mctx) return pt_set_error("%s: out of memory", t->path);
+        pcre2_set_match_limit(t->mctx, 0xffffffffu);
+        pcre2_set_depth_limit(t->mctx, 0xffffffffu);
+    }
     st.kind = PT_PRE_REGEX;
     st.re = compile_re(t->path, pat, len, &st.jit);
     if (!st.re) return PT_ERR;
@@ -591,6 +598,18 @@ pt_tokenizer *pt_tok_load_hf_json(const char *path, const char *config_path) {
     if (parse_post(t, json_object_get(root, "post_processor"), 0) != 0) goto fail;
     if (parse_decoder(t, json_object_get(root, "decoder"), 0) != 0) goto fail;
     if (apply_config(t, config_path) != 0) goto fail;
+    if (t->kind == PT_TOK_SPBPE && !t->ignore_merges && pt_tok_lookup(t, "\xe2\x96\x81", 3) >= 0) {
+        /* Words can be cut before each "▁" that follows another character when no piece could span such a cut. */
+        t->sp_cut_safe = 1;
+        for (int id = 0; id < t->n_vocab && t->sp_cut_safe; id++) {
+            if (!t->piece[id] || (t->flags[id] & PT_TOKF_ADDED)) continue;
+            const unsigned char *k = (const unsigned char *)t->blob + t->off[id];
+            for (uint32_t j = 1; j + 3 <= t->klen[id]; j++)
+                if (k[j] == 0xE2 && k[j + 1] == 0x96 && k[j + 2] == 0x81 &&
+                    !(j >= 3 && k[j - 3] == 0xE2 && k[j - 2] == 0x96 && k[j - 1] == 0x81))
+                    t->sp_cut_safe = 0;
+        }
+    }
     json_decref(root);
     return t;
 fail:

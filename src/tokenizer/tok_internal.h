@@ -81,6 +81,7 @@ struct pt_tokenizer {
     pt_pairmap merges;
     int32_t byte_id[256]; /* byte-level: id of each single byte; SP/llama2c: id of <0xXX> (or -1) */
     int l2c_cut_safe; /* llama2.c: no piece has a non-space byte followed by a space */
+    int sp_cut_safe;  /* SentencePiece-style: no piece has "\u2581" after another character (and "\u2581" is a piece) */
     int unk_id;
     int fuse_unk;
     int byte_fallback;
@@ -102,6 +103,7 @@ struct pt_tokenizer {
     int bl_add_prefix_space;      /* ByteLevel add_prefix_space */
     pt_pre_stage *pre;
     int n_pre;
+    pcre2_match_context *mctx; /* no match / depth limits: the patterns are linear, texts can be huge */
     /* decoder */
     int dec_strip_lead;           /* spaces stripped from the start of the decoded text */
     /* specials */
