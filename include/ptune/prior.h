@@ -9,7 +9,8 @@
  * row i uses its own RNG stream (seed, i), so the first rows do not depend on n):
  *   isotropic[:sigma=0.02]   N(0, sigma^2) per coordinate (the default prior)
  *   normal[:mean=0,std=1]    N(mean, std^2)
- *   xavier[:gain=1]          U(-b, b), b = gain * sqrt(6 / (n + d))
+ *   xavier[:gain=1]          U(-b, b), b = gain * sqrt(6 / (n + d));
+ *   xavier:dist=normal       N(0, s^2), s = gain * sqrt(2 / (n + d))
  *   uniform[:a=0.5]          U(-a, a)
  *   vocab                    rows of the token-embedding matrix drawn uniformly
  *                            (with replacement) over non-special ids
@@ -20,8 +21,10 @@
  *                            its first n rows
  * vocab and text need d == the model's dim (token-level prompts).
  *
- * Issue 5 adds fitted priors (mean/covariance of the vocabulary or of layer
- * activations); they plug in as further names of pt_prior_sample. */
+ *   vocab:top=K[,freq=FILE]  the K most frequent non-special ids (FILE: one count per
+ *                            id or "id count" lines; without it the first K by id =
+ *                            merge rank, with a message)
+ *   fitted, exclusion, interpolation, vae: see below and `ptune prior --help`. */
 #ifndef PTUNE_PRIOR_H
 #define PTUNE_PRIOR_H
 

@@ -284,7 +284,7 @@ int pt_gauss_fit_acts(const pt_model *m, const pt_tokenizer *tok, const char *da
     int rc = pt_acts_collect(m, tok, data_path, layer, pool, max_len, acc_cb, &a);
     if (!rc) rc = pt_cov_acc_finish(&a, out);
     pt_cov_acc_free(&a);
-    if (rc) return pt_wrap_error("%s: ", data_path);
+    if (rc) return PT_ERR;
     snprintf(out->source, sizeof out->source, "acts");
     snprintf(out->pool, sizeof out->pool, "%s", pt_pool_name(pool));
     out->layer = layer;

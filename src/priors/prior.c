@@ -15,7 +15,7 @@ typedef struct {
 } prior_info;
 
 static const prior_info priors[] = {
-    {"isotropic", "sigma", NULL}, {"normal", "mean std", NULL}, {"xavier", "gain", NULL},
+    {"isotropic", "sigma", NULL}, {"normal", "mean std", NULL}, {"xavier", "gain dist", NULL},
     {"uniform", "a", NULL},       {"vocab", "top freq", NULL},  {"text", "text", "text"},
     {"file", "path key", "path"},
     {"fitted", "source n fitseed layer data pool fit eps max_len", NULL},
@@ -368,6 +368,17 @@ int pt_prior_sample_ex(const pt_prior_spec *s, const pt_prior_ctx *ctx, int n, i
         if (!strcmp(nm, "xavier")) {
             double gain;
             if (get_num(s, "gain", 1, &gain)) return PT_ERR;
+            const char *dist = pt_prior_spec_get(s, "dist");
+            if (dist && strcmp(dist, "uniform") && strcmp(dist, "normal"))
+                return pt_set_error("prior xavier: dist must be uniform or normal (got '%s')", dist);
+            if (dist && !strcmp(dist, "normal")) { /* torch xavier_normal_: std = gain sqrt(2 / (N + d)) */
+                double sd = gain * sqrt(2.0 / (double)(n + d));
+                for (int i = 0; i < n; i++) {
+                    pt_rng_seed_stream(&rng, seed, (uint64_t)i);
+                    for (int j = 0; j < d; j++) out[(size_t)i * d + j] = (float)(sd * pt_rng_normal(&rng));
+                }
+                return 0;
+            }
             b = gain * sqrt(6.0 / (double)(n + d));
         } else if (get_num(s, "a", 0.5, &b))
             return PT_ERR;
