@@ -66,7 +66,7 @@ typedef struct {
  * Saved as safetensors: mean [d], cov [d,d], chol [d,d] in F64, metadata
  * source, layer, pooling, count, jitter, model, model_sha256.
  *
- * Accumulation (pt_cov_acc): rows are buffered into chunks of up to 1024 rows,
+ * Accumulation (pt_cov_acc): rows are buffered into chunks of up to 4096 rows,
  * converted to double; each chunk is centered on its own mean and its scatter
  * matrix is formed with cblas_dsyrk; chunks are merged with Chan et al.'s
  * pairwise update  M2 = M2a + M2b + delta delta^T na nb / n  (cblas_dsyr).

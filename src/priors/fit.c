@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNK 1024
+#define CHUNK 4096
 
 int pt_cov_acc_init(pt_cov_acc *a, int d) {
     memset(a, 0, sizeof *a);
