@@ -253,6 +253,25 @@ static int excl_violations(const pt_gauss_fit *g, const float *X, int n, double 
     return bad;
 }
 
+/* Independent Monte-Carlo estimate of the acceptance rate: E over m2 = cd * chi2_d
+ * of max(0, 1 - c exp(-k m2)), chi2_d drawn as sums of squares from another stream. */
+static double mc_rate(double c, int d) {
+    double cd = exp(2.0 / d * log(c)), k = 0.5 * (1 - 1 / cd);
+    pt_rng r;
+    pt_rng_seed(&r, 987654321);
+    double s = 0;
+    int M = 400000;
+    for (int i = 0; i < M; i++) {
+        double q = 0;
+        for (int j = 0; j < d; j++) {
+            double z = pt_rng_normal(&r);
+            q += z * z;
+        }
+        s += fmax(0, 1 - c * exp(-k * cd * q));
+    }
+    return s / M;
+}
+
 TEST(exclusion_threshold_and_rate) {
     int d = 8, n = 5000;
     double c = 5;
@@ -267,22 +286,28 @@ TEST(exclusion_threshold_and_rate) {
         CHECK(excl_violations(&g, X, n, thr) == 0, "an exclusion sample lies inside the threshold (standardize %d)", stdz);
         /* independent Monte-Carlo estimate: E over m2 = cd * chi2_d of max(0, 1 - c exp(-k m2)),
          * chi2_d drawn as sums of squares from another generator stream */
+        double p = mc_rate(c, d), se = sqrt(p * (1 - p) / (double)st.proposals);
+        printf("  standardize %d: acceptance %.5f (%d / %lld), Monte-Carlo %.5f, z %.2f\n", stdz, st.rate, n,
+               (long long)st.proposals, p, (st.rate - p) / se);
+        CHECK(fabs(st.rate - p) < 4 * se, "acceptance %.5f vs MC %.5f", st.rate, p);
+    }
+    /* NEGATIVE CONTROL for the rate: a hard cut (accept iff m2 > threshold) has another rate */
+    {
+        double cd0 = exp(2.0 / d * log(c)), k0 = 0.5 * (1 - 1 / cd0), thr0 = log(c) / k0;
         pt_rng r;
-        pt_rng_seed(&r, 987654321);
-        double s = 0;
-        int M = 400000;
-        for (int i = 0; i < M; i++) {
+        pt_rng_seed(&r, 7);
+        int64_t prop = 0;
+        for (int acc = 0; acc < n; prop++) {
             double q = 0;
             for (int j = 0; j < d; j++) {
                 double z = pt_rng_normal(&r);
                 q += z * z;
             }
-            s += fmax(0, 1 - c * exp(-k * cd * q));
+            acc += cd0 * q > thr0;
         }
-        double p = s / M, se = sqrt(p * (1 - p) / (double)st.proposals);
-        printf("  standardize %d: acceptance %.5f (%d / %lld), Monte-Carlo %.5f, z %.2f\n", stdz, st.rate, n,
-               (long long)st.proposals, p, (st.rate - p) / se);
-        CHECK(fabs(st.rate - p) < 4 * se, "acceptance %.5f vs MC %.5f", st.rate, p);
+        double rate = (double)n / (double)prop, p = mc_rate(c, d), se = sqrt(p * (1 - p) / (double)prop);
+        printf("  NEGATIVE CONTROL hard cut: rate %.5f vs Monte-Carlo %.5f, z %.2f\n", rate, p, (rate - p) / se);
+        CHECK(!(fabs(rate - p) < 4 * se), "hard-cut sampler passed the rate test");
     }
     /* NEGATIVE CONTROL: no exclusion (plain wide proposals) */
     double cd = exp(2.0 / d * log(c)), thr = log(c) / (0.5 * (1 - 1 / cd));
@@ -394,6 +419,20 @@ TEST(thread_identity) {
         }
         CHECK(!memcmp(A, B, sizeof(float) * n * d), "sampler %d differs between 1 and 2 threads", which);
     }
+    /* VAE training + sampling */
+    for (int t = 1; t <= 2; t++) {
+        omp_set_num_threads(t);
+        pt_vae_opts o;
+        pt_vae_opts_default(&o);
+        o.hidden = 24, o.latent = 3, o.epochs = 3, o.verbose = 0;
+        float *Xd = malloc(sizeof(float) * 200 * d);
+        pt_gauss_sample(&g, 200, 1, Xd);
+        pt_vae *v = pt_vae_train(Xd, 200, d, &o, NULL, NULL);
+        CHECK(v && pt_vae_sample(v, n, 3, t == 1 ? A : B) == 0, "%s", pt_last_error());
+        pt_vae_free(v);
+        free(Xd);
+    }
+    CHECK(!memcmp(A, B, sizeof(float) * n * d), "VAE samples differ between 1 and 2 threads");
     omp_set_num_threads(1);
     thread_dependent(n, d, A);
     omp_set_num_threads(2);
@@ -527,6 +566,34 @@ TEST(fixture_fits) {
     cx.layer = 0;
     CHECK(pt_prior_sample_str(spec, &cx, 4, d, 1, B) == 0, "%s", pt_last_error());
     CHECK(!memcmp(A, B, sizeof(float) * 4 * d), "ctx layer default differs from layer=3");
+    /* vocab:top=K with a frequency file ("id count" lines): only the K most frequent ids are drawn */
+    f = fopen("/tmp/test_priors_freq.txt", "w");
+    fprintf(f, "100 5\n200 9\n300 7\n");
+    fclose(f);
+    float *V3 = malloc(sizeof(float) * 50 * d), *E = malloc(sizeof(float) * d);
+    CHECK(pt_prior_sample_str("vocab:top=2,freq=/tmp/test_priors_freq.txt", &cx, 50, d, 1, V3) == 0, "%s",
+          pt_last_error());
+    int hit200 = 0, hit300 = 0, other = 0;
+    for (int i = 0; i < 50; i++) {
+        int which = 0;
+        for (int id = 200; id <= 300; id += 100) {
+            pt_tensor_row_f32(&m->tok_embd, id, E);
+            if (!memcmp(E, V3 + (size_t)i * d, sizeof(float) * d)) which = id;
+        }
+        hit200 += which == 200, hit300 += which == 300, other += which == 0;
+    }
+    printf("  vocab:top=2 with freq file: id 200 x%d, id 300 x%d, other x%d\n", hit200, hit300, other);
+    CHECK(other == 0 && hit200 > 10 && hit300 > 10, "top-2 by frequency");
+    /* one count per line (id order): ids 0..3 with counts 1 2 3 400: the top 1 is id 3 */
+    f = fopen("/tmp/test_priors_freq2.txt", "w");
+    fprintf(f, "1\n2\n3\n400\n");
+    fclose(f);
+    CHECK(pt_prior_sample_str("vocab:top=1,freq=/tmp/test_priors_freq2.txt", &cx, 3, d, 1, V3) == 0, "%s",
+          pt_last_error());
+    pt_tensor_row_f32(&m->tok_embd, 3, E);
+    CHECK(!memcmp(E, V3, sizeof(float) * d), "top-1 of a one-count-per-line file is not id 3");
+    CHECK(pt_prior_sample_str("vocab:freq=/tmp/test_priors_freq2.txt", &cx, 3, d, 1, V3) != 0, "freq without top");
+    free(V3), free(E);
     /* empty data file */
     f = fopen("/tmp/test_priors_empty.txt", "w");
     fclose(f);
