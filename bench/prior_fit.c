@@ -37,6 +37,19 @@ int main(int argc, char **argv) {
            "jitter %g\n",
            t1 - t0, t2 - t1, (long long)n, d, tr, g.jitter);
     if (out && pt_gauss_save(&g, out)) return fprintf(stderr, "%s\n", pt_last_error()), 1;
+    /* the samplers at this size: 100 fitted and 100 exclusion samples (c = 5, standardized) */
+    int ns = 100;
+    float *S = malloc((size_t)ns * d * sizeof(float));
+    double t3 = pt_now();
+    if (pt_gauss_sample(&g, ns, 1, S)) return fprintf(stderr, "%s\n", pt_last_error()), 1;
+    double t4 = pt_now();
+    pt_excl_stats st;
+    if (pt_exclusion_sample(&g, 5, 1, 0, ns, 1, S, &st)) return fprintf(stderr, "%s\n", pt_last_error()), 1;
+    double t5 = pt_now();
+    printf("ptune: %d fitted samples %.2f s; %d exclusion samples (c=5, standardized) %.2f s, acceptance rate %.4f "
+           "(%lld proposals, threshold m2 > %.1f)\n",
+           ns, t4 - t3, ns, t5 - t4, st.rate, (long long)st.proposals, st.threshold);
+    free(S);
     pt_gauss_free(&g);
     free(X);
     return 0;

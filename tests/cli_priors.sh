@@ -13,6 +13,15 @@ if [ -n "$FX" ]; then
     out=$($P prior sample $M --prior "exclusion:fit=$T/fitv.safetensors,c=5" -n 50 --seed 3 --out "$T/s.safetensors" 2>&1)
     grep -q "acceptance rate" <<<"$out" && grep -q "acceptance_rate" "$T/s.safetensors" && pass prior_sample_exclusion \
         || fail prior_sample_exclusion "$out"
+    # identical files whatever OMP_NUM_THREADS (fitted from the vocabulary, interpolation, VAE)
+    for sp in "fitted:source=vocab,n=300" "interpolation:data1=$T/text.jsonl,data2=$T/text.jsonl,layer=2,pool=token" \
+              "vae:data=$T/text.jsonl,layer=1,epochs=3"; do
+        OMP_NUM_THREADS=1 $P prior sample $M --prior "$sp" -n 20 --seed 5 --out "$T/t1.safetensors" >/dev/null 2>&1
+        OMP_NUM_THREADS=2 $P prior sample $M --prior "$sp" -n 20 --seed 5 --out "$T/t2.safetensors" >/dev/null 2>&1
+        if [ -s "$T/t1.safetensors" ] && cmp -s "$T/t1.safetensors" "$T/t2.safetensors"; then pass "prior_threads_${sp%%:*}"
+        else fail "prior_threads_${sp%%:*}" "samples differ between OMP_NUM_THREADS=1 and 2"; fi
+        rm -f "$T/t1.safetensors" "$T/t2.safetensors"
+    done
     # a fit of another dimension (d = 8, written with numpy) against the model's d = 64
     /usr/bin/python3 -c '
 import json, struct, sys, numpy as np
