@@ -8,6 +8,11 @@ if [ -n "$FX" ]; then
     $P data gen text --n 30 --seed 1 --out "$T/text.jsonl" 2>/dev/null
     : >"$T/empty.txt"
     expect_error prior_fit_empty_data "empty data" $P prior fit $M --source acts --data "$T/empty.txt" --out "$T/f.safetensors"
+    # 3 mean-pooled vectors in d = 64: singular, jitter added with a message
+    printf 'A dream.\n\nThe cat sat.\n\nA bird sang.\n' >"$T/three.txt"
+    err=$($P prior fit $M --source acts --layer 1 --data "$T/three.txt" --out "$T/f3.safetensors" 2>&1 >/dev/null)
+    grep -q "added jitter" <<<"$err" && grep -q '"jitter"' "$T/f3.safetensors" && pass prior_fit_singular_jitter \
+        || fail prior_fit_singular_jitter "$err"
     $P prior fit $M --source vocab --n 300 --seed 2 --out "$T/fitv.safetensors" >/dev/null 2>&1 \
         && pass prior_fit_vocab || fail prior_fit_vocab "exit $?"
     out=$($P prior sample $M --prior "exclusion:fit=$T/fitv.safetensors,c=5" -n 50 --seed 3 --out "$T/s.safetensors" 2>&1)

@@ -317,6 +317,10 @@ TEST(exclusion_threshold_and_rate) {
     pt_gauss_sample(&w, n, 7, X);
     free(w.chol);
     CHECK(excl_violations(&g, X, n, thr) > 0, "NEGATIVE CONTROL (no exclusion) passed the threshold test");
+    /* with eps I added (jitter 0.5), standardized: still beyond the threshold under cov + eps I */
+    CHECK(pt_gauss_factor(&g, 0.5) == 0 && g.jitter == 0.5, "factor with eps");
+    CHECK(pt_exclusion_sample(&g, c, 1, 0, n, 8, X, NULL) == 0, "%s", pt_last_error());
+    CHECK(excl_violations(&g, X, n, thr) == 0, "exclusion with eps I: a sample inside the threshold");
     /* cap */
     CHECK(pt_exclusion_sample(&g, c, 1, 10, 100, 7, X, NULL) != 0 && strstr(pt_last_error(), "proposal cap"),
           "cap error: %s", pt_last_error());

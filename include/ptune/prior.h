@@ -160,8 +160,9 @@ typedef struct {
 } pt_excl_stats;
 /* Gaussian exclusion (PAPER.md): propose x ~ N(mu, c_dim Sigma), c_dim =
  * c^(2/d), accept with probability max(0, 1 - c exp(-m2 (1 - 1/c_dim) / 2)),
- * m2 the squared Mahalanobis distance under Sigma. standardize: factor the
- * correlation matrix D^-1 Sigma D^-1 (+ jitter) and map back with D (the
+ * m2 the squared Mahalanobis distance under Sigma = cov + jitter I (the matrix
+ * chol factors). standardize: factor the correlation matrix D^-1 Sigma D^-1
+ * (+ its own jitter when needed) and map back with D (the
  * paper's code standardized each dimension first). max_proposals <= 0: 1e7.
  * PT_ERR when the cap is reached before n samples. */
 int pt_exclusion_sample(const pt_gauss_fit *g, double c, int standardize, int64_t max_proposals, int n, uint64_t seed,

@@ -77,9 +77,14 @@ int pt_exclusion_sample(const pt_gauss_fit *g, double c, int standardize, int64_
         D = pt_malloc((size_t)d * sizeof(double));
         s.cov = pt_malloc((size_t)d * d * sizeof(double));
         if (!D || !s.cov) return free(D), free(s.cov), PT_ERR;
-        for (int i = 0; i < d; i++) D[i] = sqrt(g->cov[(size_t)i * d + i] > 0 ? g->cov[(size_t)i * d + i] : 1e-30);
+        /* Sigma here is the fit's cov + jitter I (the matrix its chol factors) */
+        for (int i = 0; i < d; i++) {
+            double v = g->cov[(size_t)i * d + i] + g->jitter;
+            D[i] = sqrt(v > 0 ? v : 1e-30);
+        }
         for (int i = 0; i < d; i++)
-            for (int j = 0; j < d; j++) s.cov[(size_t)i * d + j] = g->cov[(size_t)i * d + j] / (D[i] * D[j]);
+            for (int j = 0; j < d; j++)
+                s.cov[(size_t)i * d + j] = (g->cov[(size_t)i * d + j] + (i == j ? g->jitter : 0)) / (D[i] * D[j]);
         int rc = pt_gauss_factor(&s, 0);
         free(s.cov);
         if (rc) return free(D), free(s.chol), pt_wrap_error("exclusion prior (standardized): ");
