@@ -1,27 +1,70 @@
 #!/usr/bin/env bash
 # `make demo`: the main job on the default model. Until the embedded default
-# model exists (see README), it generates text from the aidreams260K fixture
-# in ../shared/fixtures when present, and says so.
+# model exists (issue: embedded default model), it runs on the aidreams260K
+# llama2.c fixture in ../shared/fixtures when present, and says so:
+#   1. info and text generation;
+#   2. prompt tuning: a task written here (input: 3-7 dreamy words; target:
+#      always the same sentence), soft prompts of 20 vectors from two priors,
+#      plus a prefix prompt (150 and 300 steps); a table of validation loss and
+#      exact match before and after, then generation with the tuned prompt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+P=./ptune
+if [ -f models/default/config.json ] && [ -f models/default/model.safetensors ]; then
+    echo "demo: default model models/default"
+    $P info --model models/default
+    $P generate --model models/default --prompt "Once upon a time" -n 60 --seed 1
+    exit 0
+fi
 fx=""
 for d in ../shared/fixtures ../../shared/fixtures /work/shared/fixtures; do
     [ -f "$d/aidreams260K.bin" ] && { fx=$d; break; }
 done
-if [ -d models/default ]; then
-    echo "demo: default model models/default"
-    ./ptune info --model models/default
-    ./ptune generate --model models/default --prompt "Once upon a time" -n 60 --seed 1
-elif [ -n "$fx" ]; then
-    echo "demo: no embedded default model yet; using $fx/aidreams260K.bin (a 260K-parameter llama2.c model)"
-    ./ptune info --model "$fx/aidreams260K.bin" --tokenizer "$fx/aidreams260K.tok512.bin"
-    echo "--- greedy:"
-    ./ptune generate --model "$fx/aidreams260K.bin" --tokenizer "$fx/aidreams260K.tok512.bin" \
-        --prompt "I dreamed of" -n 60 --temp 0
-    echo "--- sampled (temp 0.8, top-p 0.9, seed 42):"
-    ./ptune generate --model "$fx/aidreams260K.bin" --tokenizer "$fx/aidreams260K.tok512.bin" \
-        --prompt "I dreamed of" -n 60 --temp 0.8 --top-p 0.9 --seed 42
-else
+if [ -z "$fx" ]; then
     echo "demo: no default model and no ../shared/fixtures/aidreams260K.bin: nothing to run" >&2
     exit 1
 fi
+M="$fx/aidreams260K.bin"; TOK="$fx/aidreams260K.tok512.bin"
+echo "demo: no embedded default model yet; using $M (a 260K-parameter llama2.c model)"
+$P info --model "$M" --tokenizer "$TOK"
+echo "--- greedy:"
+$P generate --model "$M" --tokenizer "$TOK" --prompt "I dreamed of" -n 60 --temp 0
+echo "--- sampled (temp 0.8, top-p 0.9, seed 42):"
+$P generate --model "$M" --tokenizer "$TOK" --prompt "I dreamed of" -n 60 --temp 0.8 --top-p 0.9 --seed 42
+
+out=${DEMO_OUT:-runs/demo}
+mkdir -p "$out"
+words=(dream void light whisper star moon cloud river shadow echo silver mist ocean night glow feather velvet
+       crystal ember drift)
+target="I hear the void calling me."
+RANDOM=7
+make_task() { # n file
+    : >"$2.tmp"
+    for ((i = 0; i < $1; i++)); do
+        n=$((3 + RANDOM % 5)); s=""
+        for ((k = 0; k < n; k++)); do s="$s ${words[RANDOM % ${#words[@]}]}"; done
+        s="${s# }"; s="${s^}."
+        printf '{"input": "%s", "target": "%s"}\n' "$s" "$target" >>"$2.tmp"
+    done
+    mv "$2.tmp" "$2"
+}
+make_task 200 "$out/train.jsonl"
+make_task 40 "$out/val.jsonl"
+echo "--- prompt tuning on a toy task: input = 3-7 dreamy words, target = \"$target\""
+base=$($P eval --model "$M" --tokenizer "$TOK" --data "$out/val.jsonl" --json)
+printf "%-40s %10s %12s\n" "run" "val loss" "exact match"
+jf() { sed -E "s/.*\"$2\": *([-0-9.eE+]+).*/\1/" <<<"$1"; }
+printf "%-40s %10.3f %12.3f\n" "no prompt" "$(jf "$base" loss)" "$(jf "$base" exact_match)"
+for spec in "soft isotropic:sigma=0.02 5e-3" "soft vocab 5e-3" "prefix isotropic:sigma=0.02 1e-2 300"; do
+    read -r method prior lr steps <<<"$spec"; steps=${steps:-150}
+    run="$out/$method-${prior%%:*}"
+    rm -rf "$run"
+    $P tune --model "$M" --tokenizer "$TOK" --method "$method" --tokens 20 --prior "$prior" \
+        --data "$out/train.jsonl" --val "$out/val.jsonl" --lr "$lr" --steps "$steps" --batch 4 --seed 1 \
+        --eval-every 50 --quiet --out "$run" >/dev/null
+    r=$($P eval --model "$M" --tokenizer "$TOK" --adapter "$run" --data "$out/val.jsonl" --json)
+    printf "%-40s %10.3f %12.3f\n" "$method from ${prior%%:*} (lr $lr, $steps st)" "$(jf "$r" loss)" "$(jf "$r" exact_match)"
+done
+echo "--- generation with the tuned prefix prompt ($out/prefix-isotropic):"
+$P generate --model "$M" --tokenizer "$TOK" --adapter "$out/prefix-isotropic" --prompt "Silver mist glow." -n 16 --temp 0
+echo "demo: run directories (PEFT-loadable adapters, metrics.jsonl) are in $out/"

@@ -320,13 +320,14 @@ TEST(params_validation) {
     return 0;
 }
 
-/* Greedy generation with a soft prompt through the KV cache (virtual tokens as
- * embedding rows) must equal recomputing the full prompted forward each token. */
-TEST(soft_generation_kv_vs_forward) {
+/* Greedy generation with a trained prompt of each method through the KV cache
+ * (virtual entries computed once by pt_kv_set_prompt) must equal recomputing
+ * the full prompted forward for every new token. */
+static int gen_kv_vs_forward(const char *pt_test_name_, pt_method method, const int *layers, int n_layers) {
     pt_model *m = tiny_model(21);
     pt_prompt_params pp;
-    CHECK(pt_params_init(&pp, &m->cfg, PT_METHOD_SOFT, 6, NULL, 0) == 0, "%s", pt_last_error());
-    CHECK(pt_prior_sample_str("isotropic:sigma=1", NULL, 6, 32, 4, pp.p) == 0, "prior");
+    CHECK(pt_params_init(&pp, &m->cfg, method, 6, layers, n_layers) == 0, "%s", pt_last_error());
+    CHECK(pt_prior_sample_str("isotropic:sigma=1", NULL, (int)(pp.n / 32), 32, 4, pp.p) == 0, "prior");
     int32_t prompt[5] = {1, 22, 33, 44, 55}, a[24], b[24];
     pt_sampler s;
     pt_sampler_init(&s, m->cfg.vocab_size, 0, 1);
@@ -353,7 +354,7 @@ TEST(soft_generation_kv_vs_forward) {
     }
     int same = 0;
     while (same < 20 && a[same] == b[same]) same++;
-    printf("  soft generation: KV cache and full forward agree on %d/20 tokens\n", same);
+    printf("  %s generation: KV cache and full forward agree on %d/20 tokens\n", pt_method_name(method), same);
     CHECK(same == 20, "differ at token %d (%d vs %d)", same, a[same], b[same]);
     pt_workspace_free(ws);
     pt_sampler_free(&s);
@@ -361,6 +362,13 @@ TEST(soft_generation_kv_vs_forward) {
     pt_model_free(m);
     return 0;
 }
+
+TEST(soft_generation_kv_vs_forward) { return gen_kv_vs_forward(pt_test_name_, PT_METHOD_SOFT, NULL, 0); }
+TEST(deep_generation_kv_vs_forward) {
+    int layers[2] = {0, 2};
+    return gen_kv_vs_forward(pt_test_name_, PT_METHOD_DEEP, layers, 2);
+}
+TEST(prefix_generation_kv_vs_forward) { return gen_kv_vs_forward(pt_test_name_, PT_METHOD_PREFIX, NULL, 0); }
 
 /* The reparameterization MLP's backward against central differences of
  * L(p) = sum_i w_i kv_i(p). */
@@ -498,6 +506,8 @@ int main(void) {
     PT_RUN(adapter_files);
     PT_RUN(params_validation);
     PT_RUN(soft_generation_kv_vs_forward);
+    PT_RUN(deep_generation_kv_vs_forward);
+    PT_RUN(prefix_generation_kv_vs_forward);
     PT_RUN(reparam_gradient_fd);
     PT_RUN(train_deterministic_and_resume);
     return PT_DONE();

@@ -156,53 +156,17 @@ done:
 int pt_generate_prompted(const pt_model *m, pt_prompt_params *pp, pt_sampler *s, pt_rng *rng, const int32_t *ids,
                          int n_ids, int max_new, int eos, int32_t *out_ids,
                          int (*on_token)(int32_t id, void *user), void *user) {
-    const pt_config *c = &m->cfg;
-    int d = c->dim, N = pp ? pp->N : 0;
+    int N = pp ? pp->N : 0;
     if (n_ids < 1) return pt_set_error("generation needs at least one prompt token");
-    if (!pp || pp->method == PT_METHOD_SOFT) {
-        /* KV cache: the N virtual tokens are prefilled once as embedding rows. */
-        int n = N + n_ids;
-        int32_t *all = pt_malloc(sizeof(int32_t) * (size_t)n);
-        float *emb = N ? pt_malloc(sizeof(float) * (size_t)n * d) : NULL;
-        pt_kv_cache *kv = pt_kv_new(m, n + max_new, 0);
-        int r = PT_ERR;
-        if (all && (emb || !N) && kv) {
-            for (int i = 0; i < N; i++) all[i] = PT_TOK_EMBED;
-            memcpy(all + N, ids, sizeof(int32_t) * (size_t)n_ids);
-            if (N) memcpy(emb, pp->p, sizeof(float) * (size_t)N * d);
-            r = pt_generate(m, kv, s, rng, all, emb, n, max_new, eos, out_ids, on_token, user);
-        }
-        pt_kv_free(kv);
-        free(all);
-        free(emb);
-        return r;
-    }
-    /* deep / prefix: a full forward per new token (no KV cache for these yet). */
-    int T = n_ids + max_new;
-    pt_ws_opts wo = {.B = 1, .T = T, .n_virtual = N, .store_acts = 0};
-    pt_workspace *ws = pt_workspace_new_opts(m, &wo);
-    int32_t *seq = pt_malloc(sizeof(int32_t) * (size_t)T);
-    float *logits = pt_malloc(sizeof(float) * (size_t)c->vocab_size);
-    int r = PT_ERR, k = 0;
-    if (!ws || !seq || !logits) goto done;
-    memcpy(seq, ids, sizeof(int32_t) * (size_t)n_ids);
+    /* Every method goes through the KV cache: the virtual tokens' entries are
+     * computed once by pt_kv_set_prompt, then prompt and new tokens append. */
+    pt_kv_cache *kv = pt_kv_new(m, N + n_ids + max_new, 0);
+    if (!kv) return PT_ERR;
+    int r = PT_ERR;
     pt_prompt prompt;
-    pt_params_prompt(pp, &prompt);
-    for (int len = n_ids; k < max_new; len++) {
-        int32_t pos = len - 1;
-        pt_batch in = {.B = 1, .T = len, .ids = seq, .prompt = &prompt};
-        pt_forward_out out = {.logits = logits, .logit_pos = &pos, .n_logit_pos = 1};
-        if (pt_forward(m, ws, &in, &out)) goto done;
-        int id = pt_sample(s, logits, rng);
-        out_ids[k++] = id;
-        seq[len] = id;
-        if (on_token && on_token(id, user)) break;
-        if (eos >= 0 && id == eos) break;
-    }
-    r = k;
-done:
-    pt_workspace_free(ws);
-    free(seq);
-    free(logits);
+    if (pp) pt_params_prompt(pp, &prompt);
+    if (pt_kv_set_prompt(m, kv, pp ? &prompt : NULL) == 0)
+        r = pt_generate(m, kv, s, rng, ids, NULL, n_ids, max_new, eos, out_ids, on_token, user);
+    pt_kv_free(kv);
     return r;
 }
