@@ -68,3 +68,4 @@ if [ -n "$FX" ]; then
 else
     echo "SKIP cli_fixtures: ../shared/fixtures not found"
 fi
+[ -f tests/cli_priors.sh ] && . tests/cli_priors.sh

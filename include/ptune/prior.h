@@ -9,7 +9,8 @@
  * row i uses its own RNG stream (seed, i), so the first rows do not depend on n):
  *   isotropic[:sigma=0.02]   N(0, sigma^2) per coordinate (the default prior)
  *   normal[:mean=0,std=1]    N(mean, std^2)
- *   xavier[:gain=1]          U(-b, b), b = gain * sqrt(6 / (n + d))
+ *   xavier[:gain=1]          U(-b, b), b = gain * sqrt(6 / (n + d));
+ *   xavier:dist=normal       N(0, s^2), s = gain * sqrt(2 / (n + d))
  *   uniform[:a=0.5]          U(-a, a)
  *   vocab                    rows of the token-embedding matrix drawn uniformly
  *                            (with replacement) over non-special ids
@@ -20,8 +21,10 @@
  *                            its first n rows
  * vocab and text need d == the model's dim (token-level prompts).
  *
- * Issue 5 adds fitted priors (mean/covariance of the vocabulary or of layer
- * activations); they plug in as further names of pt_prior_sample. */
+ *   vocab:top=K[,freq=FILE]  the K most frequent non-special ids (FILE: one count per
+ *                            id or "id count" lines; without it the first K by id =
+ *                            merge rank, with a message)
+ *   fitted, exclusion, interpolation, vae: see below and `ptune prior --help`. */
 #ifndef PTUNE_PRIOR_H
 #define PTUNE_PRIOR_H
 
@@ -30,7 +33,7 @@
 #include "ptune/model.h"
 #include "ptune/tokenizer.h"
 
-#define PT_PRIOR_MAX_ITEMS 8
+#define PT_PRIOR_MAX_ITEMS 12
 
 typedef struct {
     char name[32];
@@ -51,8 +54,157 @@ const char *pt_prior_spec_get(const pt_prior_spec *s, const char *key);
 typedef struct {
     const pt_model *model;
     const pt_tokenizer *tok;
+    /* Default hidden_states index for activation fits (fitted:source=acts,
+     * interpolation, vae) when the spec has no layer=: the prompted layer
+     * (0 for soft prompts, which the zero default gives). */
+    int layer;
 } pt_prior_ctx;
 
+/* ---- fitted statistics (src/priors/fit.c) --------------------------------------
+ * A Gaussian fit: mean [d], covariance [d, d] (unbiased, /(n-1)) and the lower
+ * Cholesky factor chol of cov + jitter*I (row-major, upper triangle zero).
+ * Saved as safetensors: mean [d], cov [d,d], chol [d,d] in F64, metadata
+ * source, layer, pooling, count, jitter, model, model_sha256.
+ *
+ * Accumulation (pt_cov_acc): rows are buffered into chunks of up to 4096 rows,
+ * converted to double; each chunk is centered on its own mean and its scatter
+ * matrix is formed with cblas_dsyrk; chunks are merged with Chan et al.'s
+ * pairwise update  M2 = M2a + M2b + delta delta^T na nb / n  (cblas_dsyr).
+ * Unlike S - n mu mu^T, which loses about log10(|mu|^2 / var) digits to
+ * cancellation, every product here is of centered values, so an offset mean
+ * costs no accuracy (test_priors checks an offset of 1e4 * sd).
+ *
+ * Factorization: LAPACKE_dpotrf; when it fails (singular or indefinite), a
+ * jitter eps*I is added, eps starting at 1e-6 * mean(diag), growing x10 until
+ * dpotrf succeeds (at most 12 tries), and an info message says so. */
+typedef struct {
+    int d;
+    int64_t count;
+    double *mean; /* [d] */
+    double *cov;  /* [d*d] */
+    double *chol; /* [d*d] lower L, L L^T = cov + jitter I */
+    double jitter;
+    char source[16]; /* "vocab", "acts", "matrix" */
+    int layer;       /* hidden_states index for acts, else -1 */
+    char pool[16];   /* "token", "mean", "mean_pad", or "" */
+    char model[256]; /* model path (informational) */
+    char model_sha[65];
+} pt_gauss_fit;
+
+typedef struct {
+    int d;
+    int64_t n;
+    double *mean, *m2;  /* running mean [d], scatter [d*d] (upper triangle) */
+    double *buf, *cmean; /* chunk [cap*d] in double, chunk mean [d] */
+    int cap, fill;
+} pt_cov_acc;
+
+int pt_cov_acc_init(pt_cov_acc *a, int d);
+/* Adds n rows [n, d] (float). */
+int pt_cov_acc_add(pt_cov_acc *a, const float *rows, int64_t n);
+/* Fills out->d, count, mean, cov, chol (with automatic jitter). PT_ERR on
+ * fewer than 2 rows ("empty data"). */
+int pt_cov_acc_finish(pt_cov_acc *a, pt_gauss_fit *out);
+void pt_cov_acc_free(pt_cov_acc *a);
+
+/* chol = Cholesky(cov + eps I), eps >= 0; jitter grows automatically from
+ * max(eps, 1e-6 * mean diag) when dpotrf fails. Sets g->jitter. */
+int pt_gauss_factor(pt_gauss_fit *g, double eps);
+/* Fit of the rows of a float matrix [n, d]. */
+int pt_gauss_fit_matrix(const float *X, int64_t n, int d, pt_gauss_fit *out);
+/* Fit of k token-embedding rows: a seeded sample without replacement of the
+ * non-special ids (k <= 0 or k >= their count: all of them). tok may be NULL. */
+int pt_gauss_fit_vocab(const pt_model *m, const pt_tokenizer *tok, int64_t k, uint64_t seed, pt_gauss_fit *out);
+
+typedef enum { PT_POOL_TOKEN = 0, PT_POOL_MEAN = 1, PT_POOL_MEAN_PAD = 2 } pt_pool;
+int pt_pool_parse(const char *s, pt_pool *out); /* "token", "mean", "mean_pad" */
+const char *pt_pool_name(pt_pool p);
+
+/* Inputs of layer `layer` (hidden_states index 0..L) over a data file (any
+ * format of pt_data_load), rows of at most max_len tokens (<= 0: 256), run in
+ * batches of 8:
+ *   token:    one vector per real token (no padding);
+ *   mean:     per-sample mean over the real tokens;
+ *   mean_pad: per-sample mean over max_len' positions where every row is right
+ *             padded (pad = EOS, else 0) to the longest row of the data set,
+ *             so the vector does not depend on the batching (the paper's
+ *             code padded and averaged the pads too).
+ * pt_acts_collect calls fn(rows, n, user) for each batch's vectors. */
+int pt_acts_collect(const pt_model *m, const pt_tokenizer *tok, const char *data_path, int layer, pt_pool pool,
+                    int max_len, int (*fn)(const float *rows, int n, void *user), void *user);
+/* All vectors in one malloc'd matrix [*n, d] (for the VAE). */
+int pt_acts_matrix(const pt_model *m, const pt_tokenizer *tok, const char *data_path, int layer, pt_pool pool,
+                   int max_len, float **out, int64_t *n);
+int pt_gauss_fit_acts(const pt_model *m, const pt_tokenizer *tok, const char *data_path, int layer, pt_pool pool,
+                      int max_len, pt_gauss_fit *out);
+
+int pt_gauss_save(const pt_gauss_fit *g, const char *path);
+/* Loads a saved fit; PT_ERR naming the file on a missing tensor, bad shape or
+ * dtype, or non-finite values. */
+int pt_gauss_load(const char *path, pt_gauss_fit *out);
+void pt_gauss_free(pt_gauss_fit *g);
+
+/* ---- samplers on fits (src/priors/gauss.c) ------------------------------------
+ * Row i uses the RNG stream (seed, i) (exclusion: proposal j of row i uses
+ * stream (seed, i) sequentially), so results do not depend on n beyond the
+ * rows produced nor on the thread count (no BLAS on the sampling path). */
+
+/* x = mean + L z, z ~ N(0, I). */
+int pt_gauss_sample(const pt_gauss_fit *g, int n, uint64_t seed, float *out);
+
+typedef struct {
+    int64_t proposals, accepted;
+    double rate;      /* accepted / proposals */
+    double threshold; /* m2 beyond which the acceptance probability is > 0 */
+    double c_dim;
+} pt_excl_stats;
+/* Gaussian exclusion (PAPER.md): propose x ~ N(mu, c_dim Sigma), c_dim =
+ * c^(2/d), accept with probability max(0, 1 - c exp(-m2 (1 - 1/c_dim) / 2)),
+ * m2 the squared Mahalanobis distance under Sigma = cov + jitter I (the matrix
+ * chol factors). standardize: factor the correlation matrix D^-1 Sigma D^-1
+ * (+ its own jitter when needed) and map back with D (the
+ * paper's code standardized each dimension first). max_proposals <= 0: 1e7.
+ * PT_ERR when the cap is reached before n samples. */
+int pt_exclusion_sample(const pt_gauss_fit *g, double c, int standardize, int64_t max_proposals, int n, uint64_t seed,
+                        float *out, pt_excl_stats *st);
+/* e = a x + (1 - a) y, x ~ fit1, y ~ fit2 independent; a fixed (0..1) or,
+ * when a < 0, a ~ U[0, 1] per sample. */
+int pt_interp_sample(const pt_gauss_fit *g1, const pt_gauss_fit *g2, double a, int n, uint64_t seed, float *out);
+
+/* ---- VAE prior (src/priors/vae.c) ----------------------------------------------
+ * MLP VAE: encoder d -> h (tanh) -> 2z (mu, logvar); z = mu + exp(logvar/2) eps;
+ * decoder z -> h (tanh) -> d. Inputs are standardized per dimension (and
+ * outputs mapped back). Loss per sample: sum of squared reconstruction error
+ * (standardized space) / d + beta * KL / d. Adam, minibatches, seeded. */
+typedef struct {
+    int hidden, latent, epochs, batch;
+    double lr, beta;
+    uint64_t seed;
+    int verbose; /* print recon and KL per epoch (pt_info) */
+} pt_vae_opts;
+void pt_vae_opts_default(pt_vae_opts *o);
+
+typedef struct pt_vae pt_vae;
+/* Trains on X [n, d]; recon[e], kl[e] (may be NULL) receive the epoch means. */
+pt_vae *pt_vae_train(const float *X, int64_t n, int d, const pt_vae_opts *o, double *recon, double *kl);
+/* z ~ N(0, I) (row i: stream (seed, i)), decoded. */
+int pt_vae_sample(const pt_vae *v, int n, uint64_t seed, float *out);
+void pt_vae_free(pt_vae *v);
+/* Spread of a sample matrix: mean per-dimension std and trace of the covariance. */
+void pt_spread(const float *X, int64_t n, int d, double *mean_std, double *trace);
+
+/* ---- specs ---------------------------------------------------------------------*/
+/* What a sampling call reports (for metadata and messages). */
+typedef struct {
+    double acceptance; /* exclusion: acceptance rate, else -1 */
+    int64_t proposals;
+    double jitter;     /* fitted priors: jitter used, else -1 */
+    char note[256];    /* e.g. the VAE's spread vs the data's */
+} pt_prior_report;
+
+/* Writes n*d floats to out; rep may be NULL. */
+int pt_prior_sample_ex(const pt_prior_spec *spec, const pt_prior_ctx *ctx, int n, int d, uint64_t seed, float *out,
+                       pt_prior_report *rep);
 /* Writes n*d floats to out. */
 int pt_prior_sample(const pt_prior_spec *spec, const pt_prior_ctx *ctx, int n, int d, uint64_t seed, float *out);
 /* Parse + sample in one call. */

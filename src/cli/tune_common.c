@@ -211,8 +211,11 @@ static const char *spec_for(int layer, const char *prior, const char *const *pri
     return s;
 }
 
-int tune_sample_prior(pt_prompt_params *pp, const pt_prior_ctx *ctx, const char *prior, const char *const *prior_at,
+int tune_sample_prior(pt_prompt_params *pp, const pt_prior_ctx *ctx0, const char *prior, const char *const *prior_at,
                       int n_prior_at, uint64_t seed) {
+    /* activation fits default to the prompted layer's input (hidden_states[l]) */
+    pt_prior_ctx cx = *ctx0, *ctx = &cx;
+    cx.layer = 0;
     if (pp->method == PT_METHOD_SOFT)
         return pt_prior_sample_str(prior, ctx, pp->N, pp->d, block_seed(seed, 0), pp->p) ? pt_wrap_error("--prior: ")
                                                                                          : 0;
@@ -220,6 +223,7 @@ int tune_sample_prior(pt_prompt_params *pp, const pt_prior_ctx *ctx, const char 
         for (int i = 0; i < pp->n_deep; i++) {
             int l = pp->deep_layers[i];
             const char *s = spec_for(l, prior, prior_at, n_prior_at);
+            cx.layer = l;
             if (pt_prior_sample_str(s, ctx, pp->N, pp->d, block_seed(seed, (uint64_t)l), pp->p + (size_t)i * pp->block))
                 return pt_wrap_error("layer %d: ", l);
         }
@@ -227,6 +231,7 @@ int tune_sample_prior(pt_prompt_params *pp, const pt_prior_ctx *ctx, const char 
     }
     for (int l = 0; l < pp->n_layers; l++) {
         const char *s = spec_for(l, prior, prior_at, n_prior_at);
+        cx.layer = l;
         float *K = pp->p + pt_params_prefix_k(pp, l);
         if (pt_prior_sample_str(s, ctx, pp->N, pp->kv_dim, block_seed(seed, 2 * (uint64_t)l), K) ||
             pt_prior_sample_str(s, ctx, pp->N, pp->kv_dim, block_seed(seed, 2 * (uint64_t)l + 1), K + pp->block))

@@ -15,9 +15,13 @@ typedef struct {
 } prior_info;
 
 static const prior_info priors[] = {
-    {"isotropic", "sigma", NULL}, {"normal", "mean std", NULL}, {"xavier", "gain", NULL},
-    {"uniform", "a", NULL},       {"vocab", "", NULL},         {"text", "text", "text"},
+    {"isotropic", "sigma", NULL}, {"normal", "mean std", NULL}, {"xavier", "gain dist", NULL},
+    {"uniform", "a", NULL},       {"vocab", "top freq", NULL},  {"text", "text", "text"},
     {"file", "path key", "path"},
+    {"fitted", "source n fitseed layer data pool fit eps max_len", NULL},
+    {"exclusion", "source n fitseed layer data pool fit eps max_len c standardize max_proposals", NULL},
+    {"interpolation", "a fit1 fit2 data1 data2 layer pool eps max_len", NULL},
+    {"vae", "layer data pool hidden latent epochs batch lr beta max_len", NULL},
 };
 
 static const prior_info *find_prior(const char *name) {
@@ -80,7 +84,7 @@ int pt_prior_spec_parse(const char *s, pt_prior_spec *out) {
     out->name[nl] = 0;
     const prior_info *pi = find_prior(out->name);
     if (!pi)
-        return pt_set_error("prior '%s': unknown prior '%s' (isotropic, normal, xavier, uniform, vocab, text, file)", s,
+        return pt_set_error("prior '%s': unknown prior '%s' (isotropic, normal, xavier, uniform, vocab, text, file, fitted, exclusion, interpolation, vae)", s,
                             out->name);
     if (!colon) return 0;
     const char *p = colon + 1;
@@ -196,7 +200,153 @@ done:
     return rc;
 }
 
+/* Replaces ids[0..n) (non-special ids) by the same ids sorted by descending
+ * count from FILE (one count per line in id order, or "id count" lines). */
+static int top_by_freq(const char *path, int V, int *ids, int n) {
+    size_t len;
+    char *txt = pt_read_file(path, &len);
+    if (!txt) return PT_ERR;
+    double *cnt = pt_calloc((size_t)V, sizeof(double));
+    if (!cnt) return free(txt), PT_ERR;
+    int line = 0, next = 0;
+    char *p = txt;
+    while (*p) {
+        char *e = strchr(p, '\n');
+        if (e) *e = 0;
+        line++;
+        char *q = p, *end;
+        while (*q == ' ' || *q == '\t' || *q == '\r') q++;
+        if (*q) {
+            double a = strtod(q, &end), b;
+            char *end2;
+            int id;
+            while (*end == ' ' || *end == '\t') end++;
+            if (end == q) return free(txt), free(cnt), pt_set_error("%s:%d: not a count", path, line);
+            if (*end && *end != '\r') {
+                b = strtod(end, &end2);
+                if (end2 == end || a != floor(a)) return free(txt), free(cnt), pt_set_error("%s:%d: expected 'id count'", path, line);
+                id = (int)a;
+            } else {
+                id = next, b = a;
+            }
+            if (id < 0 || id >= V) return free(txt), free(cnt), pt_set_error("%s:%d: id %d outside the vocabulary (%d)", path, line, id, V);
+            cnt[id] = b;
+            next = id + 1;
+        }
+        if (!e) break;
+        p = e + 1;
+    }
+    free(txt);
+    int *tmp = pt_malloc((size_t)n * sizeof(int));
+    if (!tmp) return free(cnt), PT_ERR;
+    /* bottom-up merge sort keyed on cnt (desc), ties by id (asc) */
+    for (int w = 1; w < n; w *= 2) {
+        for (int lo = 0; lo < n; lo += 2 * w) {
+            int mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n, i = lo, j = mid, k = lo;
+            while (i < mid && j < hi) tmp[k++] = (cnt[ids[i]] >= cnt[ids[j]]) ? ids[i++] : ids[j++];
+            while (i < mid) tmp[k++] = ids[i++];
+            while (j < hi) tmp[k++] = ids[j++];
+        }
+        memcpy(ids, tmp, (size_t)n * sizeof(int));
+    }
+    free(tmp);
+    free(cnt);
+    return 0;
+}
+
+/* A fit from fit=FILE (key fitkey), or computed: source=vocab (n rows, default
+ * 20000, seed fitseed) or source=acts (data key datakey, layer default
+ * ctx->layer, pool default mean). eps: extra eps*I (default 0 for vocab, 1e-3
+ * for activations as in the paper's code). */
+static int obtain_fit(const pt_prior_spec *s, const pt_prior_ctx *ctx, int d, const char *fitkey, const char *datakey,
+                      pt_gauss_fit *g) {
+    const char *fit = pt_prior_spec_get(s, fitkey), *data = pt_prior_spec_get(s, datakey);
+    const char *src = pt_prior_spec_get(s, "source");
+    if (!src) src = data ? "acts" : "vocab";
+    double eps, nv, fs, ml, lay;
+    if (get_num(s, "max_len", 256, &ml) || get_num(s, "fitseed", 0, &fs)) return PT_ERR;
+    int is_acts = 0;
+    if (fit) {
+        if (pt_gauss_load(fit, g)) return PT_ERR;
+        is_acts = !strcmp(g->source, "acts");
+        if (g->d != d) {
+            int gd = g->d;
+            pt_gauss_free(g);
+            return pt_set_error("prior %s: %s holds a fit of dimension %d, but these vectors have dimension %d", s->name,
+                                fit, gd, d);
+        }
+    } else if (!strcmp(src, "vocab")) {
+        if (need_model(s, ctx, d) || get_num(s, "n", 20000, &nv)) return PT_ERR;
+        if (pt_gauss_fit_vocab(ctx->model, ctx->tok, (int64_t)nv, (uint64_t)fs, g)) return PT_ERR;
+    } else if (!strcmp(src, "acts")) {
+        if (!ctx || !ctx->model) return pt_set_error("prior %s needs a model", s->name);
+        if (d != ctx->model->cfg.dim)
+            return pt_set_error("prior %s: activations have size %d, but these vectors have size %d", s->name,
+                                ctx->model->cfg.dim, d);
+        if (!data) return pt_set_error("prior %s: source=acts needs %s=FILE", s->name, datakey);
+        if (get_num(s, "layer", ctx->layer, &lay)) return PT_ERR;
+        pt_pool pool = PT_POOL_MEAN;
+        const char *ps = pt_prior_spec_get(s, "pool");
+        if (ps && pt_pool_parse(ps, &pool)) return pt_wrap_error("prior %s: ", s->name);
+        if (pt_gauss_fit_acts(ctx->model, ctx->tok, data, (int)lay, pool, (int)ml, g)) return pt_wrap_error("prior %s: ", s->name);
+        is_acts = 1;
+    } else {
+        return pt_set_error("prior %s: source must be vocab or acts (got '%s')", s->name, src);
+    }
+    if (get_num(s, "eps", is_acts ? 1e-3 : 0, &eps)) return pt_gauss_free(g), PT_ERR;
+    if (eps < 0) return pt_gauss_free(g), pt_set_error("prior %s: eps must be >= 0", s->name);
+    if (eps > 0 && pt_gauss_factor(g, eps)) return pt_gauss_free(g), PT_ERR;
+    return 0;
+}
+
+static int sample_vae(const pt_prior_spec *s, const pt_prior_ctx *ctx, int n, int d, uint64_t seed, float *out,
+                      pt_prior_report *rep) {
+    if (!ctx || !ctx->model) return pt_set_error("prior vae needs a model");
+    if (d != ctx->model->cfg.dim)
+        return pt_set_error("prior vae: activations have size %d, but these vectors have size %d", ctx->model->cfg.dim, d);
+    const char *data = pt_prior_spec_get(s, "data");
+    if (!data) return pt_set_error("prior vae needs data=FILE");
+    pt_vae_opts o;
+    pt_vae_opts_default(&o);
+    double lay, h, z, ep, bs, lr, beta, ml;
+    if (get_num(s, "layer", ctx->layer, &lay) || get_num(s, "hidden", o.hidden, &h) || get_num(s, "latent", o.latent, &z) ||
+        get_num(s, "epochs", o.epochs, &ep) || get_num(s, "batch", o.batch, &bs) || get_num(s, "lr", o.lr, &lr) ||
+        get_num(s, "beta", o.beta, &beta) || get_num(s, "max_len", 256, &ml))
+        return PT_ERR;
+    o.hidden = (int)h, o.latent = (int)z, o.epochs = (int)ep, o.batch = (int)bs, o.lr = lr, o.beta = beta;
+    o.seed = seed ^ 0x5eedULL;
+    pt_pool pool = PT_POOL_MEAN;
+    const char *ps = pt_prior_spec_get(s, "pool");
+    if (ps && pt_pool_parse(ps, &pool)) return pt_wrap_error("prior vae: ");
+    float *X = NULL;
+    int64_t nx = 0;
+    if (pt_acts_matrix(ctx->model, ctx->tok, data, (int)lay, pool, (int)ml, &X, &nx)) return pt_wrap_error("prior vae: ");
+    pt_vae *v = pt_vae_train(X, nx, d, &o, NULL, NULL);
+    if (!v) return free(X), PT_ERR;
+    int rc = pt_vae_sample(v, n, seed, out);
+    pt_vae_free(v);
+    if (!rc) {
+        double ms_d, tr_d, ms_s, tr_s;
+        pt_spread(X, nx, d, &ms_d, &tr_d);
+        pt_spread(out, n, d, &ms_s, &tr_s);
+        pt_info("prior vae: samples mean per-dim std %.4g, covariance trace %.4g; data (%lld vectors) %.4g, %.4g "
+                "(ratio %.3f%s)",
+                ms_s, tr_s, (long long)nx, ms_d, tr_d, tr_s / tr_d, tr_s < 0.1 * tr_d ? ": COLLAPSED" : "");
+        if (rep)
+            snprintf(rep->note, sizeof rep->note, "vae spread: samples std %.4g trace %.4g, data std %.4g trace %.4g", ms_s,
+                     tr_s, ms_d, tr_d);
+    }
+    free(X);
+    return rc;
+}
+
 int pt_prior_sample(const pt_prior_spec *s, const pt_prior_ctx *ctx, int n, int d, uint64_t seed, float *out) {
+    return pt_prior_sample_ex(s, ctx, n, d, seed, out, NULL);
+}
+
+int pt_prior_sample_ex(const pt_prior_spec *s, const pt_prior_ctx *ctx, int n, int d, uint64_t seed, float *out,
+                       pt_prior_report *rep) {
+    if (rep) memset(rep, 0, sizeof *rep), rep->acceptance = -1, rep->jitter = -1;
     if (n <= 0 || d <= 0) return pt_set_error("prior %s: bad size [%d, %d]", s->name, n, d);
     pt_rng rng;
     const char *nm = s->name;
@@ -218,6 +368,17 @@ int pt_prior_sample(const pt_prior_spec *s, const pt_prior_ctx *ctx, int n, int 
         if (!strcmp(nm, "xavier")) {
             double gain;
             if (get_num(s, "gain", 1, &gain)) return PT_ERR;
+            const char *dist = pt_prior_spec_get(s, "dist");
+            if (dist && strcmp(dist, "uniform") && strcmp(dist, "normal"))
+                return pt_set_error("prior xavier: dist must be uniform or normal (got '%s')", dist);
+            if (dist && !strcmp(dist, "normal")) { /* torch xavier_normal_: std = gain sqrt(2 / (N + d)) */
+                double sd = gain * sqrt(2.0 / (double)(n + d));
+                for (int i = 0; i < n; i++) {
+                    pt_rng_seed_stream(&rng, seed, (uint64_t)i);
+                    for (int j = 0; j < d; j++) out[(size_t)i * d + j] = (float)(sd * pt_rng_normal(&rng));
+                }
+                return 0;
+            }
             b = gain * sqrt(6.0 / (double)(n + d));
         } else if (get_num(s, "a", 0.5, &b))
             return PT_ERR;
@@ -232,16 +393,34 @@ int pt_prior_sample(const pt_prior_spec *s, const pt_prior_ctx *ctx, int n, int 
         if (need_model(s, ctx, d)) return PT_ERR;
         const pt_tensor *E = &ctx->model->tok_embd;
         int V = (int)E->shape[0];
+        int *ids = pt_malloc((size_t)V * sizeof(int));
+        if (!ids) return PT_ERR;
         int n_ok = 0;
-        for (int id = 0; id < V; id++) n_ok += !is_special(ctx, id);
-        if (n_ok == 0) return pt_set_error("prior vocab: the vocabulary has no non-special tokens");
+        for (int id = 0; id < V; id++)
+            if (!is_special(ctx, id)) ids[n_ok++] = id;
+        if (n_ok == 0) return free(ids), pt_set_error("prior vocab: the vocabulary has no non-special tokens");
+        double topd;
+        if (get_num(s, "top", 0, &topd)) return free(ids), PT_ERR;
+        if (topd < 0 || topd != floor(topd)) return free(ids), pt_set_error("prior vocab: top must be a positive integer");
+        int top = (int)topd;
+        if (top > 0 && top < n_ok) {
+            const char *fq = pt_prior_spec_get(s, "freq");
+            if (fq) {
+                if (top_by_freq(fq, V, ids, n_ok)) return free(ids), PT_ERR;
+            } else {
+                pt_info("prior vocab:top=%d: no frequency file (freq=FILE), so the %d first non-special ids "
+                        "(merge rank order) stand in for the most frequent",
+                        top, top);
+            }
+            n_ok = top;
+        } else if (pt_prior_spec_get(s, "freq"))
+            return free(ids), pt_set_error("prior vocab: freq=FILE needs top=K");
         for (int i = 0; i < n; i++) {
             pt_rng_seed_stream(&rng, seed, (uint64_t)i);
-            int k = (int)pt_rng_below(&rng, (uint64_t)n_ok), id = 0;
-            for (;; id++)
-                if (!is_special(ctx, id) && k-- == 0) break;
-            pt_tensor_row_f32(E, id, out + (size_t)i * d);
+            int k = (int)pt_rng_below(&rng, (uint64_t)n_ok);
+            pt_tensor_row_f32(E, ids[k], out + (size_t)i * d);
         }
+        free(ids);
         return 0;
     }
     if (!strcmp(nm, "text")) {
@@ -263,6 +442,44 @@ int pt_prior_sample(const pt_prior_spec *s, const pt_prior_ctx *ctx, int n, int 
         return 0;
     }
     if (!strcmp(nm, "file")) return sample_file(s, n, d, out);
+    if (!strcmp(nm, "fitted") || !strcmp(nm, "exclusion")) {
+        pt_gauss_fit g;
+        if (obtain_fit(s, ctx, d, "fit", "data", &g)) return PT_ERR;
+        if (rep) rep->jitter = g.jitter;
+        int rc;
+        if (!strcmp(nm, "fitted")) {
+            rc = pt_gauss_sample(&g, n, seed, out);
+        } else {
+            double c, stdz, maxp;
+            pt_excl_stats st;
+            if (get_num(s, "c", 5, &c) || get_num(s, "standardize", 1, &stdz) || get_num(s, "max_proposals", 1e7, &maxp))
+                return pt_gauss_free(&g), PT_ERR;
+            rc = pt_exclusion_sample(&g, c, stdz != 0, (int64_t)maxp, n, seed, out, &st);
+            if (!rc) {
+                pt_info("prior exclusion (c=%g, c_dim=%.6f, standardize=%s): acceptance rate %.4f (%d of %lld proposals), "
+                        "accepting where m2 > %.2f",
+                        c, st.c_dim, stdz != 0 ? "on" : "off", st.rate, n, (long long)st.proposals, st.threshold);
+                if (rep) rep->acceptance = st.rate, rep->proposals = st.proposals;
+            }
+        }
+        pt_gauss_free(&g);
+        return rc;
+    }
+    if (!strcmp(nm, "interpolation")) {
+        pt_gauss_fit g1, g2;
+        double a = -1;
+        const char *as = pt_prior_spec_get(s, "a");
+        if (as && strcmp(as, "uniform") && get_num(s, "a", 0.5, &a)) return PT_ERR;
+        if (as && strcmp(as, "uniform") && (a < 0 || a > 1))
+            return pt_set_error("prior interpolation: a must be in [0, 1] or 'uniform' (got %s)", as);
+        if (!as) a = -1;
+        if (obtain_fit(s, ctx, d, "fit1", "data1", &g1)) return PT_ERR;
+        if (obtain_fit(s, ctx, d, "fit2", "data2", &g2)) return pt_gauss_free(&g1), PT_ERR;
+        int rc = pt_interp_sample(&g1, &g2, a, n, seed, out);
+        pt_gauss_free(&g1), pt_gauss_free(&g2);
+        return rc;
+    }
+    if (!strcmp(nm, "vae")) return sample_vae(s, ctx, n, d, seed, out, rep);
     return pt_set_error("prior %s: no sampler", nm);
 }
 
