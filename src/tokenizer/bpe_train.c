@@ -851,8 +851,8 @@ char *pt_bpe_trainer_config_json(const pt_bpe_trainer *tr, size_t *len) {
     bb_str(&b, tr->o.add_bos ? "  \"add_bos_token\": true,\n" : "  \"add_bos_token\": false,\n");
     bb_str(&b, "  \"add_eos_token\": false,\n  \"clean_up_tokenization_spaces\": false,\n");
     if (tr->n_specials > 0) {
-        const char *names[] = {"bos_token", "eos_token", "pad_token", "unk_token"};
-        for (int i = 0; i < 4; i++) {
+        const char *names[] = {"bos_token", "eos_token", "pad_token"};
+        for (int i = 0; i < 3; i++) {
             bb_str(&b, "  \"");
             bb_str(&b, names[i]);
             bb_str(&b, "\": ");
