@@ -4,14 +4,18 @@
 //
 // Reads the text sources (Debian fortunes + wordnet-base, npm @stdlib Moby Dick
 // and State of the Union) and the task JSONL files that corpus.sh generated in
-// TASKDIR, and writes OUTDIR/{train,valid}/<source>.txt: documents, each
-// followed by "<|endoftext|>". Inputs are read in sorted order and the split
-// is by document index, so the output is the same byte for byte on every run.
+// TASKDIR, and writes OUTDIR/{train,valid}/<source>.jsonl: one document per
+// line, {"text": ...} for the text sources, the generator's own records
+// ({"input", "target", ...}) for the tasks, which `ptune pretrain` / `ptune
+// data bpe` read as input + " " + target. Inputs are read in sorted order and
+// the split is by document index, so the output is the same byte for byte on
+// every run. sizes.tsv counts the bytes of the rendered text (what the model
+// reads), not of the JSON.
 'use strict';
 const fs = require('fs');
 const path = require('path');
 
-const EOT = '<|endoftext|>';
+const EOT = '<|endoftext|>'; // removed from the sources: it is the BOS/EOS token
 const HOLD = 50; // every 50th document (index % 50 == 25) is held out: 2 %
 const [outDir, taskDir] = process.argv.slice(2);
 if (!outDir || !taskDir) {
@@ -100,43 +104,40 @@ function sotu() {
   return sortedFiles(dir, /\.txt$/).map((f) => clean(fs.readFileSync(path.join(dir, f), 'utf8'))).filter((d) => d);
 }
 
-// A task record as the model reads it: input + " " + target (data.md's joining rule), or the text.
-function renderTask(file) {
-  const docs = [];
-  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
-    if (!line) continue;
-    const r = JSON.parse(line);
-    if (typeof r.text === 'string') docs.push(r.text);
-    else {
-      const inp = r.input, tgt = String(r.target);
-      const sep = inp === '' || /\s$/.test(inp) || /^\s/.test(tgt) ? '' : ' ';
-      docs.push(inp + sep + tgt);
-    }
-  }
-  return docs;
+// A record as the model reads it: input + " " + target (data.md's joining rule), or the text.
+function render(r) {
+  if (typeof r.text === 'string') return r.text;
+  const inp = r.input, tgt = String(r.target);
+  const sep = inp === '' || /\s$/.test(inp) || /^\s/.test(tgt) ? '' : ' ';
+  return inp + sep + tgt;
 }
 
-function write(file, docs) {
+function readTask(file) {
+  return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l).map((l) => JSON.parse(l));
+}
+
+// Writes records as JSON Lines; returns the bytes of their rendered text.
+function write(file, recs) {
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  const s = docs.map((d) => d + EOT).join('');
+  const s = recs.map((r) => JSON.stringify(r) + '\n').join('');
   fs.writeFileSync(file + '.tmp', s);
   fs.renameSync(file + '.tmp', file);
-  return Buffer.byteLength(s);
+  return recs.reduce((n, r) => n + Buffer.byteLength(render(r)), 0);
 }
 
 const rows = [];
 const text = { fortunes, wordnet, 'moby-dick': mobyDick, sotu };
 for (const [name, fn] of Object.entries(text)) {
-  const docs = fn();
+  const docs = fn().map((d) => ({ text: d }));
   const tr = docs.filter((_, i) => i % HOLD !== 25), va = docs.filter((_, i) => i % HOLD === 25);
-  rows.push([name, tr.length, write(path.join(outDir, 'train', name + '.txt'), tr),
-    va.length, write(path.join(outDir, 'valid', name + '.txt'), va)]);
+  rows.push([name, tr.length, write(path.join(outDir, 'train', name + '.jsonl'), tr),
+    va.length, write(path.join(outDir, 'valid', name + '.jsonl'), va)]);
 }
 for (const kind of ['arithmetic', 'qa', 'cloze', 'text']) {
-  const tr = renderTask(path.join(taskDir, kind + '.train.jsonl'));
-  const va = renderTask(path.join(taskDir, kind + '.valid.jsonl'));
-  rows.push(['task-' + kind, tr.length, write(path.join(outDir, 'train', 'task-' + kind + '.txt'), tr),
-    va.length, write(path.join(outDir, 'valid', 'task-' + kind + '.txt'), va)]);
+  const tr = readTask(path.join(taskDir, kind + '.train.jsonl'));
+  const va = readTask(path.join(taskDir, kind + '.valid.jsonl'));
+  rows.push(['task-' + kind, tr.length, write(path.join(outDir, 'train', 'task-' + kind + '.jsonl'), tr),
+    va.length, write(path.join(outDir, 'valid', 'task-' + kind + '.jsonl'), va)]);
 }
 const total = rows.reduce((s, r) => s + r[2], 0);
 const lines = ['source\ttrain_docs\ttrain_bytes\ttrain_share\tvalid_docs\tvalid_bytes'];

@@ -3,7 +3,7 @@
 # describes the sources, the mixture and the held-out splits.
 #
 #   bash scripts/setup-corpus.sh     # once: Debian + npm text sources
-#   bash scripts/corpus.sh           # corpus/out/{train,valid,heldout}/, sizes.tsv
+#   bash scripts/corpus.sh           # corpus/out/{train,valid}/*.jsonl, heldout/*.jsonl, sizes.tsv
 #
 # Deterministic: fixed generator seeds, inputs read in sorted order, the
 # validation split by document index. The task record counts can be changed
@@ -45,6 +45,7 @@ for kind in arithmetic qa cloze text; do
     seed=$((seed + 1))
 done
 node scripts/corpus.js "$OUT.tmp" "$OUT.tmp/tasks"
+rm -rf "$OUT.tmp/tasks"
 rm -rf "$OUT"
 mv "$OUT.tmp" "$OUT"
-echo "corpus: wrote $OUT/train/*.txt ($(cat $OUT/train/*.txt | wc -c) bytes), $OUT/valid/*.txt ($(cat $OUT/valid/*.txt | wc -c) bytes), $OUT/heldout/*.jsonl"
+echo "corpus: wrote $OUT/train/*.jsonl ($(cat $OUT/train/*.jsonl | wc -c) JSON bytes), $OUT/valid/*.jsonl ($(cat $OUT/valid/*.jsonl | wc -c)), $OUT/heldout/*.jsonl"
