@@ -32,6 +32,7 @@ static void data_help(void) {
            "         template with {input} {question} {context} {text}) and reports its format and size;\n"
            "         with a tokenizer, encodes it into rows of at most --max-len tokens (default 512).\n"
            "  bpe    trains a byte-level BPE tokenizer (digits split one by one) of N ids on UTF-8 text files\n"
+           "         (.jsonl/.json: each record as the model reads it, {\"text\"} or input + \" \" + target)\n"
            "         and writes DIR/tokenizer.json + tokenizer_config.json. --specials (default <|endoftext|>):\n"
            "         the special tokens, ids 0.. (the first is BOS/EOS, a second is the pad token);\n"
            "         --min-freq (default 2): rarer pairs are never merged; --no-bos: encode adds no BOS.\n");
@@ -159,6 +160,41 @@ static int split_commas(char *s, char **items, int max) {
     return p && *p ? -1 : n;
 }
 
+/* Feeds one corpus file: a .jsonl/.json data file as its records read by the
+ * model (pt_data_load: {"text"} as is, {"input","target"} as input + " " +
+ * target, data.md's joining rule), anything else as raw UTF-8 text. */
+static int bpe_feed(pt_bpe_trainer *tr, const char *path) {
+    size_t pl = strlen(path);
+    int json = (pl > 6 && !strcmp(path + pl - 6, ".jsonl")) || (pl > 5 && !strcmp(path + pl - 5, ".json"));
+    if (!json) return pt_bpe_trainer_feed_file(tr, path);
+    pt_dataset ds = {0};
+    if (pt_data_load(path, NULL, &ds) != 0) return PT_ERR;
+    int rc = 0;
+    char *buf = NULL;
+    size_t cap = 0;
+    for (int i = 0; i < ds.n && rc == 0; i++) {
+        const char *in = ds.ex[i].lm ? "" : ds.ex[i].input, *tg = ds.ex[i].target;
+        size_t il = strlen(in), tl = strlen(tg);
+        int sp = il > 0 && !strchr(" \t\n\r\v\f", in[il - 1]) && !(tl > 0 && strchr(" \t\n\r\v\f", tg[0]));
+        if (il + tl + 2 > cap) {
+            cap = 2 * (il + tl + 2);
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                rc = pt_set_error("%s: out of memory", path);
+                break;
+            }
+            buf = nb;
+        }
+        memcpy(buf, in, il);
+        if (sp) buf[il] = ' ';
+        memcpy(buf + il + (size_t)sp, tg, tl);
+        rc = pt_bpe_trainer_feed(tr, buf, il + (size_t)sp + tl, path);
+    }
+    free(buf);
+    pt_dataset_free(&ds);
+    return rc;
+}
+
 static int data_bpe(int argc, char **argv) {
     const char *cmd = "data bpe";
     pt_args a;
@@ -210,7 +246,7 @@ static int data_bpe(int argc, char **argv) {
     }
     double t0 = pt_now();
     for (int i = 0; i < n_files; i++)
-        if (pt_bpe_trainer_feed_file(tr, files[i]) != 0) {
+        if (bpe_feed(tr, files[i]) != 0) {
             cli_fail(cmd);
             goto done;
         }
