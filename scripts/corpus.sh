@@ -46,6 +46,8 @@ for kind in arithmetic qa cloze text; do
 done
 node scripts/corpus.js "$OUT.tmp" "$OUT.tmp/tasks"
 rm -rf "$OUT.tmp/tasks"
+# All held-out natural text in one file (for a single held-out text loss).
+cat "$OUT.tmp"/valid/{fortunes,wordnet,moby-dick,sotu}.jsonl > "$OUT.tmp/heldout/natural-text.valid.jsonl"
 rm -rf "$OUT"
 mv "$OUT.tmp" "$OUT"
 echo "corpus: wrote $OUT/train/*.jsonl ($(cat $OUT/train/*.jsonl | wc -c) JSON bytes), $OUT/valid/*.jsonl ($(cat $OUT/valid/*.jsonl | wc -c)), $OUT/heldout/*.jsonl"
