@@ -2,12 +2,16 @@
  *
  *   ptune data gen arithmetic|qa|cloze|text --n N --seed S --out FILE.jsonl [--variant 0|1]
  *   ptune data check --data FILE [--template T] [--tokenizer PATH | --model PATH] [--max-len L] [--eos]
+ *   ptune data bpe --corpus FILE[,FILE...] --vocab N --out DIR [--min-freq F] [--specials A,B] [--no-bos]
  *
  * gen writes N JSONL records atomically (same arguments => byte-identical
  * file); check loads a data file as tune/eval would and prints its format,
- * example count and, with a tokenizer, the row statistics. docs/data.md
- * describes the tasks and formats. */
+ * example count and, with a tokenizer, the row statistics; bpe trains a
+ * byte-level BPE tokenizer (src/tokenizer/bpe_train.c) and writes
+ * DIR/tokenizer.json + tokenizer_config.json. docs/data.md describes the tasks
+ * and formats, docs/corpus.md the tokenizer recipe. */
 #include "cli/cli.h"
+#include "ptune/bpe_train.h"
 #include "ptune/core.h"
 #include "ptune/data.h"
 #include "ptune/tokenizer.h"
@@ -21,11 +25,17 @@ int cmd_data(int argc, char **argv);
 static void data_help(void) {
     printf("usage: ptune data gen arithmetic|qa|cloze|text --n N --seed S --out FILE.jsonl [--variant 0|1]\n"
            "       ptune data check --data FILE [--template T] [--tokenizer PATH | --model PATH] [--max-len L] [--eos]\n"
+           "       ptune data bpe --corpus FILE[,FILE...] --vocab N --out DIR [--min-freq F] [--specials A,B] [--no-bos]\n"
            "  gen    writes N records of an offline task (docs/data.md); the same seed gives the same file.\n"
            "         --variant 1 uses the held-out phrasing / entity family that the default never produces.\n"
            "  check  loads a data file (JSONL, SQuAD JSON, TSV or text; --template overrides the prompt\n"
            "         template with {input} {question} {context} {text}) and reports its format and size;\n"
-           "         with a tokenizer, encodes it into rows of at most --max-len tokens (default 512).\n");
+           "         with a tokenizer, encodes it into rows of at most --max-len tokens (default 512).\n"
+           "  bpe    trains a byte-level BPE tokenizer (digits split one by one) of N ids on UTF-8 text files\n"
+           "         (.jsonl/.json: each record as the model reads it, {\"text\"} or input + \" \" + target)\n"
+           "         and writes DIR/tokenizer.json + tokenizer_config.json. --specials (default <|endoftext|>):\n"
+           "         the special tokens, ids 0.. (the first is BOS/EOS, a second is the pad token);\n"
+           "         --min-freq (default 2): rarer pairs are never merged; --no-bos: encode adds no BOS.\n");
 }
 
 static int data_gen(int argc, char **argv) {
@@ -137,6 +147,129 @@ done:
     return rc;
 }
 
+/* Splits a comma-separated list in place (at most max items). */
+static int split_commas(char *s, char **items, int max) {
+    int n = 0;
+    char *p = s;
+    while (p && *p && n < max) {
+        char *c = strchr(p, ',');
+        if (c) *c = 0;
+        if (*p) items[n++] = p;
+        p = c ? c + 1 : NULL;
+    }
+    return p && *p ? -1 : n;
+}
+
+/* Feeds one corpus file: a .jsonl/.json data file as its records read by the
+ * model (pt_data_load: {"text"} as is, {"input","target"} as input + " " +
+ * target, data.md's joining rule), anything else as raw UTF-8 text. */
+static int bpe_feed(pt_bpe_trainer *tr, const char *path) {
+    size_t pl = strlen(path);
+    int json = (pl > 6 && !strcmp(path + pl - 6, ".jsonl")) || (pl > 5 && !strcmp(path + pl - 5, ".json"));
+    if (!json) return pt_bpe_trainer_feed_file(tr, path);
+    pt_dataset ds = {0};
+    if (pt_data_load(path, NULL, &ds) != 0) return PT_ERR;
+    int rc = 0;
+    char *buf = NULL;
+    size_t cap = 0;
+    for (int i = 0; i < ds.n && rc == 0; i++) {
+        const char *in = ds.ex[i].lm ? "" : ds.ex[i].input, *tg = ds.ex[i].target;
+        size_t il = strlen(in), tl = strlen(tg);
+        int sp = il > 0 && !strchr(" \t\n\r\v\f", in[il - 1]) && !(tl > 0 && strchr(" \t\n\r\v\f", tg[0]));
+        if (il + tl + 2 > cap) {
+            cap = 2 * (il + tl + 2);
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                rc = pt_set_error("%s: out of memory", path);
+                break;
+            }
+            buf = nb;
+        }
+        memcpy(buf, in, il);
+        if (sp) buf[il] = ' ';
+        memcpy(buf + il + (size_t)sp, tg, tl);
+        rc = pt_bpe_trainer_feed(tr, buf, il + (size_t)sp + tl, path);
+    }
+    free(buf);
+    pt_dataset_free(&ds);
+    return rc;
+}
+
+static int data_bpe(int argc, char **argv) {
+    const char *cmd = "data bpe";
+    pt_args a;
+    if (args_init(&a, cmd, argc, argv) != 0) return cli_failf(cmd, "out of memory");
+    int rc = 1;
+    long vocab = 0, min_freq = 2;
+    const char *corpus = args_str(&a, "--corpus"), *out = args_str(&a, "--out"), *specs = args_str(&a, "--specials");
+    int no_bos = args_flag(&a, "--no-bos");
+    char *clist = NULL, *slist = NULL;
+    pt_bpe_trainer *tr = NULL;
+    if (args_int(&a, "--vocab", 0, &vocab) != 0 || args_int(&a, "--min-freq", 2, &min_freq) != 0) goto done;
+    if (args_finish(&a) != 0) goto done;
+    if (!corpus || !out) {
+        cli_failf(cmd, "give --corpus FILE[,FILE...] and --out DIR");
+        goto done;
+    }
+    if (vocab <= 0 || vocab > (1L << 24)) {
+        cli_failf(cmd, "--vocab must be a positive number of ids (got %ld)", vocab);
+        goto done;
+    }
+    if (min_freq < 1) {
+        cli_failf(cmd, "--min-freq must be >= 1 (got %ld)", min_freq);
+        goto done;
+    }
+    char *files[256], *sp[64];
+    int n_files, n_sp = 1;
+    const char *def_sp = "<|endoftext|>";
+    clist = pt_strdup(corpus);
+    slist = pt_strdup(specs ? specs : def_sp);
+    if (!clist || !slist) {
+        cli_failf(cmd, "out of memory");
+        goto done;
+    }
+    n_files = split_commas(clist, files, 256);
+    n_sp = split_commas(slist, sp, 64);
+    if (n_files <= 0) {
+        cli_failf(cmd, n_files < 0 ? "more than 256 corpus files" : "--corpus names no file");
+        goto done;
+    }
+    if (n_sp < 0) {
+        cli_failf(cmd, "more than 64 special tokens");
+        goto done;
+    }
+    pt_bpe_opts o = {(int)vocab, (int)min_freq, (const char *const *)sp, n_sp, !no_bos && n_sp > 0};
+    tr = pt_bpe_trainer_new(&o);
+    if (!tr) {
+        cli_fail(cmd);
+        goto done;
+    }
+    double t0 = pt_now();
+    for (int i = 0; i < n_files; i++)
+        if (bpe_feed(tr, files[i]) != 0) {
+            cli_fail(cmd);
+            goto done;
+        }
+    double t1 = pt_now();
+    if (pt_bpe_trainer_train(tr) != 0 || pt_bpe_trainer_save(tr, out) != 0) {
+        cli_fail(cmd);
+        goto done;
+    }
+    double t2 = pt_now();
+    printf("%d files, %d distinct words; %d merges, vocabulary %d; counting %.1f s, merging %.1f s; wrote %s/tokenizer.json\n",
+           n_files, pt_bpe_trainer_n_words(tr), pt_bpe_trainer_n_merges(tr), pt_bpe_trainer_vocab_size(tr), t1 - t0,
+           t2 - t1, out);
+    if (pt_bpe_trainer_vocab_size(tr) < vocab)
+        printf("note: stopped below --vocab %ld: no pair is seen %ld times or more\n", vocab, min_freq);
+    rc = 0;
+done:
+    pt_bpe_trainer_free(tr);
+    free(clist);
+    free(slist);
+    args_free(&a);
+    return rc;
+}
+
 int cmd_data(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         data_help();
@@ -149,5 +282,6 @@ int cmd_data(int argc, char **argv) {
         }
     if (!strcmp(argv[1], "gen")) return data_gen(argc - 2, argv + 2);
     if (!strcmp(argv[1], "check")) return data_check(argc - 1, argv + 1);
-    return cli_failf("data", "unknown action '%s' (gen, check)", argv[1]);
+    if (!strcmp(argv[1], "bpe")) return data_bpe(argc - 1, argv + 1);
+    return cli_failf("data", "unknown action '%s' (gen, check, bpe)", argv[1]);
 }
