@@ -6,6 +6,7 @@
  * scripts/reference_wgrad.py); thread-count independence; gradient
  * accumulation; the loss-only path. */
 #include "pt_test.h"
+#include "ptune/backward.h"
 #include "ptune/kernels_bwd.h"
 #include "ptune/pretrain.h"
 #include "ptune/safetensors.h"
@@ -432,6 +433,46 @@ TEST(trainable_copy_and_errors) {
     return 0;
 }
 
+/* The loss of the full step on a trainable copy equals the prompt-tuning
+ * path's loss-only forward on the loaded (mapped) model. */
+TEST(agrees_with_prompt_path_forward) {
+    char mp[700], fp[700];
+    snprintf(mp, sizeof mp, "%s/llama_tiny", fixtures());
+    snprintf(fp, sizeof fp, "%s/wgrad_llama_tiny.safetensors", fixtures());
+    pt_model *src = pt_model_load(mp);
+    pt_st_file *f = pt_st_open(fp);
+    CHECK(src && f, "%s", pt_last_error());
+    pt_model *m = pt_model_trainable(src);
+    pt_wparams P;
+    CHECK(m && pt_wparams_of(m, &P) == 0, "%s", pt_last_error());
+    pt_tensor ti, tl, tb;
+    pt_st_get(f, "input_ids", &ti);
+    pt_st_get(f, "lens", &tl);
+    pt_st_get(f, "labels", &tb);
+    int B = (int)ti.shape[0], T = (int)ti.shape[1];
+    pt_full_ws *fw = pt_full_ws_new(m, B, T);
+    pt_ws_opts o = {B, T, 0, 0};
+    pt_workspace *ws = pt_workspace_new_opts(src, &o);
+    CHECK(fw && ws, "%s", pt_last_error());
+    double ls, row[2] = {0, 0};
+    int64_t nt;
+    int32_t cnt[2];
+    CHECK(pt_full_step(m, &P, fw, B, T, ti.data, tl.data, tb.data, 0, NULL, 0, &ls, &nt) == 0, "%s", pt_last_error());
+    pt_batch in = {B, T, ti.data, NULL, tl.data, NULL};
+    CHECK(pt_loss_forward(src, ws, &in, tb.data, row, cnt) == 0, "%s", pt_last_error());
+    double other = row[0] + row[1], rel = fabs(ls - other) / fabs(other);
+    printf("  loss sum: full step %.7f, prompt path %.7f (rel diff %.3g), tokens %lld vs %d\n", ls, other, rel,
+           (long long)nt, cnt[0] + cnt[1]);
+    CHECK(rel < 1e-6 && nt == cnt[0] + cnt[1], "the two forwards disagree");
+    pt_full_ws_free(fw);
+    pt_workspace_free(ws);
+    pt_wparams_free(&P);
+    pt_model_free(m);
+    pt_model_free(src);
+    pt_st_close(f);
+    return 0;
+}
+
 int main(void) {
     PT_RUN(linear_weight_grad);
     PT_RUN(norm_weight_grads);
@@ -439,5 +480,6 @@ int main(void) {
     PT_RUN(threads_accumulation_lossonly);
     PT_RUN(pytorch_parity);
     PT_RUN(trainable_copy_and_errors);
+    PT_RUN(agrees_with_prompt_path_forward);
     return PT_DONE();
 }
