@@ -20,7 +20,8 @@
  * Output directory (each file written atomically: temporary name + rename):
  *   config.json, model.safetensors (HF names, F32 or --save-dtype bf16),
  *   tokenizer.json (copied; tokenizer_config.json copied from next to it when
- *   present, else a minimal one), generation_config.json,
+ *   present, else a minimal one; a llama2.c tokenizer is copied as
+ *   tokenizer.bin), generation_config.json,
  *   train_state.safetensors (fp32 params + AdamW moments + step, for --resume),
  *   metrics.jsonl (one JSON object per logged step / evaluation, appended). */
 #include "cli/cli.h"
@@ -229,7 +230,10 @@ static int save_model(const char *dir, const pt_model *m, const pt_wparams *P, i
     json_object_set_new(gen, "bos_token_id", c->bos_id >= 0 ? json_integer(c->bos_id) : json_null());
     json_object_set_new(gen, "eos_token_id", c->eos_id >= 0 ? json_integer(c->eos_id) : json_null());
     if (write_json(dir, "generation_config.json", gen)) return PT_ERR;
-    if (copy_file(tok_path, dir, "tokenizer.json")) return PT_ERR;
+    /* a tokenizer.json keeps its name; a llama2.c tokenizer becomes tokenizer.bin */
+    size_t tl = strlen(tok_path);
+    int is_json = tl >= 5 && !strcmp(tok_path + tl - 5, ".json");
+    if (copy_file(tok_path, dir, is_json ? "tokenizer.json" : "tokenizer.bin")) return PT_ERR;
     /* tokenizer_config.json: the one next to the source tokenizer, else a minimal one */
     char *srcdir = pt_strdup(tok_path);
     if (!srcdir) return PT_ERR;
@@ -237,7 +241,8 @@ static int save_model(const char *dir, const pt_model *m, const pt_wparams *P, i
     if (slash) *slash = 0;
     char *tc = pt_path_join(slash ? srcdir : ".", "tokenizer_config.json");
     free(srcdir);
-    if (tc && pt_file_exists(tc)) rc = copy_file(tc, dir, "tokenizer_config.json");
+    if (!is_json) rc = 0;
+    else if (tc && pt_file_exists(tc)) rc = copy_file(tc, dir, "tokenizer_config.json");
     else {
         json_t *t = json_object();
         int b = pt_tokenizer_bos(tok), e = pt_tokenizer_eos(tok);
