@@ -241,8 +241,10 @@ static int save_model(const char *dir, const pt_model *m, const pt_wparams *P, i
     if (slash) *slash = 0;
     char *tc = pt_path_join(slash ? srcdir : ".", "tokenizer_config.json");
     free(srcdir);
-    if (!is_json) rc = 0;
-    else if (tc && pt_file_exists(tc)) rc = copy_file(tc, dir, "tokenizer_config.json");
+    if (!is_json)
+        rc = 0;
+    else if (tc && pt_file_exists(tc))
+        rc = copy_file(tc, dir, "tokenizer_config.json");
     else {
         json_t *t = json_object();
         int b = pt_tokenizer_bos(tok), e = pt_tokenizer_eos(tok);
@@ -265,7 +267,8 @@ static int save_state(const char *dir, const pt_wparams *P, const float *mo, con
     int64_t shape[1] = {P->total};
     char sbuf[32];
     snprintf(sbuf, sizeof sbuf, "%ld", step);
-    int rc = pt_st_writer_add(w, "params", PT_F32, 1, shape, P->data) || pt_st_writer_add(w, "adam_m", PT_F32, 1, shape, mo) ||
+    int rc = pt_st_writer_add(w, "params", PT_F32, 1, shape, P->data) ||
+             pt_st_writer_add(w, "adam_m", PT_F32, 1, shape, mo) ||
              pt_st_writer_add(w, "adam_v", PT_F32, 1, shape, vo) || pt_st_writer_meta(w, "step", sbuf) ||
              pt_st_writer_meta(w, "run", sig);
     char *p = pt_path_join(dir, "train_state.safetensors");
@@ -283,9 +286,12 @@ static int load_state(const char *dir, pt_wparams *P, float *mo, float *vo, long
     pt_tensor a, b, c;
     int rc = 0;
     const char *s = pt_st_meta(f, "step"), *run = pt_st_meta(f, "run");
-    if (pt_st_get(f, "params", &a) || pt_st_get(f, "adam_m", &b) || pt_st_get(f, "adam_v", &c)) rc = PT_ERR;
-    else if (!s || !run) rc = pt_set_error("%s: no step / run in the metadata", p);
-    else if (strcmp(run, sig)) rc = pt_set_error("%s: saved by a run with other settings (%s; now %s)", p, run, sig);
+    if (pt_st_get(f, "params", &a) || pt_st_get(f, "adam_m", &b) || pt_st_get(f, "adam_v", &c))
+        rc = PT_ERR;
+    else if (!s || !run)
+        rc = pt_set_error("%s: no step / run in the metadata", p);
+    else if (strcmp(run, sig))
+        rc = pt_set_error("%s: saved by a run with other settings (%s; now %s)", p, run, sig);
     else if (a.dtype != PT_F32 || b.dtype != PT_F32 || c.dtype != PT_F32 || pt_tensor_numel(&a) != P->total ||
              pt_tensor_numel(&b) != P->total || pt_tensor_numel(&c) != P->total)
         rc = pt_set_error("%s: state tensors do not match the model (%lld parameters)", p, (long long)P->total);
@@ -371,74 +377,126 @@ int cmd_pretrain(int argc, char **argv) {
     double lr, min_lr, wd, clip, beta2;
     int resume = args_flag(&a, "--resume");
     if (args_int(&a, "--seq", -1, &T) || args_int(&a, "--batch", -1, &B) || args_int(&a, "--accum", 1, &accum) ||
-        args_int(&a, "--steps", -1, &steps) || args_int(&a, "--stop-at", 0, &stop_at) || args_int(&a, "--warmup", 0, &warmup) ||
-        args_int(&a, "--eval-every", 100, &eval_every) || args_int(&a, "--save-every", 0, &save_every) ||
-        args_int(&a, "--log-every", 10, &log_every) || args_int(&a, "--seed", 0, &seed) ||
-        args_int(&a, "--threads", 0, &threads) || args_int(&a, "--val-batches", 16, &val_batches) ||
-        args_double(&a, "--lr", -1, &lr) || args_double(&a, "--min-lr", -1, &min_lr) ||
-        args_double(&a, "--weight-decay", 0.1, &wd) || args_double(&a, "--clip", 1.0, &clip) ||
-        args_double(&a, "--beta2", 0.95, &beta2) || args_finish(&a))
+        args_int(&a, "--steps", -1, &steps) || args_int(&a, "--stop-at", 0, &stop_at) ||
+        args_int(&a, "--warmup", 0, &warmup) || args_int(&a, "--eval-every", 100, &eval_every) ||
+        args_int(&a, "--save-every", 0, &save_every) || args_int(&a, "--log-every", 10, &log_every) ||
+        args_int(&a, "--seed", 0, &seed) || args_int(&a, "--threads", 0, &threads) ||
+        args_int(&a, "--val-batches", 16, &val_batches) || args_double(&a, "--lr", -1, &lr) ||
+        args_double(&a, "--min-lr", -1, &min_lr) || args_double(&a, "--weight-decay", 0.1, &wd) ||
+        args_double(&a, "--clip", 1.0, &clip) || args_double(&a, "--beta2", 0.95, &beta2) || args_finish(&a))
         return args_free(&a), 2;
     args_free(&a);
     if (!cfg_path || !tok_path || !data || !out)
-        return cli_failf("pretrain", "--config, --tokenizer, --data and --out are required (see ptune pretrain --help)");
+        return cli_failf("pretrain",
+                         "--config, --tokenizer, --data and --out are required (see ptune pretrain --help)");
     if (T < 2 || B < 1 || accum < 1 || steps < 1 || !(lr > 0))
         return cli_failf("pretrain", "--seq (>= 2), --batch, --steps and --lr (> 0) are required and must be positive");
     if (min_lr < 0) min_lr = 0.1 * lr;
     int bf16 = 0;
-    if (sdt && !strcmp(sdt, "bf16")) bf16 = 1;
-    else if (sdt && strcmp(sdt, "f32")) return cli_failf("pretrain", "--save-dtype must be f32 or bf16, got '%s'", sdt);
+    if (sdt && !strcmp(sdt, "bf16"))
+        bf16 = 1;
+    else if (sdt && strcmp(sdt, "f32"))
+        return cli_failf("pretrain", "--save-dtype must be f32 or bf16, got '%s'", sdt);
     if (log_every < 1) log_every = 1;
     long end = stop_at > 0 && stop_at < steps ? stop_at : steps;
     if (threads > 0) pt_set_threads((int)threads);
 
+    /* resources, released at done: */
+    pt_tokenizer *tok = NULL;
+    stream tr = {0}, va = {0};
+    pt_model *m = NULL;
+    pt_wparams P;
+    memset(&P, 0, sizeof P);
+    pt_full_ws *ws = NULL;
+    float *grad = NULL, *mo = NULL, *vo = NULL;
+    int32_t *ids = NULL, *labels = NULL;
+    int *perm = NULL;
+    FILE *mf = NULL;
+    int status = 1;
     /* config + tokenizer */
     size_t clen;
     char *ctext = pt_read_file(cfg_path, &clen);
-    if (!ctext) return cli_fail("pretrain");
+    if (!ctext) {
+        cli_fail("pretrain");
+        goto done;
+    }
     pt_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.bos_id = cfg.eos_id = cfg.pad_id = -1;
     int rc = pt_config_from_hf_json(&cfg, ctext, cfg_path);
     free(ctext);
-    if (rc) return cli_fail("pretrain");
-    if (cfg.arch != PT_ARCH_LLAMA || cfg.qkv_bias || cfg.rope_scaling)
-        return cli_failf("pretrain", "%s: only plain Llama configs (no attention bias, no rope_scaling) are supported",
-                         cfg_path);
-    pt_tokenizer *tok = pt_tokenizer_load(tok_path);
-    if (!tok) return cli_fail("pretrain");
+    if (rc) {
+        cli_fail("pretrain");
+        goto done;
+    }
+    if (cfg.arch != PT_ARCH_LLAMA || cfg.qkv_bias || cfg.rope_scaling) {
+        cli_failf("pretrain", "%s: only plain Llama configs (no attention bias, no rope_scaling) are supported",
+                  cfg_path);
+        goto done;
+    }
+    tok = pt_tokenizer_load(tok_path);
+    if (!tok) {
+        cli_fail("pretrain");
+        goto done;
+    }
     int tv = pt_tokenizer_vocab_size(tok), eos = pt_tokenizer_eos(tok);
-    if (tv > cfg.vocab_size)
-        return cli_failf("pretrain", "%s: vocab_size %d is smaller than the tokenizer's %d", cfg_path, cfg.vocab_size, tv);
-    if (eos < 0) return cli_failf("pretrain", "%s: the tokenizer has no EOS token (needed between documents)", tok_path);
+    if (tv > cfg.vocab_size) {
+        cli_failf("pretrain", "%s: vocab_size %d is smaller than the tokenizer's %d", cfg_path, cfg.vocab_size, tv);
+        goto done;
+    }
+    if (eos < 0) {
+        cli_failf("pretrain", "%s: the tokenizer has no EOS token (needed between documents)", tok_path);
+        goto done;
+    }
     if (cfg.eos_id < 0) cfg.eos_id = eos;
     if (cfg.bos_id < 0) cfg.bos_id = pt_tokenizer_bos(tok);
     if (cfg.max_seq < T) cfg.max_seq = (int)T;
 
     /* data */
     double t0 = pt_now();
-    stream tr = {0}, va = {0};
     int ndocs = 0, nvdocs = 0;
-    if (load_files(data, tok, eos, &tr, &ndocs)) return cli_fail("pretrain");
-    if (val_path && load_files(val_path, tok, eos, &va, &nvdocs)) return cli_fail("pretrain");
+    if (load_files(data, tok, eos, &tr, &ndocs)) {
+        cli_fail("pretrain");
+        goto done;
+    }
+    if (val_path && load_files(val_path, tok, eos, &va, &nvdocs)) {
+        cli_fail("pretrain");
+        goto done;
+    }
     int64_t n_win = (tr.n - 1) / T;
-    if (n_win < B) return cli_failf("pretrain", "%s: %lld tokens give %lld windows of %ld, fewer than one batch", data,
-                                    (long long)tr.n, (long long)n_win, T);
-    if (n_win > 2000000000) return cli_failf("pretrain", "too many windows");
-    fprintf(stderr, "ptune pretrain: %d documents, %lld tokens (%lld windows of %ld) in %.1f s; val %lld tokens\n", ndocs,
-            (long long)tr.n, (long long)n_win, T, pt_now() - t0, (long long)va.n);
+    if (n_win < B) {
+        cli_failf("pretrain", "%s: %lld tokens give %lld windows of %ld, fewer than one batch", data, (long long)tr.n,
+                  (long long)n_win, T);
+        goto done;
+    }
+    if (n_win > 2000000000) {
+        cli_failf("pretrain", "too many windows");
+        goto done;
+    }
+    fprintf(stderr, "ptune pretrain: %d documents, %lld tokens (%lld windows of %ld) in %.1f s; val %lld tokens\n",
+            ndocs, (long long)tr.n, (long long)n_win, T, pt_now() - t0, (long long)va.n);
 
     /* model, optimizer */
-    pt_model *m = pt_model_new_trainable(&cfg, (uint64_t)seed);
-    if (!m) return cli_fail("pretrain");
-    pt_wparams P;
-    if (pt_wparams_of(m, &P)) return cli_fail("pretrain");
-    pt_full_ws *ws = pt_full_ws_new(m, (int)B, (int)T);
-    float *grad = pt_malloc_aligned((size_t)P.total * sizeof(float));
-    float *mo = pt_calloc((size_t)P.total, sizeof(float)), *vo = pt_calloc((size_t)P.total, sizeof(float));
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(B * T)), *labels = malloc(sizeof(int32_t) * (size_t)(B * T));
-    int *perm = malloc(sizeof(int) * (size_t)n_win);
-    if (!ws || !grad || !mo || !vo || !ids || !labels || !perm) return cli_fail("pretrain");
+    m = pt_model_new_trainable(&cfg, (uint64_t)seed);
+    if (!m) {
+        cli_fail("pretrain");
+        goto done;
+    }
+    if (pt_wparams_of(m, &P)) {
+        cli_fail("pretrain");
+        goto done;
+    }
+    ws = pt_full_ws_new(m, (int)B, (int)T);
+    grad = pt_malloc_aligned((size_t)P.total * sizeof(float));
+    mo = pt_calloc((size_t)P.total, sizeof(float));
+    vo = pt_calloc((size_t)P.total, sizeof(float));
+    ids = malloc(sizeof(int32_t) * (size_t)(B * T));
+    labels = malloc(sizeof(int32_t) * (size_t)(B * T));
+    perm = malloc(sizeof(int) * (size_t)n_win);
+    if (!ws || !grad || !mo || !vo || !ids || !labels || !perm) {
+        cli_fail("pretrain");
+        goto done;
+    }
     int64_t nonembed = pt_model_nonembed_params(m);
     fprintf(stderr,
             "ptune pretrain: %s: d %d, layers %d, heads %d/%d, hidden %d, vocab %d, %s head: %.3f M params "
@@ -450,14 +508,24 @@ int cmd_pretrain(int argc, char **argv) {
     snprintf(sig, sizeof sig, "params=%lld seq=%ld batch=%ld accum=%ld seed=%ld tokens=%lld", (long long)P.total, T, B,
              accum, seed, (long long)tr.n);
     long step0 = 0;
-    if (pt_mkdir_p(out)) return cli_fail("pretrain");
+    if (pt_mkdir_p(out)) {
+        cli_fail("pretrain");
+        goto done;
+    }
     if (resume) {
-        if (load_state(out, &P, mo, vo, &step0, sig)) return cli_fail("pretrain");
+        if (load_state(out, &P, mo, vo, &step0, sig)) {
+            cli_fail("pretrain");
+            goto done;
+        }
         fprintf(stderr, "ptune pretrain: resumed at step %ld\n", step0);
     }
     char *mpath = pt_path_join(out, "metrics.jsonl");
-    FILE *mf = mpath ? fopen(mpath, resume ? "a" : "w") : NULL;
-    if (!mf) return cli_failf("pretrain", "%s: cannot open for writing", mpath ? mpath : out);
+    mf = mpath ? fopen(mpath, resume ? "a" : "w") : NULL;
+    if (!mf) {
+        cli_failf("pretrain", "%s: cannot open for writing", mpath ? mpath : out);
+        free(mpath);
+        goto done;
+    }
     free(mpath);
 
     pt_adamw_hparams hp = pt_adamw_defaults(), hp0;
@@ -480,8 +548,10 @@ int cmd_pretrain(int argc, char **argv) {
             }
             double ls;
             int64_t nt;
-            if (pt_full_step(m, &P, ws, (int)B, (int)T, ids, NULL, labels, scale, grad, k > 0, &ls, &nt))
-                return cli_fail("pretrain");
+            if (pt_full_step(m, &P, ws, (int)B, (int)T, ids, NULL, labels, scale, grad, k > 0, &ls, &nt)) {
+                cli_fail("pretrain");
+                goto done;
+            }
             ls_step += ls;
         }
         double gnorm = pt_clip_grad_norm(grad, (size_t)P.total, clip);
@@ -492,7 +562,10 @@ int cmd_pretrain(int argc, char **argv) {
                           (size_t)p->n);
         }
         double loss = ls_step / (double)tok_per_step;
-        if (!isfinite(loss)) return cli_failf("pretrain", "step %ld: loss is %g; lower --lr", step + 1, loss);
+        if (!isfinite(loss)) {
+            cli_failf("pretrain", "step %ld: loss is %g; lower --lr", step + 1, loss);
+            goto done;
+        }
         loss_acc += loss;
         log_steps++;
         logged_tokens += tok_per_step;
@@ -501,8 +574,8 @@ int cmd_pretrain(int argc, char **argv) {
             double now = pt_now(), tps = (double)logged_tokens / (now - t_log);
             double per_step = (now - t_start) / (double)(done - step0);
             double eta = per_step * (double)(steps - done);
-            fprintf(stderr, "step %6ld/%ld  loss %.4f  lr %.3g  |g| %.3g  %.0f tok/s  elapsed %.0f s  eta %.0f s\n", done,
-                    steps, loss_acc / (double)log_steps, cur, gnorm, tps, now - t_start, eta);
+            fprintf(stderr, "step %6ld/%ld  loss %.4f  lr %.3g  |g| %.3g  %.0f tok/s  elapsed %.0f s  eta %.0f s\n",
+                    done, steps, loss_acc / (double)log_steps, cur, gnorm, tps, now - t_start, eta);
             metric(mf, json_pack("{s:s, s:i, s:f, s:f, s:f, s:f, s:I, s:f}", "kind", "train", "step", (int)done, "loss",
                                  loss_acc / (double)log_steps, "lr", cur, "grad_norm", gnorm, "tok_per_s", tps,
                                  "tokens", (json_int_t)(done * tok_per_step), "elapsed_s", now - t_start));
@@ -523,20 +596,23 @@ int cmd_pretrain(int argc, char **argv) {
             t_log += pt_now() - te;
         }
         if ((save_every > 0 && done % save_every == 0) || done == end) {
-            if (save_model(out, m, &P, bf16, tok_path, tok, (int)T, done) || save_state(out, &P, mo, vo, done, sig))
-                return cli_fail("pretrain");
+            if (save_model(out, m, &P, bf16, tok_path, tok, (int)T, done) || save_state(out, &P, mo, vo, done, sig)) {
+                cli_fail("pretrain");
+                goto done;
+            }
         }
     }
-    fclose(mf);
     double el = pt_now() - t_start;
-    printf("pretrain: %ld steps, %.3f M params, %.1f s, %.0f tok/s, final val loss %.4f, model in %s\n",
-           end - step0, (double)P.total / 1e6, el,
-           el > 0 ? (double)((end - step0) * tok_per_step) / el : 0.0, last_val, out);
+    printf("pretrain: %ld steps, %.3f M params, %.1f s, %.0f tok/s, final val loss %.4f, model in %s\n", end - step0,
+           (double)P.total / 1e6, el, el > 0 ? (double)((end - step0) * tok_per_step) / el : 0.0, last_val, out);
+    status = 0;
+done:
+    if (mf) fclose(mf);
     free(ids), free(labels), free(perm), free(mo), free(vo), pt_free_aligned(grad);
     free(tr.ids), free(va.ids);
     pt_full_ws_free(ws);
     pt_wparams_free(&P);
     pt_model_free(m);
     pt_tokenizer_free(tok);
-    return 0;
+    return status;
 }
