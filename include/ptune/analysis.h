@@ -65,7 +65,7 @@ int64_t pt_drop_nonfinite(float *X, int64_t n, int d, int64_t *keep, int64_t *n_
 /* ---- PCA ------------------------------------------------------------------------
  * Centred PCA (fit on one set, project any other with the same mean).
  * method:
- *   PT_PCA_AUTO:       covariance + LAPACKE_dsyevr (top k) when d <= 4096,
+ *   PT_PCA_AUTO:       covariance + LAPACKE_dsyevr (top k) when d <= 1024 or k > d/4,
  *                      otherwise randomized;
  *   PT_PCA_COV:        X^T X / (n-1) in double via BLAS (dsyrk, blocked), top-k
  *                      eigenpairs with dsyevr;
