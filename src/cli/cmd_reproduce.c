@@ -219,6 +219,26 @@ static int step_lengths(const float *H, int T, int d, double *steps) {
     return 0;
 }
 
+/* Effective rank (95% energy, centred); falls back to the PCA spectrum when
+ * pt_effective_rank fails. */
+static int eff_rank(const float *X, int64_t n, int d, int *r) {
+    if (!pt_effective_rank(X, n, d, 0.95, 1, r, NULL)) return 0;
+    int k = (int)(n < d ? n : d);
+    pt_pca p;
+    if (n < 2 || pt_pca_fit(X, n, d, k, NULL, &p)) return PT_ERR;
+    double s = 0, tot = p.total_variance;
+    *r = k;
+    for (int i = 0; i < k; i++) {
+        s += p.variance[i];
+        if (s >= 0.95 * tot) {
+            *r = i + 1;
+            break;
+        }
+    }
+    pt_pca_free(&p);
+    return 0;
+}
+
 static json_t *jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 /* ---- tuning runs (child processes) -------------------------------------------------*/
@@ -332,8 +352,8 @@ static void tune_metrics(ctx *c, tune_t *t, json_t *arr) {
             json_object_set_new(o, "posterior_mahalanobis_vocab", jnum(mahal_mean(c, t->P, n)));
         }
         int r0 = 0, r1 = 0;
-        if (!pt_effective_rank(t->P0, n, d, 0.95, 1, &r0, NULL)) json_object_set_new(o, "prior_effective_rank", json_integer(r0));
-        if (!pt_effective_rank(t->P, n, d, 0.95, 1, &r1, NULL))
+        if (!eff_rank(t->P0, n, d, &r0)) json_object_set_new(o, "prior_effective_rank", json_integer(r0));
+        if (!eff_rank(t->P, n, d, &r1))
             json_object_set_new(o, "posterior_effective_rank", json_integer(r1));
     } else {
         json_object_set_new(o, "error", json_string(pt_last_error()));
@@ -603,7 +623,7 @@ static void fig4(ctx *c) {
             contour_kde(p, "text", Y, nt);
             contour_kde(p, "qa", Y + 2 * nt, nq);
             int r = 0;
-            if (!pt_effective_rank(T, nt, c->d, 0.95, 1, &r, NULL)) {
+            if (!eff_rank(T, nt, c->d, &r)) {
                 char k[16];
                 snprintf(k, sizeof k, "%d", l);
                 json_object_set_new(er, k, json_integer(r));
@@ -718,7 +738,7 @@ static void fig_prompts(ctx *c, const char *file, const char *title, const char 
         float *A = proj(&pca, runs[i]->P0, c->tokens), *B = proj(&pca, runs[i]->P, c->tokens);
         snprintf(lab, sizeof lab, "prior (%s)", runs[i]->name);
         if (A) scatter2(p, lab, A, c->tokens, 4, 0.9);
-        if (nr > 1) pt_plot_series_color(p, i == 0 ? "prior" : i == 1 ? "samples" : "xavier");
+        if (nr > 1) pt_plot_series_color(p, i == 0 ? "prior" : i == 1 ? "xavier" : "vae");
         snprintf(lab, sizeof lab, "posterior (%s, lr %g)", runs[i]->name, runs[i]->lr);
         if (B) scatter2(p, lab, B, c->tokens, 4, 0.9);
         if (nr > 1) pt_plot_series_color(p, i == 0 ? "posterior" : i == 1 ? "interpolation" : "exclusion");
@@ -801,7 +821,7 @@ static void fig_clouds(ctx *c, const char *file, const char *title, int layer, i
         if (YA) scatter2(p, "arithmetic", YA, na, 1.5, 0.25);
         free(YA);
     }
-    static const char *pk[3] = {"prior", "samples", "vae"}, *qk[3] = {"posterior", "interpolation", "exclusion"};
+    static const char *pk[3] = {"prior", "xavier", "vae"}, *qk[3] = {"posterior", "interpolation", "exclusion"};
     for (int i = 0; i < nr; i++) {
         char lab[200];
         float *A0 = proj(&pca, runs[i]->P0, c->tokens), *B = proj(&pca, runs[i]->P, c->tokens);
