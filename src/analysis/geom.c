@@ -103,7 +103,7 @@ int pt_prompt_geometry(const pt_model *m, const float *P, int n, const float *P0
             for (int c = 0; c < d; c++) dot += (double)P[(size_t)i * d + c] * (double)P[(size_t)j * d + c];
             double den = (double)g->norm[i] * (double)g->norm[j];
             g->cos[(size_t)i * n + j] = (float)(den > 0 ? dot / den : 0);
-            if (j > i) sc += g->cos[(size_t)i * n + j];
+            if (j > i) sc += (double)g->cos[(size_t)i * n + j];
         }
     g->mean_cos = n > 1 ? sc / (n * (n - 1) / 2.0) : 0;
     if (P0) {
