@@ -30,9 +30,11 @@ static const char *tok_str(const pt_tokenizer *tok, int id) {
     }
     char *s = pt_tokenizer_decode(tok, (const int32_t *)&id, 1, 0);
     size_t k = 0;
+    int bad = s && pt_utf8_invalid_at(s, strlen(s)) >= 0; /* partial UTF-8 (byte pieces): escape high bytes */
     for (const char *p = s ? s : ""; *p && k + 5 < sizeof out; p++) {
         unsigned char c = (unsigned char)*p;
-        if (c == '\n') out[k++] = '\\', out[k++] = 'n';
+        if (bad && c >= 0x80) k += (size_t)snprintf(out + k, sizeof out - k, "\\x%02x", c);
+        else if (c == '\n') out[k++] = '\\', out[k++] = 'n';
         else if (c == '\t') out[k++] = '\\', out[k++] = 't';
         else if (c < 0x20) k += (size_t)snprintf(out + k, sizeof out - k, "\\x%02x", c);
         else out[k++] = (char)c;
