@@ -130,8 +130,8 @@ typedef struct {
 void pt_tsne_defaults(pt_tsne_opts *o);
 
 typedef struct {
-    double kl;          /* final KL(P || Q), exact (O(n^2), computed in blocks) when n <= 20000, else the BH estimate */
-    int kl_exact;       /* 1 when kl is the exact value */
+    double kl;          /* final KL(P || Q) with the unexaggerated P; Barnes-Hut: Z from the tree */
+    int kl_exact;       /* 1 when the exact method ran */
     int n_trace;
     double *kl_trace;   /* [n_trace] KL at iterations kl_every, 2*kl_every, ... (malloc'd, may be NULL) */
     int *kl_trace_iter;
@@ -141,6 +141,10 @@ typedef struct {
 /* Y [n, 2] receives the embedding. info may be NULL. */
 int pt_tsne(const float *X, int64_t n, int d, const pt_tsne_opts *o, float *Y, pt_tsne_info *info);
 void pt_tsne_info_free(pt_tsne_info *info);
+/* KL(P || Q) of an embedding Y [n, 2] with the sparse (3 x perplexity
+ * neighbours) P of X and the exact Z (O(n^2)): compares embeddings from any
+ * tool under one definition. */
+int pt_tsne_kl(const float *X, int64_t n, int d, double perplexity, const float *Y, double *kl);
 
 /* ---- KDE on a 2-D grid ----------------------------------------------------------
  * Gaussian product kernel, bandwidth per axis = bw * std (bw <= 0: Scott's

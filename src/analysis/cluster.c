@@ -502,3 +502,9 @@ int pt_ks_2samp(const double *a, int64_t na, const double *b, int64_t nb, pt_tes
     r->stat = D, r->z = lam, r->p = p, r->effect = D;
     return 0;
 }
+
+int pt_step_lengths(const float *H, int T, int d, double *steps) {
+    if (T < 2) return pt_set_error("trajectory: needs at least 2 positions (got %d)", T);
+    for (int t = 0; t + 1 < T; t++) steps[t] = sqrt(sqdist(H + (size_t)t * d, H + (size_t)(t + 1) * d, d));
+    return 0;
+}

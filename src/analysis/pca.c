@@ -224,7 +224,7 @@ int pt_effective_rank(const float *X, int64_t n, int d, double energy, int cente
             A[i * d + j] = (double)X[i * d + j] - mu;
         }
     }
-    int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'N', (lapack_int)n, d, A, d, s, NULL, 1, NULL, 1);
+    int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'N', (lapack_int)n, d, A, d, s, NULL, (lapack_int)n, NULL, d);
     free(A);
     if (info) return free(s), pt_set_error("effective rank: dgesdd failed (info %d)", info);
     double tot = 0, acc = 0;
