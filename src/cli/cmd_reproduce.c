@@ -25,10 +25,6 @@
 
 int cmd_reproduce(int argc, char **argv);
 
-/* t-SNE may be absent from a build (the analysis helper's piece): weak, with a
- * PCA fallback that the captions name. */
-#pragma weak pt_tsne
-#pragma weak pt_tsne_defaults
 
 static const char *usage_text =
     "usage: ptune reproduce --model PATH [--tokenizer T] --out DIR [--quick]\n"
@@ -363,18 +359,16 @@ static void tune_metrics(ctx *c, tune_t *t, json_t *arr) {
 
 /* ---- t-SNE or PCA ---------------------------------------------------------------------*/
 static float *embed2(ctx *c, const float *X, int64_t n, int d, int *used_tsne) {
-    int (*volatile tsne_fn)(const float *, int64_t, int, const pt_tsne_opts *, float *, pt_tsne_info *) = pt_tsne;
-    void (*volatile defaults_fn)(pt_tsne_opts *) = pt_tsne_defaults;
     *used_tsne = 0;
-    if (tsne_fn && defaults_fn && n >= 8) {
+    if (n >= 8) { /* t-SNE; PCA (named in the caption) when it fails */
         pt_tsne_opts o;
-        defaults_fn(&o);
+        pt_tsne_defaults(&o);
         o.seed = c->seed;
         double maxp = (double)(n - 1) / 3.0;
         if (o.perplexity > maxp) o.perplexity = maxp;
         if (c->quick) o.n_iter = 500;
         float *Y = malloc((size_t)n * 2 * sizeof(float));
-        if (Y && !tsne_fn(X, n, d, &o, Y, NULL)) {
+        if (Y && !pt_tsne(X, n, d, &o, Y, NULL)) {
             *used_tsne = 1;
             return Y;
         }
@@ -421,7 +415,7 @@ static void fig1(ctx *c, const pt_dataset *texts) {
              "Fig. 1: %s of the token-embedding matrix (%lld of %d rows) with the token paths of %d texts "
              "(large dot: first token).%s",
              ts ? "t-SNE" : "PCA", (long long)rows, c->V, nt,
-             ts ? "" : " t-SNE is not available in this build, so PCA is shown.");
+             ts ? "" : " t-SNE failed here, so PCA is shown.");
     pt_plot *p = pt_plot_new(ts ? "Token embeddings (t-SNE) and text trajectories" : "Token embeddings (PCA) and text trajectories",
                              ts ? "t-SNE 1" : "PC 1", ts ? "t-SNE 2" : "PC 2");
     scatter2(p, "vocabulary", Y, rows, 1.8, 0.6);
@@ -429,9 +423,10 @@ static void fig1(ctx *c, const pt_dataset *texts) {
     for (int i = 0; i < nt; i++) {
         float *P = malloc((size_t)(tn[i] > 0 ? tn[i] : 1) * 2 * sizeof(float));
         for (int t = 0; t < tn[i] && P; t++, k++) P[2 * t] = Y[2 * pos[k]], P[2 * t + 1] = Y[2 * pos[k] + 1];
-        char lab[32];
+        char lab[32], key[32];
         snprintf(lab, sizeof lab, "text %d", i + 1);
-        if (P) path2(p, lab, NULL, P, tn[i], 1);
+        snprintf(key, sizeof key, "path %d", i + 1);
+        if (P) path2(p, lab, key, P, tn[i], 1);
         free(P);
     }
     fig_save(c, f, p);
@@ -708,7 +703,7 @@ static void fig5(ctx *c) {
              "Fig. 5: %s of per-sample mean activations at the last layer for four tasks (%lld samples). Silhouette "
              "(task labels, %d-dim): %.3f; k-means (k=4) purity %.3f.%s",
              ts ? "t-SNE" : "PCA", (long long)tot, c->d, sil, pur,
-             ts ? "" : " t-SNE is not available in this build, so PCA is shown.");
+             ts ? "" : " t-SNE failed here, so PCA is shown.");
     fig_save(c, f, p);
     free(Y);
 out:

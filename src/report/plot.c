@@ -45,6 +45,7 @@ static const struct {
     {"isotropic", 0x393b79},  {"fitted", 0x637939},   {"exclusion", 0x843c39},  {"interpolation", 0xe377c2},
     {"vae", 0x8c6d31},        {"xavier", 0xbcbd22},   {"train", 0x1f77b4},      {"val", 0xd62728},
     {"data", 0x1f77b4},       {"samples", 0xff7f0e},  {"trajectory", 0x000000},
+    {"path 1", 0x000000},     {"path 2", 0xe6550d},   {"path 3", 0x756bb1},
 };
 static const unsigned extra[] = {0x1f77b4, 0xff7f0e, 0x2ca02c, 0xd62728, 0x9467bd, 0x8c564b,
                                  0xe377c2, 0x7f7f7f, 0xbcbd22, 0x17becf, 0x393b79, 0xad494a};
