@@ -1,0 +1,77 @@
+/* cmd_acts.c: ptune acts — capture residual-stream activations to safetensors
+ * (format in docs/analysis.md). */
+#include "cli.h"
+#include "ptune/analysis.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cmd_acts(int argc, char **argv);
+
+static void usage(void) {
+    printf("usage: ptune acts --model M [--tokenizer T] --data FILE --layers 0,4,8 [--pool token|mean|mean_pad]\n"
+           "                  [--max-n N] [--batch B] [--max-len T] --out FILE.safetensors\n"
+           "Layers are Hugging Face hidden_states indices: 0 = embeddings, L = after the final norm.\n"
+           "Writes acts [n, d] (first layer), acts.layer_L per layer, token_ids, sample_index.\n");
+}
+
+/* Parses "0,4,8" into layers; returns the count or -1. */
+static int parse_layers(const char *s, int *out, int max) {
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v > 100000 || n == max) return -1;
+        out[n++] = (int)v;
+        if (*end == ',') end++;
+        else if (*end) return -1;
+        p = end;
+    }
+    return n;
+}
+
+int cmd_acts(int argc, char **argv) {
+    pt_args a;
+    if (args_init(&a, "acts", argc, argv)) return 1;
+    if (args_help(&a)) return usage(), args_free(&a), 0;
+    const char *mp = args_str(&a, "--model"), *tp = args_str(&a, "--tokenizer"), *dp = args_str(&a, "--data");
+    const char *ls = args_str(&a, "--layers"), *ps = args_str(&a, "--pool"), *op = args_str(&a, "--out");
+    long max_n, batch, max_len;
+    if (args_int(&a, "--max-n", 0, &max_n) || args_int(&a, "--batch", 8, &batch) ||
+        args_int(&a, "--max-len", 256, &max_len) || args_finish(&a))
+        return args_free(&a), 1;
+    args_free(&a);
+    if (!mp || !dp || !op) return cli_failf("acts", "give --model, --data and --out (see --help)");
+    int layers[64];
+    int nl = ls ? parse_layers(ls, layers, 64) : 0;
+    if (nl < 0) return cli_failf("acts", "--layers '%s': give comma-separated indices, e.g. 0,4,8", ls);
+    if (nl == 0) return cli_failf("acts", "empty layer list (give --layers, e.g. 0,4,8)");
+    pt_acts_opts o = {layers, nl, PT_POOL_TOKEN, max_n, (int)batch, (int)max_len};
+    if (ps && pt_pool_parse(ps, &o.pool)) return cli_fail("acts");
+    pt_model *m = pt_model_load(mp);
+    if (!m) return cli_fail("acts");
+    char *found = tp ? NULL : pt_tokenizer_find_for_model(mp);
+    pt_tokenizer *tok = (tp || found) ? pt_tokenizer_load(tp ? tp : found) : NULL;
+    free(found);
+    if (!tok) {
+        pt_model_free(m);
+        return tp ? cli_fail("acts") : cli_failf("acts", "no tokenizer found next to %s (give --tokenizer)", mp);
+    }
+    pt_acts acts;
+    double t0 = pt_now();
+    int rc = pt_acts_capture(m, tok, dp, &o, &acts);
+    if (!rc) rc = pt_acts_save(&acts, op, mp, dp);
+    if (rc) {
+        pt_tokenizer_free(tok), pt_model_free(m);
+        return cli_fail("acts");
+    }
+    printf("%s: %lld rows x %d dims, layers %s, pool %s, %lld rows with NaN/Inf excluded (%.1f s)\n", op,
+           (long long)acts.n, acts.d, ls, pt_pool_name(o.pool), (long long)acts.n_bad, pt_now() - t0);
+    if (acts.n_bad) fprintf(stderr, "ptune acts: warning: %lld rows held NaN/Inf and were excluded\n", (long long)acts.n_bad);
+    pt_acts_free(&acts);
+    pt_tokenizer_free(tok);
+    pt_model_free(m);
+    return 0;
+}

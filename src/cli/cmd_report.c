@@ -1,0 +1,62 @@
+/* cmd_report.c: `ptune report RUN_DIR... --out report.html`. */
+#include "cli/cli.h"
+#include "ptune/core.h"
+#include "ptune/report.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cmd_report(int argc, char **argv);
+
+static const char *usage_text =
+    "usage: ptune report RUN_DIR... --out report.html [--title T]\n"
+    "One self-contained HTML page (images inlined): validation loss of all runs,\n"
+    "a metrics table (method, prior, lr, seed, steps, final train/val loss),\n"
+    "then per run its loss curve, the .png/.svg figures in the directory and run.json.\n";
+
+int cmd_report(int argc, char **argv) {
+    pt_args a;
+    if (args_init(&a, "report", argc, argv)) return 2;
+    if (args_help(&a)) {
+        fputs(usage_text, stdout);
+        args_free(&a);
+        return 0;
+    }
+    const char *out = args_str(&a, "--out"), *title = args_str(&a, "--title");
+    /* positional arguments: everything not consumed by a flag */
+    const char *dirs[512];
+    int nd = 0;
+    for (int i = 1; i < a.argc && nd < 512; i++) {
+        if (a.used[i]) continue;
+        if (a.argv[i][0] == '-') break;
+        dirs[nd++] = a.argv[i];
+        a.used[i] = 1;
+    }
+    if (args_finish(&a)) {
+        args_free(&a);
+        return 2;
+    }
+    args_free(&a);
+    if (!out || nd == 0) {
+        fputs(usage_text, stderr);
+        return 2;
+    }
+    pt_run_info *runs = calloc((size_t)nd, sizeof *runs);
+    if (!runs) return cli_failf("report", "out of memory");
+    int rc = 0, nl = 0;
+    for (; nl < nd; nl++)
+        if (pt_run_load(dirs[nl], &runs[nl])) {
+            rc = cli_fail("report");
+            break;
+        }
+    if (!rc) {
+        pt_html *h = pt_html_new(title ? title : "ptune report");
+        if (!h || pt_report_runs(h, runs, nd) || pt_html_save(h, out)) rc = cli_fail("report");
+        else printf("wrote %s (%d runs)\n", out, nd);
+        pt_html_free(h);
+    }
+    for (int i = 0; i < nl; i++) pt_run_free(&runs[i]);
+    free(runs);
+    return rc;
+}

@@ -1,0 +1,343 @@
+/* test_analysis.c: PCA, t-SNE, k-means, silhouette, purity, KDE, effective
+ * rank, nearest rows, two-sample tests and the bad-input messages, each
+ * against an independent (naive) reference. */
+#include "pt_test.h"
+#include "ptune/analysis.h"
+
+#include <lapacke.h>
+#include <omp.h>
+
+/* n points in d dims around c well separated centres; labels out. */
+static float *blobs(int n, int d, int c, double spread, uint64_t seed, int32_t *lab) {
+    pt_rng r;
+    pt_rng_seed(&r, seed);
+    float *C = malloc(sizeof(float) * (size_t)c * d), *X = malloc(sizeof(float) * (size_t)n * d);
+    for (int i = 0; i < c * d; i++) C[i] = (float)(10 * pt_rng_normal(&r));
+    for (int i = 0; i < n; i++) {
+        lab[i] = i % c;
+        for (int j = 0; j < d; j++) X[i * d + j] = C[lab[i] * d + j] + (float)(spread * pt_rng_normal(&r));
+    }
+    free(C);
+    return X;
+}
+
+TEST(pca_vs_eigen) {
+    int n = 300, d = 12, k = 4;
+    pt_rng r;
+    pt_rng_seed(&r, 3);
+    float *X = malloc(sizeof(float) * n * d);
+    for (int i = 0; i < n; i++) /* anisotropic: scale column j by (j+1) */
+        for (int j = 0; j < d; j++) X[i * d + j] = (float)((j + 1) * pt_rng_normal(&r) + 5);
+    /* reference: covariance in double, full dsyev */
+    double mu[12] = {0}, C[144] = {0}, w[12];
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < d; j++) mu[j] += (double)X[i * d + j] / (double)n;
+    for (int i = 0; i < n; i++)
+        for (int a = 0; a < d; a++)
+            for (int b = 0; b < d; b++) C[a * d + b] += ((double)X[i * d + a] - mu[a]) * ((double)X[i * d + b] - mu[b]) / (n - 1.0);
+    double tr = 0;
+    for (int a = 0; a < d; a++) tr += C[a * d + a];
+    CHECK(LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'V', 'U', d, C, d, w) == 0, "dsyev");
+    for (int m = 1; m <= 2; m++) {
+        pt_pca p;
+        pt_pca_opts o = {(pt_pca_method)m, 0, 6, 1};
+        CHECK(pt_pca_fit(X, n, d, k, &o, &p) == 0, "%s", pt_last_error());
+        double md = 0, mv = 0;
+        for (int c = 0; c < k; c++) {
+            md = fmax(md, fabs(p.variance[c] - w[d - 1 - c]) / w[d - 1 - c]);
+            double dot = 0;
+            for (int j = 0; j < d; j++) dot += (double)p.components[c * d + j] * (double)C[j * d + (d - 1 - c)];
+            mv = fmax(mv, 1 - fabs(dot));
+        }
+        double er = 0;
+        for (int c = 0; c < k; c++) er += w[d - 1 - c];
+        er /= tr;
+        printf("  pca method %d: max rel variance diff %.2e, max 1-|cos| %.2e, explained %.6f vs %.6f\n", m, md, mv,
+               pt_pca_explained_ratio(&p), er);
+        CHECK(md < (m == 1 ? 1e-6 : 1e-3), "variance diff %g", md);
+        CHECK(mv < (m == 1 ? 1e-6 : 1e-3), "component diff %g", mv);
+        CHECK(fabs(pt_pca_explained_ratio(&p) - er) < 1e-3, "explained ratio");
+        /* projection of the fit mean is 0; projection equals manual dot */
+        float proj[4];
+        CHECK(pt_pca_transform(&p, X, 1, proj) == 0, "transform");
+        double ref = 0;
+        for (int j = 0; j < d; j++) ref += ((double)X[j] - (double)p.mean[j]) * (double)p.components[j];
+        CHECK(fabs(ref - (double)proj[0]) < 1e-4, "transform %g vs %g", (double)proj[0], ref);
+        pt_pca_free(&p);
+    }
+    pt_pca p;
+    CHECK(pt_pca_fit(X, 1, d, 1, NULL, &p) == PT_ERR, "1 row accepted");
+    printf("  1 row: %s\n", pt_last_error());
+    free(X);
+    return 0;
+}
+
+static double purity_of(const float *Y, int n, const int32_t *lab, int c) {
+    int32_t *as = malloc(sizeof(int32_t) * n);
+    double pu = 0;
+    if (pt_kmeans(Y, n, 2, c, 5, 0, as, NULL, NULL)) return -1;
+    pt_purity(as, c, lab, c, n, &pu, NULL);
+    free(as);
+    return pu;
+}
+
+TEST(tsne_clusters_exact_bh_threads) {
+    int n = 400, d = 10, c = 4;
+    int32_t lab[400];
+    float *X = blobs(n, d, c, 1.0, 11, lab);
+    pt_tsne_opts o;
+    pt_tsne_defaults(&o);
+    o.perplexity = 20;
+    o.n_iter = 500;
+    o.seed = 1;
+    float *Ye = malloc(sizeof(float) * n * 2), *Yb = malloc(sizeof(float) * n * 2), *Y1 = malloc(sizeof(float) * n * 2);
+    pt_tsne_info ie, ib, i1;
+    o.method = PT_TSNE_EXACT;
+    CHECK(pt_tsne(X, n, d, &o, Ye, &ie) == 0, "%s", pt_last_error());
+    o.method = PT_TSNE_BH;
+    CHECK(pt_tsne(X, n, d, &o, Yb, &ib) == 0, "%s", pt_last_error());
+    int nt = omp_get_max_threads();
+    omp_set_num_threads(nt > 1 ? 1 : 2);
+    CHECK(pt_tsne(X, n, d, &o, Y1, &i1) == 0, "%s", pt_last_error());
+    omp_set_num_threads(nt);
+    double pe = purity_of(Ye, n, lab, c), pb = purity_of(Yb, n, lab, c);
+    printf("  exact KL %.4f (first %.4f), BH KL %.4f, purity exact %.3f BH %.3f\n", ie.kl, ie.kl_trace[0], ib.kl, pe,
+           pb);
+    CHECK(pe > 0.95 && pb > 0.95, "purity %g %g", pe, pb);
+    CHECK(ie.kl < ie.kl_trace[0] && ib.kl < ib.kl_trace[0], "KL did not decrease");
+    CHECK(fabs(ie.kl - ib.kl) / ie.kl < 0.05, "exact vs BH KL %g vs %g", ie.kl, ib.kl);
+    CHECK(memcmp(Yb, Y1, sizeof(float) * n * 2) == 0, "BH output differs between %d and %d threads", nt, nt > 1 ? 1 : 2);
+    CHECK(i1.kl == ib.kl, "KL differs across thread counts");
+    /* independent KL of the BH embedding (exact Z) agrees with its own estimate */
+    double kl2;
+    CHECK(pt_tsne_kl(X, n, d, o.perplexity, Yb, &kl2) == 0, "%s", pt_last_error());
+    printf("  BH KL own %.5f vs exact-Z %.5f\n", ib.kl, kl2);
+    CHECK(fabs(kl2 - ib.kl) / kl2 < 0.02, "KL estimate");
+    /* too few points for the perplexity */
+    o.perplexity = 200;
+    CHECK(pt_tsne(X, n, d, &o, Yb, NULL) == PT_ERR, "accepted n <= 3 perplexity");
+    printf("  %s\n", pt_last_error());
+    CHECK(strstr(pt_last_error(), "too few"), "message");
+    X[7] = NAN;
+    o.perplexity = 20;
+    CHECK(pt_tsne(X, n, d, &o, Yb, NULL) == PT_ERR, "accepted NaN");
+    printf("  %s\n", pt_last_error());
+    pt_tsne_info_free(&ie), pt_tsne_info_free(&ib), pt_tsne_info_free(&i1);
+    free(X), free(Ye), free(Yb), free(Y1);
+    return 0;
+}
+
+TEST(kmeans_silhouette_purity) {
+    int n = 240, d = 5, c = 3;
+    int32_t lab[240], as[240];
+    float *X = blobs(n, d, c, 0.5, 2, lab);
+    float cen[15];
+    double inertia;
+    CHECK(pt_kmeans(X, n, d, c, 9, 0, as, cen, &inertia) == 0, "%s", pt_last_error());
+    /* naive reference: each point is assigned to its nearest centroid; inertia matches */
+    double ref = 0;
+    for (int i = 0; i < n; i++) {
+        double best = 1e300;
+        int bi = -1;
+        for (int k = 0; k < c; k++) {
+            double s = 0;
+            for (int j = 0; j < d; j++) s += ((double)X[i * d + j] - (double)cen[k * d + j]) * ((double)X[i * d + j] - (double)cen[k * d + j]);
+            if (s < best) best = s, bi = k;
+        }
+        CHECK(bi == as[i], "point %d not at nearest centroid", i);
+        ref += best;
+    }
+    double pu, per[3];
+    pt_purity(as, c, lab, c, n, &pu, per);
+    printf("  kmeans inertia %.6f vs naive %.6f, purity %.3f\n", inertia, ref, pu);
+    CHECK(fabs(inertia - ref) / ref < 1e-5, "inertia");
+    CHECK(pu == 1.0 && per[0] == 1.0, "purity %g", pu);
+    /* silhouette vs naive O(n^2) */
+    double s, sref = 0;
+    int64_t sampled;
+    CHECK(pt_silhouette(X, n, d, lab, 0, 0, &s, &sampled) == 0, "%s", pt_last_error());
+    for (int i = 0; i < n; i++) {
+        double a = 0, b = 1e300, sum[3] = {0};
+        int cnt[3] = {0};
+        for (int j = 0; j < n; j++) {
+            if (j == i) continue;
+            double q = 0;
+            for (int t = 0; t < d; t++) q += ((double)X[i * d + t] - (double)X[j * d + t]) * ((double)X[i * d + t] - (double)X[j * d + t]);
+            sum[lab[j]] += sqrt(q), cnt[lab[j]]++;
+        }
+        a = sum[lab[i]] / cnt[lab[i]];
+        for (int k = 0; k < c; k++)
+            if (k != lab[i] && sum[k] / cnt[k] < b) b = sum[k] / cnt[k];
+        sref += (b - a) / fmax(a, b);
+    }
+    sref /= n;
+    printf("  silhouette %.8f vs naive %.8f\n", s, sref);
+    CHECK(fabs(s - sref) < 1e-9 && sampled == 0, "silhouette");
+    double ss;
+    CHECK(pt_silhouette(X, n, d, lab, 100, 1, &ss, &sampled) == 0 && sampled == 100, "sampled");
+    printf("  sampled (100) silhouette %.4f\n", ss);
+    CHECK(fabs(ss - s) < 0.05, "sampled silhouette far off");
+    int32_t one[240] = {0};
+    CHECK(pt_silhouette(X, n, d, one, 0, 0, &s, NULL) == PT_ERR, "single class accepted");
+    printf("  %s\n", pt_last_error());
+    CHECK(strstr(pt_last_error(), "at least 2 classes"), "message");
+    pt_cluster_stats st;
+    CHECK(pt_cluster_stats_compute(X, n, d, lab, c, &st) == 0, "stats");
+    printf("  between/within %.2f, d(c0,c1) %.2f\n", st.ratio, st.centroid_dist[1]);
+    CHECK(st.ratio > 10 && st.centroid_dist[1] > 5, "stats");
+    pt_cluster_stats_free(&st);
+    CHECK(pt_kmeans(X, 2, d, 3, 0, 0, as, NULL, NULL) == PT_ERR, "k > n accepted");
+    free(X);
+    return 0;
+}
+
+TEST(effective_rank_spectra) {
+    /* X = U diag(s) V^T with chosen s: rank from the spectrum */
+    int n = 60, d = 20;
+    double s[20];
+    for (int i = 0; i < d; i++) s[i] = i < 5 ? 10 : 0.01;
+    pt_rng r;
+    pt_rng_seed(&r, 4);
+    double *A = malloc(sizeof(double) * n * n), *B = malloc(sizeof(double) * d * d), tau[60];
+    for (int i = 0; i < n * n; i++) A[i] = pt_rng_normal(&r);
+    for (int i = 0; i < d * d; i++) B[i] = pt_rng_normal(&r);
+    LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, n, n, A, n, tau), LAPACKE_dorgqr(LAPACK_ROW_MAJOR, n, n, n, A, n, tau);
+    LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, d, d, B, d, tau), LAPACKE_dorgqr(LAPACK_ROW_MAJOR, d, d, d, B, d, tau);
+    float *X = malloc(sizeof(float) * n * d);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < d; j++) {
+            double v = 0;
+            for (int k = 0; k < d; k++) v += A[i * n + k] * s[k] * B[j * d + k];
+            X[i * d + j] = (float)v;
+        }
+    int rank;
+    double sv[20];
+    CHECK(pt_effective_rank(X, n, d, 0.95, 0, &rank, sv) == 0, "%s", pt_last_error());
+    printf("  5 equal + 15 tiny: rank %d, s0 %.4f (want 10)\n", rank, sv[0]);
+    CHECK(rank == 5 && fabs(sv[0] - 10) < 1e-3, "rank %d", rank);
+    /* geometric spectrum s_i = 0.5^i: energy 0.25^i, 95% needs 3 terms (1-0.25^3 = 0.984; 1-0.25^2 = 0.9375) */
+    for (int i = 0; i < d; i++) s[i] = pow(0.5, i);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < d; j++) {
+            double v = 0;
+            for (int k = 0; k < d; k++) v += A[i * n + k] * s[k] * B[j * d + k];
+            X[i * d + j] = (float)v;
+        }
+    CHECK(pt_effective_rank(X, n, d, 0.95, 0, &rank, NULL) == 0 && rank == 2 + 1, "geometric rank %d", rank);
+    free(A), free(B), free(X);
+    return 0;
+}
+
+TEST(nearest_vs_brute) {
+    int V = 5000, d = 16, nq = 7, k = 5;
+    pt_rng r;
+    pt_rng_seed(&r, 8);
+    float *E = malloc(sizeof(float) * V * d), Q[7 * 16];
+    for (int i = 0; i < V * d; i++) E[i] = (float)pt_rng_normal(&r);
+    for (int i = 0; i < nq * d; i++) Q[i] = (float)pt_rng_normal(&r);
+    int32_t idx[35];
+    float dist[35];
+    for (int m = 0; m < 2; m++) {
+        CHECK(pt_nearest_rows(E, V, d, Q, nq, k, (pt_dist)m, idx, dist) == 0, "%s", pt_last_error());
+        double md = 0;
+        for (int q = 0; q < nq; q++) {
+            /* brute force: full sort by double distance */
+            double best[5];
+            int bi[5];
+            for (int t = 0; t < k; t++) best[t] = 1e300, bi[t] = -1;
+            for (int v = 0; v < V; v++) {
+                double dd = 0, qq = 0, ee = 0, dot = 0;
+                for (int j = 0; j < d; j++) {
+                    double a = Q[q * d + j], b = E[v * d + j];
+                    dd += (a - b) * (a - b), qq += a * a, ee += b * b, dot += a * b;
+                }
+                double val = m == 0 ? sqrt(dd) : 1 - dot / sqrt(qq * ee);
+                for (int t = 0; t < k; t++)
+                    if (val < best[t]) {
+                        for (int u = k - 1; u > t; u--) best[u] = best[u - 1], bi[u] = bi[u - 1];
+                        best[t] = val, bi[t] = v;
+                        break;
+                    }
+            }
+            for (int t = 0; t < k; t++) {
+                CHECK(bi[t] == idx[q * k + t], "query %d rank %d: %d vs %d", q, t, idx[q * k + t], bi[t]);
+                md = fmax(md, fabs(best[t] - (double)dist[q * k + t]));
+            }
+        }
+        printf("  %s: indices equal, max distance diff %.2e\n", m ? "cosine" : "L2", md);
+        CHECK(md < 1e-4, "distance diff %g", md);
+    }
+    free(E);
+    return 0;
+}
+
+TEST(kde_integrates) {
+    int n = 500;
+    float *P = malloc(sizeof(float) * n * 2);
+    pt_rng r;
+    pt_rng_seed(&r, 6);
+    for (int i = 0; i < 2 * n; i++) P[i] = (float)(pt_rng_normal(&r) * (i % 2 ? 3 : 1));
+    pt_kde2d k;
+    CHECK(pt_kde2d_fit(P, n, 120, 100, 0, &k) == 0, "%s", pt_last_error());
+    double dx = k.x[1] - k.x[0], dy = k.y[1] - k.y[0], s = 0;
+    for (int i = 0; i < 120 * 100; i++) s += k.density[i] * dx * dy;
+    double lev = pt_kde2d_level(&k, 0.5);
+    printf("  integral %.5f, 50%% level %.4g, bandwidths %.3f %.3f\n", s, lev, k.bw_x, k.bw_y);
+    CHECK(fabs(s - 1) < 0.01, "integral %g", s);
+    CHECK(lev > 0, "level");
+    pt_kde2d_free(&k);
+    free(P);
+    return 0;
+}
+
+TEST(trajectory_statistic) {
+    /* smooth path (small steps) vs random steps */
+    int T = 80, d = 8;
+    pt_rng r;
+    pt_rng_seed(&r, 12);
+    float *H = malloc(sizeof(float) * T * d), *R = malloc(sizeof(float) * T * d);
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < d; j++) {
+            H[t * d + j] = (float)sin(0.05 * t + j);
+            R[t * d + j] = (float)pt_rng_normal(&r);
+        }
+    double a[79], b[79];
+    CHECK(pt_step_lengths(H, T, d, a) == 0 && pt_step_lengths(R, T, d, b) == 0, "steps");
+    pt_test_result mw, ks;
+    CHECK(pt_mann_whitney(a, T - 1, b, T - 1, &mw) == 0 && pt_ks_2samp(a, T - 1, b, T - 1, &ks) == 0, "tests");
+    printf("  smooth vs random: U %.1f z %.2f p %.2e; KS D %.3f p %.2e\n", mw.stat, mw.z, mw.p, ks.stat, ks.p);
+    CHECK(mw.p < 1e-10 && ks.p < 1e-10 && mw.stat == 0, "not separated");
+    /* same distribution: not significant; U reference by counting pairs */
+    double c[79];
+    for (int t = 0; t < T - 1; t++) c[t] = b[(t * 7) % (T - 1)] + 1e-9 * t;
+    pt_test_result m2;
+    pt_mann_whitney(b, T - 1, c, T - 1, &m2);
+    double u = 0;
+    for (int i = 0; i < T - 1; i++)
+        for (int j = 0; j < T - 1; j++) u += b[i] > c[j] ? 1 : b[i] == c[j] ? 0.5 : 0;
+    printf("  same distribution: U %.1f (pair count %.1f), p %.3f\n", m2.stat, u, m2.p);
+    CHECK(m2.stat == u && m2.p > 0.05, "U");
+    free(H), free(R);
+    return 0;
+}
+
+TEST(nonfinite_rows) {
+    float X[12] = {1, 2, NAN, 4, 5, 6, INFINITY, 0, 7, 8, 9, 10};
+    int64_t keep[6], bad;
+    int64_t m = pt_drop_nonfinite(X, 6, 2, keep, &bad);
+    CHECK(m == 4 && bad == 2 && keep[1] == 2 && X[2] == 5 && X[6] == 9, "kept %lld bad %lld", (long long)m,
+          (long long)bad);
+    return 0;
+}
+
+int main(void) {
+    PT_RUN(pca_vs_eigen);
+    PT_RUN(tsne_clusters_exact_bh_threads);
+    PT_RUN(kmeans_silhouette_purity);
+    PT_RUN(effective_rank_spectra);
+    PT_RUN(nearest_vs_brute);
+    PT_RUN(kde_integrates);
+    PT_RUN(trajectory_statistic);
+    PT_RUN(nonfinite_rows);
+    return PT_DONE();
+}
