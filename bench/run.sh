@@ -15,10 +15,9 @@ PY=/usr/bin/python3
 have_torch=1
 $PY -c "import torch" 2>/dev/null || { have_torch=0; echo "bench: PyTorch reference missing (/usr/bin/python3 -c 'import torch' failed): ptune figures only"; }
 out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
-jget() { $PY - "$1" "$2" <<'P' 2>/dev/null || node -e 'const o=JSON.parse(require("fs").readFileSync(process.argv[1]));console.log(o[process.argv[2]])' "$1" "$2"
-import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])
-P
-}
+# jget FILE KEY...: the first of the keys present in a one-object JSON file.
+jget() { node -e 'const o=JSON.parse(require("fs").readFileSync(process.argv[1]));
+  for (const k of process.argv.slice(2)) if (k in o) { console.log(o[k]); process.exit(0); } process.exit(1)' "$@"; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 printf "%-14s %-8s %-5s %-7s | %10s %8s %6s | %10s %8s %6s | %6s\n" shape kind dtype BxT "ptune s" GFLOP/s MiB "torch s" GFLOP/s MiB ratio
 for shape in $SHAPES; do
@@ -32,20 +31,23 @@ for shape in $SHAPES; do
             : >"$out/p"; : >"$out/t"; pm=""; tm=""
             for r in $(seq 0 "$ROUNDS"); do
                 ./ptune bench "$kind" --random-config "$cfg" --batch "$B" --seq "$T" --dtype "$pdt" --runs 1 --warmup 1 "${extra[@]}" --json >"$out/pj" 2>/dev/null || { echo "bench: ptune failed on $name $kind $dt"; break; }
-                [ "$r" -gt 0 ] && { jget "$out/pj" median_s >>"$out/p" 2>/dev/null || jget "$out/pj" median_s_per_step >>"$out/p"; jget "$out/pj" peak_rss_mib >"$out/pm"; cp "$out/pj" "$out/pjl"; }
+                [ "$r" -gt 0 ] && { jget "$out/pj" median_s median_s_per_step >>"$out/p"; jget "$out/pj" peak_rss_mib >"$out/pm"; cp "$out/pj" "$out/pjl"; }
                 if [ $have_torch = 1 ]; then
                     $PY bench/reference.py "$kind" --random-config "$cfg" --batch "$B" --seq "$T" --dtype "$dt" --runs 1 --warmup 1 "${extra[@]}" >"$out/tj" 2>/dev/null || { echo "bench: torch failed on $name $kind $dt"; have_t=0; }
                     [ "$r" -gt 0 ] && { jget "$out/tj" median_s >>"$out/t"; jget "$out/tj" peak_rss_mib >"$out/tm"; cp "$out/tj" "$out/tjl"; }
                 fi
             done
             ps=$(median <"$out/p"); [ -n "$ps" ] || continue
-            pg=$(jget "$out/pjl" gflops); pm=$(cat "$out/pm")
+            # GFLOP/s of the median time: the analytic count is gflops x time of any one run.
+            pf=$(awk -v g="$(jget "$out/pjl" gflops)" -v t="$(jget "$out/pjl" median_s median_s_per_step)" 'BEGIN{print g*t}')
+            pg=$(awk -v f="$pf" -v t="$ps" 'BEGIN{printf "%.1f", f/t}'); pm=$(cat "$out/pm")
             if [ $have_torch = 1 ] && [ -s "$out/t" ]; then
-                ts=$(median <"$out/t"); tg=$(jget "$out/tjl" gflops); tm=$(cat "$out/tm")
+                ts=$(median <"$out/t"); tm=$(cat "$out/tm")
+                tg=$(awk -v g="$(jget "$out/tjl" gflops)" -v t="$(jget "$out/tjl" median_s)" -v m="$ts" 'BEGIN{print g*t/m}')
                 tg=$(printf "%.1f" "$tg"); tm=$(printf "%.0f" "$tm"); ts=$(printf "%.4f" "$ts")
                 ratio=$(awk -v a="$ts" -v b="$ps" 'BEGIN{printf "%.2fx", a/b}')
             else ts="-"; tg="-"; tm="-"; ratio="-"; fi
-            printf "%-14s %-8s %-5s %-7s | %10.4f %8.1f %6.0f | %10s %8s %6s | %6s\n" "$name" "$kind" "$dt" "${B}x$T" "$ps" "$pg" "$pm" "$ts" "$tg" "$tm" "$ratio"
+            printf "%-14s %-8s %-5s %-7s | %10.4f %8s %6.0f | %10s %8s %6s | %6s\n" "$name" "$kind" "$dt" "${B}x$T" "$ps" "$pg" "$pm" "$ts" "$tg" "$tm" "$ratio"
         done
     done
 done
