@@ -77,4 +77,26 @@ static inline const char *pt_test_shared_fixtures(void) {
     return NULL;
 }
 
+/* The project's tests/fixtures directory, found from the repository root
+ * (tests/run.sh) or from build/tests, by looking for the file `probe` in it;
+ * PT_FIXTURES overrides. Falls back to "tests/fixtures". */
+static inline const char *pt_test_fixtures(const char *probe) {
+    static char dir[512];
+    if (dir[0]) return dir;
+    const char *cands[] = {getenv("PT_FIXTURES"), "tests/fixtures", "../tests/fixtures", "../../tests/fixtures"};
+    for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) {
+        if (!cands[i]) continue;
+        char p[600];
+        snprintf(p, sizeof p, "%s/%s", cands[i], probe);
+        FILE *f = fopen(p, "rb");
+        if (f) {
+            fclose(f);
+            snprintf(dir, sizeof dir, "%s", cands[i]);
+            return dir;
+        }
+    }
+    snprintf(dir, sizeof dir, "tests/fixtures");
+    return dir;
+}
+
 #endif

@@ -14,24 +14,7 @@
 #define TOL_GRAD 1e-4
 #define TOL_LOSS 1e-5
 
-static char g_fix[512];
-
-static const char *fixtures(void) {
-    if (g_fix[0]) return g_fix;
-    const char *env = getenv("PT_FIXTURES");
-    const char *cands[] = {env, "tests/fixtures", "../tests/fixtures", "../../tests/fixtures"};
-    for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) {
-        if (!cands[i]) continue;
-        char p[600];
-        snprintf(p, sizeof p, "%s/grad_llama_tiny_soft.safetensors", cands[i]);
-        if (pt_file_exists(p)) {
-            snprintf(g_fix, sizeof g_fix, "%s", cands[i]);
-            return g_fix;
-        }
-    }
-    snprintf(g_fix, sizeof g_fix, "tests/fixtures");
-    return g_fix;
-}
+static const char *fixtures(void) { return pt_test_fixtures("grad_llama_tiny_soft.safetensors"); }
 
 static const void *get(pt_st_file *f, const char *name, int64_t expect_numel) {
     pt_tensor t;

@@ -20,25 +20,7 @@
 #define TOL 1e-4
 #define TOL_FORMATS 1e-5
 
-static char g_fix[512];
-
-/* tests/fixtures, from the repository root (tests/run.sh) or build/tests. */
-static const char *fixtures(void) {
-    if (g_fix[0]) return g_fix;
-    const char *env = getenv("PT_FIXTURES");
-    const char *cands[] = {env, "tests/fixtures", "../tests/fixtures", "../../tests/fixtures"};
-    for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) {
-        if (!cands[i]) continue;
-        char p[600];
-        snprintf(p, sizeof p, "%s/ref_llama_tiny.safetensors", cands[i]);
-        if (pt_file_exists(p)) {
-            snprintf(g_fix, sizeof g_fix, "%s", cands[i]);
-            return g_fix;
-        }
-    }
-    snprintf(g_fix, sizeof g_fix, "tests/fixtures");
-    return g_fix;
-}
+static const char *fixtures(void) { return pt_test_fixtures("ref_llama_tiny.safetensors"); }
 
 static const char *fx(const char *name) {
     static char buf[4][700];

@@ -311,23 +311,7 @@ TEST(threads_accumulation_lossonly) {
 
 /* ---- PyTorch reference ------------------------------------------------------------- */
 
-static char g_fix[512];
-static const char *fixtures(void) {
-    if (g_fix[0]) return g_fix;
-    const char *env = getenv("PT_FIXTURES");
-    const char *cands[] = {env, "tests/fixtures", "../tests/fixtures", "../../tests/fixtures"};
-    for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) {
-        if (!cands[i]) continue;
-        char p[600];
-        snprintf(p, sizeof p, "%s/wgrad_llama_tiny.safetensors", cands[i]);
-        if (pt_file_exists(p)) {
-            snprintf(g_fix, sizeof g_fix, "%s", cands[i]);
-            return g_fix;
-        }
-    }
-    snprintf(g_fix, sizeof g_fix, "tests/fixtures");
-    return g_fix;
-}
+static const char *fixtures(void) { return pt_test_fixtures("wgrad_llama_tiny.safetensors"); }
 
 static int parity(const char *name) {
     char mp[700], fp[700];

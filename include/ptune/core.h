@@ -93,6 +93,18 @@ char *pt_path_join(const char *dir, const char *name);
 int pt_sha256_file(const char *path, char out[65]);
 void pt_sha256(const void *data, size_t len, char out[65]);
 
+/* ---- growable byte buffer ---------------------------------------------------
+ * p is NUL-terminated after every successful add; the owner frees it with
+ * pt_buf_free (or takes p). */
+typedef struct {
+    char *p;
+    size_t n, cap;
+} pt_buf;
+
+int pt_buf_add(pt_buf *b, const void *data, size_t n);
+int pt_buf_str(pt_buf *b, const char *s);
+void pt_buf_free(pt_buf *b);
+
 /* ---- time and memory -----------------------------------------------------------*/
 double pt_now(void);          /* monotonic seconds */
 double pt_peak_rss_mib(void); /* from getrusage */

@@ -41,7 +41,7 @@
 int cmd_pretrain(int argc, char **argv);
 
 static const char *help =
-    "usage: ptune pretrain --config config.json --tokenizer tokenizer.json --data FILE[,FILE...]\n"
+    "usage: ptune pretrain --config config.json | --init DIR  --tokenizer tokenizer.json --data FILE[,FILE...]\n"
     "                      --seq T --batch B --steps N --lr F --out DIR [options]\n"
     "  Trains a Llama-architecture model from scratch (all weights, fp32) on packed\n"
     "  token streams and writes it as a Hugging Face directory.\n"
@@ -62,6 +62,8 @@ static const char *help =
     "  --save-dtype D      f32 (default) or bf16 for model.safetensors\n"
     "  --threads N         OpenMP threads (default: all)\n"
     "  --stop-at N         stop (and save) after step N of --steps (train in slices with --resume)\n"
+    "  --init DIR          start from the weights of a Llama HF directory (its config.json;\n"
+    "                      no --config) instead of a random initialisation\n"
     "  --resume            continue from DIR/train_state.safetensors\n";
 
 /* ---- data ------------------------------------------------------------------------- */
@@ -371,6 +373,7 @@ int cmd_pretrain(int argc, char **argv) {
     if (args_init(&a, "pretrain", argc, argv)) return 1;
     if (args_help(&a)) return fputs(help, stdout), args_free(&a), 0;
     const char *cfg_path = args_str(&a, "--config"), *tok_path = args_str(&a, "--tokenizer");
+    const char *init = args_str(&a, "--init");
     const char *data = args_str(&a, "--data"), *val_path = args_str(&a, "--val"), *out = args_str(&a, "--out");
     const char *sdt = args_str(&a, "--save-dtype");
     long T, B, accum, steps, stop_at, warmup, eval_every, save_every, log_every, seed, threads, val_batches;
@@ -386,6 +389,9 @@ int cmd_pretrain(int argc, char **argv) {
         args_double(&a, "--clip", 1.0, &clip) || args_double(&a, "--beta2", 0.95, &beta2) || args_finish(&a))
         return args_free(&a), 2;
     args_free(&a);
+    char *init_cfg = NULL;
+    if (init && cfg_path) return cli_failf("pretrain", "--init takes the config from the checkpoint; drop --config");
+    if (init && !(cfg_path = init_cfg = pt_path_join(init, "config.json"))) return cli_fail("pretrain");
     if (!cfg_path || !tok_path || !data || !out)
         return cli_failf("pretrain",
                          "--config, --tokenizer, --data and --out are required (see ptune pretrain --help)");
@@ -477,7 +483,18 @@ int cmd_pretrain(int argc, char **argv) {
             ndocs, (long long)tr.n, (long long)n_win, T, pt_now() - t0, (long long)va.n);
 
     /* model, optimizer */
-    m = pt_model_new_trainable(&cfg, (uint64_t)seed);
+    if (init) {
+        pt_model *src = pt_model_load(init);
+        m = src ? pt_model_trainable(src) : NULL;
+        if (m && m->cfg.vocab_size != cfg.vocab_size) {
+            pt_set_error("%s: vocab_size %d differs from its config's %d", init, m->cfg.vocab_size, cfg.vocab_size);
+            pt_model_free(m);
+            m = NULL;
+        }
+        if (m) m->cfg = cfg; /* the ids filled in above */
+        pt_model_free(src);
+    } else
+        m = pt_model_new_trainable(&cfg, (uint64_t)seed);
     if (!m) {
         cli_fail("pretrain");
         goto done;
@@ -614,5 +631,6 @@ done:
     pt_wparams_free(&P);
     pt_model_free(m);
     pt_tokenizer_free(tok);
+    free(init_cfg);
     return status;
 }

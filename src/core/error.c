@@ -1,4 +1,5 @@
-/* error.c: per-thread last-error message, logging and checked allocation. */
+/* error.c: per-thread last-error message, logging, checked allocation and a
+ * growable byte buffer. */
 #include "ptune/core.h"
 
 #include <stdarg.h>
@@ -88,3 +89,26 @@ void *pt_malloc_aligned(size_t n) {
 }
 
 void pt_free_aligned(void *p) { free(p); }
+
+int pt_buf_add(pt_buf *b, const void *data, size_t n) {
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) return pt_set_error("out of memory growing a buffer to %zu bytes", cap);
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n) memcpy(b->p + b->n, data, n);
+    b->n += n;
+    b->p[b->n] = 0;
+    return 0;
+}
+
+int pt_buf_str(pt_buf *b, const char *s) { return pt_buf_add(b, s, strlen(s)); }
+
+void pt_buf_free(pt_buf *b) {
+    free(b->p);
+    b->p = NULL;
+    b->n = b->cap = 0;
+}

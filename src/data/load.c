@@ -85,25 +85,6 @@ int pt_dataset_add(pt_dataset *ds, const char *input, const char *target, int lm
 
 /* ---- templates ----------------------------------------------------------------- */
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-} sbuf;
-
-static int sb_add(sbuf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) return pt_set_error("data: out of memory");
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-    return 0;
-}
 
 char *pt_data_render(const char *tmpl, const char *input, const char *question, const char *context,
                      const char *text) {
@@ -112,15 +93,15 @@ char *pt_data_render(const char *tmpl, const char *input, const char *question, 
         return NULL;
     }
     const char *in = input ? input : question, *q = question ? question : input;
-    sbuf b = {0};
-    if (sb_add(&b, "", 0) != 0) return NULL;
+    pt_buf b = {0};
+    if (pt_buf_add(&b, "", 0) != 0) return NULL;
     for (const char *s = tmpl; *s;) {
         int rc = 0;
         if (s[0] == '\\' && (s[1] == 'n' || s[1] == 't' || s[1] == '\\')) {
-            rc = sb_add(&b, s[1] == 'n' ? "\n" : s[1] == 't' ? "\t" : "\\", 1);
+            rc = pt_buf_add(&b, s[1] == 'n' ? "\n" : s[1] == 't' ? "\t" : "\\", 1);
             s += 2;
         } else if ((s[0] == '{' && s[1] == '{') || (s[0] == '}' && s[1] == '}')) {
-            rc = sb_add(&b, s, 1);
+            rc = pt_buf_add(&b, s, 1);
             s += 2;
         } else if (s[0] == '{') {
             const char *e = strchr(s, '}');
@@ -145,13 +126,13 @@ char *pt_data_render(const char *tmpl, const char *input, const char *question, 
                 pt_set_error("template uses {%.*s} but the record has no \"%.*s\" field", (int)nl, name, (int)nl, name);
                 goto fail;
             }
-            rc = sb_add(&b, val, strlen(val));
+            rc = pt_buf_add(&b, val, strlen(val));
             s = e + 1;
         } else if (s[0] == '}') {
             pt_set_error("template: unmatched '}' (write }} for a literal brace)");
             goto fail;
         } else {
-            rc = sb_add(&b, s, 1);
+            rc = pt_buf_add(&b, s, 1);
             s++;
         }
         if (rc != 0) goto fail;
@@ -401,7 +382,7 @@ static int load_text(pt_dataset *ds, const char *path, const char *buf, size_t l
     }
     size_t pos = 0;
     int line = 0;
-    sbuf cur = {0};
+    pt_buf cur = {0};
     int cur_line = 0;
     for (;;) {
         int at_end = pos >= len;
@@ -420,10 +401,10 @@ static int load_text(pt_dataset *ds, const char *path, const char *buf, size_t l
         int blank = s == b;
         if (!blank && (paragraphs || cur.n == 0)) {
             if (cur.n == 0) cur_line = line;
-            else if (sb_add(&cur, "\n", 1) != 0) goto fail;
+            else if (pt_buf_add(&cur, "\n", 1) != 0) goto fail;
             size_t e = b;
             while (e > a && is_ws(buf[e - 1])) e--;
-            if (sb_add(&cur, buf + a, e - a) != 0) goto fail;
+            if (pt_buf_add(&cur, buf + a, e - a) != 0) goto fail;
         }
         if ((blank || !paragraphs || at_end) && cur.n > 0) {
             char *t = tmpl ? pt_data_render(tmpl, NULL, NULL, NULL, cur.p) : strdup(cur.p);

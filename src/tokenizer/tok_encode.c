@@ -305,48 +305,28 @@ static int pre_run(enc_ctx *e, int stage, const char *s, size_t n) {
     return 0;
 }
 
-/* Appends to a growable byte buffer. */
-typedef struct {
-    char *p;
-    size_t n, cap;
-} sbuf;
-
-static int sb_add(sbuf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) return pt_set_error("tokenizer: out of memory");
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-    return 0;
-}
 
 /* Replaces every `from` by `to` in s[0..n) into dst (dst reset first). */
-static int replace_all(sbuf *dst, const char *s, size_t n, const char *from, const char *to) {
+static int replace_all(pt_buf *dst, const char *s, size_t n, const char *from, const char *to) {
     size_t fl = strlen(from), tl = strlen(to), i = 0, start = 0;
     dst->n = 0;
-    if (sb_add(dst, "", 0) != 0) return PT_ERR;
+    if (pt_buf_add(dst, "", 0) != 0) return PT_ERR;
     while (i + fl <= n) {
         if (!memcmp(s + i, from, fl)) {
-            if (sb_add(dst, s + start, i - start) != 0 || sb_add(dst, to, tl) != 0) return PT_ERR;
+            if (pt_buf_add(dst, s + start, i - start) != 0 || pt_buf_add(dst, to, tl) != 0) return PT_ERR;
             i += fl;
             start = i;
         } else
             i++;
     }
-    return sb_add(dst, s + start, n - start);
+    return pt_buf_add(dst, s + start, n - start);
 }
 
 static int encode_segment(enc_ctx *e, const char *s, size_t n) {
     const pt_tokenizer *t = e->t;
     int seg = e->segment_index++;
     if (n == 0) return 0;
-    sbuf a = {0}, b = {0};
+    pt_buf a = {0}, b = {0};
     const char *cur = s;
     size_t cn = n;
     int rc = PT_ERR;
@@ -364,8 +344,8 @@ static int encode_segment(enc_ctx *e, const char *s, size_t n) {
     }
     if (t->norm_prepend) {
         b.n = 0;
-        if (sb_add(&b, t->norm_prepend, strlen(t->norm_prepend)) != 0 || sb_add(&b, cur, cn) != 0) goto out;
-        sbuf tmp = a;
+        if (pt_buf_add(&b, t->norm_prepend, strlen(t->norm_prepend)) != 0 || pt_buf_add(&b, cur, cn) != 0) goto out;
+        pt_buf tmp = a;
         a = b;
         b = tmp;
         cur = a.p;
@@ -373,7 +353,7 @@ static int encode_segment(enc_ctx *e, const char *s, size_t n) {
     }
     for (int i = 0; i < t->n_replace; i++) {
         if (replace_all(&b, cur, cn, t->repl_from[i], t->repl_to[i]) != 0) goto out;
-        sbuf tmp = a;
+        pt_buf tmp = a;
         a = b;
         b = tmp;
         cur = a.p;
@@ -385,15 +365,15 @@ static int encode_segment(enc_ctx *e, const char *s, size_t n) {
         int pre = t->metaspace_prepend == 1 || (t->metaspace_prepend == 2 && seg == 0);
         b.n = 0;
         if (pre && !(cn >= rl && !memcmp(cur, r, rl)) && !(cn > 0 && cur[0] == ' ')) {
-            if (sb_add(&b, r, rl) != 0) goto out;
+            if (pt_buf_add(&b, r, rl) != 0) goto out;
         }
-        sbuf c = {0};
-        if (replace_all(&c, cur, cn, " ", r) != 0 || sb_add(&b, c.p, c.n) != 0) {
+        pt_buf c = {0};
+        if (replace_all(&c, cur, cn, " ", r) != 0 || pt_buf_add(&b, c.p, c.n) != 0) {
             free(c.p);
             goto out;
         }
         free(c.p);
-        sbuf tmp = a;
+        pt_buf tmp = a;
         a = b;
         b = tmp;
         cur = a.p;
@@ -401,8 +381,8 @@ static int encode_segment(enc_ctx *e, const char *s, size_t n) {
     }
     if (t->bl_add_prefix_space && cur[0] != ' ') {
         b.n = 0;
-        if (sb_add(&b, " ", 1) != 0 || sb_add(&b, cur, cn) != 0) goto out;
-        sbuf tmp = a;
+        if (pt_buf_add(&b, " ", 1) != 0 || pt_buf_add(&b, cur, cn) != 0) goto out;
+        pt_buf tmp = a;
         a = b;
         b = tmp;
         cur = a.p;
