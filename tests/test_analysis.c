@@ -73,11 +73,15 @@ TEST(pca_vs_eigen) {
 }
 
 static double purity_of(const float *Y, int n, const int32_t *lab, int c) {
-    int32_t *as = malloc(sizeof(int32_t) * n);
-    double pu = 0;
-    if (pt_kmeans(Y, n, 2, c, 5, 0, as, NULL, NULL)) return -1;
-    pt_purity(as, c, lab, c, n, &pu, NULL);
-    free(as);
+    /* best of 5 k-means++ restarts (lowest inertia), as sklearn's n_init */
+    int32_t *as = malloc(sizeof(int32_t) * n), *best = malloc(sizeof(int32_t) * n);
+    double pu = 0, bi = 1e300, in;
+    for (uint64_t s = 0; s < 5; s++) {
+        if (pt_kmeans(Y, n, 2, c, s, 0, as, NULL, &in)) return -1;
+        if (in < bi) bi = in, memcpy(best, as, sizeof(int32_t) * n);
+    }
+    pt_purity(best, c, lab, c, n, &pu, NULL);
+    free(as), free(best);
     return pu;
 }
 
@@ -330,6 +334,228 @@ TEST(nonfinite_rows) {
     return 0;
 }
 
+
+/* ---- model-based pieces --------------------------------------------------------------*/
+#include "ptune/forward.h"
+#include "ptune/safetensors.h"
+
+static pt_config tiny_cfg(pt_arch arch, int vocab) {
+    pt_config c;
+    memset(&c, 0, sizeof c);
+    c.arch = arch;
+    c.dim = 32;
+    c.n_layers = 3;
+    c.n_heads = 4;
+    c.n_kv_heads = arch == PT_ARCH_LLAMA ? 2 : 4;
+    c.head_dim = 8;
+    c.hidden_dim = 64;
+    c.vocab_size = vocab;
+    c.max_seq = 128;
+    c.norm_eps = 1e-5f;
+    c.rope_theta = 10000.0f;
+    c.bos_id = c.eos_id = c.pad_id = -1;
+    return c;
+}
+
+TEST(logit_lens_vs_forward) {
+    for (int arch = 1; arch <= 2; arch++) {
+        pt_config c = tiny_cfg((pt_arch)arch, 300);
+        pt_model *m = pt_model_random(&c, PT_F32, 5);
+        CHECK(m, "%s", pt_last_error());
+        int32_t ids[6] = {3, 17, 250, 9, 9, 101};
+        int T = 6, V = c.vocab_size;
+        pt_lens L;
+        CHECK(pt_logit_lens(m, NULL, 0, ids, T, 3, &L) == 0, "%s", pt_last_error());
+        /* last layer: top-1 equals the argmax of the model's own logits */
+        pt_workspace *ws = pt_workspace_new(m, 1, T);
+        float *lg = malloc(sizeof(float) * T * V);
+        pt_batch in = {.B = 1, .T = T, .ids = ids};
+        pt_forward_out o = {0};
+        o.logits = lg;
+        CHECK(pt_forward(m, ws, &in, &o) == 0, "%s", pt_last_error());
+        double md = 0;
+        for (int t = 0; t < T; t++) {
+            int am = 0;
+            for (int v = 1; v < V; v++)
+                if (lg[t * V + v] > lg[t * V + am]) am = v;
+            size_t off = ((size_t)c.n_layers * T + t) * 3;
+            CHECK(L.top_ids[off] == am, "arch %d pos %d: lens %d vs forward %d", arch, t, L.top_ids[off], am);
+            md = fmax(md, fabs((double)L.top_logit[off] - (double)lg[t * V + am]));
+        }
+        /* soft splice: the token embeddings given as soft vectors give the same lens */
+        float *soft = malloc(sizeof(float) * T * c.dim);
+        for (int t = 0; t < T; t++) pt_tensor_row_f32(&m->tok_embd, ids[t], soft + t * c.dim);
+        pt_lens L2;
+        CHECK(pt_logit_lens(m, soft, T, NULL, 0, 3, &L2) == 0, "%s", pt_last_error());
+        double ms = 0;
+        for (size_t i = 0; i < (size_t)L.n_layers * T * 3; i++) {
+            CHECK(L.top_ids[i] == L2.top_ids[i], "soft splice differs at %zu", i);
+            ms = fmax(ms, fabs((double)L.top_prob[i] - (double)L2.top_prob[i]));
+        }
+        printf("  arch %d: last-layer lens = forward argmax (max logit diff %.2e), soft splice max prob diff %.2e\n", arch,
+               md, ms);
+        CHECK(md < 1e-4 && ms < 1e-6, "diffs");
+        pt_lens_free(&L), pt_lens_free(&L2);
+        free(lg), free(soft);
+        pt_workspace_free(ws);
+        pt_model_free(m);
+    }
+    return 0;
+}
+
+TEST(prompt_geometry_and_mahalanobis) {
+    pt_config c = tiny_cfg(PT_ARCH_LLAMA, 300);
+    pt_model *m = pt_model_random(&c, PT_F32, 6);
+    CHECK(m, "%s", pt_last_error());
+    int n = 4, d = c.dim;
+    float P[4 * 32], P0[4 * 32];
+    int rows[4] = {10, 20, 10, 42};
+    for (int i = 0; i < n; i++) {
+        pt_tensor_row_f32(&m->tok_embd, rows[i], P + i * d);
+        for (int j = 0; j < d; j++) P0[i * d + j] = P[i * d + j] * 0.5f;
+    }
+    /* Gaussian fit of the vocabulary, and an independent Mahalanobis via dposv */
+    float *E = malloc(sizeof(float) * 300 * d);
+    for (int v = 0; v < 300; v++) pt_tensor_row_f32(&m->tok_embd, v, E + v * d);
+    pt_gauss_fit fit;
+    CHECK(pt_gauss_fit_matrix(E, 300, d, &fit) == 0, "%s", pt_last_error());
+    pt_prompt_geom g;
+    CHECK(pt_prompt_geometry(m, P, n, P0, &fit, 3, &g) == 0, "%s", pt_last_error());
+    CHECK(g.nn_l2[0] == 10 && g.nn_l2[3] == 20 && g.nn_l2[9] == 42, "nearest rows %d %d %d", g.nn_l2[0], g.nn_l2[3],
+          g.nn_l2[9]);
+    CHECK(g.d_l2[0] < 1e-3f && g.d_cos[0] < 1e-5f, "self distance %g %g", (double)g.d_l2[0], (double)g.d_cos[0]);
+    CHECK(fabs(g.dup_nn_rate - 0.25) < 1e-12, "dup rate %g", g.dup_nn_rate);
+    CHECK(fabs((double)g.cos[0 * n + 2] - 1) < 1e-6, "cos of equal vectors");
+    CHECK(fabs((double)g.drift_cos[1] - 1) < 1e-6 && fabs((double)g.drift_l2[1] - 0.5 * (double)g.norm[1]) < 1e-5, "drift");
+    double A[32 * 32], b[32];
+    for (int i = 0; i < d * d; i++) A[i] = fit.cov[i] + (i % (d + 1) == 0 ? fit.jitter : 0);
+    double md = 0;
+    for (int i = 0; i < n; i++) {
+        double cp[32 * 32];
+        memcpy(cp, A, sizeof A);
+        for (int j = 0; j < d; j++) b[j] = (double)P[i * d + j] - fit.mean[j];
+        double bb[32];
+        memcpy(bb, b, sizeof b);
+        CHECK(LAPACKE_dposv(LAPACK_ROW_MAJOR, 'U', d, 1, cp, d, bb, 1) == 0, "dposv");
+        double q = 0;
+        for (int j = 0; j < d; j++) q += b[j] * bb[j];
+        md = fmax(md, fabs(sqrt(q) - g.mahal[i]) / sqrt(q));
+    }
+    int64_t below = 0;
+    for (int v = 0; v < 300; v++) {
+        double s = 0;
+        for (int j = 0; j < d; j++) s += (double)E[v * d + j] * (double)E[v * d + j];
+        below += sqrt(s) < (double)g.norm[0] - 1e-6;
+    }
+    printf("  nearest rows recovered, dup rate %.2f, Mahalanobis max rel diff vs dposv %.2e, eff rank %d, norm pct %.3f (ref %.3f)\n",
+           g.dup_nn_rate, md, g.eff_rank, g.norm_pct[0], below / 300.0);
+    CHECK(md < 1e-8, "mahalanobis %g", md);
+    CHECK(fabs(g.norm_pct[0] - below / 300.0) < 0.01, "norm percentile");
+    CHECK(g.eff_rank >= 1 && g.eff_rank <= 3, "rank %d (3 distinct vectors)", g.eff_rank);
+    pt_prompt_geom_free(&g);
+    pt_gauss_free(&fit);
+    free(E);
+    pt_model_free(m);
+    return 0;
+}
+
+TEST(acts_capture_fixture) {
+    const char *fx = pt_test_shared_fixtures();
+    if (!fx) SKIP("../shared/fixtures absent");
+    char mp[512], tp[512];
+    snprintf(mp, sizeof mp, "%s/aidreams260K.bin", fx);
+    snprintf(tp, sizeof tp, "%s/aidreams260K.tok512.bin", fx);
+    pt_model *m = pt_model_load(mp);
+    pt_tokenizer *tok = pt_tokenizer_load(tp);
+    CHECK(m && tok, "%s", pt_last_error());
+    const char *data = "/tmp/pt_test_analysis_data.txt";
+    FILE *f = fopen(data, "w");
+    fprintf(f, "the dream was blue\n\nI walked into a room of light and sound\n\na cat\n");
+    fclose(f);
+    int layers[3] = {0, 2, 4};
+    pt_acts_opts o = {layers, 3, PT_POOL_TOKEN, 0, 2, 64};
+    pt_acts A, Mn;
+    CHECK(pt_acts_capture(m, tok, data, &o, &A) == 0, "%s", pt_last_error());
+    o.pool = PT_POOL_MEAN;
+    CHECK(pt_acts_capture(m, tok, data, &o, &Mn) == 0, "%s", pt_last_error());
+    CHECK(Mn.n == 3 && A.n > 10 && A.n_bad == 0, "rows %lld %lld", (long long)Mn.n, (long long)A.n);
+    /* reference: sample 1 alone through pt_forward */
+    int64_t r0 = 0, cnt = 0;
+    while (A.sample_index[r0] != 1) r0++;
+    while (r0 + cnt < A.n && A.sample_index[r0 + cnt] == 1) cnt++;
+    int32_t ids[64];
+    for (int t = 0; t < cnt; t++) ids[t] = A.token_ids[r0 + t];
+    pt_workspace *ws = pt_workspace_new(m, 1, (int)cnt);
+    float *hid = malloc(sizeof(float) * 3 * cnt * 64);
+    pt_batch in = {.B = 1, .T = (int)cnt, .ids = ids};
+    pt_forward_out fo = {0};
+    fo.n_capture = 3, fo.capture_layers = layers, fo.hidden = hid;
+    CHECK(pt_forward(m, ws, &in, &fo) == 0, "%s", pt_last_error());
+    double md = 0, mm = 0;
+    for (int l = 0; l < 3; l++)
+        for (int t = 0; t < cnt; t++)
+            for (int j = 0; j < 64; j++)
+                md = fmax(md, fabs((double)A.acts[l][(r0 + t) * 64 + j] - (double)hid[((size_t)l * cnt + t) * 64 + j]));
+    for (int l = 0; l < 3; l++)
+        for (int j = 0; j < 64; j++) {
+            double s = 0;
+            for (int t = 0; t < cnt; t++) s += (double)A.acts[l][(r0 + t) * 64 + j];
+            mm = fmax(mm, fabs(s / (double)cnt - (double)Mn.acts[l][1 * 64 + j]));
+        }
+    printf("  %lld token rows, %lld mean rows; batched vs single forward max diff %.2e, mean pooling max diff %.2e\n",
+           (long long)A.n, (long long)Mn.n, md, mm);
+    CHECK(md < 1e-4 && mm < 1e-5, "capture differs");
+    /* save / load round trip */
+    const char *out = "/tmp/pt_test_analysis_acts.safetensors";
+    CHECK(pt_acts_save(&A, out, mp, data) == 0, "%s", pt_last_error());
+    pt_acts B;
+    CHECK(pt_acts_load(out, &B) == 0, "%s", pt_last_error());
+    CHECK(B.n == A.n && B.n_layers == 3 && B.layers[2] == 4 && B.pool == PT_POOL_TOKEN &&
+              !memcmp(B.acts[1], A.acts[1], sizeof(float) * A.n * 64) &&
+              !memcmp(B.sample_index, A.sample_index, sizeof(int32_t) * A.n),
+          "round trip");
+    pt_acts_free(&B);
+    /* bad input: empty layer list, layer out of range */
+    o.n_layers = 0;
+    CHECK(pt_acts_capture(m, tok, data, &o, &B) == PT_ERR && strstr(pt_last_error(), "empty layer list"), "empty list");
+    printf("  %s\n", pt_last_error());
+    int bad[1] = {9};
+    o.layers = bad, o.n_layers = 1;
+    CHECK(pt_acts_capture(m, tok, data, &o, &B) == PT_ERR, "layer 9 accepted");
+    printf("  %s\n", pt_last_error());
+    /* a file with a NaN is refused by the loader, naming the file */
+    A.acts[0][5] = NAN;
+    CHECK(pt_acts_save(&A, out, mp, data) == 0, "%s", pt_last_error());
+    CHECK(pt_acts_load(out, &B) == PT_ERR && strstr(pt_last_error(), "non-finite"), "NaN file accepted");
+    printf("  %s\n", pt_last_error());
+    remove(out);
+    pt_acts_free(&A), pt_acts_free(&Mn);
+    free(hid);
+    pt_workspace_free(ws);
+    /* NaN rows during capture: a random model whose embedding row of one token is NaN */
+    pt_config c = tiny_cfg(PT_ARCH_LLAMA, 512);
+    pt_model *r = pt_model_random(&c, PT_F32, 7);
+    int32_t *cat = NULL;
+    int nc = 0;
+    pt_tokenizer_encode(tok, "a cat", 5, 0, &cat, &nc);
+    float *row = (float *)r->tok_embd.data + (size_t)cat[nc - 1] * c.dim;
+    row[0] = NAN;
+    int l0[1] = {0};
+    pt_acts_opts o2 = {l0, 1, PT_POOL_TOKEN, 0, 2, 64};
+    CHECK(pt_acts_capture(r, tok, data, &o2, &A) == 0, "%s", pt_last_error());
+    int fin = 1;
+    for (int64_t i = 0; i < A.n * c.dim; i++) fin &= isfinite(A.acts[0][i]);
+    printf("  NaN embedding row: %lld rows excluded, %lld kept (all finite: %d)\n", (long long)A.n_bad, (long long)A.n, fin);
+    CHECK(A.n_bad >= 1 && fin, "NaN rows not excluded");
+    pt_acts_free(&A);
+    free(cat);
+    pt_model_free(r);
+    pt_tokenizer_free(tok);
+    pt_model_free(m);
+    remove(data);
+    return 0;
+}
+
 int main(void) {
     PT_RUN(pca_vs_eigen);
     PT_RUN(tsne_clusters_exact_bh_threads);
@@ -339,5 +565,8 @@ int main(void) {
     PT_RUN(kde_integrates);
     PT_RUN(trajectory_statistic);
     PT_RUN(nonfinite_rows);
+    PT_RUN(logit_lens_vs_forward);
+    PT_RUN(prompt_geometry_and_mahalanobis);
+    PT_RUN(acts_capture_fixture);
     return PT_DONE();
 }

@@ -205,13 +205,12 @@ static int build_sparse_p(const float *X, int64_t n, int d, double perplexity, c
 }
 
 /* ---- quadtree ------------------------------------------------------------------------*/
+/* Flattened node, 20 bytes (float: the traversal is memory bound). */
 typedef struct {
-    double cx, cy;   /* centre of mass */
-    double w2;       /* squared cell width */
-    int32_t count;
+    float cx, cy;    /* centre of mass */
+    float w2;        /* squared cell width; -1 marks a leaf */
+    float count;
     int32_t skip;    /* index of the next node after this subtree (flattened) */
-    int32_t leaf;    /* 1 for a leaf */
-    int32_t pad;
 } qnode;
 
 typedef struct {
@@ -283,11 +282,12 @@ static void flatten(qtree *t, int32_t c) {
     int32_t me = t->nq++;
     bnode *n = &t->b[c];
     qnode *q = &t->q[me];
-    q->cx = n->sx / n->count, q->cy = n->sy / n->count, q->w2 = n->w * n->w, q->count = n->count;
+    q->cx = (float)(n->sx / n->count), q->cy = (float)(n->sy / n->count), q->w2 = (float)(n->w * n->w);
+    q->count = (float)n->count;
     int leaf = 1;
     for (int k = 0; k < 4; k++)
         if (n->child[k] >= 0 && t->b[n->child[k]].count > 0) leaf = 0;
-    q->leaf = leaf;
+    if (leaf) q->w2 = -1;
     if (!leaf)
         for (int k = 0; k < 4; k++)
             if (t->b[c].child[k] >= 0 && t->b[t->b[c].child[k]].count > 0) flatten(t, t->b[c].child[k]);
@@ -311,28 +311,33 @@ static void qtree_build(qtree *t, const double *Y, int64_t n) {
     flatten(t, 0);
 }
 
-/* Repulsion of point (x, y): sum over others of w^2 (y_i - y_j) into f, returns sum of w. */
+/* Repulsion of point (x, y): sum over others of w^2 (y_i - y_j) into f, returns sum of w.
+ * A leaf always summarizes (w2 = -1); at distance 0 it is the point itself (and
+ * exact duplicates, lumped into its leaf), so one is taken off its count. */
 static double repulse(const qtree *t, double x, double y, double theta2, double *fx, double *fy) {
-    double z = 0, ax = 0, ay = 0;
-    int32_t k = 0;
+    float xf = (float)x, yf = (float)y, th2 = (float)theta2;
+    float z = 0, ax = 0, ay = 0;
+    double zd = 0, axd = 0, ayd = 0;
+    int32_t k = 0, cnt = 0;
     const qnode *q = t->q;
-    while (k < t->nq) {
-        double dx = x - q[k].cx, dy = y - q[k].cy, d2 = dx * dx + dy * dy;
-        if (q[k].leaf || q[k].w2 < theta2 * d2) {
-            double c = q[k].count;
-            if (q[k].leaf && d2 == 0) c -= 1; /* the point itself (and exact duplicates) */
-            if (c > 0) {
-                double w = 1 / (1 + d2);
-                z += c * w;
-                double m = c * w * w;
-                ax += m * dx, ay += m * dy;
+    const int32_t nq = t->nq;
+    while (k < nq) {
+        float dx = xf - q[k].cx, dy = yf - q[k].cy, d2 = dx * dx + dy * dy;
+        if (q[k].w2 < th2 * d2 || (q[k].w2 < 0)) {
+            float c = q[k].count;
+            if (d2 == 0) c -= 1;
+            float w = 1 / (1 + d2), cw = c * w, m = cw * w;
+            z += cw, ax += m * dx, ay += m * dy;
+            if (++cnt == 64) { /* flush the float partial sums into double */
+                zd += (double)z, axd += (double)ax, ayd += (double)ay;
+                z = ax = ay = 0, cnt = 0;
             }
             k = q[k].skip;
         } else
             k++;
     }
-    *fx = ax, *fy = ay;
-    return z;
+    *fx = axd + (double)ax, *fy = ayd + (double)ay;
+    return zd + (double)z;
 }
 
 /* ---- gradients ----------------------------------------------------------------------
