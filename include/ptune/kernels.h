@@ -28,6 +28,12 @@ int pt_get_threads(void);
  * NULL. x has row stride ldx, y row stride ldy (so several linears can write
  * into one fused buffer). Not to be called inside a parallel region. */
 int pt_linear_chunk(const pt_linear *l);
+/* Columns per weight chunk: about 2 MiB of fp32 (span floats per column), a
+ * multiple of 32 (Q8_0 blocks) in 32..1024, at most n; from the shape only. */
+int pt_cols_per_chunk(int64_t span, int64_t n);
+/* Widens columns [c0, c0+nc) of every row of a 2-D tensor into out [rows, nc]
+ * (c0 a multiple of 32 for Q8_0). */
+void pt_tensor_cols_f32(const pt_tensor *t, int64_t c0, int64_t nc, float *out);
 size_t pt_linear_scratch_floats(const pt_linear *l);
 void pt_linear_forward(const pt_linear *l, const float *bias, const float *x, int n, int ldx, float *y,
                        int ldy, float *scratch, int n_scratch);

@@ -86,23 +86,23 @@ void pt_rows_to_f32(const pt_tensor *t, int64_t r0, int64_t nr, float *out) {
 
 /* Output columns per chunk: from the shape only (never the thread count), a
  * multiple of 32 (Q8_0 blocks), about 2 MiB of fp32 weights per chunk. */
-int pt_linear_chunk(const pt_linear *l) {
-    int64_t in = pt_linear_in(l), out = pt_linear_out(l);
-    int64_t nc = CHUNK_FLOATS / (in > 0 ? in : 1);
+int pt_cols_per_chunk(int64_t span, int64_t n) {
+    int64_t nc = CHUNK_FLOATS / (span > 0 ? span : 1);
     nc = nc / 32 * 32;
     if (nc < 32) nc = 32;
     if (nc > 1024) nc = 1024;
-    if (nc > out) nc = out;
+    if (nc > n) nc = n;
     return (int)nc;
 }
+
+int pt_linear_chunk(const pt_linear *l) { return pt_cols_per_chunk(pt_linear_in(l), pt_linear_out(l)); }
 
 size_t pt_linear_scratch_floats(const pt_linear *l) {
     if (l->w.dtype == PT_F32) return 0;
     return (size_t)pt_linear_chunk(l) * (size_t)pt_linear_in(l);
 }
 
-/* Widens columns [c0, c0+nc) of rows [0, rows) of a 2-D tensor into out [rows, nc]. */
-static void cols_to_f32(const pt_tensor *t, int64_t c0, int64_t nc, float *out) {
+void pt_tensor_cols_f32(const pt_tensor *t, int64_t c0, int64_t nc, float *out) {
     int64_t rows = t->shape[0], cols = t->shape[1];
     size_t rb = pt_dtype_row_bytes(t->dtype, cols);
     for (int64_t r = 0; r < rows; r++) {
@@ -163,7 +163,7 @@ void pt_linear_forward(const pt_linear *l, const float *bias, const float *x, in
             } else {
                 float *s = scratch + (size_t)omp_get_thread_num() * per;
                 if (have != c) {
-                    if (l->w_in_out) cols_to_f32(&l->w, o0, m, s);
+                    if (l->w_in_out) pt_tensor_cols_f32(&l->w, o0, m, s);
                     else pt_rows_to_f32_serial(&l->w, o0, m, s);
                     have = c;
                 }

@@ -11,37 +11,13 @@
 #include <omp.h>
 #include <string.h>
 
-#define CHUNK_FLOATS (1 << 19)
 #define MIN_TILES 8
 
-int pt_linear_bwd_chunk(const pt_linear *l) {
-    int64_t in = pt_linear_in(l), out = pt_linear_out(l);
-    int64_t nc = CHUNK_FLOATS / (out > 0 ? out : 1);
-    nc = nc / 32 * 32;
-    if (nc < 32) nc = 32;
-    if (nc > 1024) nc = 1024;
-    if (nc > in) nc = in;
-    return (int)nc;
-}
+int pt_linear_bwd_chunk(const pt_linear *l) { return pt_cols_per_chunk(pt_linear_out(l), pt_linear_in(l)); }
 
 size_t pt_linear_bwd_scratch_floats(const pt_linear *l) {
     if (l->w.dtype == PT_F32) return 0;
     return (size_t)pt_linear_bwd_chunk(l) * (size_t)pt_linear_out(l);
-}
-
-/* Columns [c0, c0+nc) of every row of a 2-D tensor into out [rows, nc]
- * (c0 a multiple of 32 for Q8_0). */
-static void cols_f32(const pt_tensor *t, int64_t c0, int64_t nc, float *out) {
-    int64_t rows = t->shape[0], cols = t->shape[1];
-    size_t rb = pt_dtype_row_bytes(t->dtype, cols), off = pt_dtype_row_bytes(t->dtype, c0);
-    pt_tensor v = *t;
-    v.ndim = 2;
-    v.shape[0] = 1;
-    v.shape[1] = nc;
-    for (int64_t r = 0; r < rows; r++) {
-        v.data = (const char *)t->data + (size_t)r * rb + off;
-        pt_rows_to_f32_serial(&v, 0, 1, out + r * nc);
-    }
 }
 
 void pt_linear_backward_input(const pt_linear *l, const float *dy, int n, int lddy, float *dx, int lddx,
@@ -82,7 +58,7 @@ void pt_linear_backward_input(const pt_linear *l, const float *dy, int n, int ld
                 float *s = scratch + (size_t)omp_get_thread_num() * per;
                 if (have != c) {
                     if (l->w_in_out) pt_rows_to_f32_serial(&l->w, i0, m, s);
-                    else cols_f32(&l->w, i0, m, s);
+                    else pt_tensor_cols_f32(&l->w, i0, m, s);
                     have = c;
                 }
                 w = s;
