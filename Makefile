@@ -30,7 +30,7 @@ $(BUILD)/%.o: %.c $(wildcard include/ptune/*.h) $(wildcard src/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/%: tests/%.c tests/pt_test.h $(BUILD)/libptune.a
+$(BUILD)/tests/%: tests/%.c tests/pt_test.h tests/pt_test_model.h $(BUILD)/libptune.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/libptune.a $(LDLIBS)
 

@@ -4,6 +4,7 @@
  * independence; gradient accumulation; soft placement against a spliced plain
  * forward; loss-only forward against the training step. */
 #include "pt_test.h"
+#include "pt_test_model.h"
 #include "ptune/backward.h"
 #include "ptune/kernels_bwd.h"
 
@@ -312,24 +313,7 @@ TEST(cross_entropy_backward) {
 
 /* ---- whole model ------------------------------------------------------------------*/
 
-static pt_config tiny_cfg(pt_arch arch) {
-    pt_config c;
-    memset(&c, 0, sizeof c);
-    c.arch = arch;
-    c.dim = 64;
-    c.n_layers = 3;
-    c.n_heads = 4;
-    c.n_kv_heads = arch == PT_ARCH_LLAMA ? 2 : 4;
-    c.head_dim = 16;
-    c.hidden_dim = arch == PT_ARCH_LLAMA ? 96 : 256;
-    c.vocab_size = 300;
-    c.max_seq = 64;
-    c.norm_eps = 1e-5f;
-    c.rope_theta = 10000.0f;
-    c.qkv_bias = arch == PT_ARCH_LLAMA;
-    c.bos_id = c.eos_id = c.pad_id = -1;
-    return c;
-}
+static pt_config tiny_cfg(pt_arch arch) { return pt_test_tiny_cfg(arch, 3); }
 
 enum { MB = 2, MT = 7, MN = 3 };
 

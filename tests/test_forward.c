@@ -5,27 +5,11 @@
  * spliced vectors; KV-cache logits == full-forward logits; F32 vs BF16 weights;
  * thread count 1 vs 2 bit-identical; hidden-state capture; sampler; generation. */
 #include "pt_test.h"
+#include "pt_test_model.h"
 #include "ptune/forward.h"
 #include "ptune/kernels.h"
 
-static pt_config tiny_cfg(pt_arch arch) {
-    pt_config c;
-    memset(&c, 0, sizeof c);
-    c.arch = arch;
-    c.dim = 64;
-    c.n_layers = 2;
-    c.n_heads = 4;
-    c.n_kv_heads = arch == PT_ARCH_LLAMA ? 2 : 4;
-    c.head_dim = 16;
-    c.hidden_dim = arch == PT_ARCH_LLAMA ? 96 : 256;
-    c.vocab_size = 300;
-    c.max_seq = 64;
-    c.norm_eps = 1e-5f;
-    c.rope_theta = 10000.0f;
-    c.qkv_bias = arch == PT_ARCH_LLAMA;
-    c.bos_id = c.eos_id = c.pad_id = -1;
-    return c;
-}
+static pt_config tiny_cfg(pt_arch arch) { return pt_test_tiny_cfg(arch, 2); }
 
 /* Random norm weights / biases so that bias and norm wiring is exercised. */
 static void perturb(pt_tensor *t, uint64_t seed, float base, float scale) {
