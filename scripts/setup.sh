@@ -12,6 +12,10 @@ missing=()
 # Node.js may come from another source that bundles npm: look for the commands.
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# The report check (tests/check_html.sh) renders pages in headless Chromium:
+# Debian's chromium-headless-shell, unless a full chromium is there.
+command -v chromium-headless-shell >/dev/null 2>&1 || command -v chromium >/dev/null 2>&1 ||
+    missing+=(chromium-headless-shell)
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${PT_SETUP_OPTIONAL:-0}" = 1 ]; then
     for p in "${optional[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -110,17 +110,25 @@ TEST(report_chromium) {
     char cmd[4096], p[600];
     snprintf(p, sizeof p, "%s/sw/isotropic-s1-lr2e-2", dir);
     if (access(p, R_OK)) SKIP("no sweep runs (previous case skipped or failed)");
+    /* a prompt figure in one run directory (analyze prompts --png) and a summary table */
+    snprintf(cmd, sizeof cmd,
+             "./ptune analyze prompts %s --run %s/sw/isotropic-s1-lr2e-2 --json --png %s/sw/isotropic-s1-lr2e-2/pca.png "
+             "| grep -q '\"mean_nn_l2\"' && test -s %s/sw/isotropic-s1-lr2e-2/pca.png && "
+             "printf 'prior  EM\\nsummary-marker \\342\\234\\223\\n' > %s/sum.txt",
+             M, dir, dir, dir, dir);
+    CHECK(sh(cmd) == 0, "analyze prompts --png / --json mean_nn_l2 failed");
     snprintf(cmd, sizeof cmd,
              "./ptune report %s/sw/isotropic-s1-lr2e-2 %s/sw/isotropic-s2-lr2e-2 %s/sw/fitted_source_vocab-s1-lr2e-2 "
-             "--out %s/r.html >/dev/null",
-             dir, dir, dir, dir);
+             "--summary %s/sum.txt --out %s/r.html >/dev/null",
+             dir, dir, dir, dir, dir);
     CHECK(sh(cmd) == 0, "report failed");
-    /* 1 overview + 3 loss curves */
-    snprintf(cmd, sizeof cmd, "test $(grep -o '<img ' %s/r.html | wc -l) -eq 4", dir);
-    CHECK(sh(cmd) == 0, "expected 4 <img> in the report");
+    /* 1 overview + 3 loss curves + the prompt figure; the summary text */
+    snprintf(cmd, sizeof cmd, "test $(grep -o '<img ' %s/r.html | wc -l) -eq 5 && grep -q 'summary-marker' %s/r.html",
+             dir, dir);
+    CHECK(sh(cmd) == 0, "expected 5 <img> and the summary in the report");
     snprintf(cmd, sizeof cmd, "grep -q 'fitted:source=vocab' %s/r.html && grep -q '&quot;ptune_run&quot;' %s/r.html", dir, dir);
     CHECK(sh(cmd) == 0, "report lacks the prior or run.json");
-    snprintf(cmd, sizeof cmd, "bash tests/check_html.sh %s/r.html 4", dir);
+    snprintf(cmd, sizeof cmd, "bash tests/check_html.sh %s/r.html 5", dir);
     int rc = sh(cmd);
     if (rc == 77) SKIP("no chromium (apt-get install chromium-headless-shell)");
     CHECK(rc == 0, "headless Chromium check failed");

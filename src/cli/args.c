@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int args_init(pt_args *a, const char *cmd, int argc, char **argv) {
     a->argc = argc;
@@ -65,6 +66,36 @@ const char *args_str(pt_args *a, const char *name) {
         exit(2);
     }
     return v;
+}
+
+/* The embedded default model: $PTUNE_MODEL when set, else models/default
+ * next to the executable (the repository layout) or in ../share/ptune (an
+ * installed layout). NULL when none has a config.json. */
+const char *cli_default_model(void) {
+    static char buf[4096];
+    const char *env = getenv("PTUNE_MODEL");
+    if (env && *env) return env;
+    char exe[3072];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return NULL;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash) return NULL;
+    *slash = 0;
+    static const char *const rel[] = {"/models/default", "/../share/ptune/models/default"};
+    for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+        snprintf(buf, sizeof buf, "%s%s/config.json", exe, rel[i]);
+        if (access(buf, R_OK) == 0) {
+            buf[strlen(buf) - strlen("/config.json")] = 0;
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+const char *args_model(pt_args *a) {
+    const char *v = args_str(a, "--model");
+    return v ? v : cli_default_model();
 }
 
 int args_flag(pt_args *a, const char *name) {

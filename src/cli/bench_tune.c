@@ -22,10 +22,12 @@ int bench_tune(int argc, char **argv);
 static const char *help =
     "usage: ptune bench tune (--model PATH | --random-config config.json) --batch B --seq T --tokens N\n"
     "                        [--method soft|deep|prefix] [--layers 0,13,14,15] [--dtype f32|bf16|f16]\n"
-    "                        [--warmup N] [--runs N] [--threads N] [--seed S] [--json]\n"
+    "                        [--loss-last K] [--warmup N] [--runs N] [--threads N] [--seed S] [--json]\n"
     "  Times one training step (forward + prompt backward + AdamW) on random ids,\n"
     "  loss on every one of the T real positions. --seq counts real tokens; the N prompt\n"
     "  positions come on top. Deep prompts default to layer 0 and the last three layers.\n"
+    "  --loss-last K: the loss on the last K positions of each row only (QA-shaped); the\n"
+    "  FLOP count stays that of the full LM head, as the reference computes it.\n"
     "  Reports median_s_per_step, tokens_per_s = B*(T+N)/s, gflops (DESIGN.md) and peak_rss_mib.\n";
 
 static int cmp_d(const void *a, const void *b) {
@@ -41,9 +43,10 @@ int bench_tune(int argc, char **argv) {
     const char *model_path = args_str(&a, "--model"), *cfg_path = args_str(&a, "--random-config");
     const char *method_s = args_str(&a, "--method"), *layers_s = args_str(&a, "--layers");
     const char *dtype_s = args_str(&a, "--dtype");
-    long B, T, N, warm, runs, threads, seed;
+    long B, T, N, warm, runs, threads, seed, loss_last;
     int json = args_flag(&a, "--json");
     if (args_int(&a, "--batch", 0, &B) || args_int(&a, "--seq", 0, &T) || args_int(&a, "--tokens", 20, &N) ||
+        args_int(&a, "--loss-last", 0, &loss_last) ||
         args_int(&a, "--warmup", 1, &warm) || args_int(&a, "--runs", 5, &runs) ||
         args_int(&a, "--threads", 0, &threads) || args_int(&a, "--seed", 0, &seed) || args_finish(&a))
         return args_free(&a), 2;
@@ -128,6 +131,9 @@ int bench_tune(int argc, char **argv) {
         labels[i] = (int32_t)pt_rng_below(&rng, (uint64_t)c->vocab_size);
     }
     for (long b = 0; b < B; b++) lens[b] = (int32_t)T;
+    if (loss_last > 0)
+        for (long i = 0; i < B * T; i++)
+            if (i % T < T - loss_last) labels[i] = -1;
     pt_prompt prompt;
     pt_params_prompt(&pp, &prompt);
     pt_prompt_grad g;
@@ -152,10 +158,11 @@ int bench_tune(int argc, char **argv) {
     double rss = pt_peak_rss_mib();
     if (json)
         printf("{\"bench\": \"tune\", \"model\": \"%s\", \"method\": \"%s\", \"batch\": %ld, \"seq\": %ld, "
-               "\"tokens\": %ld, \"threads\": %d, \"runs\": %ld, \"trainable_params\": %zu, "
+               "\"tokens\": %ld, \"threads\": %d, \"runs\": %ld, \"trainable_params\": %zu, \"loss_last\": %ld, "
                "\"median_s_per_step\": %.6f, \"min_s_per_step\": %.6f, \"tokens_per_s\": %.1f, \"gflops\": %.3f, "
                "\"peak_rss_mib\": %.1f}\n",
-               model_path ? model_path : cfg_path, pt_method_name(method), B, T, N, pt_get_threads(), runs, pp.n, med,
+               model_path ? model_path : cfg_path, pt_method_name(method), B, T, N, pt_get_threads(), runs, pp.n,
+               loss_last, med,
                times[0], (double)B * S / med, flops / med / 1e9, rss);
     else
         printf("%s, %s prompt of %ld: batch %ld x seq %ld (+%ld), %d threads: %.4f s/step (median of %ld), "

@@ -23,6 +23,9 @@ void args_free(pt_args *a);
 int args_help(pt_args *a);
 /* Value of `--name V` or `--name=V`; NULL when absent. */
 const char *args_str(pt_args *a, const char *name);
+/* --model, else the embedded default model (cli_default_model), else NULL. */
+const char *args_model(pt_args *a);
+const char *cli_default_model(void);
 /* Boolean switch `--name`. */
 int args_flag(pt_args *a, const char *name);
 /* Parsed numbers; return 0 on success (absent: *out = def), else print an error and return -1. */

@@ -36,7 +36,7 @@ int cmd_acts(int argc, char **argv) {
     pt_args a;
     if (args_init(&a, "acts", argc, argv)) return 1;
     if (args_help(&a)) return usage(), args_free(&a), 0;
-    const char *mp = args_str(&a, "--model"), *tp = args_str(&a, "--tokenizer"), *dp = args_str(&a, "--data");
+    const char *mp = args_model(&a), *tp = args_str(&a, "--tokenizer"), *dp = args_str(&a, "--data");
     const char *ls = args_str(&a, "--layers"), *ps = args_str(&a, "--pool"), *op = args_str(&a, "--out");
     long max_n, batch, max_len;
     if (args_int(&a, "--max-n", 0, &max_n) || args_int(&a, "--batch", 8, &batch) ||

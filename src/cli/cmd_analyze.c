@@ -1,6 +1,7 @@
 /* cmd_analyze.c: ptune analyze prompts|clusters|trajectory|lens (docs/analysis.md). */
 #include "cli.h"
 #include "ptune/analysis.h"
+#include "ptune/plot.h"
 #include "ptune/safetensors.h"
 
 #include <jansson.h>
@@ -14,7 +15,7 @@ int cmd_analyze(int argc, char **argv);
 static void usage(void) {
     printf("usage:\n"
            "  ptune analyze prompts --model M [--tokenizer T] --run RUN_DIR|ADAPTER.safetensors [--fit FIT.safetensors]\n"
-           "                        [--top-k 5] [--json]\n"
+           "                        [--top-k 5] [--png FILE.png|.svg] [--json]\n"
            "  ptune analyze clusters --acts a.safetensors,b.safetensors [--labels text,qa] [--layer L] [--k K]\n"
            "                        [--max-exact 5000] [--seed S] [--json]\n"
            "  ptune analyze trajectory --model M [--tokenizer T] --text TEXT --layer L [--random 20] [--seed S] [--json]\n"
@@ -45,7 +46,7 @@ static const char *tok_str(const pt_tokenizer *tok, int id) {
 }
 
 static pt_model *load_model_tok(pt_args *a, pt_tokenizer **tok, int need_tok) {
-    const char *mp = args_str(a, "--model"), *tp = args_str(a, "--tokenizer");
+    const char *mp = args_model(a), *tp = args_str(a, "--tokenizer");
     *tok = NULL;
     if (!mp) return cli_failf("analyze", "give --model PATH"), NULL;
     pt_model *m = pt_model_load(mp);
@@ -100,8 +101,59 @@ static json_t *nn_json(const pt_tokenizer *tok, const int32_t *idx, const float 
     return arr;
 }
 
+/* PCA plane of the vocabulary (fit on all rows) with the prior and the
+ * posterior vectors projected into it; a grey cloud, two coloured sets and a
+ * dashed segment from each prior vector to its posterior. */
+static int prompts_png(const pt_model *m, const float *P, const float *P0, int n, const char *title,
+                       const char *path) {
+    int64_t V = m->cfg.vocab_size;
+    int d = m->cfg.dim, rc = -1;
+    float *E = malloc((size_t)V * d * sizeof *E), *pv = malloc((size_t)V * 2 * sizeof *pv);
+    float *pp = malloc((size_t)n * 4 * sizeof *pp);
+    pt_pca pca = {0};
+    pt_plot *pl = NULL;
+    if (!E || !pv || !pp) {
+        pt_set_error("out of memory");
+        goto done;
+    }
+    pt_tensor_to_f32(&m->tok_embd, 0, V * d, E);
+    if (pt_pca_fit(E, V, d, 2, NULL, &pca) || pt_pca_transform(&pca, E, V, pv) ||
+        pt_pca_transform(&pca, P, n, pp) || (P0 && pt_pca_transform(&pca, P0, n, pp + 2 * n)))
+        goto done;
+    float *x = malloc((size_t)(V > n ? V : n) * 2 * sizeof *x);
+    if (!x) {
+        pt_set_error("out of memory");
+        goto done;
+    }
+    char xl[64], yl[64];
+    snprintf(xl, sizeof xl, "PC1 of the vocabulary (%.1f%%)", 100 * pca.variance[0] / pca.total_variance);
+    snprintf(yl, sizeof yl, "PC2 of the vocabulary (%.1f%%)", 100 * pca.variance[1] / pca.total_variance);
+    pl = pt_plot_new(title, xl, yl);
+    for (int64_t i = 0; i < V; i++) x[i] = pv[2 * i], x[V + i] = pv[2 * i + 1];
+    pt_plot_scatter(pl, "vocabulary", x, x + V, V, 1.5, 0.35);
+    if (P0) {
+        for (int i = 0; i < n; i++) {
+            double sx[2] = {pp[2 * n + 2 * i], pp[2 * i]}, sy[2] = {pp[2 * n + 2 * i + 1], pp[2 * i + 1]};
+            pt_plot_line(pl, "drift", sx, sy, 2);
+            pt_plot_series_dashed(pl, 1);
+            if (i) pt_plot_series_nolegend(pl);
+        }
+        for (int i = 0; i < n; i++) x[i] = pp[2 * n + 2 * i], x[n + i] = pp[2 * n + 2 * i + 1];
+        pt_plot_scatter(pl, "prior", x, x + n, n, 4, 0.9);
+    }
+    for (int i = 0; i < n; i++) x[i] = pp[2 * i], x[n + i] = pp[2 * i + 1];
+    pt_plot_scatter(pl, "posterior", x, x + n, n, 4, 0.9);
+    free(x);
+    rc = pt_plot_save(pl, path);
+done:
+    pt_plot_free(pl);
+    pt_pca_free(&pca);
+    free(E), free(pv), free(pp);
+    return rc;
+}
+
 static int an_prompts(pt_args *a) {
-    const char *run = args_str(a, "--run"), *fitp = args_str(a, "--fit");
+    const char *run = args_str(a, "--run"), *fitp = args_str(a, "--fit"), *png = args_str(a, "--png");
     long k;
     int as_json = args_flag(a, "--json");
     if (args_int(a, "--top-k", 5, &k)) return 1;
@@ -143,6 +195,15 @@ static int an_prompts(pt_args *a) {
         cli_fail("analyze");
         goto done;
     }
+    if (png && prompts_png(m, P, P0, n, run, png)) {
+        cli_fail("analyze");
+        goto done;
+    }
+    /* set summaries: mean distance to the nearest vocabulary row */
+    double mean_nn_l2 = 0, mean_nn_cos = 0;
+    for (int i = 0; i < n; i++)
+        mean_nn_l2 += (double)g.d_l2[(size_t)i * k], mean_nn_cos += (double)g.d_cos[(size_t)i * k];
+    if (n > 0) mean_nn_l2 /= n, mean_nn_cos /= n;
     if (as_json) {
         root = json_object();
         json_object_set_new(root, "adapter", json_string(ap));
@@ -155,6 +216,8 @@ static int an_prompts(pt_args *a) {
         json_object_set_new(root, "dup_nn_rate", json_real(g.dup_nn_rate));
         json_object_set_new(root, "mean_pairwise_cos", json_real(g.mean_cos));
         json_object_set_new(root, "effective_rank_95", json_integer(g.eff_rank));
+        json_object_set_new(root, "mean_nn_l2", json_real(mean_nn_l2));
+        json_object_set_new(root, "mean_nn_cos", json_real(mean_nn_cos));
         json_t *sv = json_array(), *pc = json_array(), *vecs = json_array();
         for (int i = 0; i < (n < d ? n : d); i++) json_array_append_new(sv, json_real(g.sv[i]));
         for (int i = 0; i < n; i++) {
@@ -201,6 +264,7 @@ static int an_prompts(pt_args *a) {
             if (g.mahal) printf("  %.2f", g.mahal[i]);
             printf("\n");
         }
+        printf("mean distance to the nearest vocabulary row: L2 %.4f, cosine %.4f\n", mean_nn_l2, mean_nn_cos);
         printf("duplicate nearest-neighbour rate %.3f, mean pairwise cosine %.4f, effective rank (95%% energy) %d of %d\n",
                g.dup_nn_rate, g.mean_cos, g.eff_rank, n < d ? n : d);
     }

@@ -24,7 +24,7 @@ int cmd_eval(int argc, char **argv) {
     pt_args a;
     if (args_init(&a, "eval", argc, argv)) return 1;
     if (args_help(&a)) return fputs(help, stdout), args_free(&a), 0;
-    const char *model_path = args_str(&a, "--model"), *tok_arg = args_str(&a, "--tokenizer");
+    const char *model_path = args_model(&a), *tok_arg = args_str(&a, "--tokenizer");
     const char *adapter = args_str(&a, "--adapter"), *data = args_str(&a, "--data");
     const char *tmpl = args_str(&a, "--template");
     int json = args_flag(&a, "--json"), eos = args_flag(&a, "--eos");

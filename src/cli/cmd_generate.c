@@ -90,7 +90,7 @@ int cmd_generate(int argc, char **argv) {
     pt_args a;
     if (args_init(&a, "generate", argc, argv)) return 1;
     if (args_help(&a)) return fputs(help, stdout), args_free(&a), 0;
-    const char *model_path = args_str(&a, "--model"), *tok_arg = args_str(&a, "--tokenizer");
+    const char *model_path = args_model(&a), *tok_arg = args_str(&a, "--tokenizer");
     const char *prompt = args_str(&a, "--prompt"), *input_ids = args_str(&a, "--input-ids");
     const char *adapter = args_str(&a, "--adapter");
     long n_new, seed;

@@ -23,7 +23,7 @@ int cmd_info(int argc, char **argv) {
         args_free(&a);
         return 0;
     }
-    const char *path = args_str(&a, "--model"), *tok_path = args_str(&a, "--tokenizer");
+    const char *path = args_model(&a), *tok_path = args_str(&a, "--tokenizer");
     int json = args_flag(&a, "--json");
     if (args_finish(&a)) return args_free(&a), 2;
     args_free(&a);

@@ -42,7 +42,7 @@ static void prior_help(void) {
 }
 
 static pt_model *load_model_tok(pt_args *a, const char *cmd, pt_tokenizer **tok) {
-    const char *mp = args_str(a, "--model"), *tp = args_str(a, "--tokenizer");
+    const char *mp = args_model(a), *tp = args_str(a, "--tokenizer");
     *tok = NULL;
     if (!mp) return cli_failf(cmd, "give --model PATH"), NULL;
     pt_model *m = pt_model_load(mp);

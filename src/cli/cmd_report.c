@@ -10,10 +10,11 @@
 int cmd_report(int argc, char **argv);
 
 static const char *usage_text =
-    "usage: ptune report RUN_DIR... --out report.html [--title T]\n"
+    "usage: ptune report RUN_DIR... --out report.html [--title T] [--summary FILE]\n"
     "One self-contained HTML page (images inlined): validation loss of all runs,\n"
     "a metrics table (method, prior, lr, seed, steps, final train/val loss),\n"
-    "then per run its loss curve, the .png/.svg figures in the directory and run.json.\n";
+    "then per run its loss curve, the .png/.svg figures in the directory and run.json.\n"
+    "--summary FILE: a text table (UTF-8) shown first, as preformatted text.\n";
 
 int cmd_report(int argc, char **argv) {
     pt_args a;
@@ -24,6 +25,7 @@ int cmd_report(int argc, char **argv) {
         return 0;
     }
     const char *out = args_str(&a, "--out"), *title = args_str(&a, "--title");
+    const char *summary = args_str(&a, "--summary");
     /* positional arguments: everything not consumed by a flag */
     const char *dirs[512];
     int nd = 0;
@@ -42,6 +44,16 @@ int cmd_report(int argc, char **argv) {
         fputs(usage_text, stderr);
         return 2;
     }
+    char *sum_txt = NULL;
+    if (summary) {
+        size_t len;
+        sum_txt = pt_read_file(summary, &len);
+        if (!sum_txt) return cli_fail("report");
+        if (pt_utf8_invalid_at(sum_txt, len) >= 0) {
+            free(sum_txt);
+            return cli_failf("report", "%s: not valid UTF-8", summary);
+        }
+    }
     pt_run_info *runs = calloc((size_t)nd, sizeof *runs);
     if (!runs) return cli_failf("report", "out of memory");
     int rc = 0, nl = 0;
@@ -52,11 +64,16 @@ int cmd_report(int argc, char **argv) {
         }
     if (!rc) {
         pt_html *h = pt_html_new(title ? title : "ptune report");
+        if (h && sum_txt) {
+            pt_html_text(h, "h2", "Summary");
+            pt_html_text(h, "pre", sum_txt);
+        }
         if (!h || pt_report_runs(h, runs, nd) || pt_html_save(h, out)) rc = cli_fail("report");
         else printf("wrote %s (%d runs)\n", out, nd);
         pt_html_free(h);
     }
     for (int i = 0; i < nl; i++) pt_run_free(&runs[i]);
     free(runs);
+    free(sum_txt);
     return rc;
 }

@@ -992,7 +992,7 @@ int cmd_reproduce(int argc, char **argv) {
     }
     ctx c;
     memset(&c, 0, sizeof c);
-    c.model_path = args_str(&a, "--model"), c.tok_path = args_str(&a, "--tokenizer"), c.out = args_str(&a, "--out");
+    c.model_path = args_model(&a), c.tok_path = args_str(&a, "--tokenizer"), c.out = args_str(&a, "--out");
     const char *squad = args_str(&a, "--squad"), *math = args_str(&a, "--math"), *c4 = args_str(&a, "--c4");
     c.quick = args_flag(&a, "--quick");
     long seed;

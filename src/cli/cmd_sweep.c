@@ -96,7 +96,7 @@ int cmd_sweep(int argc, char **argv) {
         args_free(&a);
         return 0;
     }
-    const char *model = args_str(&a, "--model"), *tok = args_str(&a, "--tokenizer");
+    const char *model = args_model(&a), *tok = args_str(&a, "--tokenizer");
     const char *method = args_str(&a, "--method"), *priors_s = args_str(&a, "--priors");
     const char *seeds_s = args_str(&a, "--seeds"), *lrs_s = args_str(&a, "--lrs");
     const char *data = args_str(&a, "--data"), *val = args_str(&a, "--val"), *out = args_str(&a, "--out");

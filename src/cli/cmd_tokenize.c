@@ -19,7 +19,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 
 static pt_tokenizer *open_tokenizer(pt_args *a, const char *cmd) {
-    const char *tok = args_str(a, "--tokenizer"), *model = args_str(a, "--model");
+    const char *tok = args_str(a, "--tokenizer"), *model = args_model(a);
     if (!tok && !model) {
         cli_failf(cmd, "give --tokenizer PATH or --model PATH");
         return NULL;
@@ -83,7 +83,7 @@ int cmd_tokenize(int argc, char **argv) {
     const char *text = args_str(&a, "--text"), *file = args_str(&a, "--file");
     int jsonl = args_flag(&a, "--jsonl"), special = !args_flag(&a, "--no-special");
     args_str(&a, "--tokenizer");
-    args_str(&a, "--model");
+    args_model(&a);
     if (args_finish(&a) != 0) goto done;
     if ((text != NULL) + (file != NULL) + (jsonl != 0) != 1) {
         cli_failf(cmd, "give exactly one of --text, --file, --jsonl");
@@ -180,7 +180,7 @@ int cmd_detokenize(int argc, char **argv) {
     const char *s = args_str(&a, "--ids");
     int skip = args_flag(&a, "--skip-special");
     args_str(&a, "--tokenizer");
-    args_str(&a, "--model");
+    args_model(&a);
     if (args_finish(&a) != 0) goto done;
     if (!s) {
         cli_failf(cmd, "give --ids \"1 2 3\"");

@@ -81,7 +81,7 @@ int cmd_tune(int argc, char **argv) {
     pt_args a;
     if (args_init(&a, "tune", argc, argv)) return 1;
     if (args_help(&a)) return fputs(help, stdout), args_free(&a), 0;
-    const char *model_path = args_str(&a, "--model"), *tok_arg = args_str(&a, "--tokenizer");
+    const char *model_path = args_model(&a), *tok_arg = args_str(&a, "--tokenizer");
     const char *method_s = args_str(&a, "--method"), *layers_s = args_str(&a, "--layers");
     const char *prior_s = args_str(&a, "--prior"), *data_path = args_str(&a, "--data");
     const char *val_path = args_str(&a, "--val"), *tmpl = args_str(&a, "--template");

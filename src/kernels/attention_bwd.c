@@ -66,11 +66,10 @@ void pt_attention_backward(const pt_attn_args *a, const pt_attn_grads *g, float 
                         int lim = key_limit(a, b, t0 + i);
                         float mx = -INFINITY;
                         for (int j = 0; j < lim; j++) mx = s[j] > mx ? s[j] : mx;
+                        for (int j = 0; j < lim; j++) s[j] -= mx;
+                        pt_vexpf(s, lim);
                         double sum = 0;
-                        for (int j = 0; j < lim; j++) {
-                            s[j] = expf(s[j] - mx);
-                            sum += (double)s[j];
-                        }
+                        for (int j = 0; j < lim; j++) sum += (double)s[j];
                         float inv = lim > 0 ? (float)(1.0 / sum) : 0.0f;
                         double dsum = 0;
                         for (int j = 0; j < lim; j++) {

@@ -97,12 +97,21 @@ void pt_layernorm_backward_ref(float *dx, const float *dy, const float *x, const
 
 /* ---- activations */
 void pt_swiglu_backward(float *dg, float *du, const float *dout, const float *g, const float *u, int64_t n) {
+    enum { CH = 512 };
+    int64_t nc = (n + CH - 1) / CH;
 #pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) {
-        float x = g[i], s = 1.0f / (1.0f + expf(-x)), o = dout[i];
-        float ds = s * (1.0f + x * (1.0f - s));
-        du[i] = o * x * s;
-        dg[i] = o * u[i] * ds;
+    for (int64_t c = 0; c < nc; c++) {
+        float e[CH];
+        int64_t i0 = c * CH, m = n - i0 < CH ? n - i0 : CH;
+        for (int64_t j = 0; j < m; j++) e[j] = -g[i0 + j];
+        pt_vexpf(e, m);
+        for (int64_t j = 0; j < m; j++) {
+            int64_t i = i0 + j;
+            float x = g[i], s = 1.0f / (1.0f + e[j]), o = dout[i];
+            float ds = s * (1.0f + x * (1.0f - s));
+            du[i] = o * x * s;
+            dg[i] = o * u[i] * ds;
+        }
     }
 }
 
@@ -116,11 +125,22 @@ void pt_swiglu_backward_ref(float *dg, float *du, const float *dout, const float
 
 void pt_gelu_backward(float *dx, const float *dout, const float *x, int64_t n) {
     const float k = 0.7978845608028654f, c = 0.044715f;
+    enum { CH = 512 };
+    int64_t nc = (n + CH - 1) / CH;
 #pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) {
-        float v = x[i], t = tanhf(k * (v + c * v * v * v));
-        float dv = 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * k * (1.0f + 3.0f * c * v * v);
-        dx[i] = dout[i] * dv;
+    for (int64_t ci = 0; ci < nc; ci++) {
+        float e[CH];
+        int64_t i0 = ci * CH, m = n - i0 < CH ? n - i0 : CH;
+        for (int64_t j = 0; j < m; j++) {
+            float v = x[i0 + j];
+            e[j] = -2.0f * k * (v + c * v * v * v);
+        }
+        pt_vexpf(e, m); /* tanh(u) = 2 / (1 + exp(-2u)) - 1 */
+        for (int64_t j = 0; j < m; j++) {
+            float v = x[i0 + j], t = 2.0f / (1.0f + e[j]) - 1.0f;
+            float dv = 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * k * (1.0f + 3.0f * c * v * v);
+            dx[i0 + j] = dout[i0 + j] * dv;
+        }
     }
 }
 
@@ -182,11 +202,10 @@ void pt_cross_entropy(float *z, const int32_t *y, int n, int V, float scale, flo
         float mx = -INFINITY;
         for (int j = 0; j < V; j++) mx = zr[j] > mx ? zr[j] : mx;
         float zy = zr[y[r]];
+        for (int j = 0; j < V; j++) zr[j] -= mx;
+        pt_vexpf(zr, V);
         double s = 0;
-        for (int j = 0; j < V; j++) {
-            zr[j] = expf(zr[j] - mx);
-            s += (double)zr[j];
-        }
+        for (int j = 0; j < V; j++) s += (double)zr[j];
         loss[r] = (float)((double)mx + log(s) - (double)zy);
         float f = (float)((double)scale / s);
         for (int j = 0; j < V; j++) zr[j] *= f;

@@ -30,6 +30,17 @@ static int piece_has_newline(const pt_tokenizer *tok, int id) {
     return r;
 }
 
+/* Generation stops after a token holding a newline or the tokenizer's EOS. */
+typedef struct {
+    const pt_tokenizer *tok;
+    int eos;
+} stop_ctx;
+
+static int stop_at(int32_t id, void *user) {
+    const stop_ctx *sc = user;
+    return (sc->eos >= 0 && id == sc->eos) || piece_has_newline(sc->tok, id);
+}
+
 int pt_eval(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, const pt_rows *rows,
             pt_prompt_params *pp, int batch, pt_eval_result *res) {
     memset(res, 0, sizeof *res);
@@ -58,7 +69,13 @@ int pt_eval(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, co
     int st = PT_ERR;
     int64_t em = 0;
     double f1 = 0;
+    pt_kv_cache *kv = NULL;
+    pt_sampler greedy = {0};
     if (!ws || !logits || !ids || !lens || !gen) goto done;
+    if (tok) {
+        kv = pt_kv_new(m, (pp ? pp->N : 0) + Tmax, 0);
+        if (!kv || pt_kv_set_prompt(m, kv, pr) || pt_sampler_init(&greedy, V, 0.0f, 1.0f)) goto done;
+    }
     int32_t *labels = ids + (size_t)batch * Tmax, *pos = labels + (size_t)batch * Tmax;
     int *idx = lens + batch, *ngen = idx + batch;
 
@@ -89,46 +106,19 @@ int pt_eval(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, co
             em += ok;
         }
         if (!tok) continue;
-        /* F1: batched greedy generation from the prompt part of each row */
-        int done_b[256] = {0};
+        /* F1: greedy generation from the prompt part of each row through the
+         * KV cache; the virtual tokens' entries were computed once (kv). */
         int Bg = B;
-        if (Bg > 256) {
-            pt_set_error("--batch above 256 is not supported for F1");
-            goto done;
-        }
-        for (int b = 0; b < B; b++) ngen[b] = 0;
-        for (int step = 0; step < GEN_MAX; step++) {
-            int Tc = 0;
-            for (int b = 0; b < Bg; b++) {
-                int l = rows->n_prompt[idx[b]] + ngen[b];
-                if (l > Tc) Tc = l;
-            }
-            for (int b = 0; b < Bg; b++) {
-                int r = idx[b], npr = rows->n_prompt[r];
-                const int32_t *src = rows->ids + rows->off[r];
-                int32_t *dst = ids + (size_t)b * Tc;
-                memcpy(dst, src, sizeof(int32_t) * (size_t)npr);
-                memcpy(dst + npr, gen + (size_t)b * (GEN_MAX + 1), sizeof(int32_t) * (size_t)ngen[b]);
-                for (int t = npr + ngen[b]; t < Tc; t++) dst[t] = pad;
-                lens[b] = npr + ngen[b];
-                pos[b] = b * Tc + lens[b] - 1;
-            }
-            pt_batch in = {.B = Bg, .T = Tc, .ids = ids, .lens = lens, .prompt = pr};
-            pt_forward_out out = {.logits = logits, .logit_pos = pos, .n_logit_pos = Bg};
-            if (pt_forward(m, ws, &in, &out)) goto done;
-            int active = 0;
-            for (int b = 0; b < Bg; b++) {
-                if (done_b[b]) continue;
-                int id = argmax(logits + (size_t)b * V, V);
-                if (id == c->eos_id || (pt_tokenizer_eos(tok) >= 0 && id == pt_tokenizer_eos(tok))) {
-                    done_b[b] = 1;
-                    continue;
-                }
-                gen[(size_t)b * (GEN_MAX + 1) + ngen[b]++] = id;
-                if (piece_has_newline(tok, id) || rows->n_prompt[idx[b]] + ngen[b] >= Tmax) done_b[b] = 1;
-                else active++;
-            }
-            if (!active) break;
+        for (int b = 0; b < Bg; b++) {
+            int r = idx[b];
+            stop_ctx sc = {tok, pt_tokenizer_eos(tok)};
+            int32_t *g = gen + (size_t)b * (GEN_MAX + 1);
+            int room = Tmax - rows->n_prompt[r];
+            int n = pt_generate(m, kv, &greedy, NULL, rows->ids + rows->off[r], NULL, rows->n_prompt[r],
+                                room < GEN_MAX ? room : GEN_MAX, c->eos_id, g, stop_at, &sc);
+            if (n < 0) goto done;
+            if (n > 0 && (g[n - 1] == c->eos_id || (sc.eos >= 0 && g[n - 1] == sc.eos))) n--;
+            ngen[b] = n;
         }
         for (int b = 0; b < Bg; b++) {
             char *txt = pt_tokenizer_decode(tok, gen + (size_t)b * (GEN_MAX + 1), ngen[b], 1);
@@ -145,6 +135,8 @@ int pt_eval(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, co
     res->f1 = tok ? f1 / rows->n_rows : -1;
     st = 0;
 done:
+    pt_kv_free(kv);
+    pt_sampler_free(&greedy);
     pt_workspace_free(ws);
     free(logits);
     free(ids);
