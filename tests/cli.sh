@@ -38,6 +38,14 @@ expect_error info_random_bin "$T/rand.bin" $P info --model "$T/rand.bin"
 mkdir -p "$T/emptydir"
 expect_error info_empty_dir "$T/emptydir" $P info --model "$T/emptydir"
 expect_error info_unknown_flag "unknown argument" $P info --model x --frob
+# No --model: the embedded default model (models/default next to the binary), or $PTUNE_MODEL.
+if [ -f models/default/config.json ]; then
+    out=$($P info 2>&1) && grep -q "models/default (hf)" <<<"$out" && grep -q "1.328 M" <<<"$out" &&
+        pass info_default_model || fail info_default_model "$out"
+else
+    echo "SKIP info_default_model: models/default absent"
+fi
+expect_error info_env_model "/nonexistent" env PTUNE_MODEL=/nonexistent $P info
 
 if [ -n "$FX" ]; then
     out=$($P info --model "$FX/stories260K.bin" --json 2>&1)

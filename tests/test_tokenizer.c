@@ -724,8 +724,18 @@ TEST(cli_tokenize_detokenize) {
     unlink(bad);
     free(bad);
     /* bad flags and missing tokenizer */
-    snprintf(cmd, sizeof cmd, "./ptune tokenize --text x 2>&1");
-    CHECK(run_cmd(cmd, out, sizeof out) != 0 && strstr(out, "--tokenizer"), "no tokenizer: \"%s\"", out);
+    snprintf(cmd, sizeof cmd, "PTUNE_MODEL=/nonexistent ./ptune tokenize --text x 2>&1");
+    CHECK(run_cmd(cmd, out, sizeof out) != 0 && strstr(out, "/nonexistent") && strstr(out, "--tokenizer"),
+          "no tokenizer: \"%s\"", out);
+    /* without --model/--tokenizer: the embedded default model's tokenizer (when the checkout has it) */
+    if (access("models/default/config.json", R_OK) == 0) {
+        char out2[256];
+        CHECK(run_cmd("./ptune tokenize --text 'x y' 2>&1", out, sizeof out) == 0 &&
+                  run_cmd("./ptune tokenize --tokenizer models/default/tokenizer.json --text 'x y' 2>&1", out2,
+                          sizeof out2) == 0 &&
+                  !strcmp(out, out2),
+              "default model tokenizer: \"%s\" vs \"%s\"", out, out2);
+    }
     snprintf(cmd, sizeof cmd, "./ptune detokenize --tokenizer %s --ids '1 99999' 2>&1", tok);
     CHECK(run_cmd(cmd, out, sizeof out) != 0 && strstr(out, "99999"), "bad id: \"%s\"", out);
     CHECK(run_cmd("./ptune tokenize --help", out, sizeof out) == 0 && strstr(out, "--jsonl"), "tokenize --help");
