@@ -13,7 +13,9 @@ shift $(($# < 3 ? $# : 3)) || true
 command -v perf >/dev/null || { echo "profile: perf is missing (apt-get install linux-perf)"; exit 1; }
 out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
 export OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-perf record -q -F 499 -o "$out/perf.data" -- ./ptune bench tune --random-config "bench/configs/$name.json" \
+# PROFILE_DELAY_MS: start sampling after this many ms (skip the model set-up:
+# a random 1B model takes ~10 s to draw).
+perf record -q -F 499 -D "${PROFILE_DELAY_MS:-0}" -o "$out/perf.data" -- ./ptune bench tune --random-config "bench/configs/$name.json" \
     --batch "$B" --seq "$T" --tokens 20 --warmup 1 --runs 2 "$@" >"$out/bench.txt" 2>"$out/perf.err" ||
     { cat "$out/perf.err"; exit 1; }
 cat "$out/bench.txt"
@@ -21,7 +23,7 @@ perf report -i "$out/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/n
     awk '/^ *[0-9.]+%/ { p = $1; sub("%", "", p); dso = $2; sym = ""; for (i = 4; i <= NF; i++) sym = sym (i > 4 ? " " : "") $i; sub(/( -)+$/, "", sym);
            tot += p;
            if (dso ~ /openblas/) { blas += p; bs[sym] += p }
-           else if (dso ~ /libm/) libm += p;
+           else if (dso ~ /libm/) { libm += p; ms[sym] += p }
            else if (dso ~ /gomp/) gomp += p;
            else if (dso ~ /ptune/) { own += p; os[sym] += p }
            else other += p }
@@ -31,4 +33,6 @@ perf report -i "$out/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/n
            n = 0; for (s in bs) { a[n++] = sprintf("%6.2f%%  %s", bs[s], s) }
            printf "top OpenBLAS symbols:\n"; cmd = "sort -rn | head -6"; for (i = 0; i < n; i++) print a[i] | cmd; close(cmd);
            n = 0; for (s in os) { b[n++] = sprintf("%6.2f%%  %s", os[s], s) }
-           printf "top ptune functions:\n"; for (i = 0; i < n; i++) print b[i] | cmd; close(cmd) }'
+           printf "top ptune functions:\n"; for (i = 0; i < n; i++) print b[i] | cmd; close(cmd);
+           n = 0; for (s in ms) { c[n++] = sprintf("%6.2f%%  %s", ms[s], s) }
+           printf "top libm functions:\n"; for (i = 0; i < n; i++) print c[i] | cmd; close(cmd) }'
