@@ -23,7 +23,7 @@ if [ -z "$fx" ]; then
     exit 1
 fi
 M="$fx/aidreams260K.bin"; TOK="$fx/aidreams260K.tok512.bin"
-echo "demo: no embedded default model yet; using $M (a 260K-parameter llama2.c model)"
+echo "demo: models/default is missing from this checkout; using $M (a 260K-parameter llama2.c model)"
 $P info --model "$M" --tokenizer "$TOK"
 echo "--- greedy:"
 $P generate --model "$M" --tokenizer "$TOK" --prompt "I dreamed of" -n 60 --temp 0
