@@ -1,7 +1,7 @@
 /* linear_bwd.c: input gradient of y = x W^T + b, dx = dy W, weights frozen.
  *
- * Tiles: input-column chunks (about 2 MiB of fp32 weights each, from the
- * shape only) x row blocks; each tile is one single-threaded sgemm over the
+ * Tiles: input-column chunks (about 2 MiB of weights each, at most 8 chunks
+ * for F32 weights; from the shape only) x row blocks; each tile is one single-threaded sgemm over the
  * full reduction (all `out` columns), so every element of dx is computed the
  * same way whatever the thread count. Non-F32 weights are widened one chunk at
  * a time into the thread's scratch block. */
@@ -24,7 +24,15 @@ void pt_linear_backward_input(const pt_linear *l, const float *dy, int n, int ld
                               int accumulate, float *scratch, int n_scratch) {
     int in = (int)pt_linear_in(l), out = (int)pt_linear_out(l);
     if (n <= 0) return;
-    int nc = pt_linear_bwd_chunk(l), nchunks = (in + nc - 1) / nc;
+    int nc = pt_linear_bwd_chunk(l);
+    /* F32 weights need no widening buffer, so the chunk can be wider: at most
+     * MIN_TILES chunks. Each chunk re-packs all of dy (n x out) inside sgemm,
+     * which for an LM head (out = vocabulary) is hundreds of MB per chunk. */
+    if (l->w.dtype == PT_F32) {
+        int wide = ((in + MIN_TILES - 1) / MIN_TILES + 31) / 32 * 32;
+        if (wide > nc) nc = wide < in ? wide : in;
+    }
+    int nchunks = (in + nc - 1) / nc;
     int nrb = 1, mb = n;
     if (nchunks < MIN_TILES) {
         int want = (MIN_TILES + nchunks - 1) / nchunks;
