@@ -28,8 +28,9 @@ static const char *help =
     "                    needs no tokenizer\n"
     "  --no-bos          do not add BOS to a text prompt\n"
     "  --adapter DIR     generate with a trained prompt: a ptune run directory or a PEFT\n"
-    "                    prompt-/prefix-tuning directory. Soft prompts: the virtual tokens'\n"
-    "                    KV cache is computed once; deep/prefix: a full forward per token\n"
+    "                    prompt-/prefix-tuning directory (soft, deep or prefix); the virtual\n"
+    "                    tokens' KV cache entries are computed once\n"
+    "  Without --model: $PTUNE_MODEL, else the embedded default model (models/default).\n"
     "  A llama2.c .bin model finds a sibling <name>.tok*.bin or tokenizer.bin.\n";
 
 /* Parses "1 2 3" or "1,2,3" into a malloc'd array. */

@@ -11,9 +11,10 @@
 int cmd_info(int argc, char **argv);
 
 static const char *help =
-    "usage: ptune info --model PATH [--tokenizer PATH] [--json]\n"
+    "usage: ptune info [--model PATH] [--tokenizer PATH] [--json]\n"
     "  Prints the architecture, sizes, weight dtype and tokenizer of a checkpoint:\n"
-    "  a Hugging Face directory, a llama2.c .bin or a .gguf file.\n";
+    "  a Hugging Face directory, a llama2.c .bin or a .gguf file. Without --model:\n"
+    "  $PTUNE_MODEL, else the embedded default model (models/default).\n";
 
 int cmd_info(int argc, char **argv) {
     pt_args a;
