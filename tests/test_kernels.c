@@ -317,6 +317,39 @@ TEST(vexpf) {
     return 0;
 }
 
+/* pt_vmaxf / pt_vsumf / pt_vdotf against plain loops (long double sums) at
+ * every length 0..300 (vector body and scalar tail), max anywhere in the row. */
+TEST(reductions) {
+    enum { N = 300 };
+    float x[N], y[N];
+    fill(x, N, 31, 3.0f);
+    fill(y, N, 32, 2.0f);
+    double worst_sum = 0, worst_dot = 0;
+    for (int n = 0; n <= N; n++) {
+        float m = -INFINITY;
+        long double s = 0, dt = 0, as = 0, ad = 0;
+        for (int i = 0; i < n; i++) {
+            m = x[i] > m ? x[i] : m;
+            s += x[i], as += fabsl((long double)x[i]);
+            dt += (long double)x[i] * y[i], ad += fabsl((long double)x[i] * y[i]);
+        }
+        CHECK(pt_vmaxf(x, n) == m, "vmaxf n=%d: %g vs %g", n, (double)pt_vmaxf(x, n), (double)m);
+        double es = n ? fabs(pt_vsumf(x, n) - (double)s) / (double)as : fabs(pt_vsumf(x, n));
+        double ed = n ? fabs(pt_vdotf(x, y, n) - (double)dt) / (double)ad : fabs(pt_vdotf(x, y, n));
+        worst_sum = es > worst_sum ? es : worst_sum;
+        worst_dot = ed > worst_dot ? ed : worst_dot;
+    }
+    for (int p = 0; p < N; p += 37) { /* the max at each place, including the tail */
+        float z[N];
+        memcpy(z, x, sizeof z);
+        z[p] = 100.0f;
+        CHECK(pt_vmaxf(z, N) == 100.0f, "vmaxf misses the max at %d", p);
+    }
+    printf("  sum: max error %.3g, dot: %.3g (relative to sum |terms|)\n", worst_sum, worst_dot);
+    CHECK(worst_sum < 1e-14 && worst_dot < 1e-14, "vsumf %g vdotf %g", worst_sum, worst_dot);
+    return 0;
+}
+
 int main(void) {
     pt_set_threads(0);
     PT_RUN(linear_all_dtypes);
@@ -325,5 +358,6 @@ int main(void) {
     PT_RUN(attention);
     PT_RUN(elementwise);
     PT_RUN(vexpf);
+    PT_RUN(reductions);
     return PT_DONE();
 }

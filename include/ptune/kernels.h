@@ -98,6 +98,13 @@ void pt_attention_ref(const pt_attn_args *a);
 /* x[i] = exp(x[i]) in place, vectorized (AVX2+FMA when built for it); max
  * relative error ~2 ulp; below -87 (and -inf) gives 0. */
 void pt_vexpf(float *x, int64_t n);
+/* max of x[0..n) (-inf for n = 0; with NaN entries the result is NaN or the
+ * max of the others), and the sum in double precision (vectorized; the order
+ * of additions differs from a plain loop). */
+float pt_vmaxf(const float *x, int64_t n);
+double pt_vsumf(const float *x, int64_t n);
+/* sum of x[i] * y[i] in double precision (vectorized). */
+double pt_vdotf(const float *x, const float *y, int64_t n);
 /* g[i] = silu(g[i]) * u[i] over n elements (in place in g). */
 void pt_swiglu(float *g, const float *u, int64_t n);
 void pt_swiglu_ref(float *g, const float *u, int64_t n);

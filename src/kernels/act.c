@@ -84,13 +84,66 @@ void pt_vexpf(float *x, int64_t n) {
     for (; i < n; i++) x[i] = vexp1(x[i]);
 }
 
+float pt_vmaxf(const float *x, int64_t n) {
+    float m = -INFINITY;
+    int64_t i = 0;
+#if defined(__AVX2__)
+    if (n >= 16) {
+        __m256 a = _mm256_loadu_ps(x), b = _mm256_loadu_ps(x + 8);
+        for (i = 16; i + 16 <= n; i += 16) {
+            a = _mm256_max_ps(a, _mm256_loadu_ps(x + i));
+            b = _mm256_max_ps(b, _mm256_loadu_ps(x + i + 8));
+        }
+        float t[8];
+        _mm256_storeu_ps(t, _mm256_max_ps(a, b));
+        for (int k = 0; k < 8; k++) m = t[k] > m ? t[k] : m;
+    }
+#endif
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+double pt_vsumf(const float *x, int64_t n) {
+    double s = 0;
+    int64_t i = 0;
+#if defined(__AVX2__)
+    __m256d a = _mm256_setzero_pd(), b = _mm256_setzero_pd();
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        a = _mm256_add_pd(a, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+        b = _mm256_add_pd(b, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+    }
+    double t[4];
+    _mm256_storeu_pd(t, _mm256_add_pd(a, b));
+    s = (t[0] + t[1]) + (t[2] + t[3]);
+#endif
+    for (; i < n; i++) s += (double)x[i];
+    return s;
+}
+
+double pt_vdotf(const float *x, const float *y, int64_t n) {
+    double s = 0;
+    int64_t i = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    __m256d a = _mm256_setzero_pd(), b = _mm256_setzero_pd();
+    for (; i + 8 <= n; i += 8) {
+        __m256 u = _mm256_loadu_ps(x + i), v = _mm256_loadu_ps(y + i);
+        a = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(u)), _mm256_cvtps_pd(_mm256_castps256_ps128(v)), a);
+        b = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(u, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), b);
+    }
+    double t[4];
+    _mm256_storeu_pd(t, _mm256_add_pd(a, b));
+    s = (t[0] + t[1]) + (t[2] + t[3]);
+#endif
+    for (; i < n; i++) s += (double)x[i] * (double)y[i];
+    return s;
+}
+
 /* x[i] = exp(x[i] - m), returns the sum in double. */
 static double exp_shift_sum(float *x, int64_t n, float m) {
     for (int64_t i = 0; i < n; i++) x[i] -= m;
     pt_vexpf(x, n);
-    double s = 0;
-    for (int64_t i = 0; i < n; i++) s += (double)x[i];
-    return s;
+    return pt_vsumf(x, n);
 }
 
 /* Elementwise maps that need exp run in chunks: exp of the chunk into a stack

@@ -55,12 +55,10 @@ void pt_attention(const pt_attn_args *a, float *scratch, int n_scratch) {
             for (int i = 0; i < nq; i++) {
                 float *s = S + (size_t)i * kmax;
                 int lim = key_limit(a, b, t0 + i);
-                float mx = -INFINITY;
-                for (int j = 0; j < lim; j++) mx = s[j] > mx ? s[j] : mx;
+                float mx = pt_vmaxf(s, lim);
                 for (int j = 0; j < lim; j++) s[j] -= mx;
                 pt_vexpf(s, lim);
-                double sum = 0;
-                for (int j = 0; j < lim; j++) sum += (double)s[j];
+                double sum = pt_vsumf(s, lim);
                 float inv = lim > 0 ? (float)(1.0 / sum) : 0.0f;
                 for (int j = 0; j < lim; j++) s[j] *= inv;
                 for (int j = lim; j < kmax; j++) s[j] = 0.0f;

@@ -64,19 +64,13 @@ void pt_attention_backward(const pt_attn_args *a, const pt_attn_grads *g, float 
                     for (int i = 0; i < nq; i++) {
                         float *s = P + (size_t)i * kmax, *dp = dP + (size_t)i * kmax;
                         int lim = key_limit(a, b, t0 + i);
-                        float mx = -INFINITY;
-                        for (int j = 0; j < lim; j++) mx = s[j] > mx ? s[j] : mx;
+                        float mx = pt_vmaxf(s, lim);
                         for (int j = 0; j < lim; j++) s[j] -= mx;
                         pt_vexpf(s, lim);
-                        double sum = 0;
-                        for (int j = 0; j < lim; j++) sum += (double)s[j];
+                        double sum = pt_vsumf(s, lim);
                         float inv = lim > 0 ? (float)(1.0 / sum) : 0.0f;
-                        double dsum = 0;
-                        for (int j = 0; j < lim; j++) {
-                            s[j] *= inv;
-                            dsum += (double)s[j] * (double)dp[j];
-                        }
-                        float D = (float)dsum;
+                        for (int j = 0; j < lim; j++) s[j] *= inv;
+                        float D = (float)pt_vdotf(s, dp, lim);
                         for (int j = 0; j < lim; j++) dp[j] = s[j] * (dp[j] - D);
                         for (int j = lim; j < kmax; j++) s[j] = dp[j] = 0.0f;
                     }

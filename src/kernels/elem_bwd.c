@@ -199,13 +199,11 @@ void pt_cross_entropy(float *z, const int32_t *y, int n, int V, float scale, flo
             loss[r] = 0.0f;
             continue;
         }
-        float mx = -INFINITY;
-        for (int j = 0; j < V; j++) mx = zr[j] > mx ? zr[j] : mx;
+        float mx = pt_vmaxf(zr, V);
         float zy = zr[y[r]];
         for (int j = 0; j < V; j++) zr[j] -= mx;
         pt_vexpf(zr, V);
-        double s = 0;
-        for (int j = 0; j < V; j++) s += (double)zr[j];
+        double s = pt_vsumf(zr, V);
         loss[r] = (float)((double)mx + log(s) - (double)zy);
         float f = (float)((double)scale / s);
         for (int j = 0; j < V; j++) zr[j] *= f;

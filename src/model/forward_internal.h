@@ -20,8 +20,12 @@ typedef struct {
     float *h2;   /* up (Llama) [rows, hidden] or NULL */
 } pt_layer_acts;
 
-/* Rows per LM-head chunk of the loss. */
-#define PT_HEAD_CHUNK 32
+/* The loss's LM head runs on chunks of labelled rows; a chunk's logits take
+ * at most PT_HEAD_BUDGET bytes (but a chunk has at least PT_HEAD_MIN rows).
+ * Every chunk re-packs the whole head matrix inside sgemm, forward and
+ * backward, so few large chunks win: 32-row chunks cost GPT-2's tune step 18%. */
+#define PT_HEAD_BUDGET ((size_t)64 << 20)
+#define PT_HEAD_MIN 32
 
 struct pt_workspace {
     const pt_model *m;
@@ -38,6 +42,7 @@ struct pt_workspace {
     float *out_norm, *out_norm_b;
     /* prompts, loss and backward (train.c); rows above are B*(T+NV) */
     int NV, store, loss_bufs;
+    int head_chunk;             /* labelled rows per LM-head chunk */
     int32_t *kvlen, *lab_pos, *lab_y;
     int *listed;                /* [L]: index into deep_layers, or -1 */
     float *kvcat, *dkvcat, *dx, *att_bscratch;

@@ -28,16 +28,20 @@ void pt_train_carve(pt_workspace *ws, take_fn take, void *p) {
     const pt_config *c = &ws->m->cfg;
     size_t R = (size_t)ws->B * (size_t)(ws->T + ws->NV), BT = (size_t)ws->B * (size_t)ws->T;
     int d = c->dim, L = c->n_layers, hid = c->hidden_dim;
+    size_t hc = PT_HEAD_BUDGET / ((size_t)c->vocab_size * sizeof(float));
+    if (hc < PT_HEAD_MIN) hc = PT_HEAD_MIN;
+    if (hc > BT) hc = BT;
+    ws->head_chunk = (int)hc;
     ws->kvlen = take(p, (size_t)ws->B * sizeof(int32_t));
     ws->lab_pos = take(p, BT * sizeof(int32_t));
     ws->lab_y = take(p, BT * sizeof(int32_t));
     ws->listed = take(p, (size_t)L * sizeof(int));
     ws->kvcat = ws->NV > 0 ? tf(take, p, R * 2 * (size_t)ws->kvd) : NULL;
-    ws->hx = tf(take, p, (size_t)PT_HEAD_CHUNK * d);
-    ws->hxn = tf(take, p, (size_t)PT_HEAD_CHUNK * d);
-    ws->hdx = tf(take, p, (size_t)PT_HEAD_CHUNK * d);
-    ws->hlogits = tf(take, p, (size_t)PT_HEAD_CHUNK * c->vocab_size);
-    ws->hloss = tf(take, p, PT_HEAD_CHUNK);
+    ws->hx = tf(take, p, hc * d);
+    ws->hxn = tf(take, p, hc * d);
+    ws->hdx = tf(take, p, hc * d);
+    ws->hlogits = tf(take, p, hc * c->vocab_size);
+    ws->hloss = tf(take, p, hc);
     if (!ws->store) return;
     ws->dkvcat = ws->NV > 0 ? tf(take, p, R * 2 * (size_t)ws->kvd) : NULL;
     ws->dx = tf(take, p, R * d);
@@ -411,8 +415,9 @@ static void head_loss(const pt_model *m, pt_workspace *ws, const geo *g, int cnt
     int d = c->dim, V = c->vocab_size;
     pt_linear head = pt_fwd_head(m);
     double tot = 0;
-    for (int i0 = 0; i0 < cnt; i0 += PT_HEAD_CHUNK) {
-        int nc = cnt - i0 < PT_HEAD_CHUNK ? cnt - i0 : PT_HEAD_CHUNK;
+    int hc = ws->head_chunk;
+    for (int i0 = 0; i0 < cnt; i0 += hc) {
+        int nc = cnt - i0 < hc ? cnt - i0 : hc;
         for (int i = 0; i < nc; i++)
             memcpy(ws->hx + (size_t)i * d, ws->x + (size_t)ws->lab_pos[i0 + i] * d, (size_t)d * sizeof(float));
         norm_f(m, ws->hxn, ws->hx, ws->out_norm, ws->out_norm_b, nc);
