@@ -403,7 +403,8 @@ static int model_fd(const char *name, pt_arch arch, int method, int deep_first) 
     if (!m) return 1;
     setup_t s;
     mk_setup(&s, m, method, deep_first);
-    pt_ws_opts o = {MB, MT, MN, 1};
+    /* the LM head in chunks of 3 labelled rows: the chunk loop is checked too */
+    pt_ws_opts o = {.B = MB, .T = MT, .n_virtual = MN, .store_acts = 1, .head_rows = 3};
     s.ws = pt_workspace_new_opts(m, &o);
     if (!s.ws) return 1;
     float *G = malloc(sizeof(float) * (size_t)s.nP), *G2 = malloc(sizeof(float) * (size_t)s.nP),
@@ -468,7 +469,7 @@ TEST(soft_placement) {
         setup_t s;
         mk_setup(&s, m, 0, 0);
         int d = c.dim, S = MN + MT, V = c.vocab_size;
-        pt_ws_opts o = {MB, MT, MN, 0};
+        pt_ws_opts o = {.B = MB, .T = MT, .n_virtual = MN, .store_acts = 0};
         pt_workspace *ws = pt_workspace_new_opts(m, &o), *ws2 = pt_workspace_new(m, MB, S);
         CHECK(ws && ws2, "%s", pt_last_error());
         float *lg = malloc(sizeof(float) * MB * MT * V), *lg2 = malloc(sizeof(float) * MB * S * V),
@@ -514,7 +515,7 @@ TEST(threads_larger) {
     memset(&pr, 0, sizeof pr);
     pr.n_virtual = N;
     pr.soft = P;
-    pt_ws_opts o = {B, T, N, 1};
+    pt_ws_opts o = {.B = B, .T = T, .n_virtual = N, .store_acts = 1};
     pt_workspace *ws = pt_workspace_new_opts(m, &o);
     CHECK(ws, "%s", pt_last_error());
     pt_batch in = {B, T, ids, NULL, lens, &pr};
@@ -552,7 +553,7 @@ TEST(truncation_and_embeds_grad) {
         mk_setup(&s, m, 0, 0);
         s.labels[6] = -1; /* last label now at t = 5 */
         int d = c.dim, V = c.vocab_size, S = MN + MT;
-        pt_ws_opts o = {MB, S, MN, 1};
+        pt_ws_opts o = {.B = MB, .T = S, .n_virtual = MN, .store_acts = 1};
         pt_workspace *ws = pt_workspace_new_opts(m, &o);
         s.ws = ws;
         float *lg = malloc(sizeof(float) * MB * MT * V);
@@ -621,7 +622,7 @@ TEST(kv_cache_prompt) {
             setup_t s;
             mk_setup(&s, m, mi == 0 ? 0 : mi < 3 ? 1 : 2, mi == 2);
             int V = c.vocab_size;
-            pt_ws_opts o = {1, MT, MN, 0};
+            pt_ws_opts o = {.B = 1, .T = MT, .n_virtual = MN, .store_acts = 0};
             pt_workspace *ws = pt_workspace_new_opts(m, &o);
             pt_kv_cache *kc = pt_kv_new(m, 32, 2);
             CHECK(ws && kc, "%s", pt_last_error());
@@ -659,7 +660,7 @@ TEST(bad_input) {
     pt_model *m = pt_model_random(&c, PT_F32, 4);
     setup_t s;
     mk_setup(&s, m, 1, 0);
-    pt_ws_opts o = {MB, MT, MN, 1};
+    pt_ws_opts o = {.B = MB, .T = MT, .n_virtual = MN, .store_acts = 1};
     s.ws = pt_workspace_new_opts(m, &o);
     float G[3 * MN * 64];
     double loss;

@@ -112,7 +112,7 @@ static int check(const char *model, const char *method) {
         pr.prefix_k = pk, pr.prefix_v = pv;
         g.prefix_k = gk, g.prefix_v = gv;
     }
-    pt_ws_opts o = {B, T, N, 1};
+    pt_ws_opts o = {.B = B, .T = T, .n_virtual = N, .store_acts = 1};
     pt_workspace *ws = pt_workspace_new_opts(m, &o);
     pt_batch in = {B, T, ids, NULL, lens, &pr};
     double loss_sum, row_loss[8];

@@ -435,7 +435,7 @@ TEST(agrees_with_prompt_path_forward) {
     pt_st_get(f, "labels", &tb);
     int B = (int)ti.shape[0], T = (int)ti.shape[1];
     pt_full_ws *fw = pt_full_ws_new(m, B, T);
-    pt_ws_opts o = {B, T, 0, 0};
+    pt_ws_opts o = {.B = B, .T = T, .n_virtual = 0, .store_acts = 0};
     pt_workspace *ws = pt_workspace_new_opts(src, &o);
     CHECK(fw && ws, "%s", pt_last_error());
     double ls, row[2] = {0, 0};

@@ -102,6 +102,8 @@ typedef struct {
     int B, T;        /* max batch and max real positions */
     int n_virtual;   /* max prompt length N (positions on top of T) */
     int store_acts;  /* keep activations for pt_loss_forward_backward */
+    int head_rows;   /* labelled rows per LM-head chunk of the loss; 0: as many
+                        as 64 MiB of logits hold (at least 32) */
 } pt_ws_opts;
 
 pt_workspace *pt_workspace_new(const pt_model *m, int B, int T);

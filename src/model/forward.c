@@ -148,6 +148,7 @@ static pt_workspace *workspace(const pt_model *m, int B, int T, int Tk_max, int 
         ws->NV = o->n_virtual;
         ws->store = o->store_acts != 0;
         ws->loss_bufs = 1;
+        ws->head_chunk = o->head_rows > 0 ? o->head_rows : 0;
     }
     int nt = omp_get_max_threads(), np = omp_get_num_procs();
     ws->nthreads = nt > np ? nt : np;
@@ -185,7 +186,7 @@ pt_workspace *pt_workspace_new_opts(const pt_model *m, const pt_ws_opts *o) {
 }
 
 pt_workspace *pt_workspace_new(const pt_model *m, int B, int T) {
-    pt_ws_opts o = {B, T, 0, 0};
+    pt_ws_opts o = {.B = B, .T = T, .n_virtual = 0, .store_acts = 0};
     return pt_workspace_new_opts(m, &o);
 }
 

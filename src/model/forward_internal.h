@@ -42,7 +42,7 @@ struct pt_workspace {
     float *out_norm, *out_norm_b;
     /* prompts, loss and backward (train.c); rows above are B*(T+NV) */
     int NV, store, loss_bufs;
-    int head_chunk;             /* labelled rows per LM-head chunk */
+    int head_chunk;             /* labelled rows per LM-head chunk (0: from the budget) */
     int32_t *kvlen, *lab_pos, *lab_y;
     int *listed;                /* [L]: index into deep_layers, or -1 */
     float *kvcat, *dkvcat, *dx, *att_bscratch;

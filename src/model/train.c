@@ -28,8 +28,8 @@ void pt_train_carve(pt_workspace *ws, take_fn take, void *p) {
     const pt_config *c = &ws->m->cfg;
     size_t R = (size_t)ws->B * (size_t)(ws->T + ws->NV), BT = (size_t)ws->B * (size_t)ws->T;
     int d = c->dim, L = c->n_layers, hid = c->hidden_dim;
-    size_t hc = PT_HEAD_BUDGET / ((size_t)c->vocab_size * sizeof(float));
-    if (hc < PT_HEAD_MIN) hc = PT_HEAD_MIN;
+    size_t hc = ws->head_chunk > 0 ? (size_t)ws->head_chunk : PT_HEAD_BUDGET / ((size_t)c->vocab_size * sizeof(float));
+    if (hc < PT_HEAD_MIN && ws->head_chunk <= 0) hc = PT_HEAD_MIN;
     if (hc > BT) hc = BT;
     ws->head_chunk = (int)hc;
     ws->kvlen = take(p, (size_t)ws->B * sizeof(int32_t));

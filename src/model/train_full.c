@@ -10,8 +10,8 @@
  * Per layer the forward stores xin, q/k/v after RoPE, the attention output,
  * the mid residual and the gate/up pre-activations; the backward recomputes
  * the two norms and silu(gate)*up. The LM head runs over the labelled rows in
- * chunks of HEAD_CHUNK, accumulating its weight gradient chunk by chunk in a
- * fixed order. */
+ * chunks of at most HEAD_BUDGET bytes of logits, accumulating its weight
+ * gradient chunk by chunk in a fixed order. */
 #include "ptune/pretrain.h"
 
 #include "ptune/kernels_bwd.h"
@@ -21,7 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HEAD_CHUNK 64
+/* logits per LM-head chunk (every chunk re-packs the head inside sgemm) */
+#define HEAD_BUDGET ((size_t)64 << 20)
 
 /* ---- the canonical parameter walk ------------------------------------------------ */
 
@@ -227,6 +228,7 @@ typedef struct {
 struct pt_full_ws {
     const pt_model *m;
     int B, T, nthreads, d, qd, kvd, qkvd, hid, V;
+    int head_chunk; /* labelled rows per LM-head chunk */
     pt_arena arena;
     float *x, *xn, *dx, *dxn, *dqkv, *datt, *hact, *dh1, *dh2, *nscr;
     float *att_scr, *att_bscr, *inv_freq, *cos_t, *sin_t;
@@ -273,12 +275,15 @@ static void carve(pt_full_ws *w, plan *p) {
     w->inv_freq = tkf(p, (size_t)hd / 2);
     w->cos_t = tkf(p, (size_t)w->T * hd / 2);
     w->sin_t = tkf(p, (size_t)w->T * hd / 2);
-    w->hx = tkf(p, (size_t)HEAD_CHUNK * d);
-    w->hxn = tkf(p, (size_t)HEAD_CHUNK * d);
-    w->hdxn = tkf(p, (size_t)HEAD_CHUNK * d);
-    w->hdx = tkf(p, (size_t)HEAD_CHUNK * d);
-    w->hlog = tkf(p, (size_t)HEAD_CHUNK * w->V);
-    w->hloss = tkf(p, HEAD_CHUNK);
+    size_t hc = HEAD_BUDGET / ((size_t)w->V * sizeof(float));
+    hc = hc < 64 ? 64 : hc > n ? n : hc;
+    w->head_chunk = (int)hc;
+    w->hx = tkf(p, hc * d);
+    w->hxn = tkf(p, hc * d);
+    w->hdxn = tkf(p, hc * d);
+    w->hdx = tkf(p, hc * d);
+    w->hlog = tkf(p, hc * w->V);
+    w->hloss = tkf(p, hc);
     w->pos = tk(p, n * sizeof(int32_t));
     w->lab_pos = tk(p, n * sizeof(int32_t));
     w->lab_y = tk(p, n * sizeof(int32_t));
@@ -451,8 +456,8 @@ int pt_full_step(const pt_model *m, const pt_wparams *P, pt_full_ws *w, int B, i
     head.w = m->lm_head.data ? m->lm_head : m->tok_embd;
     if (grad) memset(w->dx, 0, (size_t)n * d * sizeof(float));
     double tot = 0;
-    for (int i0 = 0; i0 < cnt; i0 += HEAD_CHUNK) {
-        int nc = cnt - i0 < HEAD_CHUNK ? cnt - i0 : HEAD_CHUNK;
+    for (int i0 = 0; i0 < cnt; i0 += w->head_chunk) {
+        int nc = cnt - i0 < w->head_chunk ? cnt - i0 : w->head_chunk;
         for (int i = 0; i < nc; i++)
             memcpy(w->hx + (size_t)i * d, w->x + (size_t)w->lab_pos[i0 + i] * d, (size_t)d * sizeof(float));
         pt_rmsnorm(w->hxn, w->hx, F(&m->out_norm), nc, d, eps);
