@@ -262,7 +262,7 @@ TEST(attention_backward) {
     for (int offs = 0; offs < 2; offs++) {
         int Tk = offs ? TK : TQ, co = offs ? 3 : 0;
         pt_attn_args a = {B, TQ, Tk, H, KVH, HD, q, (int64_t)TQ * qd, qd, k, v, (int64_t)TK * kvd, kvd, o,
-                          (int64_t)TQ * qd, qd, co, offs ? kvl : NULL, 0.35f};
+                          (int64_t)TQ * qd, qd, co, offs ? kvl : NULL, 0.35f, NULL, NULL, NULL};
         pt_attn_grads g = {gy, dq, dk, dv}, g2 = {gy, dq2, dk2, dv2};
         memset(dk, 0, sizeof dk), memset(dv, 0, sizeof dv), memset(dk2, 0, sizeof dk2), memset(dv2, 0, sizeof dv2);
         pt_attention(&a, scr, 4);
@@ -282,6 +282,68 @@ TEST(attention_backward) {
             CHECK(relerr(what, op[w], an[w], ns[w]) < 1e-5, "opt");
         }
     }
+    return 0;
+}
+
+/* Packed rows (q_row0/q_len/kv_row0) against the padded layout: batch rows of
+ * 70, 5 and 33 positions with a prefix of 3 keys in front of each row's keys;
+ * outputs and the three gradients must match on the rows that exist, for the
+ * optimized kernels and the references. */
+TEST(attention_packed) {
+    enum { B = 3, H = 4, KVH = 2, HD = 16, T = 70, NP = 3, TK = NP + T };
+    int qd = H * HD, kvd = KVH * HD, len[B] = {70, 5, 33};
+    size_t nq = (size_t)B * T * qd, nk = (size_t)B * TK * kvd;
+    float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4), *gy = malloc(nq * 4);
+    float *o = calloc(nq, 4), *dq = calloc(nq, 4), *dk = calloc(nk, 4), *dv = calloc(nk, 4);
+    float *pq = malloc(nq * 4), *pk = malloc(nk * 4), *pv = malloc(nk * 4), *pgy = malloc(nq * 4);
+    float *po = calloc(nq, 4), *pdq = calloc(nq, 4), *pdk = calloc(nk, 4), *pdv = calloc(nk, 4);
+    float *scr = malloc(sizeof(float) * 4 * pt_attention_bwd_scratch_floats(TK));
+    CHECK(q && k && v && gy && o && dq && dk && dv && pq && pk && pv && pgy && po && pdq && pdk && pdv && scr, "oom");
+    randv(q, (long)nq, 40, 1.0f);
+    randv(k, (long)nk, 41, 1.0f);
+    randv(v, (long)nk, 42, 1.0f);
+    randv(gy, (long)nq, 43, 1.0f);
+    for (int b = 0; b < B; b++) /* queries past a row's end carry no gradient (as in the model) */
+        memset(gy + ((size_t)b * T + len[b]) * qd, 0, (size_t)(T - len[b]) * qd * 4);
+    int32_t kvl[B], q0[B], ql[B], k0[B];
+    for (int b = 0, rq = 0, rk = 0; b < B; b++) {
+        kvl[b] = NP + len[b], q0[b] = rq, ql[b] = len[b], k0[b] = rk;
+        memcpy(pq + (size_t)rq * qd, q + (size_t)b * T * qd, (size_t)len[b] * qd * 4);
+        memcpy(pgy + (size_t)rq * qd, gy + (size_t)b * T * qd, (size_t)len[b] * qd * 4);
+        memcpy(pk + (size_t)rk * kvd, k + (size_t)b * TK * kvd, (size_t)kvl[b] * kvd * 4);
+        memcpy(pv + (size_t)rk * kvd, v + (size_t)b * TK * kvd, (size_t)kvl[b] * kvd * 4);
+        rq += len[b], rk += kvl[b];
+    }
+    pt_attn_args a = {.B = B, .Tq = T, .Tk = TK, .n_heads = H, .n_kv_heads = KVH, .head_dim = HD, .q = q,
+                      .q_bs = (int64_t)T * qd, .q_ts = qd, .k = k, .v = v, .kv_bs = (int64_t)TK * kvd, .kv_ts = kvd,
+                      .out = o, .o_bs = (int64_t)T * qd, .o_ts = qd, .causal_offset = NP, .kv_len = kvl, .scale = 0.25f};
+    pt_attn_args pa = a;
+    pa.q = pq, pa.k = pk, pa.v = pv, pa.out = po, pa.q_row0 = q0, pa.q_len = ql, pa.kv_row0 = k0;
+    pt_attn_grads g = {gy, dq, dk, dv}, pg = {pgy, pdq, pdk, pdv};
+    double worst = 0;
+    for (int ref = 0; ref < 2; ref++) {
+        if (ref) {
+            pt_attention_ref(&a), pt_attention_ref(&pa);
+            pt_attention_backward_ref(&a, &g), pt_attention_backward_ref(&pa, &pg);
+        } else {
+            pt_attention(&a, scr, 4), pt_attention(&pa, scr, 4);
+            pt_attention_backward(&a, &g, scr, 4), pt_attention_backward(&pa, &pg, scr, 4);
+        }
+        for (int b = 0; b < B; b++) {
+            for (long i = 0; i < (long)len[b] * qd; i++) {
+                worst = fmax(worst, fabs((double)o[(size_t)b * T * qd + i] - (double)po[(size_t)q0[b] * qd + i]));
+                worst = fmax(worst, fabs((double)dq[(size_t)b * T * qd + i] - (double)pdq[(size_t)q0[b] * qd + i]));
+            }
+            for (long i = 0; i < (long)kvl[b] * kvd; i++) {
+                worst = fmax(worst, fabs((double)dk[(size_t)b * TK * kvd + i] - (double)pdk[(size_t)k0[b] * kvd + i]));
+                worst = fmax(worst, fabs((double)dv[(size_t)b * TK * kvd + i] - (double)pdv[(size_t)k0[b] * kvd + i]));
+            }
+        }
+        printf("  packed vs padded rows (%s): max|diff| %.3g\n", ref ? "reference" : "optimized", worst);
+    }
+    free(q), free(k), free(v), free(gy), free(o), free(dq), free(dk), free(dv);
+    free(pq), free(pk), free(pv), free(pgy), free(po), free(pdq), free(pdk), free(pdv), free(scr);
+    CHECK(worst < 1e-6, "packed rows differ from padded rows by %g", worst);
     return 0;
 }
 
@@ -692,6 +754,7 @@ int main(void) {
     PT_RUN(rope_backward);
     PT_RUN(linear_backward);
     PT_RUN(attention_backward);
+    PT_RUN(attention_packed);
     PT_RUN(cross_entropy_backward);
     PT_RUN(model_soft_llama);
     PT_RUN(model_soft_gpt2);

@@ -105,7 +105,7 @@ static void ref_forward(const pt_model *m, int B, int T, const int32_t *ids, con
             free(bq), free(bk), free(bv);
         }
         pt_attn_args a = {B, T, T, c->n_heads, c->n_kv_heads, hd, q, (int64_t)T * qd, qd, k, v, (int64_t)T * kvd,
-                          kvd, att, (int64_t)T * qd, qd, 0, lens, 1.0f / sqrtf((float)hd)};
+                          kvd, att, (int64_t)T * qd, qd, 0, lens, 1.0f / sqrtf((float)hd), NULL, NULL, NULL};
         pt_attention_ref(&a);
         float *bo = vec(&L->wo.b), *bu = vec(&L->w_up.b), *bd = vec(&L->w_down.b);
         pt_linear_forward_ref(&L->wo, bo, att, n, qd, xn, d);

@@ -192,7 +192,7 @@ static int attn_case(const char *pt_test_name_, int B, int Tq, int Tk, int H, in
     fill(k, (long)B * Tk * ks, 12, 1.0f);
     fill(v, (long)B * Tk * ks, 13, 1.0f);
     pt_attn_args a = {B, Tq, Tk, H, KVH, hd, q, (int64_t)Tq * qs, qs, k, v, (int64_t)Tk * ks, ks,
-                      o, (int64_t)Tq * H * hd, H * hd, off, lens, 1.0f / sqrtf((float)hd)};
+                      o, (int64_t)Tq * H * hd, H * hd, off, lens, 1.0f / sqrtf((float)hd), NULL, NULL, NULL};
     int nt = pt_get_threads();
     float *scr = malloc(sizeof(float) * pt_attention_scratch_floats(Tk) * (size_t)nt);
     pt_attention(&a, scr, nt);

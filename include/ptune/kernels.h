@@ -87,7 +87,34 @@ typedef struct {
     int causal_offset;              /* key index of query 0 (= Tk - Tq for a cache) */
     const int32_t *kv_len;          /* [B] or NULL */
     float scale;                    /* usually 1/sqrt(hd) */
+    /* Packed rows (optional, with kv_len): batch rows of different lengths
+     * stored back to back. Row b's queries and outputs start at row q_row0[b]
+     * (q_bs and o_bs unused), it has q_len[b] <= Tq queries, and its
+     * min(kv_len[b], Tk) keys start at row kv_row0[b] (kv_bs unused). */
+    const int32_t *q_row0, *q_len, *kv_row0;
 } pt_attn_args;
+
+/* Element offsets of batch row b's first query / output / key, its query
+ * count, and the keys query t of row b sees (j < limit). */
+static inline int64_t pt_attn_q0(const pt_attn_args *a, int b) {
+    return a->q_row0 ? a->q_row0[b] * a->q_ts : b * a->q_bs;
+}
+static inline int64_t pt_attn_o0(const pt_attn_args *a, int b) {
+    return a->q_row0 ? a->q_row0[b] * a->o_ts : b * a->o_bs;
+}
+static inline int64_t pt_attn_kv0(const pt_attn_args *a, int b) {
+    return a->q_row0 ? a->kv_row0[b] * a->kv_ts : b * a->kv_bs;
+}
+static inline int pt_attn_nq(const pt_attn_args *a, int b) { return a->q_row0 ? a->q_len[b] : a->Tq; }
+static inline int pt_attn_nk(const pt_attn_args *a, int b) {
+    int kl = a->kv_len ? a->kv_len[b] : a->Tk;
+    return kl < a->Tk ? kl : a->Tk;
+}
+static inline int pt_attn_key_limit(const pt_attn_args *a, int b, int t) {
+    int lim = t + a->causal_offset + 1, kl = pt_attn_nk(a, b);
+    if (lim > kl) lim = kl;
+    return lim < 0 ? 0 : lim;
+}
 /* scratch: n_scratch blocks of pt_attention_scratch_floats(Tk) floats, one per
  * thread; at most n_scratch threads run. */
 size_t pt_attention_scratch_floats(int Tk);

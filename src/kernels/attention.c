@@ -17,14 +17,6 @@
 
 size_t pt_attention_scratch_floats(int Tk) { return (size_t)ATT_QB * (size_t)(Tk > 0 ? Tk : 1); }
 
-static int key_limit(const pt_attn_args *a, int b, int t) {
-    int lim = t + a->causal_offset + 1;
-    int kl = a->kv_len ? a->kv_len[b] : a->Tk;
-    if (kl > a->Tk) kl = a->Tk;
-    if (lim > kl) lim = kl;
-    return lim < 0 ? 0 : lim;
-}
-
 void pt_attention(const pt_attn_args *a, float *scratch, int n_scratch) {
     int hd = a->head_dim, group = a->n_heads / a->n_kv_heads;
     int nbh = a->B * a->n_heads;
@@ -40,12 +32,12 @@ void pt_attention(const pt_attn_args *a, float *scratch, int n_scratch) {
     for (int bh = 0; bh < nbh; bh++) {
         int b = bh / a->n_heads, h = bh % a->n_heads, g = h / group;
         float *S = scratch + (size_t)omp_get_thread_num() * pt_attention_scratch_floats(a->Tk);
-        const float *K = a->k + b * a->kv_bs + (int64_t)g * hd, *V = a->v + b * a->kv_bs + (int64_t)g * hd;
-        for (int t0 = 0; t0 < a->Tq; t0 += ATT_QB) {
-            int nq = a->Tq - t0 < ATT_QB ? a->Tq - t0 : ATT_QB;
-            const float *Q = a->q + b * a->q_bs + t0 * a->q_ts + (int64_t)h * hd;
-            float *O = a->out + b * a->o_bs + t0 * a->o_ts + (int64_t)h * hd;
-            int kmax = key_limit(a, b, t0 + nq - 1);
+        const float *K = a->k + pt_attn_kv0(a, b) + (int64_t)g * hd, *V = a->v + pt_attn_kv0(a, b) + (int64_t)g * hd;
+        for (int t0 = 0; t0 < pt_attn_nq(a, b); t0 += ATT_QB) {
+            int nq = pt_attn_nq(a, b) - t0 < ATT_QB ? pt_attn_nq(a, b) - t0 : ATT_QB;
+            const float *Q = a->q + pt_attn_q0(a, b) + t0 * a->q_ts + (int64_t)h * hd;
+            float *O = a->out + pt_attn_o0(a, b) + t0 * a->o_ts + (int64_t)h * hd;
+            int kmax = pt_attn_key_limit(a, b, t0 + nq - 1);
             if (kmax == 0) {
                 for (int i = 0; i < nq; i++) memset(O + i * a->o_ts, 0, (size_t)hd * sizeof(float));
                 continue;
@@ -54,7 +46,7 @@ void pt_attention(const pt_attn_args *a, float *scratch, int n_scratch) {
                         (int)a->kv_ts, 0.0f, S, kmax);
             for (int i = 0; i < nq; i++) {
                 float *s = S + (size_t)i * kmax;
-                int lim = key_limit(a, b, t0 + i);
+                int lim = pt_attn_key_limit(a, b, t0 + i);
                 float mx = pt_vmaxf(s, lim);
                 for (int j = 0; j < lim; j++) s[j] -= mx;
                 pt_vexpf(s, lim);
@@ -76,13 +68,14 @@ void pt_attention_ref(const pt_attn_args *a) {
     if (!s) return;
     for (int b = 0; b < a->B; b++)
         for (int h = 0; h < a->n_heads; h++)
-            for (int t = 0; t < a->Tq; t++) {
+            for (int t = 0; t < pt_attn_nq(a, b); t++) {
                 int g = h / group;
-                const float *q = a->q + b * a->q_bs + t * a->q_ts + h * hd;
-                float *o = a->out + b * a->o_bs + t * a->o_ts + h * hd;
+                const float *q = a->q + pt_attn_q0(a, b) + t * a->q_ts + h * hd;
+                float *o = a->out + pt_attn_o0(a, b) + t * a->o_ts + h * hd;
                 double mx = -HUGE_VAL;
-                for (int j = 0; j < a->Tk; j++) {
-                    const float *k = a->k + b * a->kv_bs + j * a->kv_ts + g * hd;
+                int nk = pt_attn_nk(a, b);
+                for (int j = 0; j < nk; j++) {
+                    const float *k = a->k + pt_attn_kv0(a, b) + j * a->kv_ts + g * hd;
                     int masked = j > t + a->causal_offset || (a->kv_len && j >= a->kv_len[b]);
                     double dot = 0;
                     for (int i = 0; i < hd; i++) dot += (double)q[i] * (double)k[i];
@@ -90,11 +83,11 @@ void pt_attention_ref(const pt_attn_args *a) {
                     if ((double)s[j] > mx) mx = (double)s[j];
                 }
                 double sum = 0;
-                for (int j = 0; j < a->Tk; j++) sum += mx == -HUGE_VAL ? 0.0 : exp((double)s[j] - mx);
+                for (int j = 0; j < nk; j++) sum += mx == -HUGE_VAL ? 0.0 : exp((double)s[j] - mx);
                 for (int i = 0; i < hd; i++) {
                     double acc = 0;
-                    for (int j = 0; j < a->Tk && mx != -HUGE_VAL; j++)
-                        acc += exp((double)s[j] - mx) / sum * (double)a->v[b * a->kv_bs + j * a->kv_ts + g * hd + i];
+                    for (int j = 0; j < nk && mx != -HUGE_VAL; j++)
+                        acc += exp((double)s[j] - mx) / sum * (double)a->v[pt_attn_kv0(a, b) + j * a->kv_ts + g * hd + i];
                     o[i] = (float)acc;
                 }
             }

@@ -17,14 +17,6 @@
 
 size_t pt_attention_bwd_scratch_floats(int Tk) { return 2 * (size_t)ATT_QB * (size_t)(Tk > 0 ? Tk : 1); }
 
-static int key_limit(const pt_attn_args *a, int b, int t) {
-    int lim = t + a->causal_offset + 1;
-    int kl = a->kv_len ? a->kv_len[b] : a->Tk;
-    if (kl > a->Tk) kl = a->Tk;
-    if (lim > kl) lim = kl;
-    return lim < 0 ? 0 : lim;
-}
-
 void pt_attention_backward(const pt_attn_args *a, const pt_attn_grads *g, float *scratch, int n_scratch) {
     int hd = a->head_dim, group = a->n_heads / a->n_kv_heads;
     int nbg = a->B * a->n_kv_heads;
@@ -40,19 +32,22 @@ void pt_attention_backward(const pt_attn_args *a, const pt_attn_grads *g, float 
             int b = bg / a->n_kv_heads, kh = bg % a->n_kv_heads;
             float *P = scratch + (size_t)omp_get_thread_num() * pt_attention_bwd_scratch_floats(a->Tk);
             float *dP = P + (size_t)ATT_QB * (size_t)(a->Tk > 0 ? a->Tk : 1);
-            const float *K = a->k + b * a->kv_bs + (int64_t)kh * hd, *V = a->v + b * a->kv_bs + (int64_t)kh * hd;
-            float *dK = g->dk + b * a->kv_bs + (int64_t)kh * hd, *dV = g->dv + b * a->kv_bs + (int64_t)kh * hd;
-            for (int j = 0; j < a->Tk; j++) {
+            const float *K = a->k + pt_attn_kv0(a, b) + (int64_t)kh * hd, *V = a->v + pt_attn_kv0(a, b) + (int64_t)kh * hd;
+            float *dK = g->dk + pt_attn_kv0(a, b) + (int64_t)kh * hd, *dV = g->dv + pt_attn_kv0(a, b) + (int64_t)kh * hd;
+            /* padded rows: every key row of the batch row gets its gradient (0 past
+             * kv_len); packed rows own only their min(kv_len, Tk) key rows */
+            int nz = a->q_row0 ? pt_attn_nk(a, b) : a->Tk;
+            for (int j = 0; j < nz; j++) {
                 memset(dK + j * a->kv_ts, 0, (size_t)hd * sizeof(float));
                 memset(dV + j * a->kv_ts, 0, (size_t)hd * sizeof(float));
             }
             for (int h = kh * group; h < (kh + 1) * group; h++)
-                for (int t0 = 0; t0 < a->Tq; t0 += ATT_QB) {
-                    int nq = a->Tq - t0 < ATT_QB ? a->Tq - t0 : ATT_QB;
-                    const float *Q = a->q + b * a->q_bs + t0 * a->q_ts + (int64_t)h * hd;
-                    const float *dO = g->dout + b * a->o_bs + t0 * a->o_ts + (int64_t)h * hd;
-                    float *dQ = g->dq + b * a->q_bs + t0 * a->q_ts + (int64_t)h * hd;
-                    int kmax = key_limit(a, b, t0 + nq - 1);
+                for (int t0 = 0; t0 < pt_attn_nq(a, b); t0 += ATT_QB) {
+                    int nq = pt_attn_nq(a, b) - t0 < ATT_QB ? pt_attn_nq(a, b) - t0 : ATT_QB;
+                    const float *Q = a->q + pt_attn_q0(a, b) + t0 * a->q_ts + (int64_t)h * hd;
+                    const float *dO = g->dout + pt_attn_o0(a, b) + t0 * a->o_ts + (int64_t)h * hd;
+                    float *dQ = g->dq + pt_attn_q0(a, b) + t0 * a->q_ts + (int64_t)h * hd;
+                    int kmax = pt_attn_key_limit(a, b, t0 + nq - 1);
                     if (kmax == 0) {
                         for (int i = 0; i < nq; i++) memset(dQ + i * a->q_ts, 0, (size_t)hd * sizeof(float));
                         continue;
@@ -63,7 +58,7 @@ void pt_attention_backward(const pt_attn_args *a, const pt_attn_grads *g, float 
                                 (int)a->kv_ts, 0.0f, dP, kmax);
                     for (int i = 0; i < nq; i++) {
                         float *s = P + (size_t)i * kmax, *dp = dP + (size_t)i * kmax;
-                        int lim = key_limit(a, b, t0 + i);
+                        int lim = pt_attn_key_limit(a, b, t0 + i);
                         float mx = pt_vmaxf(s, lim);
                         for (int j = 0; j < lim; j++) s[j] -= mx;
                         pt_vexpf(s, lim);
@@ -90,21 +85,22 @@ void pt_attention_backward_ref(const pt_attn_args *a, const pt_attn_grads *g) {
     int hd = a->head_dim, group = a->n_heads / a->n_kv_heads, Tk = a->Tk;
     double p[4096], dp[4096];
     for (int b = 0; b < a->B; b++)
-        for (int j = 0; j < Tk; j++)
+        for (int j = 0; j < (a->q_row0 ? pt_attn_nk(a, b) : Tk); j++)
             for (int c = 0; c < a->n_kv_heads * hd; c++) {
-                g->dk[b * a->kv_bs + j * a->kv_ts + c] = 0.0f;
-                g->dv[b * a->kv_bs + j * a->kv_ts + c] = 0.0f;
+                g->dk[pt_attn_kv0(a, b) + j * a->kv_ts + c] = 0.0f;
+                g->dv[pt_attn_kv0(a, b) + j * a->kv_ts + c] = 0.0f;
             }
     for (int b = 0; b < a->B; b++)
         for (int h = 0; h < a->n_heads; h++)
-            for (int t = 0; t < a->Tq; t++) {
+            for (int t = 0; t < pt_attn_nq(a, b); t++) {
                 int kh = h / group;
-                const float *q = a->q + b * a->q_bs + t * a->q_ts + h * hd;
-                const float *dO = g->dout + b * a->o_bs + t * a->o_ts + h * hd;
-                float *dq = g->dq + b * a->q_bs + t * a->q_ts + h * hd;
+                const float *q = a->q + pt_attn_q0(a, b) + t * a->q_ts + h * hd;
+                const float *dO = g->dout + pt_attn_o0(a, b) + t * a->o_ts + h * hd;
+                float *dq = g->dq + pt_attn_q0(a, b) + t * a->q_ts + h * hd;
                 double mx = -HUGE_VAL;
-                for (int j = 0; j < Tk && j < 4096; j++) {
-                    const float *k = a->k + b * a->kv_bs + j * a->kv_ts + kh * hd;
+                int nk = pt_attn_nk(a, b);
+                for (int j = 0; j < nk && j < 4096; j++) {
+                    const float *k = a->k + pt_attn_kv0(a, b) + j * a->kv_ts + kh * hd;
                     int masked = j > t + a->causal_offset || (a->kv_len && j >= a->kv_len[b]);
                     double dot = 0;
                     for (int i = 0; i < hd; i++) dot += (double)q[i] * (double)k[i];
@@ -112,21 +108,21 @@ void pt_attention_backward_ref(const pt_attn_args *a, const pt_attn_grads *g) {
                     if (p[j] > mx) mx = p[j];
                 }
                 double sum = 0;
-                for (int j = 0; j < Tk; j++) sum += mx == -HUGE_VAL ? 0.0 : exp(p[j] - mx);
+                for (int j = 0; j < nk; j++) sum += mx == -HUGE_VAL ? 0.0 : exp(p[j] - mx);
                 double D = 0;
-                for (int j = 0; j < Tk; j++) {
+                for (int j = 0; j < nk; j++) {
                     p[j] = mx == -HUGE_VAL ? 0.0 : exp(p[j] - mx) / sum;
-                    const float *v = a->v + b * a->kv_bs + j * a->kv_ts + kh * hd;
+                    const float *v = a->v + pt_attn_kv0(a, b) + j * a->kv_ts + kh * hd;
                     dp[j] = 0;
                     for (int i = 0; i < hd; i++) dp[j] += (double)dO[i] * (double)v[i];
                     D += p[j] * dp[j];
                 }
                 for (int i = 0; i < hd; i++) dq[i] = 0.0f;
-                for (int j = 0; j < Tk; j++) {
+                for (int j = 0; j < nk; j++) {
                     double ds = p[j] * (dp[j] - D) * (double)a->scale;
-                    const float *k = a->k + b * a->kv_bs + j * a->kv_ts + kh * hd;
-                    float *dk = g->dk + b * a->kv_bs + j * a->kv_ts + kh * hd;
-                    float *dv = g->dv + b * a->kv_bs + j * a->kv_ts + kh * hd;
+                    const float *k = a->k + pt_attn_kv0(a, b) + j * a->kv_ts + kh * hd;
+                    float *dk = g->dk + pt_attn_kv0(a, b) + j * a->kv_ts + kh * hd;
+                    float *dv = g->dv + pt_attn_kv0(a, b) + j * a->kv_ts + kh * hd;
                     for (int i = 0; i < hd; i++) {
                         dq[i] = (float)((double)dq[i] + ds * (double)k[i]);
                         dk[i] = (float)((double)dk[i] + ds * (double)q[i]);
