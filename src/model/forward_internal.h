@@ -43,7 +43,8 @@ struct pt_workspace {
     /* prompts, loss and backward (train.c); rows above are B*(T+NV) */
     int NV, store, loss_bufs;
     int head_chunk;             /* labelled rows per LM-head chunk (0: from the budget) */
-    int32_t *kvlen, *lab_pos, *lab_y;
+    int32_t *kvlen, *lab_pos, *lab_y, *lab_row;
+    int32_t *tb, *qlen, *offT, *offN, *offK; /* packed rows (train.c) */
     int *listed;                /* [L]: index into deep_layers, or -1 */
     float *kvcat, *dkvcat, *dx, *att_bscratch;
     float *hx, *hxn, *hdx, *hlogits, *hloss;

@@ -1,12 +1,16 @@
 /* train.c: forward with prompts (soft, deep, prefix), the masked
  * cross-entropy, and the activation-gradient backward down to the prompt.
  *
- * Placement rules: backward.h. The residual stream ws->x holds E rows per batch
- * row (E = N + T for soft, T otherwise). A layer runs on Tl rows per batch row
- * (N + T for soft and for listed deep layers, T otherwise) at positions
- * 0..Tl-1; a listed deep layer first expands the stream with its prompt rows
- * and compacts it again afterwards. Prefix layers attend over a concatenated
- * K/V buffer [prefix; own keys] with causal offset N.
+ * Placement rules: backward.h. Batch rows are packed back to back: row b keeps
+ * its first tb[b] real positions, where tb[b] is one past its last labelled
+ * position (causal: nothing later can change the loss; a row without labels
+ * keeps nothing), or T on the forward-only path. The residual stream ws->x
+ * holds E_b rows for row b (E_b = N + tb[b] for soft, tb[b] otherwise). A
+ * layer runs on N + tb[b] rows (soft, and listed deep layers) or tb[b] rows at
+ * positions 0.., offsets ws->offN / ws->offT; a listed deep layer first
+ * expands the stream with its prompt rows and compacts it again afterwards.
+ * Prefix layers attend over a concatenated K/V buffer [prefix; own keys] with
+ * causal offset N.
  *
  * With store_acts each layer writes its q/k/v, attention output and MLP
  * pre-activations straight into its own stored buffers and copies its input
@@ -33,6 +37,12 @@ void pt_train_carve(pt_workspace *ws, take_fn take, void *p) {
     if (hc > BT) hc = BT;
     ws->head_chunk = (int)hc;
     ws->kvlen = take(p, (size_t)ws->B * sizeof(int32_t));
+    ws->tb = take(p, (size_t)ws->B * sizeof(int32_t));
+    ws->qlen = take(p, (size_t)ws->B * sizeof(int32_t));
+    ws->offT = take(p, (size_t)(ws->B + 1) * sizeof(int32_t));
+    ws->offN = take(p, (size_t)(ws->B + 1) * sizeof(int32_t));
+    ws->offK = take(p, (size_t)(ws->B + 1) * sizeof(int32_t));
+    ws->lab_row = take(p, BT * sizeof(int32_t));
     ws->lab_pos = take(p, BT * sizeof(int32_t));
     ws->lab_y = take(p, BT * sizeof(int32_t));
     ws->listed = take(p, (size_t)L * sizeof(int));
@@ -62,16 +72,32 @@ void pt_train_carve(pt_workspace *ws, take_fn take, void *p) {
 /* ---- one call's geometry ----------------------------------------------------------*/
 
 typedef struct {
-    int B, T, N, E;     /* E: stream rows per batch row */
+    int B, T, N;        /* T: max of tb */
+    int Ns;             /* prompt rows in front of each stream row: N (soft) or 0 */
     int Tin;            /* row stride of the caller's ids/embeds/labels (T <= Tin) */
     int soft, deep, prefix;
     const pt_prompt *p;
     const int32_t *lens;
+    int32_t *tb;        /* [B] real positions kept per row (ws->tb) */
+    const int32_t *offE; /* stream layout: ws->offN (soft) or ws->offT */
 } geo;
 
 static int lens_of(const geo *g, int b) {
     int n = g->lens ? g->lens[b] : g->T;
     return n < g->T ? n : g->T;
+}
+
+/* Rows of batch row b in a layout with (withN) or without the N prompt rows. */
+static int rows_of(const geo *g, int withN, int b) { return g->tb[b] > 0 ? (withN ? g->N : 0) + g->tb[b] : 0; }
+
+/* Offsets of the two layouts from g->tb. */
+static void pack(pt_workspace *ws, geo *g) {
+    ws->offT[0] = ws->offN[0] = 0;
+    for (int b = 0; b < g->B; b++) {
+        ws->offT[b + 1] = ws->offT[b] + rows_of(g, 0, b);
+        ws->offN[b + 1] = ws->offN[b] + rows_of(g, 1, b);
+    }
+    g->offE = g->soft ? ws->offN : ws->offT;
 }
 
 static int setup(const pt_model *m, pt_workspace *ws, const pt_batch *in, geo *g) {
@@ -113,10 +139,10 @@ static int setup(const pt_model *m, pt_workspace *ws, const pt_batch *in, geo *g
                     return pt_set_error("forward: prefix layer %d has keys without values or values without keys", l);
         if (!g->soft && !g->deep && !g->prefix) g->N = 0;
     }
-    g->E = g->soft ? g->N + g->T : g->T;
+    g->Ns = g->soft ? g->N : 0;
     if (c->arch == PT_ARCH_GPT2 && c->dim > 4096) return pt_set_error("forward: GPT-2 with d > 4096 is not supported");
-    if (c->arch == PT_ARCH_GPT2 && g->E > c->max_seq)
-        return pt_set_error("forward: %d positions exceed the model's %d learned positions", g->E, c->max_seq);
+    if (c->arch == PT_ARCH_GPT2 && g->Ns + g->T > c->max_seq)
+        return pt_set_error("forward: %d positions exceed the model's %d learned positions", g->Ns + g->T, c->max_seq);
     int n = g->B * g->T;
     const int32_t *ids = in->ids;
     if (!ids && !in->embeds) return pt_set_error("forward: neither ids nor embeds given");
@@ -130,6 +156,9 @@ static int setup(const pt_model *m, pt_workspace *ws, const pt_batch *in, geo *g
     for (int b = 0; in->lens && b < g->B; b++)
         if (in->lens[b] < 0 || in->lens[b] > g->T)
             return pt_set_error("forward: lens[%d] = %d outside 0..%d", b, (int)in->lens[b], g->T);
+    g->tb = ws->tb;
+    for (int b = 0; b < g->B; b++) g->tb[b] = g->T;
+    pack(ws, g);
     return 0;
 }
 
@@ -147,78 +176,94 @@ static void norm_b(const pt_model *m, float *dx, const float *dy, const float *x
     else pt_rmsnorm_backward(dx, dy, x, w, n, c->dim, c->norm_eps, 1);
 }
 
-/* Stream rows T -> N+T per batch row with P in front (in place, from the last row). */
-static void expand(float *x, const float *P, int B, int T, int N, int d) {
-    int S = N + T;
-    for (int b = B - 1; b >= 0; b--) {
-        memmove(x + ((size_t)b * S + N) * d, x + (size_t)b * T * d, (size_t)T * d * sizeof(float));
-        if (P) memcpy(x + (size_t)b * S * d, P, (size_t)N * d * sizeof(float));
-        else memset(x + (size_t)b * S * d, 0, (size_t)N * d * sizeof(float));
+/* Stream layout offT -> offN with P in front of each row (in place, from the
+ * last row: offN[b] + N >= offT[b]). */
+static void expand(const pt_workspace *ws, const geo *g, float *x, const float *P, int d) {
+    for (int b = g->B - 1; b >= 0; b--) {
+        if (!g->tb[b]) continue;
+        float *dst = x + (size_t)ws->offN[b] * d;
+        memmove(dst + (size_t)g->N * d, x + (size_t)ws->offT[b] * d, (size_t)g->tb[b] * d * sizeof(float));
+        if (P) memcpy(dst, P, (size_t)g->N * d * sizeof(float));
+        else memset(dst, 0, (size_t)g->N * d * sizeof(float));
     }
 }
 
-/* Rows N+T -> T per batch row (drops the first N of each). */
-static void compact(float *x, int B, int T, int N, int d) {
-    int S = N + T;
-    for (int b = 0; b < B; b++)
-        memmove(x + (size_t)b * T * d, x + ((size_t)b * S + N) * d, (size_t)T * d * sizeof(float));
+/* Layout offN -> offT (drops the first N rows of each batch row). */
+static void compact(const pt_workspace *ws, const geo *g, float *x, int d) {
+    for (int b = 0; b < g->B; b++)
+        memmove(x + (size_t)ws->offT[b] * d, x + ((size_t)ws->offN[b] + g->N) * d, (size_t)g->tb[b] * d * sizeof(float));
 }
 
-/* Attention arguments of layer l on Tl rows per batch row; with a prefix, the
- * K/V are gathered into ws->kvcat [B, Np+Tl, 2 kvd]. */
-static void attn_setup(pt_workspace *ws, const geo *g, int l, int Tl, const float *qkv, pt_attn_args *at) {
+/* Layer l runs with the N prompt rows (soft, listed deep layers) or without. */
+static int layer_withN(const pt_workspace *ws, const geo *g, int l) { return g->soft || ws->listed[l] >= 0; }
+
+/* RoPE position of every row of layer l's layout; returns the row count. */
+static int layer_positions(pt_workspace *ws, const geo *g, int withN) {
+    const int32_t *off = withN ? ws->offN : ws->offT;
+    for (int b = 0; b < g->B; b++)
+        for (int e = 0, r = off[b]; r < off[b + 1]; e++, r++) ws->pos[r] = e;
+    return off[g->B];
+}
+
+/* Attention arguments of layer l (packed rows, offsets offN or offT); with a
+ * prefix, the K/V are gathered into ws->kvcat, Np + rows per batch row. */
+static void attn_setup(pt_workspace *ws, const geo *g, int l, int withN, const float *qkv, pt_attn_args *at) {
     const pt_config *c = &ws->m->cfg;
     int qd = ws->qd, kvd = ws->kvd, qkvd = ws->qkvd, Np = prefix_at(g, l), hd = c->head_dim;
+    const int32_t *off = withN ? ws->offN : ws->offT;
     memset(at, 0, sizeof *at);
     at->B = g->B;
-    at->Tq = Tl;
+    at->Tq = (withN ? g->N : 0) + g->T;
     at->n_heads = c->n_heads;
     at->n_kv_heads = c->n_kv_heads;
     at->head_dim = hd;
     at->q = qkv;
-    at->q_bs = (int64_t)Tl * qkvd;
     at->q_ts = qkvd;
-    at->o_bs = (int64_t)Tl * qd;
     at->o_ts = qd;
     at->scale = 1.0f / sqrtf((float)hd);
-    for (int b = 0; b < g->B; b++) ws->kvlen[b] = lens_of(g, b) + (Tl - g->T) + Np;
+    for (int b = 0; b < g->B; b++) {
+        int real = g->tb[b] < lens_of(g, b) ? g->tb[b] : lens_of(g, b); /* keys past lens are padding */
+        ws->qlen[b] = rows_of(g, withN, b);
+        ws->kvlen[b] = g->tb[b] > 0 ? Np + ws->qlen[b] - g->tb[b] + real : 0;
+    }
+    at->q_row0 = off;
+    at->q_len = ws->qlen;
     at->kv_len = ws->kvlen;
-    at->Tk = Np + Tl;
+    at->Tk = Np + at->Tq;
     at->causal_offset = Np;
     if (!Np) {
         at->k = qkv + qd;
         at->v = qkv + qd + kvd;
-        at->kv_bs = (int64_t)Tl * qkvd;
+        at->kv_row0 = off;
         at->kv_ts = qkvd;
         return;
     }
-    int Tk = Np + Tl, ld = 2 * kvd;
+    int ld = 2 * kvd;
+    for (int b = 0; b <= g->B; b++) ws->offK[b] = off[b] + b * Np;
     for (int b = 0; b < g->B; b++) {
-        float *kc = ws->kvcat + (size_t)b * Tk * ld;
+        float *kc = ws->kvcat + (size_t)ws->offK[b] * ld;
         for (int j = 0; j < Np; j++) {
             memcpy(kc + (size_t)j * ld, g->p->prefix_k[l] + (size_t)j * kvd, (size_t)kvd * sizeof(float));
             memcpy(kc + (size_t)j * ld + kvd, g->p->prefix_v[l] + (size_t)j * kvd, (size_t)kvd * sizeof(float));
         }
-        for (int t = 0; t < Tl; t++)
-            memcpy(kc + (size_t)(Np + t) * ld, qkv + ((size_t)b * Tl + t) * qkvd + qd, (size_t)ld * sizeof(float));
+        for (int t = 0; t < ws->qlen[b]; t++)
+            memcpy(kc + (size_t)(Np + t) * ld, qkv + ((size_t)off[b] + t) * qkvd + qd, (size_t)ld * sizeof(float));
     }
     at->k = ws->kvcat;
     at->v = ws->kvcat + kvd;
-    at->kv_bs = (int64_t)Tk * ld;
+    at->kv_row0 = ws->offK;
     at->kv_ts = ld;
 }
 
-static int layer_rows(const pt_workspace *ws, const geo *g, int l) {
-    return g->soft || ws->listed[l] >= 0 ? g->N + g->T : g->T;
-}
-
-/* Embeddings into ws->x ([B, E, d]). */
+/* Embeddings into ws->x (stream layout g->offE). */
 static void embed(const pt_model *m, pt_workspace *ws, const pt_batch *in, const geo *g) {
     const pt_config *c = &m->cfg;
-    int d = c->dim, E = g->E, off = E - g->T, n = g->B * E;
+    int d = c->dim, n = g->offE[g->B];
+    for (int b = 0; b < g->B; b++) /* row -> batch row, for the parallel loop */
+        for (int r = g->offE[b]; r < g->offE[b + 1]; r++) ws->pos[r] = b;
 #pragma omp parallel for schedule(static) if (n > 16)
     for (int r = 0; r < n; r++) {
-        int b = r / E, e = r % E, t = e - off;
+        int b = ws->pos[r], e = r - g->offE[b], t = e - g->Ns;
         float *xr = ws->x + (size_t)r * d;
         if (t < 0) memcpy(xr, g->p->soft + (size_t)e * d, (size_t)d * sizeof(float));
         else {
@@ -244,9 +289,9 @@ static void run_layers(const pt_model *m, pt_workspace *ws, const geo *g, int st
     for (int l = 0; l < c->n_layers; l++) {
         const pt_layer *Ly = &m->layers[l];
         const pt_layer_vecs *v = &ws->lv[l];
-        int Tl = layer_rows(ws, g, l), n = g->B * Tl, li = ws->listed[l], store = l >= store_from;
-        if (li >= 0) expand(ws->x, g->p->deep_vecs[li], g->B, g->T, g->N, d);
-        for (int r = 0; r < n; r++) ws->pos[r] = r % Tl;
+        int withN = layer_withN(ws, g, l), li = ws->listed[l], store = l >= store_from;
+        if (li >= 0) expand(ws, g, ws->x, g->p->deep_vecs[li], d);
+        int n = layer_positions(ws, g, withN);
         pt_layer_acts A;
         if (store) {
             A = ws->acts[l];
@@ -271,7 +316,7 @@ static void run_layers(const pt_model *m, pt_workspace *ws, const geo *g, int st
             pt_rope(A.qkv + qd, qkvd, n, c->n_kv_heads, hd, ws->pos, 0, ws->cos_t, ws->sin_t, c->rope_layout);
         }
         pt_attn_args at;
-        attn_setup(ws, g, l, Tl, A.qkv, &at);
+        attn_setup(ws, g, l, withN, A.qkv, &at);
         at.out = A.att;
         pt_attention(&at, ws->att_scratch, ws->nthreads);
         pt_linear_forward(&Ly->wo, v->bo, A.att, n, qd, ws->xn, d, ws->panel, ws->nthreads);
@@ -292,11 +337,11 @@ static void run_layers(const pt_model *m, pt_workspace *ws, const geo *g, int st
         }
         pt_linear_forward(&Ly->w_down, v->bdown, hact, n, hid, ws->xn, d, ws->panel, ws->nthreads);
         pt_add(ws->x, ws->xn, (int64_t)n * d);
-        if (li >= 0) compact(ws->x, g->B, g->T, g->N, d);
+        if (li >= 0) compact(ws, g, ws->x, d);
     }
 }
 
-/* Backward of layer l: ws->dx holds d(layer output) on Tl rows per batch row;
+/* Backward of layer l: ws->dx holds d(layer output) in the layer's layout;
  * on return it holds d(layer input). Prefix K/V gradients go to gr. */
 static void layer_backward(const pt_model *m, pt_workspace *ws, const geo *g, int l, pt_prompt_grad *gr) {
     const pt_config *c = &m->cfg;
@@ -304,7 +349,8 @@ static void layer_backward(const pt_model *m, pt_workspace *ws, const geo *g, in
     const pt_layer_vecs *v = &ws->lv[l];
     const pt_layer_acts *A = &ws->acts[l];
     int d = c->dim, hd = c->head_dim, qd = ws->qd, kvd = ws->kvd, qkvd = ws->qkvd, hid = c->hidden_dim;
-    int Tl = layer_rows(ws, g, l), n = g->B * Tl, Np = prefix_at(g, l);
+    int withN = layer_withN(ws, g, l), Np = prefix_at(g, l);
+    int n = (withN ? ws->offN : ws->offT)[g->B];
     float *dx = ws->dx;
     /* MLP */
     pt_linear_backward_input(&Ly->w_down, dx, n, d, ws->h1, hid, 0, ws->panel, ws->nthreads);
@@ -319,9 +365,9 @@ static void layer_backward(const pt_model *m, pt_workspace *ws, const geo *g, in
     norm_b(m, dx, ws->xn, A->xmid, v->mlp_norm, n);
     /* attention */
     pt_linear_backward_input(&Ly->wo, dx, n, d, ws->att, qd, 0, ws->panel, ws->nthreads);
-    for (int r = 0; r < n; r++) ws->pos[r] = r % Tl;
+    layer_positions(ws, g, withN);
     pt_attn_args at;
-    attn_setup(ws, g, l, Tl, A->qkv, &at);
+    attn_setup(ws, g, l, withN, A->qkv, &at);
     at.out = A->att;
     pt_attn_grads ag;
     ag.dout = ws->att;
@@ -335,18 +381,19 @@ static void layer_backward(const pt_model *m, pt_workspace *ws, const geo *g, in
     }
     pt_attention_backward(&at, &ag, ws->att_bscratch, ws->nthreads);
     if (Np) {
-        int Tk = Np + Tl, ld = 2 * kvd;
+        int ld = 2 * kvd;
         for (int b = 0; b < g->B; b++)
-            for (int t = 0; t < Tl; t++)
-                memcpy(ws->qkv + ((size_t)b * Tl + t) * qkvd + qd, ws->dkvcat + ((size_t)b * Tk + Np + t) * ld,
+            for (int t = 0; t < ws->qlen[b]; t++)
+                memcpy(ws->qkv + ((size_t)at.q_row0[b] + t) * qkvd + qd, ws->dkvcat + ((size_t)ws->offK[b] + Np + t) * ld,
                        (size_t)ld * sizeof(float));
         float *gk = gr->prefix_k ? gr->prefix_k[l] : NULL, *gv = gr->prefix_v ? gr->prefix_v[l] : NULL;
         for (int j = 0; j < Np; j++)
             for (int i = 0; i < kvd; i++) {
                 float sk = 0.0f, sv = 0.0f;
                 for (int b = 0; b < g->B; b++) {
-                    sk += ws->dkvcat[((size_t)b * Tk + j) * ld + i];
-                    sv += ws->dkvcat[((size_t)b * Tk + j) * ld + kvd + i];
+                    if (!g->tb[b]) continue;
+                    sk += ws->dkvcat[((size_t)ws->offK[b] + j) * ld + i];
+                    sv += ws->dkvcat[((size_t)ws->offK[b] + j) * ld + kvd + i];
                 }
                 if (gk) gk[(size_t)j * kvd + i] = gr->accumulate ? gk[(size_t)j * kvd + i] + sk : sk;
                 if (gv) gv[(size_t)j * kvd + i] = gr->accumulate ? gv[(size_t)j * kvd + i] + sv : sv;
@@ -366,22 +413,25 @@ static void layer_backward(const pt_model *m, pt_workspace *ws, const geo *g, in
     norm_b(m, dx, ws->xn, A->xin, v->attn_norm, n);
 }
 
-/* Sum over batch rows of rows [0, N) of each [rows-per-b = S] block into out [N, d]. */
-static void sum_prompt_rows(float *out, const float *x, int B, int S, int N, int d, int accumulate) {
-    for (int j = 0; j < N; j++)
+/* Sum over batch rows of the first N rows of each (layout offN) into out [N, d]. */
+static void sum_prompt_rows(const pt_workspace *ws, const geo *g, float *out, const float *x, int d, int accumulate) {
+    for (int j = 0; j < g->N; j++)
         for (int i = 0; i < d; i++) {
             float s = 0.0f;
-            for (int b = 0; b < B; b++) s += x[((size_t)b * S + j) * d + i];
+            for (int b = 0; b < g->B; b++)
+                if (g->tb[b]) s += x[((size_t)ws->offN[b] + j) * d + i];
             out[(size_t)j * d + i] = accumulate ? out[(size_t)j * d + i] + s : s;
         }
 }
 
-/* Checks the labels, cuts the positions after the last labelled one (causal:
- * they cannot change the loss), fills ws->lab_pos (stream rows) and ws->lab_y.
- * Returns the number of labelled positions or PT_ERR. */
+/* Checks the labels, keeps each row's positions up to its last labelled one
+ * (causal: later ones cannot change the loss), packs the rows, and fills
+ * ws->lab_pos (stream rows), ws->lab_row (batch rows) and ws->lab_y. Returns
+ * the number of labelled positions or PT_ERR. */
 static int collect_labels(const pt_model *m, pt_workspace *ws, geo *g, const int32_t *labels) {
     int last = -1;
-    for (int b = 0; b < g->B; b++)
+    for (int b = 0; b < g->B; b++) {
+        g->tb[b] = 0;
         for (int t = 0; t < g->T; t++) {
             int y = labels[b * g->Tin + t];
             if (y == -1) continue;
@@ -389,16 +439,19 @@ static int collect_labels(const pt_model *m, pt_workspace *ws, geo *g, const int
                 return pt_set_error("loss: label %d at row %d position %d outside [-1, %d)", y, b, t, m->cfg.vocab_size);
             if (t >= lens_of(g, b))
                 return pt_set_error("loss: label at row %d position %d beyond the row's length %d", b, t, lens_of(g, b));
-            if (t > last) last = t;
+            g->tb[b] = t + 1;
         }
+        if (g->tb[b] - 1 > last) last = g->tb[b] - 1;
+    }
     g->T = last + 1 > 0 ? last + 1 : 1;
-    g->E = g->soft ? g->N + g->T : g->T;
-    int cnt = 0, off = g->E - g->T;
+    pack(ws, g);
+    int cnt = 0;
     for (int b = 0; b < g->B; b++)
-        for (int t = 0; t < g->T; t++) {
+        for (int t = 0; t < g->tb[b]; t++) {
             int y = labels[b * g->Tin + t];
             if (y < 0) continue;
-            ws->lab_pos[cnt] = b * g->E + off + t;
+            ws->lab_pos[cnt] = g->offE[b] + g->Ns + t;
+            ws->lab_row[cnt] = b;
             ws->lab_y[cnt] = y;
             cnt++;
         }
@@ -425,7 +478,7 @@ static void head_loss(const pt_model *m, pt_workspace *ws, const geo *g, int cnt
         pt_cross_entropy(ws->hlogits, ws->lab_y + i0, nc, V, scale, ws->hloss);
         for (int i = 0; i < nc; i++) {
             tot += (double)ws->hloss[i];
-            if (row_loss) row_loss[ws->lab_pos[i0 + i] / g->E] += (double)ws->hloss[i];
+            if (row_loss) row_loss[ws->lab_row[i0 + i]] += (double)ws->hloss[i];
         }
         if (!dx) continue;
         pt_linear_backward_input(&head, ws->hlogits, nc, V, ws->hxn, d, 0, ws->panel, ws->nthreads);
@@ -448,7 +501,7 @@ int pt_loss_forward(const pt_model *m, pt_workspace *ws, const pt_batch *in, con
         for (int b = 0; b < g.B; b++) row_loss[b] = 0;
     if (row_count) {
         for (int b = 0; b < g.B; b++) row_count[b] = 0;
-        for (int i = 0; i < cnt; i++) row_count[ws->lab_pos[i] / g.E]++;
+        for (int i = 0; i < cnt; i++) row_count[ws->lab_row[i]]++;
     }
     if (cnt == 0) return 0;
     embed(m, ws, in, &g);
@@ -500,7 +553,7 @@ int pt_loss_forward_backward(const pt_model *m, pt_workspace *ws, const pt_batch
     run_layers(m, ws, &g, stop);
     float scale = grad_scale > 0 ? grad_scale : (cnt > 0 ? 1.0f / (float)cnt : 0.0f);
     double tot;
-    size_t rows = (size_t)g.B * g.E;
+    size_t rows = (size_t)g.offE[g.B];
     memset(ws->dx, 0, rows * d * sizeof(float));
     head_loss(m, ws, &g, cnt, scale, ws->dx, NULL, &tot);
     if (loss_sum) *loss_sum = tot;
@@ -508,24 +561,23 @@ int pt_loss_forward_backward(const pt_model *m, pt_workspace *ws, const pt_batch
     zero_grads(m, &g, gr);
     for (int l = L - 1; l >= stop; l--) {
         int li = ws->listed[l];
-        if (li >= 0) expand(ws->dx, NULL, g.B, g.T, g.N, d);
+        if (li >= 0) expand(ws, &g, ws->dx, NULL, d);
         layer_backward(m, ws, &g, l, gr);
         if (li >= 0) {
-            if (gr->deep && gr->deep[li]) sum_prompt_rows(gr->deep[li], ws->dx, g.B, g.N + g.T, g.N, d, 1);
-            compact(ws->dx, g.B, g.T, g.N, d);
+            if (gr->deep && gr->deep[li]) sum_prompt_rows(ws, &g, gr->deep[li], ws->dx, d, 1);
+            compact(ws, &g, ws->dx, d);
         }
     }
     if (stop == 0) {
-        if (g.soft && gr->soft) sum_prompt_rows(gr->soft, ws->dx, g.B, g.E, g.N, d, 1);
+        if (g.soft && gr->soft) sum_prompt_rows(ws, &g, gr->soft, ws->dx, d, 1);
         if (gr->embeds) {
-            int off = g.E - g.T;
             for (int b = 0; b < g.B; b++)
                 for (int t = 0; t < g.Tin; t++)
                     if (!in->ids || in->ids[b * g.Tin + t] == PT_TOK_EMBED) {
                         float *o = gr->embeds + ((size_t)b * g.Tin + t) * d;
-                        const float *src = ws->dx + ((size_t)b * g.E + off + t) * d;
+                        const float *src = ws->dx + ((size_t)g.offE[b] + g.Ns + t) * d;
                         for (int i = 0; i < d; i++) {
-                            float v = t < g.T ? src[i] : 0.0f;
+                            float v = t < g.tb[b] ? src[i] : 0.0f;
                             o[i] = gr->accumulate ? o[i] + v : v;
                         }
                     }
@@ -548,10 +600,9 @@ int pt_train_forward_out(const pt_model *m, pt_workspace *ws, const pt_batch *in
     embed(m, ws, in, &g);
     run_layers(m, ws, &g, c->n_layers);
     if (!n_logit) return 0;
-    int off = g.E - g.T;
     for (int i = 0; i < n_logit; i++) {
         int p = out->logit_pos ? out->logit_pos[i] : i, b = p / g.T, t = p % g.T;
-        memcpy(ws->xn + (size_t)i * d, ws->x + ((size_t)b * g.E + off + t) * d, (size_t)d * sizeof(float));
+        memcpy(ws->xn + (size_t)i * d, ws->x + ((size_t)g.offE[b] + g.Ns + t) * d, (size_t)d * sizeof(float));
     }
     norm_f(m, ws->xn, ws->xn, ws->out_norm, ws->out_norm_b, n_logit);
     pt_linear head = pt_fwd_head(m);
