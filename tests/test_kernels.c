@@ -113,6 +113,20 @@ TEST(norms) {
     memcpy(y, x, sizeof x);
     pt_layernorm(y, y, w, b, n, d, 1e-5f);
     CHECK(pt_rel_err(y, yr, n * d, NULL) < 1e-6, "layernorm in place");
+    /* residual add fused with the norm (output over the added rows) against
+     * the add then the reference norm */
+    float r0[9 * 67], xs[9 * 67], ya[9 * 67], sum[9 * 67];
+    fill(r0, n * d, 7, 1.0f);
+    for (int k = 0; k < 2; k++) {
+        memcpy(xs, x, sizeof x);
+        memcpy(ya, r0, sizeof r0);
+        for (int i = 0; i < n * d; i++) sum[i] = x[i] + r0[i];
+        if (k) pt_add_layernorm(xs, ya, ya, w, b, n, d, 1e-5f), pt_layernorm_ref(yr, sum, w, b, n, d, 1e-5f);
+        else pt_add_rmsnorm(xs, ya, ya, w, n, d, 1e-5f), pt_rmsnorm_ref(yr, sum, w, n, d, 1e-5f);
+        e = pt_rel_err(ya, yr, n * d, &md);
+        printf("  add + %s max|diff| %.3g rel %.3g\n", k ? "layernorm" : "rmsnorm", md, e);
+        CHECK(e < 1e-6 && memcmp(xs, sum, sizeof sum) == 0, "add + norm %d: %g", k, e);
+    }
     return 0;
 }
 

@@ -55,6 +55,9 @@ void pt_rmsnorm(float *out, const float *x, const float *w, int n, int d, float 
 void pt_rmsnorm_ref(float *out, const float *x, const float *w, int n, int d, float eps);
 /* LayerNorm: out = (x - mean) / sqrt(var + eps) * w + b (biased variance). */
 void pt_layernorm(float *out, const float *x, const float *w, const float *b, int n, int d, float eps);
+/* x += y, then out = norm(x) (one pass per row; out may alias y). */
+void pt_add_rmsnorm(float *x, const float *y, float *out, const float *w, int n, int d, float eps);
+void pt_add_layernorm(float *x, const float *y, float *out, const float *w, const float *b, int n, int d, float eps);
 void pt_layernorm_ref(float *out, const float *x, const float *w, const float *b, int n, int d,
                       float eps);
 

@@ -347,9 +347,8 @@ int pt_fwd_run(const pt_model *m, pt_workspace *ws, const pt_fwd_args *a, pt_for
         }
         pt_attention(&at, ws->att_scratch, ws->nthreads);
         pt_linear_forward(&Ly->wo, v->bo, ws->att, n, qd, ws->xn, d, ws->panel, ws->nthreads);
-        pt_add(x, ws->xn, (int64_t)n * d);
-
-        norm(m, ws->xn, x, v->mlp_norm, v->mlp_norm_b, n);
+        if (c->arch == PT_ARCH_GPT2) pt_add_layernorm(x, ws->xn, ws->xn, v->mlp_norm, v->mlp_norm_b, n, d, c->norm_eps);
+        else pt_add_rmsnorm(x, ws->xn, ws->xn, v->mlp_norm, n, d, c->norm_eps);
         if (c->arch == PT_ARCH_LLAMA) {
             pt_linear_forward(&Ly->w_gate, v->bgate, ws->xn, n, d, ws->h1, hid, ws->panel, ws->nthreads);
             pt_linear_forward(&Ly->w_up, v->bup, ws->xn, n, d, ws->h2, hid, ws->panel, ws->nthreads);

@@ -170,6 +170,13 @@ static void norm_f(const pt_model *m, float *out, const float *x, const float *w
     else pt_rmsnorm(out, x, w, n, c->dim, c->norm_eps);
 }
 
+/* x += y; y = norm(x). */
+static void add_norm_f(const pt_model *m, float *x, float *y, const float *w, const float *b, int n) {
+    const pt_config *c = &m->cfg;
+    if (c->arch == PT_ARCH_GPT2) pt_add_layernorm(x, y, y, w, b, n, c->dim, c->norm_eps);
+    else pt_add_rmsnorm(x, y, y, w, n, c->dim, c->norm_eps);
+}
+
 static void norm_b(const pt_model *m, float *dx, const float *dy, const float *x, const float *w, int n) {
     const pt_config *c = &m->cfg;
     if (c->arch == PT_ARCH_GPT2) pt_layernorm_backward(dx, dy, x, w, n, c->dim, c->norm_eps, 1);
@@ -320,10 +327,9 @@ static void run_layers(const pt_model *m, pt_workspace *ws, const geo *g, int st
         at.out = A.att;
         pt_attention(&at, ws->att_scratch, ws->nthreads);
         pt_linear_forward(&Ly->wo, v->bo, A.att, n, qd, ws->xn, d, ws->panel, ws->nthreads);
-        pt_add(ws->x, ws->xn, (int64_t)n * d);
+        add_norm_f(m, ws->x, ws->xn, v->mlp_norm, v->mlp_norm_b, n); /* x += attn; xn = norm(x) */
         if (store) memcpy(A.xmid, ws->x, (size_t)n * d * sizeof(float));
 
-        norm_f(m, ws->xn, ws->x, v->mlp_norm, v->mlp_norm_b, n);
         float *hact = ws->h1;
         if (c->arch == PT_ARCH_LLAMA) {
             pt_linear_forward(&Ly->w_gate, v->bgate, ws->xn, n, d, A.h1, hid, ws->panel, ws->nthreads);
