@@ -102,7 +102,7 @@ typedef struct {
     int B, T;        /* max batch and max real positions */
     int n_virtual;   /* max prompt length N (positions on top of T) */
     int store_acts;  /* keep activations for pt_loss_forward_backward */
-    int head_rows;   /* labelled rows per LM-head chunk of the loss; 0: as many
+    int head_rows;   /* labelled rows per LM-head chunk of the loss; <= 0: as many
                         as 64 MiB of logits hold (at least 32) */
 } pt_ws_opts;
 

@@ -1,9 +1,9 @@
 /* linear_bwd.c: input gradient of y = x W^T + b, dx = dy W, weights frozen.
  *
  * Tiles: input-column chunks (about 2 MiB of weights each, at most 8 chunks
- * for F32 weights; from the shape only) x row blocks; each tile is one single-threaded sgemm over the
- * full reduction (all `out` columns), so every element of dx is computed the
- * same way whatever the thread count. Non-F32 weights are widened one chunk at
+ * for F32 weights; from the shape only) x row blocks; each tile is one
+ * single-threaded sgemm over the full reduction (all `out` columns), so every
+ * element of dx is computed the same way whatever the thread count. Non-F32 weights are widened one chunk at
  * a time into the thread's scratch block. */
 #include "ptune/kernels_bwd.h"
 

@@ -148,7 +148,7 @@ static pt_workspace *workspace(const pt_model *m, int B, int T, int Tk_max, int 
         ws->NV = o->n_virtual;
         ws->store = o->store_acts != 0;
         ws->loss_bufs = 1;
-        ws->head_chunk = o->head_rows > 0 ? o->head_rows : 0;
+        ws->head_chunk = pt_head_rows(m->cfg.vocab_size, (size_t)B * (size_t)T, o->head_rows);
     }
     int nt = omp_get_max_threads(), np = omp_get_num_procs();
     ws->nthreads = nt > np ? nt : np;
@@ -200,10 +200,16 @@ size_t pt_workspace_bytes(const pt_workspace *ws) { return ws ? ws->arena.cap : 
 
 /* ---- the pass ------------------------------------------------------------------*/
 
-static void norm(const pt_model *m, float *out, const float *x, const float *w, const float *b, int n) {
+void pt_fwd_norm(const pt_model *m, float *out, const float *x, const float *w, const float *b, int n) {
     const pt_config *c = &m->cfg;
     if (c->arch == PT_ARCH_GPT2) pt_layernorm(out, x, w, b, n, c->dim, c->norm_eps);
     else pt_rmsnorm(out, x, w, n, c->dim, c->norm_eps);
+}
+
+void pt_fwd_add_norm(const pt_model *m, float *x, float *y, const float *w, const float *b, int n) {
+    const pt_config *c = &m->cfg;
+    if (c->arch == PT_ARCH_GPT2) pt_add_layernorm(x, y, y, w, b, n, c->dim, c->norm_eps);
+    else pt_add_rmsnorm(x, y, y, w, n, c->dim, c->norm_eps);
 }
 
 static int check_ids(const pt_model *m, const int32_t *ids, const float *embeds, int n) {
@@ -291,7 +297,7 @@ int pt_fwd_run(const pt_model *m, pt_workspace *ws, const pt_fwd_args *a, pt_for
     for (int l = 0; l < last_layer && l < L; l++) {
         const pt_layer *Ly = &m->layers[l];
         const pt_layer_vecs *v = &ws->lv[l];
-        norm(m, ws->xn, x, v->attn_norm, v->attn_norm_b, n);
+        pt_fwd_norm(m, ws->xn, x, v->attn_norm, v->attn_norm_b, n);
         if (Ly->wqkv.w.data)
             pt_linear_forward(&Ly->wqkv, v->bqkv, ws->xn, n, d, ws->qkv, qkvd, ws->panel, ws->nthreads);
         else {
@@ -347,8 +353,7 @@ int pt_fwd_run(const pt_model *m, pt_workspace *ws, const pt_fwd_args *a, pt_for
         }
         pt_attention(&at, ws->att_scratch, ws->nthreads);
         pt_linear_forward(&Ly->wo, v->bo, ws->att, n, qd, ws->xn, d, ws->panel, ws->nthreads);
-        if (c->arch == PT_ARCH_GPT2) pt_add_layernorm(x, ws->xn, ws->xn, v->mlp_norm, v->mlp_norm_b, n, d, c->norm_eps);
-        else pt_add_rmsnorm(x, ws->xn, ws->xn, v->mlp_norm, n, d, c->norm_eps);
+        pt_fwd_add_norm(m, x, ws->xn, v->mlp_norm, v->mlp_norm_b, n); /* x += attn; xn = norm(x) */
         if (c->arch == PT_ARCH_LLAMA) {
             pt_linear_forward(&Ly->w_gate, v->bgate, ws->xn, n, d, ws->h1, hid, ws->panel, ws->nthreads);
             pt_linear_forward(&Ly->w_up, v->bup, ws->xn, n, d, ws->h2, hid, ws->panel, ws->nthreads);
@@ -372,11 +377,11 @@ int pt_fwd_run(const pt_model *m, pt_workspace *ws, const pt_fwd_args *a, pt_for
         if (out->capture_layers[ci] == L) {
             float *h = out->hidden + (size_t)ci * n_cpos * d;
             copy_rows(h, x, out->capture_pos, n_cpos, n, d);
-            norm(m, h, h, ws->out_norm, ws->out_norm_b, n_cpos);
+            pt_fwd_norm(m, h, h, ws->out_norm, ws->out_norm_b, n_cpos);
         }
     if (out && out->logits) {
         copy_rows(ws->xn, x, out->logit_pos, n_logit, n, d);
-        norm(m, ws->xn, ws->xn, ws->out_norm, ws->out_norm_b, n_logit);
+        pt_fwd_norm(m, ws->xn, ws->xn, ws->out_norm, ws->out_norm_b, n_logit);
         pt_linear head = pt_fwd_head(m);
         pt_linear_forward(&head, NULL, ws->xn, n_logit, d, out->logits, c->vocab_size, ws->panel, ws->nthreads);
     }
@@ -388,7 +393,7 @@ void pt_fwd_layer_kv(const pt_model *m, pt_workspace *ws, int l, const float *x,
     const pt_layer *Ly = &m->layers[l];
     const pt_layer_vecs *lv = &ws->lv[l];
     int d = c->dim, qd = ws->qd, kvd = ws->kvd, qkvd = ws->qkvd;
-    norm(m, ws->xn, x, lv->attn_norm, lv->attn_norm_b, n);
+    pt_fwd_norm(m, ws->xn, x, lv->attn_norm, lv->attn_norm_b, n);
     if (Ly->wqkv.w.data)
         pt_linear_forward(&Ly->wqkv, lv->bqkv, ws->xn, n, d, ws->qkv, qkvd, ws->panel, ws->nthreads);
     else {

@@ -27,6 +27,15 @@ typedef struct {
 #define PT_HEAD_BUDGET ((size_t)64 << 20)
 #define PT_HEAD_MIN 32
 
+/* Rows per LM-head chunk: want (> 0) or the budget's, at most max_rows. Used by
+ * the prompt workspace and by pretraining (train_full.c). */
+static inline int pt_head_rows(int vocab, size_t max_rows, int want) {
+    size_t hc = want > 0 ? (size_t)want : PT_HEAD_BUDGET / ((size_t)vocab * sizeof(float));
+    if (want <= 0 && hc < PT_HEAD_MIN) hc = PT_HEAD_MIN;
+    if (hc > max_rows) hc = max_rows;
+    return (int)hc;
+}
+
 struct pt_workspace {
     const pt_model *m;
     int B, T;       /* max rows and positions per call */
@@ -42,7 +51,7 @@ struct pt_workspace {
     float *out_norm, *out_norm_b;
     /* prompts, loss and backward (train.c); rows above are B*(T+NV) */
     int NV, store, loss_bufs;
-    int head_chunk;             /* labelled rows per LM-head chunk (0: from the budget) */
+    int head_chunk;             /* labelled rows per LM-head chunk (pt_head_rows) */
     int32_t *kvlen, *lab_pos, *lab_y, *lab_row;
     int32_t *tb, *qlen, *offT, *offN, *offK; /* packed rows (train.c) */
     int *listed;                /* [L]: index into deep_layers, or -1 */
@@ -77,6 +86,10 @@ typedef struct {
 pt_workspace *pt_fwd_workspace(const pt_model *m, int B, int T, int Tk_max, int pos_max);
 int pt_fwd_run(const pt_model *m, pt_workspace *ws, const pt_fwd_args *a, pt_forward_out *out);
 pt_linear pt_fwd_head(const pt_model *m);
+/* The model's norm (RMSNorm or LayerNorm) over n rows; out may be x. */
+void pt_fwd_norm(const pt_model *m, float *out, const float *x, const float *w, const float *b, int n);
+/* x += y, then y = norm(x), fused row by row. */
+void pt_fwd_add_norm(const pt_model *m, float *x, float *y, const float *w, const float *b, int n);
 /* K (after RoPE at positions pos0..) and V of layer l for n input rows x
  * (the layer's input, before its norm), written to k, v [n, kvd]; n <= ws->T. */
 void pt_fwd_layer_kv(const pt_model *m, pt_workspace *ws, int l, const float *x, int n, int pos0, float *k, float *v);

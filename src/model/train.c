@@ -32,10 +32,7 @@ void pt_train_carve(pt_workspace *ws, take_fn take, void *p) {
     const pt_config *c = &ws->m->cfg;
     size_t R = (size_t)ws->B * (size_t)(ws->T + ws->NV), BT = (size_t)ws->B * (size_t)ws->T;
     int d = c->dim, L = c->n_layers, hid = c->hidden_dim;
-    size_t hc = ws->head_chunk > 0 ? (size_t)ws->head_chunk : PT_HEAD_BUDGET / ((size_t)c->vocab_size * sizeof(float));
-    if (hc < PT_HEAD_MIN && ws->head_chunk <= 0) hc = PT_HEAD_MIN;
-    if (hc > BT) hc = BT;
-    ws->head_chunk = (int)hc;
+    size_t hc = (size_t)ws->head_chunk;
     ws->kvlen = take(p, (size_t)ws->B * sizeof(int32_t));
     ws->tb = take(p, (size_t)ws->B * sizeof(int32_t));
     ws->qlen = take(p, (size_t)ws->B * sizeof(int32_t));
@@ -163,19 +160,6 @@ static int setup(const pt_model *m, pt_workspace *ws, const pt_batch *in, geo *g
 }
 
 static int prefix_at(const geo *g, int l) { return g->prefix && g->p->prefix_k && g->p->prefix_k[l] ? g->N : 0; }
-
-static void norm_f(const pt_model *m, float *out, const float *x, const float *w, const float *b, int n) {
-    const pt_config *c = &m->cfg;
-    if (c->arch == PT_ARCH_GPT2) pt_layernorm(out, x, w, b, n, c->dim, c->norm_eps);
-    else pt_rmsnorm(out, x, w, n, c->dim, c->norm_eps);
-}
-
-/* x += y; y = norm(x). */
-static void add_norm_f(const pt_model *m, float *x, float *y, const float *w, const float *b, int n) {
-    const pt_config *c = &m->cfg;
-    if (c->arch == PT_ARCH_GPT2) pt_add_layernorm(x, y, y, w, b, n, c->dim, c->norm_eps);
-    else pt_add_rmsnorm(x, y, y, w, n, c->dim, c->norm_eps);
-}
 
 static void norm_b(const pt_model *m, float *dx, const float *dy, const float *x, const float *w, int n) {
     const pt_config *c = &m->cfg;
@@ -310,7 +294,7 @@ static void run_layers(const pt_model *m, pt_workspace *ws, const geo *g, int st
             A.h1 = ws->h1;
             A.h2 = ws->h2;
         }
-        norm_f(m, ws->xn, ws->x, v->attn_norm, v->attn_norm_b, n);
+        pt_fwd_norm(m, ws->xn, ws->x, v->attn_norm, v->attn_norm_b, n);
         if (Ly->wqkv.w.data)
             pt_linear_forward(&Ly->wqkv, v->bqkv, ws->xn, n, d, A.qkv, qkvd, ws->panel, ws->nthreads);
         else {
@@ -327,7 +311,7 @@ static void run_layers(const pt_model *m, pt_workspace *ws, const geo *g, int st
         at.out = A.att;
         pt_attention(&at, ws->att_scratch, ws->nthreads);
         pt_linear_forward(&Ly->wo, v->bo, A.att, n, qd, ws->xn, d, ws->panel, ws->nthreads);
-        add_norm_f(m, ws->x, ws->xn, v->mlp_norm, v->mlp_norm_b, n); /* x += attn; xn = norm(x) */
+        pt_fwd_add_norm(m, ws->x, ws->xn, v->mlp_norm, v->mlp_norm_b, n); /* x += attn; xn = norm(x) */
         if (store) memcpy(A.xmid, ws->x, (size_t)n * d * sizeof(float));
 
         float *hact = ws->h1;
@@ -479,7 +463,7 @@ static void head_loss(const pt_model *m, pt_workspace *ws, const geo *g, int cnt
         int nc = cnt - i0 < hc ? cnt - i0 : hc;
         for (int i = 0; i < nc; i++)
             memcpy(ws->hx + (size_t)i * d, ws->x + (size_t)ws->lab_pos[i0 + i] * d, (size_t)d * sizeof(float));
-        norm_f(m, ws->hxn, ws->hx, ws->out_norm, ws->out_norm_b, nc);
+        pt_fwd_norm(m, ws->hxn, ws->hx, ws->out_norm, ws->out_norm_b, nc);
         pt_linear_forward(&head, NULL, ws->hxn, nc, d, ws->hlogits, V, ws->panel, ws->nthreads);
         pt_cross_entropy(ws->hlogits, ws->lab_y + i0, nc, V, scale, ws->hloss);
         for (int i = 0; i < nc; i++) {
@@ -610,7 +594,7 @@ int pt_train_forward_out(const pt_model *m, pt_workspace *ws, const pt_batch *in
         int p = out->logit_pos ? out->logit_pos[i] : i, b = p / g.T, t = p % g.T;
         memcpy(ws->xn + (size_t)i * d, ws->x + ((size_t)g.offE[b] + g.Ns + t) * d, (size_t)d * sizeof(float));
     }
-    norm_f(m, ws->xn, ws->xn, ws->out_norm, ws->out_norm_b, n_logit);
+    pt_fwd_norm(m, ws->xn, ws->xn, ws->out_norm, ws->out_norm_b, n_logit);
     pt_linear head = pt_fwd_head(m);
     pt_linear_forward(&head, NULL, ws->xn, n_logit, d, out->logits, c->vocab_size, ws->panel, ws->nthreads);
     return 0;

@@ -10,19 +10,17 @@
  * Per layer the forward stores xin, q/k/v after RoPE, the attention output,
  * the mid residual and the gate/up pre-activations; the backward recomputes
  * the two norms and silu(gate)*up. The LM head runs over the labelled rows in
- * chunks of at most HEAD_BUDGET bytes of logits, accumulating its weight
+ * chunks of pt_head_rows (forward_internal.h), accumulating its weight
  * gradient chunk by chunk in a fixed order. */
 #include "ptune/pretrain.h"
 
+#include "model/forward_internal.h"
 #include "ptune/kernels_bwd.h"
 
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* logits per LM-head chunk (every chunk re-packs the head inside sgemm) */
-#define HEAD_BUDGET ((size_t)64 << 20)
 
 /* ---- the canonical parameter walk ------------------------------------------------ */
 
@@ -275,8 +273,7 @@ static void carve(pt_full_ws *w, plan *p) {
     w->inv_freq = tkf(p, (size_t)hd / 2);
     w->cos_t = tkf(p, (size_t)w->T * hd / 2);
     w->sin_t = tkf(p, (size_t)w->T * hd / 2);
-    size_t hc = HEAD_BUDGET / ((size_t)w->V * sizeof(float));
-    hc = hc < 64 ? 64 : hc > n ? n : hc;
+    size_t hc = (size_t)pt_head_rows(w->V, n, 0);
     w->head_chunk = (int)hc;
     w->hx = tkf(p, hc * d);
     w->hxn = tkf(p, hc * d);
