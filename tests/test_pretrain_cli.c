@@ -2,11 +2,13 @@
  * with the shared llama2.c tokenizer (tok512) and generated text data: the
  * training loss falls, the output directory loads and evaluates, --stop-at +
  * --resume and a one-thread run give a bit-identical model.safetensors, and
- * --resume with other settings is refused. */
+ * --resume with other settings is refused; --loss targets gives the loss that
+ * `ptune eval` gives on the same record. */
 #include "pt_test.h"
 #include "ptune/data.h"
 #include "ptune/model.h"
 
+#include <math.h>
 #include <unistd.h>
 
 static char dir[256], tok[600];
@@ -75,7 +77,7 @@ TEST(pretrain_end_to_end) {
     free(va);
     const char *cfg = "{\"model_type\": \"llama\", \"hidden_size\": 32, \"intermediate_size\": 64, "
                       "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
-                      "\"vocab_size\": 512, \"max_position_embeddings\": 64, \"rms_norm_eps\": 1e-5, "
+                      "\"vocab_size\": 512, \"max_position_embeddings\": 128, \"rms_norm_eps\": 1e-5, "
                       "\"tie_word_embeddings\": true}\n";
     snprintf(p, sizeof p, "%s/config.json", dir);
     CHECK(pt_write_file_atomic(p, cfg, strlen(cfg)) == 0, "config");
@@ -119,6 +121,47 @@ TEST(pretrain_end_to_end) {
     CHECK(same, "thread count changes the model");
     snprintf(o, sizeof o, "--resume --accum 2 --out %s/B", dir);
     CHECK(run("", o) != 0, "resume with another --accum accepted");
+
+    /* --loss targets: on one arithmetic record in one window, pretraining's
+     * validation loss (an lr of 1e-30 leaves the weights as they are) is the
+     * mean over the target tokens + EOS that `ptune eval --eos` computes through
+     * the prompt-tuning path. */
+    char *one = pt_data_generate("arithmetic", 0, 1, 7, &len);
+    snprintf(p, sizeof p, "%s/one.jsonl", dir);
+    CHECK(one && pt_write_file_atomic(p, one, len) == 0, "one-record data");
+    free(one);
+    pt_tokenizer *tk = pt_tokenizer_load(tok);
+    pt_dataset ds;
+    pt_rows rows;
+    CHECK(tk && pt_data_load(p, NULL, &ds) == 0, "load one.jsonl: %s", pt_last_error());
+    CHECK(pt_data_encode(tk, &ds, 512, PT_ENC_EOS, &rows) == 0, "encode: %s", pt_last_error());
+    int n_tok = pt_rows_len(&rows, 0), n_tgt = n_tok - rows.n_prompt[0];
+    pt_rows_free(&rows);
+    pt_dataset_free(&ds);
+    pt_tokenizer_free(tk);
+    snprintf(cmd, sizeof cmd,
+             "OMP_NUM_THREADS=2 ./ptune pretrain --init %s/A --tokenizer %s --data %s/one.jsonl --val %s/one.jsonl "
+             "--seq %d --batch 1 --steps 1 --lr 1e-30 --eval-every 1 --val-batches 1 --loss targets --out %s/D "
+             "> %s/log.txt 2>&1 && ./ptune eval --model %s/A --tokenizer %s/A/tokenizer.bin --data %s/one.jsonl "
+             "--eos --json > %s/eval1.txt",
+             dir, tok, dir, dir, n_tok - 1, dir, dir, dir, dir, dir, dir);
+    CHECK(system(cmd) == 0, "pretrain --loss targets / eval failed");
+    snprintf(p, sizeof p, "%s/D/metrics.jsonl", dir);
+    char *mj = pt_read_file(p, &len);
+    snprintf(p, sizeof p, "%s/eval1.txt", dir);
+    char *ej = pt_read_file(p, &len);
+    char *vl = mj ? strstr(mj, "\"val\"") : NULL;
+    char *vloss = vl ? strstr(vl, "\"loss\":") : NULL, *vtok = vl ? strstr(vl, "\"tokens\":") : NULL;
+    char *eloss = ej ? strstr(ej, "\"loss\":") : NULL, *etok = ej ? strstr(ej, "\"n_tokens\":") : NULL;
+    CHECK(vloss && vtok && eloss && etok, "no val line in metrics.jsonl or no loss in the eval output");
+    double lv = atof(vloss + 7), le = atof(eloss + 7);
+    long tv = atol(vtok + 9), te = atol(etok + 11);
+    printf("  --loss targets: val loss %.6f over %ld tokens, ptune eval --eos %.6f over %ld (%d target tokens + EOS "
+           "of %d); |diff| %.2e\n",
+           lv, tv, le, te, n_tgt - 1, n_tok, fabs(lv - le));
+    free(mj);
+    free(ej);
+    CHECK(tv == n_tgt && te == n_tgt && fabs(lv - le) < 1e-4 * (1 + le), "--loss targets differs from ptune eval");
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd)) printf("  could not remove %s\n", dir);
     return 0;

@@ -53,6 +53,10 @@ static const char *help =
     "  --min-lr F          cosine floor (default 0.1 * lr)\n"
     "  --weight-decay F    AdamW decoupled decay on 2-D layer matrices (default 0.1)\n"
     "  --beta2 F           AdamW beta2 (default 0.95)\n"
+    "  --loss all|targets  all (default): every token is predicted; targets: only the target\n"
+    "                      tokens (+ EOS) of {\"input\",\"target\"} records, encoded as `ptune tune`\n"
+    "                      encodes rows (text documents: every token); the loss is the mean\n"
+    "                      over the predicted tokens of the step\n"
     "  --clip F            global gradient-norm clip (default 1.0; 0 = off)\n"
     "  --eval-every K      validation loss every K steps (default 100; 0 = at the end only)\n"
     "  --val-batches N     validation batches (default 16)\n"
@@ -68,29 +72,65 @@ static const char *help =
 
 /* ---- data ------------------------------------------------------------------------- */
 
+/* The token stream. With --loss targets, lossy[i] says whether token i is
+ * predicted (the loss at i-1 counts): every token of a text document but its
+ * BOS, only the target tokens (+ EOS) of an {"input","target"} record. Without
+ * it lossy is NULL and every token is predicted. */
 typedef struct {
     int32_t *ids;
+    uint8_t *lossy;
     int64_t n, cap;
 } stream;
 
-static int push(stream *s, const int32_t *ids, int n) {
+static int push(stream *s, const int32_t *ids, int n, int targets, int first_lossy) {
     if (s->n + n > s->cap) {
         int64_t nc = s->cap ? s->cap * 2 : 1 << 16;
         while (nc < s->n + n) nc *= 2;
         int32_t *p = pt_realloc(s->ids, (size_t)nc * sizeof(int32_t));
         if (!p) return PT_ERR;
         s->ids = p;
+        if (targets) {
+            uint8_t *q = pt_realloc(s->lossy, (size_t)nc);
+            if (!q) return PT_ERR;
+            s->lossy = q;
+        }
         s->cap = nc;
     }
     memcpy(s->ids + s->n, ids, (size_t)n * sizeof(int32_t));
+    if (targets)
+        for (int i = 0; i < n; i++) s->lossy[s->n + i] = i >= first_lossy;
     s->n += n;
     return 0;
 }
 
+/* --loss targets: the documents of a data set encoded as `ptune tune` and
+ * `ptune eval` encode rows (pt_data_encode: BOS + input, then target + EOS),
+ * only the target tokens lossy; text documents lossy after their first token. */
+static int load_rows(const char *path, const pt_tokenizer *tok, int eos, pt_dataset *ds, stream *s) {
+    pt_rows r;
+    if (pt_data_encode(tok, ds, 1 << 30, PT_ENC_EOS, &r)) return PT_ERR;
+    int err = 0;
+    for (int i = 0; i < r.n_rows && !err; i++) {
+        const int32_t *row = r.ids + r.off[i];
+        int len = pt_rows_len(&r, i), np = r.n_prompt[i];
+        int skip = len > 0 && row[0] == eos && s->n > 0 && s->ids[s->n - 1] == eos;
+        if (push(s, row + skip, len - skip, 1, np - skip)) err = 1;
+    }
+    int n = ds->n;
+    pt_rows_free(&r);
+    if (err) return pt_set_error("%s: out of memory", path);
+    return n;
+}
+
 /* Appends the documents of one file to the stream; returns the document count or PT_ERR. */
-static int load_file(const char *path, const pt_tokenizer *tok, int eos, stream *s) {
+static int load_file(const char *path, const pt_tokenizer *tok, int eos, int targets, stream *s) {
     pt_dataset ds;
     if (pt_data_load(path, NULL, &ds)) return PT_ERR;
+    if (targets) {
+        int k = load_rows(path, tok, eos, &ds, s);
+        pt_dataset_free(&ds);
+        return k;
+    }
     int n = ds.n, err = 0;
     int32_t **doc = pt_calloc((size_t)n + 1, sizeof *doc);
     int *len = pt_calloc((size_t)n + 1, sizeof *len);
@@ -125,9 +165,9 @@ static int load_file(const char *path, const pt_tokenizer *tok, int eos, stream 
     for (int i = 0; i < n && !err; i++) {
         /* one separator between documents: drop a leading BOS that equals EOS after an EOS */
         int skip = len[i] > 0 && doc[i][0] == eos && s->n > 0 && s->ids[s->n - 1] == eos;
-        if (push(s, doc[i] + skip, len[i] - skip)) err = 1;
+        if (push(s, doc[i] + skip, len[i] - skip, 0, 0)) err = 1;
         int32_t e1 = eos;
-        if (!err && (len[i] == 0 || doc[i][len[i] - 1] != e1) && push(s, &e1, 1)) err = 1;
+        if (!err && (len[i] == 0 || doc[i][len[i] - 1] != e1) && push(s, &e1, 1, 0, 0)) err = 1;
     }
     for (int i = 0; i < n; i++) free(doc[i]);
     free(doc);
@@ -137,13 +177,13 @@ static int load_file(const char *path, const pt_tokenizer *tok, int eos, stream 
     return err ? PT_ERR : n;
 }
 
-static int load_files(const char *list, const pt_tokenizer *tok, int eos, stream *s, int *ndocs) {
+static int load_files(const char *list, const pt_tokenizer *tok, int eos, int targets, stream *s, int *ndocs) {
     char *dup = pt_strdup(list), *save = NULL;
     if (!dup) return PT_ERR;
     *ndocs = 0;
     for (char *p = strtok_r(dup, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
         int64_t before = s->n;
-        int k = load_file(p, tok, eos, s);
+        int k = load_file(p, tok, eos, targets, s);
         if (k < 0) return free(dup), PT_ERR;
         *ndocs += k;
         fprintf(stderr, "ptune pretrain: %s: %d documents, %lld tokens\n", p, k, (long long)(s->n - before));
@@ -338,10 +378,26 @@ static int64_t window_of(sampler *sp, int64_t g) {
     return sp->perm[g % sp->n_win];
 }
 
-static void fill(const stream *s, int64_t win, int T, int32_t *ids, int32_t *labels) {
+static int lossy_in(const stream *s, int64_t win, int T) {
+    if (!s->lossy) return T;
+    int n = 0;
+    for (int t = 1; t <= T; t++) n += s->lossy[win * T + t];
+    return n;
+}
+
+/* Fills one window; returns its number of labelled positions. */
+static int fill(const stream *s, int64_t win, int T, int32_t *ids, int32_t *labels) {
     const int32_t *src = s->ids + win * T;
     memcpy(ids, src, (size_t)T * sizeof(int32_t));
     memcpy(labels, src + 1, (size_t)T * sizeof(int32_t));
+    if (!s->lossy) return T;
+    const uint8_t *l = s->lossy + win * T + 1;
+    int n = 0;
+    for (int t = 0; t < T; t++) {
+        if (!l[t]) labels[t] = -1;
+        n += l[t];
+    }
+    return n;
 }
 
 static double lr_at(double lr, double min_lr, long warmup, long total, long step) {
@@ -375,7 +431,7 @@ int cmd_pretrain(int argc, char **argv) {
     const char *cfg_path = args_str(&a, "--config"), *tok_path = args_str(&a, "--tokenizer");
     const char *init = args_str(&a, "--init");
     const char *data = args_str(&a, "--data"), *val_path = args_str(&a, "--val"), *out = args_str(&a, "--out");
-    const char *sdt = args_str(&a, "--save-dtype");
+    const char *sdt = args_str(&a, "--save-dtype"), *loss_mode = args_str(&a, "--loss");
     long T, B, accum, steps, stop_at, warmup, eval_every, save_every, log_every, seed, threads, val_batches;
     double lr, min_lr, wd, clip, beta2;
     int resume = args_flag(&a, "--resume");
@@ -403,6 +459,11 @@ int cmd_pretrain(int argc, char **argv) {
         bf16 = 1;
     else if (sdt && strcmp(sdt, "f32"))
         return cli_failf("pretrain", "--save-dtype must be f32 or bf16, got '%s'", sdt);
+    int targets = 0;
+    if (loss_mode && !strcmp(loss_mode, "targets"))
+        targets = 1;
+    else if (loss_mode && strcmp(loss_mode, "all"))
+        return cli_failf("pretrain", "--loss must be all or targets, got '%s'", loss_mode);
     if (log_every < 1) log_every = 1;
     long end = stop_at > 0 && stop_at < steps ? stop_at : steps;
     if (threads > 0) pt_set_threads((int)threads);
@@ -461,11 +522,11 @@ int cmd_pretrain(int argc, char **argv) {
     /* data */
     double t0 = pt_now();
     int ndocs = 0, nvdocs = 0;
-    if (load_files(data, tok, eos, &tr, &ndocs)) {
+    if (load_files(data, tok, eos, targets, &tr, &ndocs)) {
         cli_fail("pretrain");
         goto done;
     }
-    if (val_path && load_files(val_path, tok, eos, &va, &nvdocs)) {
+    if (val_path && load_files(val_path, tok, eos, targets, &va, &nvdocs)) {
         cli_fail("pretrain");
         goto done;
     }
@@ -522,8 +583,8 @@ int cmd_pretrain(int argc, char **argv) {
             cfg.tied_embeddings ? "tied" : "untied", (double)P.total / 1e6, (double)nonembed / 1e6,
             (double)pt_full_ws_bytes(ws) / 1048576.0);
     char sig[256];
-    snprintf(sig, sizeof sig, "params=%lld seq=%ld batch=%ld accum=%ld seed=%ld tokens=%lld", (long long)P.total, T, B,
-             accum, seed, (long long)tr.n);
+    snprintf(sig, sizeof sig, "params=%lld seq=%ld batch=%ld accum=%ld seed=%ld tokens=%lld%s", (long long)P.total, T,
+             B, accum, seed, (long long)tr.n, targets ? " loss=targets" : "");
     long step0 = 0;
     if (pt_mkdir_p(out)) {
         cli_fail("pretrain");
@@ -558,6 +619,13 @@ int cmd_pretrain(int argc, char **argv) {
     int64_t logged_tokens = 0;
     for (long step = step0; step < end; step++) {
         double ls_step = 0;
+        int64_t n_lossy = tok_per_step;
+        if (targets) { /* the mean over the step's predicted tokens */
+            n_lossy = 0;
+            for (int64_t g = step * accum * B; g < (step + 1) * accum * B; g++)
+                n_lossy += lossy_in(&tr, window_of(&sp, g), (int)T);
+            scale = 1.0f / (float)(n_lossy > 0 ? n_lossy : 1);
+        }
         for (long k = 0; k < accum; k++) {
             for (long b = 0; b < B; b++) {
                 int64_t g = (step * accum + k) * B + b;
@@ -578,7 +646,7 @@ int cmd_pretrain(int argc, char **argv) {
             pt_adamw_step(p->decay ? &hp : &hp0, cur, step + 1, p->w, grad + p->off, mo + p->off, vo + p->off,
                           (size_t)p->n);
         }
-        double loss = ls_step / (double)tok_per_step;
+        double loss = ls_step / (double)(n_lossy > 0 ? n_lossy : 1);
         if (!isfinite(loss)) {
             cli_failf("pretrain", "step %ld: loss is %g; lower --lr", step + 1, loss);
             goto done;
@@ -626,7 +694,7 @@ int cmd_pretrain(int argc, char **argv) {
 done:
     if (mf) fclose(mf);
     free(ids), free(labels), free(perm), free(mo), free(vo), pt_free_aligned(grad);
-    free(tr.ids), free(va.ids);
+    free(tr.ids), free(va.ids), free(tr.lossy), free(va.lossy);
     pt_full_ws_free(ws);
     pt_wparams_free(&P);
     pt_model_free(m);
