@@ -229,6 +229,25 @@ TEST(linear_backward) {
             for (long i = 0; i < (long)N * IN; i++) CHECK(fabsf(g2[i] - 2.0f * g1[i] - 1.0f) < 1e-4f, "accumulate");
             free(mem);
         }
+    /* several input-column chunks x row blocks (pt_linear_tiles) */
+    enum { N2 = 300, IN2 = 768 };
+    float *gy2 = malloc(sizeof(float) * N2 * OUT), *h1 = malloc(sizeof(float) * N2 * IN2),
+          *h2 = malloc(sizeof(float) * N2 * IN2);
+    randv(gy2, N2 * OUT, 13, 1.0f);
+    for (int di = 0; di < 3; di += 2)
+        for (int io = 0; io < 2; io++) {
+            pt_linear l;
+            void *mem;
+            make_linear(&l, dts[di], io, OUT, IN2, &mem, 20 + (uint64_t)di);
+            pt_linear_backward_input(&l, gy2, N2, OUT, h1, IN2, 0, scr, 4);
+            pt_linear_backward_input_ref(&l, gy2, N2, OUT, h2, IN2, 0);
+            char what[80];
+            snprintf(what, sizeof what, "linear %s%s [%d->%d] n=%d opt vs ref", pt_dtype_name(dts[di]),
+                     io ? " [in,out]" : "", IN2, OUT, N2);
+            CHECK(relerr(what, h1, h2, (long)N2 * IN2) < 1e-5, "opt");
+            free(mem);
+        }
+    free(gy2), free(h1), free(h2);
     free(x), free(gy), free(g1), free(g2), free(fd), free(scr);
     return 0;
 }

@@ -80,6 +80,36 @@ static int check_linear(const char *pt_test_name_, pt_dtype dt, int in_out, long
     return 0;
 }
 
+/* The tile plan of the linears: chunks no wider than the limit (F32: than
+ * cols/8 when that is wider), all of one width but the last, which is short
+ * by less than 32 per chunk; row blocks of at least 128 rows (or all rows). */
+TEST(linear_tiles) {
+    const long cols[] = {1, 96, 192, 512, 576, 768, 2048, 2304, 8192, 50257, 128256};
+    const int ns[] = {1, 7, 100, 300, 512, 1184};
+    const int limits[] = {32, 64, 160, 256, 672, 896, 1024};
+    long checked = 0;
+    for (size_t a = 0; a < sizeof cols / sizeof *cols; a++)
+        for (size_t b = 0; b < sizeof ns / sizeof *ns; b++)
+            for (size_t c = 0; c < sizeof limits / sizeof *limits; c++)
+                for (int f32 = 0; f32 < 2; f32++) {
+                    long C = cols[a];
+                    int n = ns[b], lim = limits[c], nc, mb;
+                    pt_linear_tiles(C, n, lim, f32, &nc, &mb);
+                    long nch = (C + nc - 1) / nc, last = C - (nch - 1) * nc;
+                    long cap = lim;
+                    if (f32 && ((C + 7) / 8 + 31) / 32 * 32 > cap) cap = ((C + 7) / 8 + 31) / 32 * 32;
+                    CHECK(nc >= 1 && nc <= C && (nc <= cap || nc == C), "cols %ld limit %d f32 %d: chunk %d", C, lim,
+                          f32, nc);
+                    CHECK(!f32 || nch <= 8 || nc >= lim, "cols %ld f32: %ld chunks of %d", C, nch, nc);
+                    CHECK(last >= 1 && nc - last < 32 * nch, "cols %ld limit %d: chunks of %d, last %ld", C, lim, nc,
+                          last);
+                    CHECK(mb >= 1 && mb <= n && (mb >= 128 || mb == n), "n %d: row block %d", n, mb);
+                    checked++;
+                }
+    printf("  %ld tile plans: chunks within the limit, equal widths, row blocks >= 128 rows\n", checked);
+    return 0;
+}
+
 TEST(linear_all_dtypes) {
     pt_dtype dts[] = {PT_F32, PT_F16, PT_BF16, PT_Q8_0};
     for (int i = 0; i < 4; i++)
@@ -90,6 +120,9 @@ TEST(linear_all_dtypes) {
     if (check_linear(pt_test_name_, PT_F16, 1, 20000, 64, 3, 1)) return 1;
     if (check_linear(pt_test_name_, PT_F32, 0, 64, 96, 300, 1)) return 1; /* row blocks */
     if (check_linear(pt_test_name_, PT_BF16, 1, 64, 96, 300, 0)) return 1;
+    /* several equal chunks x row blocks (pt_linear_tiles) */
+    if (check_linear(pt_test_name_, PT_F32, 0, 768, 768, 300, 1)) return 1;
+    if (check_linear(pt_test_name_, PT_BF16, 1, 768, 2304, 200, 0)) return 1;
     return 0;
 }
 
@@ -366,6 +399,7 @@ TEST(reductions) {
 
 int main(void) {
     pt_set_threads(0);
+    PT_RUN(linear_tiles);
     PT_RUN(linear_all_dtypes);
     PT_RUN(norms);
     PT_RUN(rope_layouts);

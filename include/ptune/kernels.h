@@ -31,6 +31,12 @@ int pt_linear_chunk(const pt_linear *l);
 /* Columns per weight chunk: about 2 MiB of fp32 (span floats per column), a
  * multiple of 32 (Q8_0 blocks) in 32..1024, at most n; from the shape only. */
 int pt_cols_per_chunk(int64_t span, int64_t n);
+/* Tiles of an [n, cols] output (forward and input-gradient linears): column
+ * chunks of at most `limit` columns (F32 weights, which need no widening
+ * buffer: at most 8 chunks), of equal widths rounded up to 32; with fewer than
+ * 8 chunks, row blocks too (>= 128 rows). *nc columns x *mb rows per tile; from
+ * the shape alone, so results do not depend on the thread count. */
+void pt_linear_tiles(int64_t cols, int n, int limit, int f32, int *nc, int *mb);
 /* Widens columns [c0, c0+nc) of every row of a 2-D tensor into out [rows, nc]
  * (c0 a multiple of 32 for Q8_0). */
 void pt_tensor_cols_f32(const pt_tensor *t, int64_t c0, int64_t nc, float *out);

@@ -112,26 +112,40 @@ void pt_tensor_cols_f32(const pt_tensor *t, int64_t c0, int64_t nc, float *out) 
     }
 }
 
-/* Row blocks: when there are few output chunks, rows are split too so that
- * there are at least MIN_TILES tiles; sizes depend on the shape only. */
 #define MIN_TILES 8
+
+void pt_linear_tiles(int64_t cols, int n, int limit, int f32, int *nc, int *mb) {
+    int64_t c = limit;
+    if (f32) { /* no widening buffer: at most MIN_TILES chunks */
+        int64_t wide = ((cols + MIN_TILES - 1) / MIN_TILES + 31) / 32 * 32;
+        if (wide > c) c = wide;
+    }
+    if (c > cols) c = cols;
+    if (c < 1) c = 1;
+    /* equal chunks: 768 columns in chunks of 672 would leave one thread 96 */
+    int64_t nch = (cols + c - 1) / c, even = ((cols + nch - 1) / nch + 31) / 32 * 32;
+    if (even < c) c = even;
+    nch = (cols + c - 1) / c;
+    int m = n;
+    if (nch < MIN_TILES) {
+        int64_t want = (MIN_TILES + nch - 1) / nch;
+        m = (int)((n + want - 1) / want);
+        m = (m + 15) / 16 * 16;
+        if (m < 128) m = 128; /* sgemm on fewer rows runs well below its peak */
+        if (m > n) m = n;
+    }
+    *nc = (int)c;
+    *mb = m > 0 ? m : 1;
+}
 
 void pt_linear_forward(const pt_linear *l, const float *bias, const float *x, int n, int ldx, float *y,
                        int ldy, float *scratch, int n_scratch) {
     int in = (int)pt_linear_in(l), out = (int)pt_linear_out(l);
     if (n <= 0) return;
-    int nc = pt_linear_chunk(l), nchunks = (out + nc - 1) / nc;
-    int nrb = 1, mb = n;
-    if (nchunks < MIN_TILES) {
-        int want = (MIN_TILES + nchunks - 1) / nchunks;
-        mb = (n + want - 1) / want;
-        mb = (mb + 15) / 16 * 16;
-        if (mb < 64) mb = 64;
-        if (mb > n) mb = n;
-        nrb = (n + mb - 1) / mb;
-    }
+    int f32 = l->w.dtype == PT_F32, nc, mb;
+    pt_linear_tiles(out, n, pt_linear_chunk(l), f32, &nc, &mb);
+    int nchunks = (out + nc - 1) / nc, nrb = (n + mb - 1) / mb;
     int ntiles = nchunks * nrb;
-    int f32 = l->w.dtype == PT_F32;
     int nt = omp_get_max_threads();
     if (!f32 && nt > n_scratch) nt = n_scratch;
     if (nt > ntiles) nt = ntiles;

@@ -1,7 +1,7 @@
 /* linear_bwd.c: input gradient of y = x W^T + b, dx = dy W, weights frozen.
  *
- * Tiles: input-column chunks (about 2 MiB of weights each, at most 8 chunks
- * for F32 weights; from the shape only) x row blocks; each tile is one
+ * Tiles (pt_linear_tiles): input-column chunks (about 2 MiB of weights each, at
+ * most 8 for F32 weights; from the shape only) x row blocks; each tile is one
  * single-threaded sgemm over the full reduction (all `out` columns), so every
  * element of dx is computed the same way whatever the thread count. Non-F32 weights are widened one chunk at
  * a time into the thread's scratch block. */
@@ -10,8 +10,6 @@
 #include <cblas.h>
 #include <omp.h>
 #include <string.h>
-
-#define MIN_TILES 8
 
 int pt_linear_bwd_chunk(const pt_linear *l) { return pt_cols_per_chunk(pt_linear_out(l), pt_linear_in(l)); }
 
@@ -24,25 +22,13 @@ void pt_linear_backward_input(const pt_linear *l, const float *dy, int n, int ld
                               int accumulate, float *scratch, int n_scratch) {
     int in = (int)pt_linear_in(l), out = (int)pt_linear_out(l);
     if (n <= 0) return;
-    int nc = pt_linear_bwd_chunk(l);
-    /* F32 weights need no widening buffer, so the chunk can be wider: at most
-     * MIN_TILES chunks. Each chunk re-packs all of dy (n x out) inside sgemm,
-     * which for an LM head (out = vocabulary) is hundreds of MB per chunk. */
-    if (l->w.dtype == PT_F32) {
-        int wide = ((in + MIN_TILES - 1) / MIN_TILES + 31) / 32 * 32;
-        if (wide > nc) nc = wide < in ? wide : in;
-    }
-    int nchunks = (in + nc - 1) / nc;
-    int nrb = 1, mb = n;
-    if (nchunks < MIN_TILES) {
-        int want = (MIN_TILES + nchunks - 1) / nchunks;
-        mb = (n + want - 1) / want;
-        mb = (mb + 15) / 16 * 16;
-        if (mb < 64) mb = 64;
-        if (mb > n) mb = n;
-        nrb = (n + mb - 1) / mb;
-    }
-    int ntiles = nchunks * nrb, f32 = l->w.dtype == PT_F32;
+    /* F32 weights need no widening buffer, so their chunks are wider (at most
+     * 8): each chunk re-packs all of dy (n x out) inside sgemm, which for an
+     * LM head (out = vocabulary) is hundreds of MB per chunk. */
+    int f32 = l->w.dtype == PT_F32, nc, mb;
+    pt_linear_tiles(in, n, pt_linear_bwd_chunk(l), f32, &nc, &mb);
+    int nchunks = (in + nc - 1) / nc, nrb = (n + mb - 1) / mb;
+    int ntiles = nchunks * nrb;
     int nt = omp_get_max_threads();
     if (!f32 && nt > n_scratch) nt = n_scratch;
     if (nt > ntiles) nt = ntiles;
