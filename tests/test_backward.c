@@ -202,52 +202,45 @@ static void op_lin(const float *x, float *y, void *c) {
 }
 
 TEST(linear_backward) {
-    enum { N = 70, IN = 96, OUT = 64 };
+    /* shape 0: every dtype, finite differences and accumulate; shape 1: several
+     * input-column chunks x row blocks (pt_linear_tiles), optimized vs reference */
+    enum { OUT = 64, NMAX = 300, INMAX = 768 };
+    const int shapes[2][2] = {{70, 96}, {300, 768}}; /* N, IN */
     pt_dtype dts[] = {PT_F32, PT_F16, PT_BF16, PT_Q8_0};
-    float *x = malloc(sizeof(float) * N * IN), *gy = malloc(sizeof(float) * N * OUT), *g1 = malloc(sizeof(float) * N * IN),
-          *g2 = malloc(sizeof(float) * N * IN), *fd = malloc(sizeof(float) * 4 * IN);
+    float *x = malloc(sizeof(float) * 70 * 96), *gy = malloc(sizeof(float) * NMAX * OUT),
+          *g1 = malloc(sizeof(float) * NMAX * INMAX), *g2 = malloc(sizeof(float) * NMAX * INMAX),
+          *fd = malloc(sizeof(float) * 4 * 96);
     float *scr = malloc(sizeof(float) * 4 * 1024 * 1024);
-    randv(x, N * IN, 10, 1.0f);
-    randv(gy, N * OUT, 11, 1.0f);
-    for (int di = 0; di < 4; di++)
-        for (int io = 0; io < 2; io++) {
-            pt_linear l;
-            void *mem;
-            make_linear(&l, dts[di], io, OUT, IN, &mem, 12 + (uint64_t)di);
-            pt_linear_backward_input(&l, gy, N, OUT, g1, IN, 0, scr, 4);
-            pt_linear_backward_input_ref(&l, gy, N, OUT, g2, IN, 0);
-            lin_ctx k = {&l, 4};
-            fd_grad(op_lin, &k, x, 4 * IN, 4 * OUT, gy, 1e-1f, fd);
-            char what[80];
-            snprintf(what, sizeof what, "linear %s%s ref vs FD", pt_dtype_name(dts[di]), io ? " [in,out]" : "");
-            CHECK(relerr(what, g2, fd, 4 * IN) < 1e-3, "fd");
-            snprintf(what, sizeof what, "linear %s%s opt vs ref", pt_dtype_name(dts[di]), io ? " [in,out]" : "");
-            CHECK(relerr(what, g1, g2, (long)N * IN) < 1e-5, "opt");
-            /* accumulate */
-            for (long i = 0; i < (long)N * IN; i++) g2[i] = g1[i] + 1.0f;
-            pt_linear_backward_input(&l, gy, N, OUT, g2, IN, 1, scr, 4);
-            for (long i = 0; i < (long)N * IN; i++) CHECK(fabsf(g2[i] - 2.0f * g1[i] - 1.0f) < 1e-4f, "accumulate");
-            free(mem);
-        }
-    /* several input-column chunks x row blocks (pt_linear_tiles) */
-    enum { N2 = 300, IN2 = 768 };
-    float *gy2 = malloc(sizeof(float) * N2 * OUT), *h1 = malloc(sizeof(float) * N2 * IN2),
-          *h2 = malloc(sizeof(float) * N2 * IN2);
-    randv(gy2, N2 * OUT, 13, 1.0f);
-    for (int di = 0; di < 3; di += 2)
-        for (int io = 0; io < 2; io++) {
-            pt_linear l;
-            void *mem;
-            make_linear(&l, dts[di], io, OUT, IN2, &mem, 20 + (uint64_t)di);
-            pt_linear_backward_input(&l, gy2, N2, OUT, h1, IN2, 0, scr, 4);
-            pt_linear_backward_input_ref(&l, gy2, N2, OUT, h2, IN2, 0);
-            char what[80];
-            snprintf(what, sizeof what, "linear %s%s [%d->%d] n=%d opt vs ref", pt_dtype_name(dts[di]),
-                     io ? " [in,out]" : "", IN2, OUT, N2);
-            CHECK(relerr(what, h1, h2, (long)N2 * IN2) < 1e-5, "opt");
-            free(mem);
-        }
-    free(gy2), free(h1), free(h2);
+    randv(x, 70 * 96, 10, 1.0f);
+    for (int sh = 0; sh < 2; sh++) {
+        int N = shapes[sh][0], IN = shapes[sh][1];
+        randv(gy, N * OUT, 11 + 2 * (uint64_t)sh, 1.0f);
+        for (int di = 0; di < 4; di += sh ? 2 : 1) /* shape 1: F32 and BF16 */
+            for (int io = 0; io < 2; io++) {
+                pt_linear l;
+                void *mem;
+                make_linear(&l, dts[di], io, OUT, IN, &mem, 12 + 8 * (uint64_t)sh + (uint64_t)di);
+                pt_linear_backward_input(&l, gy, N, OUT, g1, IN, 0, scr, 4);
+                pt_linear_backward_input_ref(&l, gy, N, OUT, g2, IN, 0);
+                char what[80];
+                if (sh == 0) {
+                    lin_ctx k = {&l, 4};
+                    fd_grad(op_lin, &k, x, 4 * IN, 4 * OUT, gy, 1e-1f, fd);
+                    snprintf(what, sizeof what, "linear %s%s ref vs FD", pt_dtype_name(dts[di]), io ? " [in,out]" : "");
+                    CHECK(relerr(what, g2, fd, 4 * IN) < 1e-3, "fd");
+                }
+                snprintf(what, sizeof what, "linear %s%s [%d->%d] n=%d opt vs ref", pt_dtype_name(dts[di]),
+                         io ? " [in,out]" : "", IN, OUT, N);
+                CHECK(relerr(what, g1, g2, (long)N * IN) < 1e-5, "opt");
+                if (sh == 0) { /* accumulate */
+                    for (long i = 0; i < (long)N * IN; i++) g2[i] = g1[i] + 1.0f;
+                    pt_linear_backward_input(&l, gy, N, OUT, g2, IN, 1, scr, 4);
+                    for (long i = 0; i < (long)N * IN; i++)
+                        CHECK(fabsf(g2[i] - 2.0f * g1[i] - 1.0f) < 1e-4f, "accumulate");
+                }
+                free(mem);
+            }
+    }
     free(x), free(gy), free(g1), free(g2), free(fd), free(scr);
     return 0;
 }

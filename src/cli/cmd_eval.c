@@ -72,13 +72,10 @@ int cmd_eval(int argc, char **argv) {
         goto done;
     }
     if (pt_data_encode(tok, &ds, (int)max_len, eos ? PT_ENC_EOS : 0, &rows)) goto fail;
-    if (rows.n_truncated && max_len == room)
-        pt_info("eval: %d of %d rows lost input tokens on the left to fit %ld tokens (the model's context of %d, "
-                "less 32 for generation%s)",
-                rows.n_truncated, rows.n_rows, max_len, c->max_seq, N ? " and the prompt" : "");
-    else if (rows.n_truncated)
-        pt_info("eval: %d of %d rows lost input tokens on the left to fit --max-len %ld", rows.n_truncated,
-                rows.n_rows, max_len);
+    if (rows.n_truncated)
+        pt_info("eval: %d of %d rows lost input tokens on the left to fit %ld tokens (%s)", rows.n_truncated,
+                rows.n_rows, max_len,
+                max_len == room ? "the model's context less the prompt and 32 tokens for generation" : "--max-len");
     pt_eval_result r;
     if (pt_eval(m, tok, &ds, &rows, have_pp ? &pp : NULL, (int)batch, &r)) goto fail;
     if (json)

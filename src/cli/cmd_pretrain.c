@@ -378,6 +378,7 @@ static int64_t window_of(sampler *sp, int64_t g) {
     return sp->perm[g % sp->n_win];
 }
 
+/* Predicted positions of one window. */
 static int lossy_in(const stream *s, int64_t win, int T) {
     if (!s->lossy) return T;
     int n = 0;
@@ -385,19 +386,14 @@ static int lossy_in(const stream *s, int64_t win, int T) {
     return n;
 }
 
-/* Fills one window; returns its number of labelled positions. */
-static int fill(const stream *s, int64_t win, int T, int32_t *ids, int32_t *labels) {
+/* Fills one window; with --loss targets, unpredicted positions get label -1. */
+static void fill(const stream *s, int64_t win, int T, int32_t *ids, int32_t *labels) {
     const int32_t *src = s->ids + win * T;
     memcpy(ids, src, (size_t)T * sizeof(int32_t));
     memcpy(labels, src + 1, (size_t)T * sizeof(int32_t));
-    if (!s->lossy) return T;
-    const uint8_t *l = s->lossy + win * T + 1;
-    int n = 0;
-    for (int t = 0; t < T; t++) {
-        if (!l[t]) labels[t] = -1;
-        n += l[t];
-    }
-    return n;
+    if (s->lossy)
+        for (int t = 0; t < T; t++)
+            if (!s->lossy[win * T + 1 + t]) labels[t] = -1;
 }
 
 static double lr_at(double lr, double min_lr, long warmup, long total, long step) {
