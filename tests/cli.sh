@@ -46,6 +46,18 @@ else
     echo "SKIP info_default_model: models/default absent"
 fi
 expect_error info_env_model "/nonexistent" env PTUNE_MODEL=/nonexistent $P info
+# eval --positions: the JSON carries the per-position figures of the reference fixture's first row
+# (tests/fixtures/ref_eval_positions.txt, side 1 k 0: 64 rows, accuracy 1); the plain output a table.
+if [ -f models/default/config.json ] && [ -f tests/fixtures/eval_positions.jsonl ]; then
+    out=$($P eval --data tests/fixtures/eval_positions.jsonl --eos --positions --json 2>&1)
+    grep -q '"from_end": \[{"n": 64, "acc": 1.000000, ' <<<"$out" && grep -q '"from_start": \[{"n": 64, "acc": 0.796875, ' <<<"$out" &&
+        pass eval_positions_json || fail eval_positions_json "$out"
+    out=$($P eval --data tests/fixtures/eval_positions.jsonl --eos --positions 2>&1)
+    grep -q "^from the end (1 = last target token):" <<<"$out" && grep -qE "^  2  n 64 +acc 0.0625 " <<<"$out" &&
+        pass eval_positions_table || fail eval_positions_table "$out"
+else
+    echo "SKIP eval_positions_json: models/default or tests/fixtures/eval_positions.jsonl absent"
+fi
 
 if [ -n "$FX" ]; then
     out=$($P info --model "$FX/stories260K.bin" --json 2>&1)

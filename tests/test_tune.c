@@ -2,8 +2,10 @@
  * (fixture from tests/fixtures/tune/gen_adamw_ref.py), schedules, clipping,
  * prior specs and samplers, adapter files (PEFT layouts and JSON fields), the
  * model-hash refusal, soft-prompt generation through the KV cache against a
- * full forward, and training determinism / in-process resume / NaN stop on a
- * tiny random model. */
+ * full forward, training determinism / in-process resume / NaN stop on a
+ * tiny random model, and pt_eval's per-position accuracy and loss on the
+ * default model against the float64 PyTorch reference
+ * (scripts/reference_eval.py). */
 #include "pt_test.h"
 #include "ptune/prior.h"
 #include "ptune/safetensors.h"
@@ -498,6 +500,81 @@ TEST(train_deterministic_and_resume) {
     return 0;
 }
 
+/* pt_eval by target position (from the start and from the end) on
+ * models/default against tests/fixtures/ref_eval_positions.txt: the same row
+ * counts and accuracies (the reference's smallest top-2 log-prob margin is
+ * 2e-4, far above float32 rounding), losses within 1e-4 relative; for
+ * batch 5 (rows split across batches) and 64 alike; and the per-position
+ * losses weighted by their counts add up to the mean loss that pt_eval_loss
+ * (the training loss kernel, another code path) gives. */
+TEST(eval_positions_match_torch) {
+    const char *mp = "models/default", *dp = "tests/fixtures/eval_positions.jsonl",
+               *rp = "tests/fixtures/ref_eval_positions.txt";
+    if (access(mp, R_OK) || access(dp, R_OK) || access(rp, R_OK)) SKIP("models/default or the eval fixtures absent");
+    FILE *f = fopen(rp, "r");
+    CHECK(f, "%s: cannot open", rp);
+    int64_t rn[2][PT_EVAL_NPOS] = {{0}};
+    double racc[2][PT_EVAL_NPOS] = {{0}}, rloss[2][PT_EVAL_NPOS] = {{0}}, tloss = -1, tem = -1;
+    long tn = -1;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        int side, k;
+        long n;
+        double acc, l;
+        if (line[0] == '#') continue;
+        if (sscanf(line, "total %ld %lf %lf", &tn, &tloss, &tem) == 3) continue;
+        if (sscanf(line, "%d %d %ld %lf %lf", &side, &k, &n, &acc, &l) != 5 || side < 0 || side > 1 || k < 0 ||
+            k >= PT_EVAL_NPOS)
+            break;
+        rn[side][k] = n, racc[side][k] = acc, rloss[side][k] = l;
+    }
+    fclose(f);
+    CHECK(tn > 0 && rn[0][0] > 0 && rn[1][0] > 0, "%s: unreadable", rp);
+    pt_model *m = pt_model_load(mp);
+    pt_tokenizer *tok = pt_tokenizer_load(mp);
+    pt_dataset ds = {0};
+    pt_rows rows = {0};
+    CHECK(m && tok && pt_data_load(dp, NULL, &ds) == 0 && pt_data_encode(tok, &ds, 256, PT_ENC_EOS, &rows) == 0, "%s",
+          pt_last_error());
+    int bad = 0;
+    double worst = 0;
+    for (int bi = 0; bi < 2 && !bad; bi++) {
+        int batch = bi ? 64 : 5;
+        pt_eval_result r;
+        if (pt_eval(m, NULL, &ds, &rows, NULL, batch, &r)) {
+            bad = 1;
+            break;
+        }
+        double sum = 0;
+        int64_t cnt = 0;
+        for (int side = 0; side < 2; side++)
+            for (int k = 0; k < PT_EVAL_NPOS; k++) {
+                double d = fabs(r.pos_loss[side][k] - rloss[side][k]) / (fabs(rloss[side][k]) + 1e-3);
+                if (d > worst) worst = d;
+                if (r.pos_n[side][k] != rn[side][k] || fabs(r.pos_acc[side][k] - racc[side][k]) > 1e-9 || d > 1e-4) {
+                    printf("  batch %d side %d k %d: n %lld acc %.6f loss %.6f, reference n %lld acc %.6f loss %.6f\n",
+                           batch, side, k, (long long)r.pos_n[side][k], r.pos_acc[side][k], r.pos_loss[side][k],
+                           (long long)rn[side][k], racc[side][k], rloss[side][k]);
+                    bad = 1;
+                }
+                if (side == 0) sum += r.pos_loss[0][k] * (double)r.pos_n[0][k], cnt += r.pos_n[0][k];
+            }
+        printf("  batch %d: loss %.6f (reference %.6f, per-position sum %.6f over %lld tokens), exact match %.4f "
+               "(reference %.4f)\n",
+               batch, r.loss, tloss, sum / (double)cnt, (long long)cnt, r.exact_match, tem);
+        if (cnt != tn || r.n_tokens != tn || fabs(sum / (double)cnt - r.loss) > 1e-5 * r.loss ||
+            fabs(r.loss - tloss) > 1e-4 * tloss || fabs(r.exact_match - tem) > 1e-9)
+            bad = 1;
+    }
+    printf("  largest relative loss difference by position: %.2e\n", worst);
+    pt_rows_free(&rows);
+    pt_dataset_free(&ds);
+    pt_tokenizer_free(tok);
+    pt_model_free(m);
+    CHECK(!bad, "per-position figures differ from the reference (%s)", pt_last_error());
+    return 0;
+}
+
 int main(void) {
     PT_RUN(adamw_matches_torch);
     PT_RUN(schedules);
@@ -510,5 +587,6 @@ int main(void) {
     PT_RUN(prefix_generation_kv_vs_forward);
     PT_RUN(reparam_gradient_fd);
     PT_RUN(train_deterministic_and_resume);
+    PT_RUN(eval_positions_match_torch);
     return PT_DONE();
 }

@@ -138,12 +138,19 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
              const pt_train_opts *opts, pt_train_result *res);
 
 /* ---- evaluation -------------------------------------------------------------------*/
+#define PT_EVAL_NPOS 8
 typedef struct {
     double loss;        /* mean cross-entropy over target tokens */
     double exact_match; /* fraction of rows whose greedy continuation of len(target) tokens == target */
     double f1;          /* mean SQuAD F1 of a greedy generation (stop: EOS, newline, 32 tokens) */
     int n;              /* rows */
     int64_t n_tokens;   /* target tokens */
+    /* Teacher-forced, by target position: [0][k] counts from the first target
+     * token (k = 0 is the first), [1][k] from the last (k = 0 is the last, the
+     * EOS when rows carry one); positions beyond PT_EVAL_NPOS are not counted.
+     * acc: argmax == target (ties: lowest id); loss: mean cross-entropy. */
+    int64_t pos_n[2][PT_EVAL_NPOS];
+    double pos_acc[2][PT_EVAL_NPOS], pos_loss[2][PT_EVAL_NPOS];
 } pt_eval_result;
 
 /* rows: encoded data (row r belongs to example rows->example[r] of ds); pp may

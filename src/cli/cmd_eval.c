@@ -11,14 +11,38 @@ int cmd_eval(int argc, char **argv);
 
 static const char *help =
     "usage: ptune eval --model PATH [--tokenizer PATH] [--adapter RUN_DIR] --data PATH\n"
-    "                  [--template S] [--batch B] [--max-len N] [--eos] [--json]\n"
+    "                  [--template S] [--batch B] [--max-len N] [--eos] [--positions] [--json]\n"
     "  loss         mean cross-entropy over the target tokens\n"
     "  exact_match  greedy generation of exactly len(target) tokens equals the target\n"
     "  f1           SQuAD token F1 of a greedy generation stopped at EOS, a newline or 32 tokens\n"
     "  --adapter    a ptune run directory or a PEFT prompt-/prefix-tuning directory; a run\n"
     "               trained on another model (run.json's sha256) is refused\n"
     "  --json       print {\"loss\", \"exact_match\", \"f1\", \"n\", \"n_tokens\"} on one line\n"
-    "  --batch B    rows per forward (default 8)\n";
+    "  --batch B    rows per forward (default 8)\n"
+    "  --positions  also accuracy (argmax == target, teacher-forced) and loss of the first 8\n"
+    "               target tokens counted from the start and of the last 8 counted from the\n"
+    "               end (place values of numeric answers: last = units, or EOS with --eos);\n"
+    "               with --json as \"from_start\" and \"from_end\": [{\"n\", \"acc\", \"loss\"}, ...]\n";
+
+static void print_positions_json(const pt_eval_result *r) {
+    for (int side = 0; side < 2; side++) {
+        printf(", \"%s\": [", side ? "from_end" : "from_start");
+        for (int k = 0; k < PT_EVAL_NPOS && r->pos_n[side][k]; k++)
+            printf("%s{\"n\": %lld, \"acc\": %.6f, \"loss\": %.6f}", k ? ", " : "", (long long)r->pos_n[side][k],
+                   r->pos_acc[side][k], r->pos_loss[side][k]);
+        printf("]");
+    }
+}
+
+/* Two small tables: target position, rows that have it, accuracy, loss. */
+static void print_positions(const pt_eval_result *r) {
+    for (int side = 0; side < 2; side++) {
+        printf("%s\n", side ? "from the end (1 = last target token):" : "from the start (1 = first target token):");
+        for (int k = 0; k < PT_EVAL_NPOS && r->pos_n[side][k]; k++)
+            printf("  %d  n %-7lld acc %.4f  loss %.4f\n", k + 1, (long long)r->pos_n[side][k], r->pos_acc[side][k],
+                   r->pos_loss[side][k]);
+    }
+}
 
 int cmd_eval(int argc, char **argv) {
     pt_args a;
@@ -27,7 +51,7 @@ int cmd_eval(int argc, char **argv) {
     const char *model_path = args_model(&a), *tok_arg = args_str(&a, "--tokenizer");
     const char *adapter = args_str(&a, "--adapter"), *data = args_str(&a, "--data");
     const char *tmpl = args_str(&a, "--template");
-    int json = args_flag(&a, "--json"), eos = args_flag(&a, "--eos");
+    int json = args_flag(&a, "--json"), eos = args_flag(&a, "--eos"), positions = args_flag(&a, "--positions");
     long batch, max_len;
     if (args_int(&a, "--batch", 8, &batch) || args_int(&a, "--max-len", 0, &max_len) || args_finish(&a))
         return args_free(&a), 2;
@@ -78,12 +102,16 @@ int cmd_eval(int argc, char **argv) {
                 max_len == room ? "the model's context less the prompt and 32 tokens for generation" : "--max-len");
     pt_eval_result r;
     if (pt_eval(m, tok, &ds, &rows, have_pp ? &pp : NULL, (int)batch, &r)) goto fail;
-    if (json)
-        printf("{\"loss\": %.6f, \"exact_match\": %.6f, \"f1\": %.6f, \"n\": %d, \"n_tokens\": %lld}\n", r.loss,
+    if (json) {
+        printf("{\"loss\": %.6f, \"exact_match\": %.6f, \"f1\": %.6f, \"n\": %d, \"n_tokens\": %lld", r.loss,
                r.exact_match, r.f1, r.n, (long long)r.n_tokens);
-    else
+        if (positions) print_positions_json(&r);
+        printf("}\n");
+    } else {
         printf("loss %.4f  exact_match %.4f  f1 %.4f  (%d rows, %lld target tokens)\n", r.loss, r.exact_match, r.f1,
                r.n, (long long)r.n_tokens);
+        if (positions) print_positions(&r);
+    }
     rc = 0;
     goto done;
 fail:

@@ -6,6 +6,9 @@
  *   the argmax of the logits, given the target tokens before it, is the target
  *   token; so one teacher-forced forward decides it (ties: lowest id, as
  *   pt_sample's greedy mode).
+ * by position: the same forward gives, per target position counted from the
+ *   start and from the end of the target, the argmax accuracy and the
+ *   cross-entropy (log-sum-exp in double).
  * f1: SQuAD token F1 (max over the gold answers) of a greedy generation that
  *   stops at EOS, at a newline, or after 32 tokens. */
 #include "ptune/tune.h"
@@ -21,6 +24,15 @@ static int argmax(const float *x, int n) {
     for (int i = 1; i < n; i++)
         if (x[i] > x[best]) best = i;
     return best;
+}
+
+static double xent(const float *x, int n, int label) {
+    double mx = x[0];
+    for (int i = 1; i < n; i++)
+        if ((double)x[i] > mx) mx = x[i];
+    double s = 0;
+    for (int i = 0; i < n; i++) s += exp((double)x[i] - mx);
+    return log(s) + mx - (double)x[label];
 }
 
 static int piece_has_newline(const pt_tokenizer *tok, int id) {
@@ -95,15 +107,25 @@ int pt_eval(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, co
             pt_forward_out out = {.logits = logits, .logit_pos = pos, .n_logit_pos = np};
             if (pt_forward(m, ws, &in, &out)) goto done;
         }
-        for (int b = 0; b < B; b++) {
-            int ok = 0, any = 0;
-            for (int i = 0; i < np; i++) {
-                if (pos[i] / T != b) continue;
-                if (!any) ok = 1;
-                any = 1;
-                if (argmax(logits + (size_t)i * V, V) != labels[pos[i]]) ok = 0;
+        for (int b = 0, i0 = 0; b < B; b++) {
+            int i1 = i0;
+            while (i1 < np && pos[i1] / T == b) i1++; /* pos is increasing: row b's targets are i0..i1-1 */
+            int ok = i1 > i0;
+            for (int i = i0; i < i1; i++) {
+                const float *x = logits + (size_t)i * V;
+                int hit = argmax(x, V) == labels[pos[i]];
+                double l = xent(x, V, labels[pos[i]]);
+                ok &= hit;
+                for (int side = 0; side < 2; side++) {
+                    int k = side ? i1 - 1 - i : i - i0;
+                    if (k >= PT_EVAL_NPOS) continue;
+                    res->pos_n[side][k]++;
+                    res->pos_acc[side][k] += hit;
+                    res->pos_loss[side][k] += l;
+                }
             }
             em += ok;
+            i0 = i1;
         }
         if (!tok) continue;
         /* F1: greedy generation from the prompt part of each row through the
@@ -130,6 +152,12 @@ int pt_eval(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, co
             free(txt);
         }
     }
+    for (int side = 0; side < 2; side++)
+        for (int k = 0; k < PT_EVAL_NPOS; k++)
+            if (res->pos_n[side][k]) {
+                res->pos_acc[side][k] /= (double)res->pos_n[side][k];
+                res->pos_loss[side][k] /= (double)res->pos_n[side][k];
+            }
     res->n = rows->n_rows;
     res->exact_match = (double)em / rows->n_rows;
     res->f1 = tok ? f1 / rows->n_rows : -1;
