@@ -4,7 +4,9 @@
 #   - held-out natural-text loss (corpus/out/heldout/natural-text.valid.jsonl,
 #     needs scripts/corpus.sh) and held-out generated text (seed 504);
 #   - exact match on unseen arithmetic (seed 501) and QA on unseen contexts
-#     (seed 502), 2,000 each, at the generators' fixed difficulty;
+#     (seed 502), 2,000 each, at the generators' fixed difficulty, with the
+#     teacher-forced accuracy of the answer's units, tens and hundreds digits
+#     and of the QA answer's first token (ptune eval --positions);
 #   - a soft prompt tuned on the held-out arithmetic phrasing (variant 1,
 #     seed 301; validation seed 401): validation loss and exact match
 #     without and with the prompt.
@@ -15,7 +17,10 @@ M=${1:-models/default}
 P=./ptune
 tmp=$(mktemp -d /tmp/pt_quality.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-jf() { sed -nE "s/.*\"$2\": *([-0-9.eE+]+).*/\1/p" <<<"$1" | head -n 1; }
+# jf JSON KEY: a top-level number of ptune eval --json (the per-position lists are cut off first)
+jf() { sed -nE "s/.*\"$2\": *([-0-9.eE+]+).*/\1/p" <<<"${1%%, \"from_start\"*}" | head -n 1; }
+# pos JSON SIDE K: accuracy of the K-th target token (1-based) from_start|from_end (eval --positions)
+pos() { sed -nE "s/.*\"$2\": \[([^]]*)\].*/\1/p" <<<"$1" | tr '}' '\n' | sed -nE "$3s/.*\"acc\": *([-0-9.eE+]+).*/\1/p"; }
 $P data gen arithmetic --n 2000 --seed 501 --out "$tmp/ar.jsonl"
 $P data gen qa --n 2000 --seed 502 --out "$tmp/qa.jsonl"
 $P data gen text --n 2000 --seed 504 --out "$tmp/tx.jsonl"
@@ -33,12 +38,13 @@ fi
 r=$($P eval --model "$M" --data "$tmp/tx.jsonl" --json --batch 32)
 txl=$(jf "$r" loss)
 echo "held-out generated text (seed 504): loss $txl"
-r=$($P eval --model "$M" --data "$tmp/ar.jsonl" --json --batch 32)
+r=$($P eval --model "$M" --data "$tmp/ar.jsonl" --json --batch 32 --positions)
 arl=$(jf "$r" loss) arem=$(jf "$r" exact_match)
-echo "unseen arithmetic (seed 501, 2000): exact match $arem, target loss $arl"
-r=$($P eval --model "$M" --data "$tmp/qa.jsonl" --json --batch 16)
-qal=$(jf "$r" loss) qaem=$(jf "$r" exact_match) qaf1=$(jf "$r" f1)
-echo "QA on unseen contexts (seed 502, 2000): exact match $qaem, F1 $qaf1, target loss $qal"
+aru=$(pos "$r" from_end 1) art=$(pos "$r" from_end 2) arh=$(pos "$r" from_end 3)
+echo "unseen arithmetic (seed 501, 2000): exact match $arem, target loss $arl; digit accuracy units $aru, tens $art, hundreds $arh"
+r=$($P eval --model "$M" --data "$tmp/qa.jsonl" --json --batch 16 --positions)
+qal=$(jf "$r" loss) qaem=$(jf "$r" exact_match) qaf1=$(jf "$r" f1) qa1=$(pos "$r" from_start 1)
+echo "QA on unseen contexts (seed 502, 2000): exact match $qaem, F1 $qaf1, target loss $qal; first answer token accuracy $qa1"
 r=$($P eval --model "$M" --data "$tmp/v1.valid.jsonl" --json --batch 32)
 v0l=$(jf "$r" loss) v0em=$(jf "$r" exact_match)
 $P tune --model "$M" --method soft --tokens 20 --prior fitted:source=vocab --data "$tmp/v1.train.jsonl" \
@@ -51,7 +57,8 @@ echo "held-out arithmetic phrasing (variant 1, seed 401, 500): no prompt loss $v
 cat >"$M/quality.json.tmp" <<EOF
 {"natural_text_loss": $natl, "generated_text_loss": $txl,
  "arithmetic_exact_match": $arem, "arithmetic_target_loss": $arl,
- "qa_exact_match": $qaem, "qa_f1": $qaf1, "qa_target_loss": $qal,
+ "arithmetic_units_accuracy": $aru, "arithmetic_tens_accuracy": $art, "arithmetic_hundreds_accuracy": $arh,
+ "qa_exact_match": $qaem, "qa_f1": $qaf1, "qa_target_loss": $qal, "qa_first_token_accuracy": $qa1,
  "variant_no_prompt_loss": $v0l, "variant_no_prompt_exact_match": $v0em,
  "variant_soft_prompt_loss": $v1l, "variant_soft_prompt_exact_match": $v1em, "variant_loss_drop_percent": $drop}
 EOF
