@@ -505,8 +505,9 @@ TEST(train_deterministic_and_resume) {
  * counts and accuracies (the reference's smallest top-2 log-prob margin is
  * 2e-4, far above float32 rounding), losses within 1e-4 relative; for
  * batch 5 (rows split across batches) and 64 alike; and the per-position
- * losses weighted by their counts add up to the mean loss that pt_eval_loss
- * (the training loss kernel, another code path) gives. */
+ * losses weighted by their counts add up to pt_eval's mean loss and to the
+ * one pt_eval_loss (the trainer's validation, through the training loss
+ * kernel: another code path) gives. */
 TEST(eval_positions_match_torch) {
     const char *mp = "models/default", *dp = "tests/fixtures/eval_positions.jsonl",
                *rp = "tests/fixtures/ref_eval_positions.txt";
@@ -537,7 +538,12 @@ TEST(eval_positions_match_torch) {
     CHECK(m && tok && pt_data_load(dp, NULL, &ds) == 0 && pt_data_encode(tok, &ds, 256, PT_ENC_EOS, &rows) == 0, "%s",
           pt_last_error());
     int bad = 0;
-    double worst = 0;
+    double worst = 0, vloss = -1;
+    int64_t vn = -1;
+    pt_ws_opts wo = {.B = 8, .T = rows.max_len, .n_virtual = 0, .store_acts = 0};
+    pt_workspace *ws = pt_workspace_new_opts(m, &wo);
+    CHECK(ws && pt_eval_loss(m, ws, &rows, NULL, 8, 0, &vloss, &vn) == 0, "%s", pt_last_error());
+    pt_workspace_free(ws);
     for (int bi = 0; bi < 2 && !bad; bi++) {
         int batch = bi ? 64 : 5;
         pt_eval_result r;
@@ -559,10 +565,11 @@ TEST(eval_positions_match_torch) {
                 }
                 if (side == 0) sum += r.pos_loss[0][k] * (double)r.pos_n[0][k], cnt += r.pos_n[0][k];
             }
-        printf("  batch %d: loss %.6f (reference %.6f, per-position sum %.6f over %lld tokens), exact match %.4f "
-               "(reference %.4f)\n",
-               batch, r.loss, tloss, sum / (double)cnt, (long long)cnt, r.exact_match, tem);
-        if (cnt != tn || r.n_tokens != tn || fabs(sum / (double)cnt - r.loss) > 1e-5 * r.loss ||
+        printf("  batch %d: loss %.6f (reference %.6f, per-position sum %.6f over %lld tokens, pt_eval_loss %.6f "
+               "over %lld), exact match %.4f (reference %.4f)\n",
+               batch, r.loss, tloss, sum / (double)cnt, (long long)cnt, vloss, (long long)vn, r.exact_match, tem);
+        if (cnt != tn || r.n_tokens != tn || vn != tn || fabs(sum / (double)cnt - r.loss) > 1e-5 * r.loss ||
+            fabs(sum / (double)cnt - vloss) > 1e-5 * vloss ||
             fabs(r.loss - tloss) > 1e-4 * tloss || fabs(r.exact_match - tem) > 1e-9)
             bad = 1;
     }

@@ -6,9 +6,11 @@
  *   the argmax of the logits, given the target tokens before it, is the target
  *   token; so one teacher-forced forward decides it (ties: lowest id, as
  *   pt_sample's greedy mode).
- * by position: the same forward gives, per target position counted from the
- *   start and from the end of the target, the argmax accuracy and the
- *   cross-entropy (log-sum-exp in double).
+ * loss and by position: the same forward gives each target token's
+ *   cross-entropy (log-sum-exp in double), summed into the mean loss and, per
+ *   target position counted from the start and from the end of the target,
+ *   with the argmax accuracy. (The trainer's validation, pt_eval_loss, gets
+ *   the same loss through the training loss kernel; tests compare the two.)
  * f1: SQuAD token F1 (max over the gold answers) of a greedy generation that
  *   stops at EOS, at a newline, or after 32 tokens. */
 #include "ptune/tune.h"
@@ -19,20 +21,16 @@
 
 #define GEN_MAX 32
 
-static int argmax(const float *x, int n) {
+/* Argmax of x[0..n) (ties: lowest id) and -log softmax(x)[label], in one scan
+ * for the maximum and one for the sum. */
+static int argmax_xent(const float *x, int n, int label, double *loss) {
     int best = 0;
     for (int i = 1; i < n; i++)
         if (x[i] > x[best]) best = i;
-    return best;
-}
-
-static double xent(const float *x, int n, int label) {
-    double mx = x[0];
-    for (int i = 1; i < n; i++)
-        if ((double)x[i] > mx) mx = x[i];
-    double s = 0;
+    double mx = x[best], s = 0;
     for (int i = 0; i < n; i++) s += exp((double)x[i] - mx);
-    return log(s) + mx - (double)x[label];
+    *loss = log(s) + mx - (double)x[label];
+    return best;
 }
 
 static int piece_has_newline(const pt_tokenizer *tok, int id) {
@@ -80,7 +78,7 @@ int pt_eval(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, co
     int32_t *gen = pt_malloc(sizeof(int32_t) * (size_t)batch * (GEN_MAX + 1));
     int st = PT_ERR;
     int64_t em = 0;
-    double f1 = 0;
+    double f1 = 0, loss_sum = 0;
     pt_kv_cache *kv = NULL;
     pt_sampler greedy = {0};
     if (!ws || !logits || !ids || !lens || !gen) goto done;
@@ -91,7 +89,6 @@ int pt_eval(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, co
     int32_t *labels = ids + (size_t)batch * Tmax, *pos = labels + (size_t)batch * Tmax;
     int *idx = lens + batch, *ngen = idx + batch;
 
-    if (pt_eval_loss(m, ws, rows, pr, batch, c->pad_id >= 0 ? c->pad_id : 0, &res->loss, &res->n_tokens)) goto done;
     int32_t pad = c->pad_id >= 0 ? c->pad_id : 0;
     for (int r0 = 0; r0 < rows->n_rows; r0 += batch) {
         int B = rows->n_rows - r0 < batch ? rows->n_rows - r0 : batch;
@@ -102,6 +99,7 @@ int pt_eval(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, co
         int np = 0;
         for (int p = 0; p < B * T; p++)
             if (labels[p] >= 0) pos[np++] = p;
+        res->n_tokens += np;
         if (np > 0) {
             pt_batch in = {.B = B, .T = T, .ids = ids, .lens = lens, .prompt = pr};
             pt_forward_out out = {.logits = logits, .logit_pos = pos, .n_logit_pos = np};
@@ -112,10 +110,10 @@ int pt_eval(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, co
             while (i1 < np && pos[i1] / T == b) i1++; /* pos is increasing: row b's targets are i0..i1-1 */
             int ok = i1 > i0;
             for (int i = i0; i < i1; i++) {
-                const float *x = logits + (size_t)i * V;
-                int hit = argmax(x, V) == labels[pos[i]];
-                double l = xent(x, V, labels[pos[i]]);
+                double l;
+                int hit = argmax_xent(logits + (size_t)i * V, V, labels[pos[i]], &l) == labels[pos[i]];
                 ok &= hit;
+                loss_sum += l;
                 for (int side = 0; side < 2; side++) {
                     int k = side ? i1 - 1 - i : i - i0;
                     if (k >= PT_EVAL_NPOS) continue;
@@ -158,6 +156,7 @@ int pt_eval(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, co
                 res->pos_acc[side][k] /= (double)res->pos_n[side][k];
                 res->pos_loss[side][k] /= (double)res->pos_n[side][k];
             }
+    res->loss = res->n_tokens ? loss_sum / (double)res->n_tokens : 0.0;
     res->n = rows->n_rows;
     res->exact_match = (double)em / rows->n_rows;
     res->f1 = tok ? f1 / rows->n_rows : -1;
