@@ -3,18 +3,20 @@
 # shapes and FLOP formula, interleaved (ptune, torch, ptune, ...) so that drift
 # on this shared machine hits both; prints the ratio of medians.
 # Environment: ROUNDS (default 5 counted rounds after 1 warm-up round),
-# SHAPES (default: all four), KINDS (default "forward tune tune-qa tune-deep"),
+# SHAPES (default: all four), KINDS (default "forward tune tune-qa tune-deep tune-deep-cached"),
 # DTYPES (fp32 bf16).
 #   tune-qa:   the loss on the last 8 tokens of each row (both sides; the
 #              reference computes logits everywhere, as Hugging Face does);
 #   tune-deep: ptune's deep prompt on layers 13,14,15, against ptune's own soft
-#              step in the reference columns (the target is a time ratio).
-# tune-qa and tune-deep run on the Llama-3.2-1B shape only.
+#              step in the reference columns (the target is a time ratio);
+#   tune-deep-cached: the same with layers 0-12 read from the activation cache
+#              (`ptune tune --act-cache-mb`: every step after a row's first visit).
+# tune-qa and tune-deep* run on the Llama-3.2-1B shape only.
 set -u
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=2
 ROUNDS=${ROUNDS:-5}
-KINDS=${KINDS:-"forward tune tune-qa tune-deep"}
+KINDS=${KINDS:-"forward tune tune-qa tune-deep tune-deep-cached"}
 DTYPES=${DTYPES:-"fp32 bf16"}
 SHAPES=${SHAPES:-"tiny-d128:8:128 smollm2-135m:2:256 gpt2-124m:4:256 llama-3.2-1b:2:256"}
 PY=/usr/bin/python3
@@ -36,7 +38,7 @@ for shape in $SHAPES; do
     cfg=bench/configs/$name.json
     for label in $KINDS; do
         kind=${label%%-*}
-        case $label in tune-qa | tune-deep) [ "$name" = llama-3.2-1b ] || continue ;; esac
+        case $label in tune-qa | tune-deep*) [ "$name" = llama-3.2-1b ] || continue ;; esac
         ./ptune bench "$kind" --help >/dev/null 2>&1 || { echo "bench: ptune bench $kind not available"; continue; }
         for dt in $DTYPES; do
             pdt=$([ "$dt" = fp32 ] && echo f32 || echo bf16)
@@ -45,12 +47,14 @@ for shape in $SHAPES; do
             tune) extra=(--tokens 20); textra=(--tokens 20) ;;
             tune-qa) extra=(--tokens 20 --loss-last 8); textra=(--tokens 20 --loss-last 8) ;;
             tune-deep) extra=(--tokens 20 --method deep --layers 13,14,15); textra=(--tokens 20) ;;
+            tune-deep-cached) extra=(--tokens 20 --method deep --layers 13,14,15 --act-cache); textra=(--tokens 20) ;;
             esac
             : >"$out/p"; : >"$out/t"; pm=""; tm=""
             for r in $(seq 0 "$ROUNDS"); do
                 ./ptune bench "$kind" --random-config "$cfg" --batch "$B" --seq "$T" --dtype "$pdt" --runs 1 --warmup 1 "${extra[@]}" --json >"$out/pj" 2>/dev/null || { echo "bench: ptune failed on $name $kind $dt"; break; }
                 [ "$r" -gt 0 ] && { jget "$out/pj" median_s median_s_per_step >>"$out/p"; jget "$out/pj" peak_rss_mib >"$out/pm"; cp "$out/pj" "$out/pjl"; }
-                if [ "$label" = tune-deep ]; then # reference columns: ptune's soft step
+                case $label in tune-deep*) soft_ref=1 ;; *) soft_ref=0 ;; esac
+                if [ $soft_ref = 1 ]; then # reference columns: ptune's soft step
                     ./ptune bench tune --random-config "$cfg" --batch "$B" --seq "$T" --dtype "$pdt" --runs 1 --warmup 1 "${textra[@]}" --json >"$out/tj" 2>/dev/null || { echo "bench: ptune soft failed on $name $dt"; break; }
                     [ "$r" -gt 0 ] && { jget "$out/tj" median_s_per_step >>"$out/t"; jget "$out/tj" peak_rss_mib >"$out/tm"; node -e 'const fs=require("fs");const o=JSON.parse(fs.readFileSync(process.argv[1]));o.median_s=o.median_s_per_step;fs.writeFileSync(process.argv[2],JSON.stringify(o))' "$out/tj" "$out/tjl"; }
                 elif [ $have_torch = 1 ]; then
@@ -70,9 +74,11 @@ for shape in $SHAPES; do
             else ts="-"; tg="-"; tm="-"; ratio="-"; fi
             peak=$([ "$dt" = fp32 ] && echo "$PEAK_FP32" || echo "$PEAK_BF16")
             share=$(awk -v g="$pg" -v p="$peak" 'BEGIN{printf "%.0f%%", 100*g/p}')
+            [ $soft_ref = 1 ] && share="-" # the soft step's count, not the work done
             printf "%-14s %-9s %-5s %-7s | %10.4f %8s %5s %6.0f | %10s %8s %6s | %6s\n" "$name" "$label" "$dt" "${B}x$T" "$ps" "$pg" "$share" "$pm" "$ts" "$tg" "$tm" "$ratio"
         done
     done
 done
 echo "ratio = reference median / ptune median (> 1: ptune faster). GFLOP/s use one analytic count (DESIGN.md);"
-echo "peak = share of the GEMM peak (PEAK_FP32=$PEAK_FP32, PEAK_BF16=$PEAK_BF16 GFLOP/s). tune-deep: reference = ptune soft."
+echo "peak = share of the GEMM peak (PEAK_FP32=$PEAK_FP32, PEAK_BF16=$PEAK_BF16 GFLOP/s). tune-deep*: reference = ptune soft."
+echo "tune-deep-cached: GFLOP/s on the soft step's count, like tune-deep (the work actually done is smaller)."

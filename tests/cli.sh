@@ -59,6 +59,30 @@ else
     echo "SKIP eval_positions_json: models/default or tests/fixtures/eval_positions.jsonl absent"
 fi
 
+# tune --act-cache-mb: deep prompts on layers 2,3 of the default model; layers 0-1 run once per
+# row with the cache, and the run ends where the uncached one does (rounding only).
+if [ -f models/default/config.json ]; then
+    $P data gen arithmetic --n 60 --seed 41 --out "$T/ac_tr.jsonl" >/dev/null &&
+        $P data gen arithmetic --n 20 --seed 42 --out "$T/ac_va.jsonl" >/dev/null &&
+        $P data gen arithmetic --n 300 --seed 43 --out "$T/ac_big.jsonl" >/dev/null
+    ac() { $P tune --method deep --layers 2,3 --tokens 4 --data "$T/ac_$2.jsonl" --val "$T/ac_va.jsonl" --lr 0.01 \
+        --steps 12 --batch 8 --eval-every 12 --seed 1 --out "$T/ac_$1" "${@:3}" 2>&1; }
+    out1=$(ac on tr) && out0=$(ac off tr --act-cache-mb 0) && out2=$(ac small big --act-cache-mb 1)
+    v1=$(grep -o '"val_loss": [0-9.]*' "$T/ac_on/metrics.jsonl" | tail -n 1 | cut -d' ' -f2)
+    v0=$(grep -o '"val_loss": [0-9.]*' "$T/ac_off/metrics.jsonl" | tail -n 1 | cut -d' ' -f2)
+    if grep -q "activation cache: layers 0-1 ran once for each of 80 rows" <<<"$out1" &&
+        ! grep -q "activation cache" <<<"$out0" && grep -q "ran once for each of 20 rows.*the training rows did not fit" <<<"$out2" &&
+        awk -v a="$v1" -v b="$v0" 'BEGIN{d=a-b; if (d<0) d=-d; exit !(a>0 && d<=1e-5*b)}'; then
+        pass tune_act_cache
+    else
+        fail tune_act_cache "val_loss cached $v1 uncached $v0; $out1 / $out0 / $out2"
+    fi
+    expect_error tune_act_cache_negative "--act-cache-mb must be >= 0" $P tune --method deep --layers 2,3 --tokens 4 \
+        --data "$T/ac_tr.jsonl" --lr 0.01 --steps 2 --batch 8 --act-cache-mb -1 --out "$T/ac_neg"
+else
+    echo "SKIP tune_act_cache: models/default absent"
+fi
+
 if [ -n "$FX" ]; then
     out=$($P info --model "$FX/stories260K.bin" --json 2>&1)
     grep -q '"dim": 64' <<<"$out" && grep -q '"n_layers": 5' <<<"$out" && grep -q '"n_kv_heads": 4' <<<"$out" \

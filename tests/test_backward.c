@@ -439,7 +439,7 @@ static void mk_setup(setup_t *s, pt_model *m, int method, int deep_first) {
 }
 
 static pt_batch batch_of(setup_t *s) {
-    pt_batch b = {MB, MT, s->ids, NULL, s->lens, &s->pr};
+    pt_batch b = {MB, MT, s->ids, NULL, s->lens, &s->pr, NULL};
     return b;
 }
 
@@ -556,7 +556,7 @@ TEST(soft_placement) {
                 if (t < MN) memcpy(emb + ((size_t)b * S + t) * d, s.P + (size_t)t * d, sizeof(float) * (size_t)d);
             }
         }
-        pt_batch b1 = batch_of(&s), b2 = {MB, S, ids2, emb, lens2, NULL};
+        pt_batch b1 = batch_of(&s), b2 = {MB, S, ids2, emb, lens2, NULL, NULL};
         pt_forward_out o1, o2;
         memset(&o1, 0, sizeof o1), memset(&o2, 0, sizeof o2);
         o1.logits = lg;
@@ -592,7 +592,7 @@ TEST(threads_larger) {
     pt_ws_opts o = {.B = B, .T = T, .n_virtual = N, .store_acts = 1};
     pt_workspace *ws = pt_workspace_new_opts(m, &o);
     CHECK(ws, "%s", pt_last_error());
-    pt_batch in = {B, T, ids, NULL, lens, &pr};
+    pt_batch in = {B, T, ids, NULL, lens, &pr, NULL};
     pt_prompt_grad g;
     memset(&g, 0, sizeof g);
     double l1, l2;
@@ -611,6 +611,117 @@ TEST(threads_larger) {
            l1 / (double)n1, l2 / (double)n2, ma);
     CHECK(l1 == l2 && e == 0.0, "thread count changed the result");
     free(P), free(G1), free(G2);
+    pt_workspace_free(ws);
+    pt_model_free(m);
+    return 0;
+}
+
+/* Activation cache (pt_batch.resid, pt_resid_fill) with deep prompts on layers
+ * 1,2 of 3: filled in one batch and read back in the same batch the step equals
+ * the plain step bit for bit; read in batches of other shapes and row orders it
+ * gives the plain recomputation's loss and deep gradients up to rounding. */
+static int cache_step(pt_model *m, pt_workspace *ws, pt_prompt *pr, const pt_resid *rs, int B, int T,
+                      const int32_t *ids, const int32_t *lens, const int32_t *lab, float *G, double *loss) {
+    int d = m->cfg.dim;
+    float *gd[2] = {G, G + 8 * d};
+    pt_prompt_grad g;
+    memset(&g, 0, sizeof g);
+    g.deep = gd;
+    pt_batch in = {.B = B, .T = T, .ids = ids, .lens = lens, .prompt = pr, .resid = rs};
+    int64_t n;
+    return pt_loss_forward_backward(m, ws, &in, lab, 0.0f, loss, &n, &g);
+}
+
+TEST(activation_cache) {
+    pt_config c = tiny_cfg(PT_ARCH_LLAMA);
+    c.dim = 128, c.hidden_dim = 512, c.vocab_size = 1000, c.n_heads = 8, c.n_kv_heads = 2, c.max_seq = 128;
+    pt_model *m = pt_model_random(&c, PT_F32, 12);
+    CHECK(m, "%s", pt_last_error());
+    enum { B = 3, T = 40, N = 8, d = 128 };
+    float *P = malloc(sizeof(float) * 2 * N * d), *G0 = malloc(sizeof(float) * 2 * N * d),
+          *G1 = malloc(sizeof(float) * 2 * N * d), *cache = malloc(sizeof(float) * B * T * d);
+    randv(P, 2 * N * d, 21, 0.5f);
+    /* three example rows; r lens, with labels on every position from 5 to len-1 */
+    int32_t rlen[B] = {40, 23, 31}, rids[B][T], rlab[B][T];
+    for (int r = 0; r < B; r++)
+        for (int t = 0; t < T; t++) {
+            rids[r][t] = (int32_t)((r * 131 + t * 37 + 5) % 1000);
+            rlab[r][t] = t >= 5 && t < rlen[r] - 1 ? (int32_t)((r * 17 + t * 11) % 1000) : -1;
+        }
+    int layers[2] = {1, 2};
+    const float *vecs[2] = {P, P + N * d};
+    pt_prompt pr;
+    memset(&pr, 0, sizeof pr);
+    pr.n_virtual = N;
+    pr.n_deep = 2;
+    pr.deep_layers = layers;
+    pr.deep_vecs = vecs;
+    pt_ws_opts o = {.B = B, .T = T, .n_virtual = N, .store_acts = 1};
+    pt_workspace *ws = pt_workspace_new_opts(m, &o);
+    CHECK(ws, "%s", pt_last_error());
+    float *slot[B];
+    for (int r = 0; r < B; r++) slot[r] = cache + (size_t)r * T * d;
+    /* batches as row orders; Tb = the longest row */
+    int orders[4][B] = {{0, 1, 2}, {2, 1, 0}, {1, 2, -1}, {1, -1, -1}};
+    int32_t ids[B * T], lens[B], lab[B * T];
+    float *rows[B];
+    int worst_bits = 0;
+    double worst = 0;
+    for (int k = 0; k < 4; k++) {
+        int nb = 0, Tb = 0;
+        for (int b = 0; b < B && orders[k][b] >= 0; b++, nb++)
+            if (rlen[orders[k][b]] > Tb) Tb = rlen[orders[k][b]];
+        for (int b = 0; b < nb; b++) {
+            int r = orders[k][b];
+            lens[b] = rlen[r];
+            rows[b] = slot[r];
+            for (int t = 0; t < Tb; t++) {
+                ids[b * Tb + t] = t < rlen[r] ? rids[r][t] : 0;
+                lab[b * Tb + t] = t < rlen[r] ? rlab[r][t] : -1;
+            }
+        }
+        double l0, l1;
+        CHECK(cache_step(m, ws, &pr, NULL, nb, Tb, ids, lens, lab, G0, &l0) == 0, "%s", pt_last_error());
+        pt_resid rs = {.layer = 1, .rows = rows};
+        if (k == 0) {
+            pt_batch fb = {.B = nb, .T = Tb, .ids = ids, .lens = lens};
+            CHECK(pt_resid_fill(m, ws, &fb, lab, &rs) == 0, "%s", pt_last_error());
+        }
+        CHECK(cache_step(m, ws, &pr, &rs, nb, Tb, ids, lens, lab, G1, &l1) == 0, "%s", pt_last_error());
+        double ma, e = pt_rel_err(G1, G0, 2 * N * d, &ma);
+        int bits = l0 == l1 && memcmp(G0, G1, sizeof(float) * 2 * N * d) == 0;
+        printf("  batch %d (%d rows, T %d) %s: loss %.9f vs plain %.9f, deep grad max diff %.3g (rel %.3g), %s\n", k,
+               nb, Tb, k ? "other batch" : "same batch", l1, l0, ma, e, bits ? "bit-identical" : "differs in rounding");
+        if (k == 0) CHECK(bits, "the cached stream differs from the plain step's in the same batch");
+        CHECK(fabs(l1 - l0) <= 1e-6 * fabs(l0) && e < 1e-5, "cached result differs from the recomputation");
+        if (fabs(l1 - l0) / fabs(l0) > worst) worst = fabs(l1 - l0) / fabs(l0);
+        worst_bits += !bits;
+    }
+    printf("  largest relative loss difference %.3g; %d of 3 loaded batches not bit-identical\n", worst, worst_bits);
+    /* refusals */
+    int32_t one_len = 10;
+    float *one_row[1] = {cache};
+    pt_resid bad = {.layer = 2, .rows = one_row};
+    CHECK(cache_step(m, ws, &pr, &bad, 1, 10, ids, &one_len, lab, G1, &worst) == PT_ERR, "prompt below the cache accepted");
+    printf("  %s\n", pt_last_error());
+    bad.layer = 0;
+    CHECK(cache_step(m, ws, &pr, &bad, 1, 10, ids, &one_len, lab, G1, &worst) == PT_ERR, "cache at layer 0 accepted");
+    bad.layer = 1;
+    pt_prompt soft;
+    memset(&soft, 0, sizeof soft);
+    soft.n_virtual = N;
+    soft.soft = P;
+    pt_batch in = {.B = 1, .T = 10, .ids = ids, .lens = &one_len, .prompt = &soft, .resid = &bad};
+    double rl;
+    int32_t rc;
+    CHECK(pt_loss_forward(m, ws, &in, lab, &rl, &rc) == PT_ERR, "soft prompt with a cache accepted");
+    printf("  %s\n", pt_last_error());
+    in.prompt = &pr;
+    pt_forward_out fo;
+    memset(&fo, 0, sizeof fo);
+    CHECK(pt_forward(m, ws, &in, &fo) == PT_ERR, "pt_forward with a cache accepted");
+    CHECK(pt_resid_fill(m, ws, &in, lab, &bad) == PT_ERR, "a fill with a prompt accepted");
+    free(P), free(G0), free(G1), free(cache);
     pt_workspace_free(ws);
     pt_model_free(m);
     return 0;
@@ -666,7 +777,7 @@ TEST(truncation_and_embeds_grad) {
                 if (t < MN) memcpy(emb + ((size_t)b * S + t) * d, s.P + (size_t)t * d, sizeof(float) * (size_t)d);
             }
         }
-        pt_batch b2 = {MB, S, ids2, emb, lens2, NULL};
+        pt_batch b2 = {MB, S, ids2, emb, lens2, NULL, NULL};
         pt_prompt_grad g;
         memset(&g, 0, sizeof g);
         g.embeds = Ge;
@@ -701,7 +812,7 @@ TEST(kv_cache_prompt) {
             pt_kv_cache *kc = pt_kv_new(m, 32, 2);
             CHECK(ws && kc, "%s", pt_last_error());
             float *full = malloc(sizeof(float) * MT * V), *lg = malloc(sizeof(float) * V);
-            pt_batch in = {1, MT, s.ids, NULL, NULL, &s.pr};
+            pt_batch in = {1, MT, s.ids, NULL, NULL, &s.pr, NULL};
             pt_forward_out fo;
             memset(&fo, 0, sizeof fo);
             fo.logits = full;
@@ -777,6 +888,7 @@ int main(void) {
     PT_RUN(model_prefix_gpt2);
     PT_RUN(soft_placement);
     PT_RUN(threads_larger);
+    PT_RUN(activation_cache);
     PT_RUN(truncation_and_embeds_grad);
     PT_RUN(kv_cache_prompt);
     PT_RUN(bad_input);

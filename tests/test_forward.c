@@ -140,7 +140,7 @@ static int run_logits(const pt_model *m, int B, int T, const int32_t *ids, const
                       float *logits) {
     pt_workspace *ws = pt_workspace_new(m, B, T);
     if (!ws) return PT_ERR;
-    pt_batch in = {B, T, ids, embeds, lens, NULL};
+    pt_batch in = {B, T, ids, embeds, lens, NULL, NULL};
     pt_forward_out o;
     memset(&o, 0, sizeof o);
     o.logits = logits;
@@ -326,7 +326,7 @@ TEST(hidden_capture) {
           *lg = malloc(sizeof(float) * 12 * 300), *lr = malloc(sizeof(float) * 12 * 300),
           *fin = malloc(sizeof(float) * 12 * 64), *emb = malloc(sizeof(float) * 64);
     pt_workspace *ws = pt_workspace_new(m, B, T);
-    pt_batch in = {B, T, ids, NULL, lens, NULL};
+    pt_batch in = {B, T, ids, NULL, lens, NULL, NULL};
     pt_forward_out o;
     memset(&o, 0, sizeof o);
     o.logits = lg;
@@ -383,11 +383,11 @@ TEST(hidden_capture) {
     int32_t bad_ids[12];
     memcpy(bad_ids, ids, sizeof ids);
     bad_ids[3] = 300;
-    pt_batch bad = {B, T, bad_ids, NULL, NULL, NULL};
+    pt_batch bad = {B, T, bad_ids, NULL, NULL, NULL, NULL};
     memset(&o, 0, sizeof o);
     o.logits = lg;
     CHECK(pt_forward(m, ws, &bad, &o) == PT_ERR && strstr(pt_last_error(), "300"), "bad id accepted");
-    pt_batch big = {B + 1, T, ids, NULL, NULL, NULL};
+    pt_batch big = {B + 1, T, ids, NULL, NULL, NULL, NULL};
     CHECK(pt_forward(m, ws, &big, &o) == PT_ERR, "oversized batch accepted");
     pt_workspace_free(ws);
     free(h), free(hs), free(lg), free(lr), free(fin), free(emb), free(ls);

@@ -114,7 +114,7 @@ static int check(const char *model, const char *method) {
     }
     pt_ws_opts o = {.B = B, .T = T, .n_virtual = N, .store_acts = 1};
     pt_workspace *ws = pt_workspace_new_opts(m, &o);
-    pt_batch in = {B, T, ids, NULL, lens, &pr};
+    pt_batch in = {B, T, ids, NULL, lens, &pr, NULL};
     double loss_sum, row_loss[8];
     int64_t ntok;
     int32_t row_cnt[8];

@@ -420,22 +420,28 @@ static int read_all(const char *dir, const char *name, char **out, size_t *len) 
     return *out ? 0 : -1;
 }
 
-/* meth 3 = prefix with a reparameterization MLP of 16 */
+/* meth 3 = prefix with a reparameterization MLP of 16; 4 = deep on layers 1,2
+ * with the activation cache, 5 = the same without it */
+static int64_t last_cache_rows;
 static int train_run(pt_model *m, const pt_rows *tr, const pt_rows *va, int meth, const char *dir, int resume,
                      int stop_after, int steps, int threads, float poison) {
     pt_prompt_params pp;
-    int layers[2] = {0, 2};
-    if (meth == 3 ? pt_params_init_reparam(&pp, &m->cfg, 4, 16) : pt_params_init(&pp, &m->cfg, (pt_method)meth, 4, layers, 2))
+    int layers[2] = {0, 2}, upper[2] = {1, 2};
+    if (meth == 3 ? pt_params_init_reparam(&pp, &m->cfg, 4, 16)
+        : meth >= 4 ? pt_params_init(&pp, &m->cfg, PT_METHOD_DEEP, 4, upper, 2)
+                    : pt_params_init(&pp, &m->cfg, (pt_method)meth, 4, layers, 2))
         return -1;
     pt_prior_sample_str("isotropic:sigma=0.1", NULL, (int)(pp.n / 4), 4, 3, pp.p);
     if (poison != 0) pp.p[0] = poison;
     pt_train_opts o = {.lr = 3e-2, .steps = steps, .batch = 3, .accum = 2, .schedule = PT_SCHED_COSINE, .warmup = 2,
                        .adamw = pt_adamw_defaults(), .clip = 1.0, .eval_every = 4, .save_every = 3, .seed = 9,
-                       .pad_id = 0, .resume = resume, .progress = -1, .stop_after = stop_after, .out_dir = dir};
+                       .pad_id = 0, .resume = resume, .progress = -1, .stop_after = stop_after, .out_dir = dir,
+                       .act_cache_mb = meth == 4 ? 64 : 0};
     o.adamw.weight_decay = 0.01;
     pt_train_result r;
     omp_set_num_threads(threads);
     int rc = pt_train(m, tr, va, &pp, &o, &r);
+    last_cache_rows = rc ? -1 : r.act_cache_rows;
     omp_set_num_threads(2);
     pt_params_free(&pp);
     return rc;
@@ -448,8 +454,12 @@ TEST(train_deterministic_and_resume) {
     tiny_rows(&va, 5, 2);
     char d1[] = "/tmp/pt_test_trainAXXXXXX", d2[] = "/tmp/pt_test_trainBXXXXXX", d3[] = "/tmp/pt_test_trainCXXXXXX";
     CHECK(mkdtemp(d1) && mkdtemp(d2) && mkdtemp(d3), "mkdtemp");
-    for (int meth = 0; meth < 4; meth++) {
-        const char *mname = meth == 3 ? "prefix+mlp" : pt_method_name((pt_method)meth);
+    double last_val[6] = {0};
+    for (int meth = 0; meth < 6; meth++) {
+        const char *mname = meth == 3   ? "prefix+mlp"
+                            : meth == 4 ? "deep 1,2 cached"
+                            : meth == 5 ? "deep 1,2 uncached"
+                                        : pt_method_name((pt_method)meth);
         /* uninterrupted, 1 thread */
         CHECK(train_run(m, &tr, &va, meth, d1, 0, 0, 10, 1, 0) == 0, "%s", pt_last_error());
         /* same with 2 threads */
@@ -457,6 +467,8 @@ TEST(train_deterministic_and_resume) {
         /* stopped after 7 steps (last checkpoint at 6, metrics up to 7), then resumed */
         CHECK(train_run(m, &tr, &va, meth, d3, 0, 7, 10, 2, 0) == 0, "%s", pt_last_error());
         CHECK(train_run(m, &tr, &va, meth, d3, 1, 0, 10, 2, 0) == 0, "%s", pt_last_error());
+        CHECK(last_cache_rows == (meth == 4 ? tr.n_rows + va.n_rows : 0), "%s: %lld rows cached", mname,
+              (long long)last_cache_rows);
         const char *files[] = {"adapter_model.safetensors", "optimizer.safetensors", "metrics.jsonl"};
         for (int f = 0; f < 3; f++) {
             char *a, *b, *c;
@@ -477,10 +489,16 @@ TEST(train_deterministic_and_resume) {
                 printf("  %s: val_loss %.4f -> %.4f in 10 steps; files identical across threads and resume\n",
                        mname, v0, v1);
                 CHECK(v1 < v0, "val loss did not decrease");
+                last_val[meth] = v1;
             }
             free(a), free(b), free(c);
         }
     }
+    /* the cache (layers 0 and 1 once per row, filled in fixed batches) against
+     * recomputing them in every step's batch: rounding only */
+    double dv = fabs(last_val[4] - last_val[5]) / last_val[5];
+    printf("  deep 1,2: final val_loss cached %.9f, uncached %.9f (rel diff %.3g)\n", last_val[4], last_val[5], dv);
+    CHECK(dv < 1e-5, "the activation cache changed the result");
     /* NaN: stops with a message, the checkpoint of the previous run stays */
     char *before, *after;
     size_t lb, la;

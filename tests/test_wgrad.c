@@ -442,7 +442,7 @@ TEST(agrees_with_prompt_path_forward) {
     int64_t nt;
     int32_t cnt[2];
     CHECK(pt_full_step(m, &P, fw, B, T, ti.data, tl.data, tb.data, 0, NULL, 0, &ls, &nt) == 0, "%s", pt_last_error());
-    pt_batch in = {B, T, ti.data, NULL, tl.data, NULL};
+    pt_batch in = {B, T, ti.data, NULL, tl.data, NULL, NULL};
     CHECK(pt_loss_forward(src, ws, &in, tb.data, row, cnt) == 0, "%s", pt_last_error());
     double other = row[0] + row[1], rel = fabs(ls - other) / fabs(other);
     printf("  loss sum: full step %.7f, prompt path %.7f (rel diff %.3g), tokens %lld vs %d\n", ls, other, rel,

@@ -42,7 +42,19 @@
  * training labels[b*T+t] = ids[b*T+t+1] on target tokens); -1 = no loss there.
  * Logits are computed ONLY at labelled positions (the LM head runs in chunks;
  * [B*T, V] is never materialized). A label outside [-1, V) is an error, as is a
- * label at t >= lens[b]. */
+ * label at t >= lens[b].
+ *
+ * ---- activation cache (pt_batch.resid, forward.h) ------------------------------
+ * With deep prompts on the upper layers only, layers below the lowest listed
+ * one see no prompt, so the stream entering it is a function of the row's
+ * tokens. A trainer that sees the same rows again (epochs, validation) fills
+ * the rows once with pt_resid_fill and passes them as pt_batch.resid; the
+ * loss functions then skip the embedding and the layers below. The values
+ * equal a recomputation up to the rounding of the skipped layers' GEMMs when
+ * the row sits in a batch of another shape or order (tests/test_backward.c
+ * measures it), so a trainer fills each row in a fixed batch to stay
+ * deterministic. Asking for a gradient below the cached layer (a prompt there
+ * or embeds) is an error. */
 #ifndef PTUNE_BACKWARD_H
 #define PTUNE_BACKWARD_H
 
@@ -86,5 +98,12 @@ int pt_loss_forward_backward(const pt_model *m, pt_workspace *ws, const pt_batch
  * NULL. Works with any workspace (store_acts not needed; n_virtual >= N). */
 int pt_loss_forward(const pt_model *m, pt_workspace *ws, const pt_batch *in, const int32_t *labels,
                     double *row_loss, int32_t *row_count);
+
+/* Activation cache fill: runs the embedding and layers 0..rs->layer-1 of the
+ * batch (no prompt; in->prompt and in->resid must be NULL) and writes each
+ * row's stream entering rs->layer, positions 0 up to its last labelled one,
+ * into rs->rows[b]. Rows without labels write nothing. Returns 0 or PT_ERR. */
+int pt_resid_fill(const pt_model *m, pt_workspace *ws, const pt_batch *in, const int32_t *labels,
+                  const pt_resid *rs);
 
 #endif

@@ -47,6 +47,20 @@ typedef struct {
 } pt_prompt;
 
 /* ---- input ------------------------------------------------------------------*/
+/* Frozen-prefix activations (backward.h, "activation cache"): the residual
+ * stream entering layer `layer` (1..L-1) of each batch row, as pt_resid_fill
+ * wrote it. Valid only when no prompt reaches below that layer (deep prompts
+ * whose lowest listed layer is >= layer; no soft prompt, no prefix below it):
+ * then the stream there depends on the row's tokens alone. rows[b] holds
+ * room for lens[b] positions (T when lens is NULL) of d floats, positions 0..
+ * in order. The loss functions given a cache skip the embedding and layers
+ * 0..layer-1 and read the positions they need (up to the row's last labelled
+ * one) from rows[b]. */
+typedef struct {
+    int layer;
+    float *const *rows; /* [B] */
+} pt_resid;
+
 typedef struct {
     int B, T;                 /* B <= workspace B, T <= workspace T */
     /* [B*T] token ids, or NULL meaning every position comes from embeds. An id
@@ -64,6 +78,7 @@ typedef struct {
      * key and its attention output is 0 (never NaN). Positions are 0..T-1. */
     const int32_t *lens;
     const pt_prompt *prompt;  /* NULL for plain forward (see above) */
+    const pt_resid *resid;    /* NULL, or the activation cache (pt_loss_forward*, above) */
 } pt_batch;
 
 /* ---- output -----------------------------------------------------------------*/

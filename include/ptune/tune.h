@@ -121,6 +121,10 @@ typedef struct {
     int progress;         /* 1: \r progress line (TTY), 0: plain lines, -1: silent */
     int stop_after;       /* testing: return after this many steps of this call (0 = off) */
     int sleep_ms;         /* testing: pause after each step (to kill a run midway) */
+    /* Deep prompts whose lowest layer L0 > 0: keep each row's stream entering
+     * L0 (layers below see no prompt) in at most this many MiB, so those layers
+     * run once per row instead of once per visit (trainer.c). 0: off. */
+    int64_t act_cache_mb;
     const char *out_dir;
 } pt_train_opts;
 
@@ -128,6 +132,12 @@ typedef struct {
     double first_val_loss, last_val_loss, last_train_loss;
     int64_t steps_done;
     double seconds, tokens_per_s;
+    /* activation cache: L0 (0: not applicable), which sets are cached (1:
+     * training, 2: validation, 3: both), their rows and MiB, and the MiB that
+     * caching both sets would take */
+    int act_cache_layer, act_cache_sets;
+    int64_t act_cache_rows;
+    double act_cache_mib, act_cache_need_mib;
 } pt_train_result;
 
 /* Trains pp on `train` rows (validation on `val` when not NULL), writing
@@ -162,10 +172,9 @@ int pt_eval_loss(const pt_model *m, pt_workspace *ws, const pt_rows *rows, const
                  int32_t pad_id, double *loss, int64_t *n_tokens);
 
 /* Greedy / sampled generation with an adapter (any method): prompt ids, up to
- * max_new tokens, stops after eos (eos < 0: never). Soft prompts and no
- * adapter use the KV cache (virtual tokens' K/V computed once); deep and
- * prefix recompute the full forward per token. Returns the count written to
- * out_ids or PT_ERR. */
+ * max_new tokens, stops after eos (eos < 0: never). Every method uses the KV
+ * cache, the virtual tokens' K/V computed once (pt_kv_set_prompt). Returns the
+ * count written to out_ids or PT_ERR. */
 int pt_generate_prompted(const pt_model *m, pt_prompt_params *pp, pt_sampler *s, pt_rng *rng, const int32_t *ids,
                          int n_ids, int max_new, int eos, int32_t *out_ids,
                          int (*on_token)(int32_t id, void *user), void *user);

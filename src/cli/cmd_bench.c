@@ -96,7 +96,7 @@ static int bench_forward(int argc, char **argv) {
     pt_rng r;
     pt_rng_seed(&r, (uint64_t)seed);
     for (long i = 0; i < B * T; i++) ids[i] = (int32_t)pt_rng_below(&r, (uint64_t)c->vocab_size);
-    pt_batch in = {(int)B, (int)T, ids, NULL, NULL, NULL};
+    pt_batch in = {.B = (int)B, .T = (int)T, .ids = ids};
     pt_forward_out o;
     memset(&o, 0, sizeof o);
     o.logits = logits;

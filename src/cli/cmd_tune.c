@@ -20,7 +20,7 @@ static const char *help =
     "                  [--accum N] [--schedule constant|linear|cosine] [--warmup N]\n"
     "                  [--weight-decay F] [--clip F] [--max-len N] [--eval-every K]\n"
     "                  [--save-every K] [--seed S] [--eos] [--prefix-projection H]\n"
-    "                  [--resume] [--quiet] --out RUN_DIR\n"
+    "                  [--act-cache-mb M] [--resume] [--quiet] --out RUN_DIR\n"
     "  Trains N prompt vectors on a frozen model; only the prompt is updated.\n"
     "  --method soft     N vectors before the token embeddings\n"
     "           deep     N vectors before each layer of --layers (0 = input level)\n"
@@ -46,6 +46,10 @@ static const char *help =
     "                    (Linear d->H, tanh, Linear H->2*L*kv_dim) that produces the\n"
     "                    prefixes (P-Tuning v2 reparameterization); --prior sets the\n"
     "                    embedding; the adapter files hold the projected prefixes\n"
+    "  --act-cache-mb M  deep prompts whose lowest layer L0 is above 0: the layers below\n"
+    "                    L0 see no prompt, so each row's stream entering L0 is computed\n"
+    "                    once and kept in memory (training and validation rows, each set\n"
+    "                    whole or not at all) when it fits in M MiB (default 2048; 0 = off)\n"
     "  --resume          continue the run in RUN_DIR bit-identically (same flags)\n"
     "  Output: RUN_DIR/run.json, prior.safetensors, adapter_model.safetensors,\n"
     "  adapter_config.json (PEFT), optimizer.safetensors, metrics.jsonl.\n";
@@ -88,7 +92,7 @@ int cmd_tune(int argc, char **argv) {
     const char *sched_s = args_str(&a, "--schedule"), *out_dir = args_str(&a, "--out");
     const char *prior_at[64];
     int n_prior_at = args_all(&a, "--prior-at", prior_at, 64);
-    long tokens, steps, batch, accum, warmup, max_len, eval_every, save_every, seed, sleep_ms, proj;
+    long tokens, steps, batch, accum, warmup, max_len, eval_every, save_every, seed, sleep_ms, proj, cache_mb;
     double lr, wd, clip;
     int resume = args_flag(&a, "--resume"), quiet = args_flag(&a, "--quiet"), eos = args_flag(&a, "--eos");
     if (args_int(&a, "--tokens", -1, &tokens) || args_int(&a, "--steps", -1, &steps) ||
@@ -96,7 +100,7 @@ int cmd_tune(int argc, char **argv) {
         args_int(&a, "--warmup", 0, &warmup) || args_int(&a, "--max-len", 0, &max_len) ||
         args_int(&a, "--eval-every", 50, &eval_every) || args_int(&a, "--save-every", 0, &save_every) ||
         args_int(&a, "--seed", 0, &seed) || args_int(&a, "--sleep-ms", 0, &sleep_ms) ||
-        args_int(&a, "--prefix-projection", 0, &proj) ||
+        args_int(&a, "--prefix-projection", 0, &proj) || args_int(&a, "--act-cache-mb", 2048, &cache_mb) ||
         args_double(&a, "--lr", -1, &lr) || args_double(&a, "--weight-decay", 0, &wd) ||
         args_double(&a, "--clip", 1.0, &clip) || args_finish(&a))
         return args_free(&a), 2;
@@ -120,6 +124,7 @@ int cmd_tune(int argc, char **argv) {
     if (clip < 0) return cli_failf(C, "--clip must be >= 0, got %g", clip);
     if (eval_every < 0 || save_every < 0) return cli_failf(C, "--eval-every and --save-every must be >= 0");
     if (max_len < 0) return cli_failf(C, "--max-len must be >= 1, got %ld", max_len);
+    if (cache_mb < 0) return cli_failf(C, "--act-cache-mb must be >= 0, got %ld", cache_mb);
     pt_method method;
     pt_schedule sched = PT_SCHED_CONSTANT;
     if (pt_method_parse(method_s, &method)) return cli_fail(C);
@@ -208,6 +213,9 @@ int cmd_tune(int argc, char **argv) {
                         save_every, seed, eos);
     if (!run) goto fail;
     json_object_set_new(json_object_get(run, "config"), "prefix_projection", json_integer(proj));
+    /* the cache changes the rounding of the steps (backward.h): part of an exact resume */
+    if (method == PT_METHOD_DEEP && pp.n_deep > 0 && pp.deep_layers[0] > 0)
+        json_object_set_new(json_object_get(run, "config"), "act_cache_mb", json_integer(cache_mb));
     char *run_path = pt_path_join(out_dir, "run.json");
     if (!run_path) goto fail;
     int exists = pt_file_exists(run_path);
@@ -261,12 +269,22 @@ int cmd_tune(int argc, char **argv) {
         .resume = resume,
         .progress = quiet ? -1 : isatty(2) ? 1 : 0,
         .sleep_ms = (int)sleep_ms,
+        .act_cache_mb = cache_mb,
         .out_dir = out_dir,
     };
     o.adamw.weight_decay = wd;
     pt_train_result res;
     if (pt_train(m, &rows, val_path ? &vrows : NULL, &pp, &o, &res)) goto fail;
     if (!quiet) {
+        if (res.act_cache_layer > 0 && res.act_cache_rows)
+            fprintf(stderr, "tune: activation cache: layers 0-%d ran once for each of %lld rows (%.1f MiB)%s\n",
+                    res.act_cache_layer - 1, (long long)res.act_cache_rows, res.act_cache_mib,
+                    !val_path || res.act_cache_sets == 3 ? ""
+                    : res.act_cache_sets == 1          ? "; the validation rows did not fit"
+                                                       : "; the training rows did not fit");
+        else if (res.act_cache_layer > 0 && cache_mb > 0)
+            fprintf(stderr, "tune: activation cache off: it needs %.0f MiB, --act-cache-mb is %ld\n",
+                    res.act_cache_need_mib, cache_mb);
         if (val_path)
             fprintf(stderr, "tune: %lld steps, val_loss %.4f -> %.4f, %.0f tok/s; run in %s\n", (long long)res.steps_done,
                     res.first_val_loss, res.last_val_loss, res.tokens_per_s, out_dir);

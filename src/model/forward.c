@@ -409,6 +409,7 @@ void pt_fwd_layer_kv(const pt_model *m, pt_workspace *ws, int l, const float *x,
 }
 
 int pt_forward(const pt_model *m, pt_workspace *ws, const pt_batch *in, pt_forward_out *out) {
+    if (in->resid) return pt_set_error("forward: the activation cache works with the loss functions only");
     if (in->prompt) return pt_train_forward_out(m, ws, in, out);
     pt_fwd_args a;
     memset(&a, 0, sizeof a);

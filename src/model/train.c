@@ -77,6 +77,7 @@ typedef struct {
     const int32_t *lens;
     int32_t *tb;        /* [B] real positions kept per row (ws->tb) */
     const int32_t *offE; /* stream layout: ws->offN (soft) or ws->offT */
+    const pt_resid *rs;  /* activation cache or NULL */
 } geo;
 
 static int lens_of(const geo *g, int b) {
@@ -137,6 +138,20 @@ static int setup(const pt_model *m, pt_workspace *ws, const pt_batch *in, geo *g
         if (!g->soft && !g->deep && !g->prefix) g->N = 0;
     }
     g->Ns = g->soft ? g->N : 0;
+    const pt_resid *rs = g->rs = in->resid;
+    if (rs) {
+        if (rs->layer < 1 || rs->layer >= c->n_layers)
+            return pt_set_error("forward: activation cache at layer %d outside 1..%d", rs->layer, c->n_layers - 1);
+        if (!rs->rows) return pt_set_error("forward: activation cache without rows");
+        for (int b = 0; b < g->B; b++)
+            if (!rs->rows[b]) return pt_set_error("forward: activation cache row %d is NULL", b);
+        if (g->soft) return pt_set_error("forward: activation cache with a soft prompt (it enters below every layer)");
+        if (g->deep && p->deep_layers[0] < rs->layer)
+            return pt_set_error("forward: deep layer %d lies below the cached layer %d", p->deep_layers[0], rs->layer);
+        for (int l = 0; g->prefix && l < rs->layer; l++)
+            if (p->prefix_k && p->prefix_k[l])
+                return pt_set_error("forward: prefix at layer %d lies below the cached layer %d", l, rs->layer);
+    }
     if (c->arch == PT_ARCH_GPT2 && c->dim > 4096) return pt_set_error("forward: GPT-2 with d > 4096 is not supported");
     if (c->arch == PT_ARCH_GPT2 && g->Ns + g->T > c->max_seq)
         return pt_set_error("forward: %d positions exceed the model's %d learned positions", g->Ns + g->T, c->max_seq);
@@ -272,12 +287,29 @@ static void embed(const pt_model *m, pt_workspace *ws, const pt_batch *in, const
     }
 }
 
-/* The layer stack; leaves the final stream in ws->x. Layers l >= store_from
- * keep their activations (store_from = L: none). */
-static void run_layers(const pt_model *m, pt_workspace *ws, const geo *g, int store_from) {
+/* Activation cache: the stream entering layer rs->layer (layout offT: no
+ * prompt below it) to (save) or from the caller's rows. */
+static void resid_copy(pt_workspace *ws, const geo *g, const pt_resid *rs, int d, int save) {
+    for (int b = 0; b < g->B; b++) {
+        float *x = ws->x + (size_t)ws->offT[b] * d, *r = rs->rows[b];
+        size_t bytes = (size_t)g->tb[b] * d * sizeof(float);
+        if (save) memcpy(r, x, bytes);
+        else memcpy(x, r, bytes);
+    }
+}
+
+/* Embeddings, or with an activation cache the cached stream. */
+static void stream_in(const pt_model *m, pt_workspace *ws, const pt_batch *in, const geo *g) {
+    if (g->rs) resid_copy(ws, g, g->rs, m->cfg.dim, 0);
+    else embed(m, ws, in, g);
+}
+
+/* Layers from..to-1 (the whole stack: 0, L); leaves the stream in ws->x.
+ * Layers l >= store_from keep their activations (store_from = L: none). */
+static void run_range(const pt_model *m, pt_workspace *ws, const geo *g, int store_from, int from, int to) {
     const pt_config *c = &m->cfg;
     int d = c->dim, hd = c->head_dim, qd = ws->qd, kvd = ws->kvd, qkvd = ws->qkvd, hid = c->hidden_dim;
-    for (int l = 0; l < c->n_layers; l++) {
+    for (int l = from; l < to; l++) {
         const pt_layer *Ly = &m->layers[l];
         const pt_layer_vecs *v = &ws->lv[l];
         int withN = layer_withN(ws, g, l), li = ws->listed[l], store = l >= store_from;
@@ -329,6 +361,11 @@ static void run_layers(const pt_model *m, pt_workspace *ws, const geo *g, int st
         pt_add(ws->x, ws->xn, (int64_t)n * d);
         if (li >= 0) compact(ws, g, ws->x, d);
     }
+}
+
+/* The layer stack after stream_in: from the cached layer with a cache. */
+static void run_layers(const pt_model *m, pt_workspace *ws, const geo *g, int store_from) {
+    run_range(m, ws, g, store_from, g->rs ? g->rs->layer : 0, m->cfg.n_layers);
 }
 
 /* Backward of layer l: ws->dx holds d(layer output) in the layer's layout;
@@ -494,7 +531,7 @@ int pt_loss_forward(const pt_model *m, pt_workspace *ws, const pt_batch *in, con
         for (int i = 0; i < cnt; i++) row_count[ws->lab_row[i]]++;
     }
     if (cnt == 0) return 0;
-    embed(m, ws, in, &g);
+    stream_in(m, ws, in, &g);
     run_layers(m, ws, &g, m->cfg.n_layers);
     head_loss(m, ws, &g, cnt, 1.0f, NULL, row_loss, &tot);
     return 0;
@@ -539,7 +576,9 @@ int pt_loss_forward_backward(const pt_model *m, pt_workspace *ws, const pt_batch
             if (!in->ids || in->ids[r] == PT_TOK_EMBED) memset(gr->embeds + (size_t)r * d, 0, (size_t)d * sizeof(float));
         return 0;
     }
-    embed(m, ws, in, &g);
+    if (g.rs && stop < g.rs->layer)
+        return pt_set_error("loss: the gradient asked for reaches below the cached layer %d", g.rs->layer);
+    stream_in(m, ws, in, &g);
     run_layers(m, ws, &g, stop);
     float scale = grad_scale > 0 ? grad_scale : (cnt > 0 ? 1.0f / (float)cnt : 0.0f);
     double tot;
@@ -576,11 +615,30 @@ int pt_loss_forward_backward(const pt_model *m, pt_workspace *ws, const pt_batch
     return 0;
 }
 
+int pt_resid_fill(const pt_model *m, pt_workspace *ws, const pt_batch *in, const int32_t *labels,
+                  const pt_resid *rs) {
+    if (in->prompt || in->resid) return pt_set_error("activation cache fill: the batch must carry no prompt and no cache");
+    if (!rs || rs->layer < 1 || rs->layer >= m->cfg.n_layers)
+        return pt_set_error("activation cache fill: layer %d outside 1..%d", rs ? rs->layer : -1, m->cfg.n_layers - 1);
+    for (int b = 0; rs->rows && b < in->B; b++)
+        if (!rs->rows[b]) return pt_set_error("activation cache fill: row %d is NULL", b);
+    if (!rs->rows) return pt_set_error("activation cache fill: no rows");
+    geo g;
+    if (setup(m, ws, in, &g)) return PT_ERR;
+    int cnt = collect_labels(m, ws, &g, labels);
+    if (cnt <= 0) return cnt;
+    embed(m, ws, in, &g);
+    run_range(m, ws, &g, m->cfg.n_layers, 0, rs->layer);
+    resid_copy(ws, &g, rs, m->cfg.dim, 1);
+    return 0;
+}
+
 int pt_train_forward_out(const pt_model *m, pt_workspace *ws, const pt_batch *in, pt_forward_out *out) {
     const pt_config *c = &m->cfg;
     geo g;
     if (setup(m, ws, in, &g)) return PT_ERR;
     if (out && out->n_capture > 0) return pt_set_error("forward: hidden-state capture with a prompt is not supported");
+    if (in->resid) return pt_set_error("forward: the activation cache works with the loss functions only");
     int n = g.B * g.T, d = c->dim;
     int n_logit = out && out->logits ? (out->logit_pos ? out->n_logit_pos : n) : 0;
     for (int i = 0; out && out->logit_pos && i < n_logit; i++)

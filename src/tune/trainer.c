@@ -9,7 +9,14 @@
  * run sees exactly the batches an uninterrupted run would.
  *
  * Accumulation: the gradient of one step is that of the mean cross-entropy
- * over ALL target tokens of its accum micro-batches (grad_scale = 1/Ntot). */
+ * over ALL target tokens of its accum micro-batches (grad_scale = 1/Ntot).
+ *
+ * Activation cache (deep prompts whose lowest layer L0 > 0, opts->act_cache_mb):
+ * each row's stream entering L0 is computed once and kept (backward.h). Rows
+ * are filled lazily in fixed batches (rows kB .. kB+B-1 in index order, as
+ * validation visits them), so a cached value never depends on an epoch's batch
+ * composition: runs stay deterministic and resume bit-identically. A set is
+ * cached whole or not at all (training first, then validation). */
 #include "ptune/safetensors.h"
 #include "ptune/tune.h"
 
@@ -18,6 +25,17 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+/* One row set's cache. */
+typedef struct {
+    const pt_rows *rows;
+    int layer, B;          /* L0; fill batch size */
+    float *buf;            /* row r at off[r] * d */
+    unsigned char *have;   /* per fill batch */
+    float **ptr;           /* [B] rows handed to pt_resid */
+    int32_t *ids, *labels, *lens; /* fill scratch [B*T], [B*T], [B] */
+    int *idx;              /* [B] */
+} act_cache;
 
 typedef struct {
     const pt_model *m;
@@ -35,10 +53,63 @@ typedef struct {
     pt_rng rng;
     FILE *metrics;
     char *metrics_path, *state_path, *adapter_path;
+    act_cache *ctrain, *cval;
 } trainer;
 
-int pt_eval_loss(const pt_model *m, pt_workspace *ws, const pt_rows *rows, const pt_prompt *prompt, int batch,
-                 int32_t pad_id, double *loss, int64_t *n_tokens) {
+static void cache_free(act_cache *ac) {
+    if (!ac) return;
+    pt_free_aligned(ac->buf);
+    free(ac->have);
+    free(ac->ptr);
+    free(ac->ids);
+    free(ac->lens);
+    free(ac->idx);
+    free(ac);
+}
+
+static act_cache *cache_new(const pt_rows *rows, int layer, int d, int B) {
+    act_cache *ac = pt_calloc(1, sizeof *ac);
+    if (!ac) return NULL;
+    int nfill = (rows->n_rows + B - 1) / B, T = rows->max_len > 0 ? rows->max_len : 1;
+    ac->rows = rows;
+    ac->layer = layer;
+    ac->B = B;
+    ac->buf = pt_malloc_aligned(sizeof(float) * ((size_t)rows->off[rows->n_rows] * (size_t)d + 1));
+    ac->have = pt_calloc((size_t)nfill + 1, 1);
+    ac->ptr = pt_calloc((size_t)B, sizeof(float *));
+    ac->ids = pt_malloc(sizeof(int32_t) * (size_t)B * (size_t)T * 2);
+    ac->lens = pt_malloc(sizeof(int32_t) * (size_t)B);
+    ac->idx = pt_malloc(sizeof(int) * (size_t)B);
+    if (!ac->buf || !ac->have || !ac->ptr || !ac->ids || !ac->lens || !ac->idx) return cache_free(ac), NULL;
+    ac->labels = ac->ids + (size_t)B * T;
+    return ac;
+}
+
+/* Points ac->ptr at rows idx[0..B), filling their fill batches first. */
+static int cache_rows(const pt_model *m, pt_workspace *ws, act_cache *ac, const int *idx, int B, int32_t pad_id) {
+    const pt_rows *R = ac->rows;
+    int d = m->cfg.dim;
+    for (int b = 0; b < B; b++) {
+        int k = idx[b] / ac->B;
+        if (ac->have[k]) continue;
+        int r0 = k * ac->B, nb = R->n_rows - r0 < ac->B ? R->n_rows - r0 : ac->B;
+        for (int i = 0; i < nb; i++) {
+            ac->idx[i] = r0 + i;
+            ac->ptr[i] = ac->buf + (size_t)R->off[r0 + i] * d;
+        }
+        if (pt_batch_rows(R, ac->idx, nb, pad_id, ac->ids, ac->labels, ac->lens) < 0) return PT_ERR;
+        pt_batch in = {.B = nb, .T = pt_batch_T(R, ac->idx, nb), .ids = ac->ids, .lens = ac->lens};
+        pt_resid rs = {.layer = ac->layer, .rows = ac->ptr};
+        if (pt_resid_fill(m, ws, &in, ac->labels, &rs)) return PT_ERR;
+        ac->have[k] = 1;
+    }
+    for (int b = 0; b < B; b++) ac->ptr[b] = ac->buf + (size_t)R->off[idx[b]] * d;
+    return 0;
+}
+
+/* Mean target-token loss over rows in batches of `batch`, index order. */
+static int loss_over(const pt_model *m, pt_workspace *ws, const pt_rows *rows, const pt_prompt *prompt, int batch,
+                     int32_t pad_id, act_cache *ac, double *loss, int64_t *n_tokens) {
     int T = 0;
     for (int r = 0; r < rows->n_rows; r++)
         if (pt_rows_len(rows, r) > T) T = pt_rows_len(rows, r);
@@ -57,7 +128,9 @@ int pt_eval_loss(const pt_model *m, pt_workspace *ws, const pt_rows *rows, const
         for (int b = 0; b < B; b++) idx[b] = r0 + b;
         int Tb = pt_batch_T(rows, idx, B);
         if (pt_batch_rows(rows, idx, B, pad_id, ids, labels, lens) < 0) goto done;
-        pt_batch in = {.B = B, .T = Tb, .ids = ids, .lens = lens, .prompt = prompt};
+        pt_resid rs = {.layer = ac ? ac->layer : 0, .rows = ac ? ac->ptr : NULL};
+        if (ac && cache_rows(m, ws, ac, idx, B, pad_id)) goto done;
+        pt_batch in = {.B = B, .T = Tb, .ids = ids, .lens = lens, .prompt = prompt, .resid = ac ? &rs : NULL};
         if (pt_loss_forward(m, ws, &in, labels, rl, rc)) goto done;
         for (int b = 0; b < B; b++) sum += rl[b], cnt += rc[b];
     }
@@ -70,6 +143,11 @@ done:
     free(rl);
     free(rc);
     return st;
+}
+
+int pt_eval_loss(const pt_model *m, pt_workspace *ws, const pt_rows *rows, const pt_prompt *prompt, int batch,
+                 int32_t pad_id, double *loss, int64_t *n_tokens) {
+    return loss_over(m, ws, rows, prompt, batch, pad_id, NULL, loss, n_tokens);
 }
 
 /* Row indices of the next B rows of the stream. */
@@ -180,7 +258,7 @@ static void fmt_time(double s, char *buf, size_t n) {
 
 static int validate(trainer *t, const pt_prompt *prompt, double *out) {
     if (!t->val || t->val->n_rows == 0) return *out = NAN, 0;
-    if (pt_eval_loss(t->m, t->ws, t->val, prompt, t->o->batch, t->o->pad_id, out, NULL)) return PT_ERR;
+    if (loss_over(t->m, t->ws, t->val, prompt, t->o->batch, t->o->pad_id, t->cval, out, NULL)) return PT_ERR;
     char line[128];
     snprintf(line, sizeof line, "{\"step\": %lld, \"val_loss\": %.9g}\n", (long long)t->step, *out);
     return write_metric(t, line);
@@ -218,6 +296,25 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
     t.vel = t.grad + 2 * n;
     memset(t.grad, 0, sizeof(float) * n * 3);
     pt_rng_seed_stream(&t.rng, o->seed, 0x7472616eULL);
+    int L0 = pp->method == PT_METHOD_DEEP && pp->n_deep > 0 ? pp->deep_layers[0] : 0;
+    if (L0 > 0 && o->act_cache_mb > 0) {
+        double mib = sizeof(float) * (double)m->cfg.dim / 1048576.0, budget = (double)o->act_cache_mb;
+        double need_t = mib * (double)train->off[train->n_rows], need_v = val ? mib * (double)val->off[val->n_rows] : 0;
+        res->act_cache_layer = L0;
+        res->act_cache_need_mib = need_t + need_v;
+        if (need_t <= budget) {
+            if (!(t.ctrain = cache_new(train, L0, m->cfg.dim, B))) goto done;
+            res->act_cache_rows += train->n_rows;
+            res->act_cache_sets |= 1;
+            res->act_cache_mib += need_t;
+        }
+        if (val && val->n_rows && res->act_cache_mib + need_v <= budget) {
+            if (!(t.cval = cache_new(val, L0, m->cfg.dim, B))) goto done;
+            res->act_cache_rows += val->n_rows;
+            res->act_cache_sets |= 2;
+            res->act_cache_mib += need_v;
+        }
+    }
 
     if (o->resume) {
         if (load_checkpoint(&t) || trim_metrics(&t)) goto done;
@@ -263,8 +360,11 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
         for (int k = 0; k < o->accum; k++) {
             int *idx = all + (size_t)k * B;
             int Tb = pt_batch_T(train, idx, B);
+            pt_resid rs = {.layer = L0, .rows = t.ctrain ? t.ctrain->ptr : NULL};
+            if (t.ctrain && cache_rows(m, t.ws, t.ctrain, idx, B, o->pad_id)) goto done;
             if (pt_batch_rows(train, idx, B, o->pad_id, t.ids, t.labels, t.lens) < 0) goto done;
-            pt_batch in = {.B = B, .T = Tb, .ids = t.ids, .lens = t.lens, .prompt = &prompt};
+            pt_batch in = {.B = B, .T = Tb, .ids = t.ids, .lens = t.lens, .prompt = &prompt,
+                           .resid = t.ctrain ? &rs : NULL};
             double ls = 0;
             int64_t nt = 0;
             g.accumulate = k > 0;
@@ -336,6 +436,8 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
 done:
     if (t.metrics) fclose(t.metrics);
     pt_workspace_free(t.ws);
+    cache_free(t.ctrain);
+    cache_free(t.cval);
     free(t.ids);
     free(t.lens);
     free(t.order);
