@@ -77,6 +77,11 @@ if [ -f models/default/config.json ]; then
     else
         fail tune_act_cache "val_loss cached $v1 uncached $v0; $out1 / $out0 / $out2"
     fi
+    # a run stored without the key (an older ptune): --resume names it instead of '?'
+    sed -i -e '/"act_cache_mb": /d' -e 's/"prefix_projection": 0,$/"prefix_projection": 0/' "$T/ac_on/run.json"
+    expect_error tune_resume_missing_key "first difference: 'act_cache_mb'" $P tune --method deep --layers 2,3 \
+        --tokens 4 --data "$T/ac_tr.jsonl" --val "$T/ac_va.jsonl" --lr 0.01 --steps 14 --batch 8 --eval-every 12 \
+        --seed 1 --out "$T/ac_on" --resume
     expect_error tune_act_cache_negative "--act-cache-mb must be >= 0" $P tune --method deep --layers 2,3 --tokens 4 \
         --data "$T/ac_tr.jsonl" --lr 0.01 --steps 2 --batch 8 --act-cache-mb -1 --out "$T/ac_neg"
 else

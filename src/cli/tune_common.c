@@ -160,6 +160,13 @@ int tune_run_check(const char *dir, json_t *run) {
                     break;
                 }
             }
+            if (!strcmp(diff, "?")) /* a setting the stored run does not have (an older ptune) */
+                json_object_foreach(b, key, v) {
+                    if (!json_object_get(a, key)) {
+                        diff = key;
+                        break;
+                    }
+                }
             rc = pt_set_error("--resume: the settings differ from %s (first difference: '%s'); resume with the same "
                               "flags (only --steps may change)",
                               path, diff);
