@@ -98,6 +98,16 @@ static void pack(pt_workspace *ws, geo *g) {
     g->offE = g->soft ? ws->offN : ws->offT;
 }
 
+/* The cache's own shape: a layer in 1..L-1 and a row pointer per batch row. */
+static int resid_check(const pt_resid *rs, int B, int L, const char *who) {
+    if (!rs || rs->layer < 1 || rs->layer >= L)
+        return pt_set_error("%s: activation cache at layer %d outside 1..%d", who, rs ? rs->layer : -1, L - 1);
+    if (!rs->rows) return pt_set_error("%s: activation cache without rows", who);
+    for (int b = 0; b < B; b++)
+        if (!rs->rows[b]) return pt_set_error("%s: activation cache row %d is NULL", who, b);
+    return 0;
+}
+
 static int setup(const pt_model *m, pt_workspace *ws, const pt_batch *in, geo *g) {
     const pt_config *c = &m->cfg;
     const pt_prompt *p = in->prompt;
@@ -140,11 +150,7 @@ static int setup(const pt_model *m, pt_workspace *ws, const pt_batch *in, geo *g
     g->Ns = g->soft ? g->N : 0;
     const pt_resid *rs = g->rs = in->resid;
     if (rs) {
-        if (rs->layer < 1 || rs->layer >= c->n_layers)
-            return pt_set_error("forward: activation cache at layer %d outside 1..%d", rs->layer, c->n_layers - 1);
-        if (!rs->rows) return pt_set_error("forward: activation cache without rows");
-        for (int b = 0; b < g->B; b++)
-            if (!rs->rows[b]) return pt_set_error("forward: activation cache row %d is NULL", b);
+        if (resid_check(rs, g->B, c->n_layers, "forward")) return PT_ERR;
         if (g->soft) return pt_set_error("forward: activation cache with a soft prompt (it enters below every layer)");
         if (g->deep && p->deep_layers[0] < rs->layer)
             return pt_set_error("forward: deep layer %d lies below the cached layer %d", p->deep_layers[0], rs->layer);
@@ -618,11 +624,7 @@ int pt_loss_forward_backward(const pt_model *m, pt_workspace *ws, const pt_batch
 int pt_resid_fill(const pt_model *m, pt_workspace *ws, const pt_batch *in, const int32_t *labels,
                   const pt_resid *rs) {
     if (in->prompt || in->resid) return pt_set_error("activation cache fill: the batch must carry no prompt and no cache");
-    if (!rs || rs->layer < 1 || rs->layer >= m->cfg.n_layers)
-        return pt_set_error("activation cache fill: layer %d outside 1..%d", rs ? rs->layer : -1, m->cfg.n_layers - 1);
-    for (int b = 0; rs->rows && b < in->B; b++)
-        if (!rs->rows[b]) return pt_set_error("activation cache fill: row %d is NULL", b);
-    if (!rs->rows) return pt_set_error("activation cache fill: no rows");
+    if (resid_check(rs, in->B, m->cfg.n_layers, "pt_resid_fill")) return PT_ERR;
     geo g;
     if (setup(m, ws, in, &g)) return PT_ERR;
     int cnt = collect_labels(m, ws, &g, labels);
