@@ -14,9 +14,11 @@ command -v perf >/dev/null || { echo "profile: perf is missing (apt-get install 
 out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
 export OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 # PROFILE_DELAY_MS: start sampling after this many ms (skip the model set-up:
-# a random 1B model takes ~10 s to draw).
-perf record -q -F 499 -D "${PROFILE_DELAY_MS:-0}" -o "$out/perf.data" -- ./ptune bench tune --random-config "bench/configs/$name.json" \
-    --batch "$B" --seq "$T" --tokens 20 --warmup 1 --runs 2 "$@" >"$out/bench.txt" 2>"$out/perf.err" ||
+# a random 1B model takes ~10 s to draw). RUNS: timed steps (default 2).
+# (perf 6.1 refuses -D 0, so the option is given only for a positive delay.)
+delay=(); [ "${PROFILE_DELAY_MS:-0}" -gt 0 ] && delay=(-D "$PROFILE_DELAY_MS")
+perf record -q -F 499 "${delay[@]}" -o "$out/perf.data" -- ./ptune bench tune --random-config "bench/configs/$name.json" \
+    --batch "$B" --seq "$T" --tokens 20 --warmup 1 --runs "${RUNS:-2}" "$@" >"$out/bench.txt" 2>"$out/perf.err" ||
     { cat "$out/perf.err"; exit 1; }
 cat "$out/bench.txt"
 perf report -i "$out/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null |
