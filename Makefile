@@ -42,7 +42,7 @@ setup:
 # The whole suite: normal build, then the fast unit tests again under ASan+UBSan.
 test: setup
 	$(MAKE) ptune tests
-	$(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" tests
+	$(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow" tests
 	@bash tests/run.sh
 
 # Tests only, no setup (for development).

@@ -1345,6 +1345,64 @@ TEST(test_gguf_bad_string_length) {
     return 0;
 }
 
+/* A numeric key stored as a float far outside the integer range (found by
+ * fuzz/fuzz_model.c: the conversion to an integer was undefined behaviour,
+ * which the UBSan build turns into an abort). */
+TEST(test_gguf_bad_float_int) {
+    gt t[64];
+    int nt = gguf_llama_tensors(t, 0);
+    gbuf b = gguf_build("llama", t, nt, 0);
+    const char *path = tmp_path("float_int.gguf");
+    const char *key = "llama.embedding_length";
+    unsigned char *at = NULL;
+    for (size_t i = 0; i + strlen(key) < b.n && !at; i++)
+        if (memcmp(b.p + i, key, strlen(key)) == 0) at = b.p + i + strlen(key);
+    CHECK(at, "key not found in the built file");
+    float vals[3] = {1e30f, -1e30f, NAN};
+    for (int v = 0; v < 3; v++) {
+        uint32_t f32 = 6; /* GGUF_TYPE_FLOAT32, in place of UINT32: same size */
+        memcpy(at, &f32, 4);
+        memcpy(at + 4, &vals[v], 4);
+        CHECK(write_bytes(path, b.p, b.n) == 0, "write");
+        pt_model *m = pt_model_load(path);
+        if (m) pt_model_free(m);
+        CHECK(!m, "embedding_length %g accepted", (double)vals[v]);
+        CHECK(contains(pt_last_error(), path), "error does not name the file: %s", pt_last_error());
+        printf("  embedding_length %g: %s\n", (double)vals[v], pt_last_error());
+    }
+    free(b.p);
+    return 0;
+}
+
+/* A tensor name with a newline and an escape character (found by
+ * fuzz/fuzz_model.c): the error quotes it, still on one line. */
+TEST(test_gguf_bad_name_control_chars) {
+    gt t[64];
+    int nt = gguf_llama_tensors(t, 0);
+    t[nt - 1].name[3] = '\n'; /* output_norm.weight */
+    t[nt - 1].name[5] = 0x1b;
+    gbuf b = gguf_build("llama", t, nt, 0);
+    const char *path = tmp_path("ctrl.gguf");
+    /* its dimension count (the u32 after the name) set to 20: refused, with the name quoted */
+    size_t nl = strlen(t[nt - 1].name);
+    unsigned char *at = NULL;
+    for (size_t i = 0; i + nl + 4 <= b.n && !at; i++)
+        if (memcmp(b.p + i, t[nt - 1].name, nl) == 0) at = b.p + i + nl;
+    CHECK(at, "name not found in the built file");
+    uint32_t dims = 20;
+    memcpy(at, &dims, 4);
+    CHECK(write_bytes(path, b.p, b.n) == 0, "write");
+    free(b.p);
+    pt_model *m = pt_model_load(path);
+    if (m) pt_model_free(m);
+    CHECK(!m, "a tensor of 20 dimensions loaded");
+    const char *e = pt_last_error();
+    printf("  %s\n", e);
+    CHECK(contains(e, path) && contains(e, "20 dimensions"), "error: %s", e);
+    for (const char *c = e; *c; c++) CHECK((unsigned char)*c >= 0x20 && *c != 0x7f, "control character in the error");
+    return 0;
+}
+
 TEST(test_gguf_bad_arch) {
     gt t[64];
     int nt = gguf_llama_tensors(t, 0);
@@ -1471,6 +1529,8 @@ int main(void) {
     PT_RUN(test_gguf_bad_offset);
     PT_RUN(test_gguf_bad_quant_type);
     PT_RUN(test_gguf_bad_string_length);
+    PT_RUN(test_gguf_bad_float_int);
+    PT_RUN(test_gguf_bad_name_control_chars);
     PT_RUN(test_gguf_bad_arch);
     PT_RUN(test_llama2c_bad_truncated);
     PT_RUN(test_llama2c_bad_header);

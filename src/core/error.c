@@ -8,11 +8,20 @@
 
 static _Thread_local char err_buf[1024];
 
+/* Messages quote names and strings read from the user's files; a control
+ * character there (a newline in a GGUF tensor name, an escape sequence) would
+ * break the one-line message or the terminal, so it is shown as '?'. */
+static void scrub(char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) *s = '?';
+}
+
 int pt_set_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err_buf, sizeof err_buf, fmt, ap);
     va_end(ap);
+    scrub(err_buf);
     return PT_ERR;
 }
 
@@ -30,6 +39,7 @@ int pt_wrap_error(const char *fmt, ...) {
     if (rest > sizeof err_buf - 1 - k) rest = sizeof err_buf - 1 - k;
     memcpy(err_buf + k, old, rest);
     err_buf[k + rest] = 0;
+    scrub(err_buf);
     return PT_ERR;
 }
 

@@ -89,6 +89,15 @@ typedef struct {
     uint32_t arr_type;
 } kv;
 
+/* A float value read as an integer: truncated, saturated, NaN as 0 (a plain
+ * cast of 1e30 or NaN is undefined behaviour). */
+static int64_t f_to_i64(double f) {
+    if (!(f == f)) return 0;
+    if (f >= 9.2e18) return INT64_MAX;
+    if (f <= -9.2e18) return INT64_MIN;
+    return (int64_t)f;
+}
+
 static int read_scalar(cursor *c, uint32_t t, kv *out) {
     size_t n = type_size(t);
     if (need(c, n)) return PT_ERR;
@@ -108,10 +117,10 @@ static int read_scalar(cursor *c, uint32_t t, kv *out) {
         float f;
         memcpy(&f, &b, 4);
         out->f = f;
-        out->i = (int64_t)f;
+        out->i = f_to_i64(f);
         break;
     }
-    case GT_F64: memcpy(&out->f, &u, 8); out->i = (int64_t)out->f; break;
+    case GT_F64: memcpy(&out->f, &u, 8); out->i = f_to_i64(out->f); break;
     default: break;
     }
     return 0;
