@@ -422,7 +422,8 @@ static int read_all(const char *dir, const char *name, char **out, size_t *len) 
 
 /* meth 3 = prefix with a reparameterization MLP of 16; 4 = deep on layers 1,2
  * with the activation cache, 5 = the same without it */
-static int64_t last_cache_rows;
+static int64_t last_cache_rows, last_cache_train_rows;
+static double partial_mb; /* meth 6: room for the first fill batches of the training rows only */
 static int train_run(pt_model *m, const pt_rows *tr, const pt_rows *va, int meth, const char *dir, int resume,
                      int stop_after, int steps, int threads, float poison) {
     pt_prompt_params pp;
@@ -436,12 +437,13 @@ static int train_run(pt_model *m, const pt_rows *tr, const pt_rows *va, int meth
     pt_train_opts o = {.lr = 3e-2, .steps = steps, .batch = 3, .accum = 2, .schedule = PT_SCHED_COSINE, .warmup = 2,
                        .adamw = pt_adamw_defaults(), .clip = 1.0, .eval_every = 4, .save_every = 3, .seed = 9,
                        .pad_id = 0, .resume = resume, .progress = -1, .stop_after = stop_after, .out_dir = dir,
-                       .act_cache_mb = meth == 4 ? 64 : 0};
+                       .act_cache_mb = meth == 4 ? 64 : meth == 6 ? partial_mb : 0};
     o.adamw.weight_decay = 0.01;
     pt_train_result r;
     omp_set_num_threads(threads);
     int rc = pt_train(m, tr, va, &pp, &o, &r);
     last_cache_rows = rc ? -1 : r.act_cache_rows;
+    last_cache_train_rows = rc ? -1 : r.act_cache_train_rows;
     omp_set_num_threads(2);
     pt_params_free(&pp);
     return rc;
@@ -454,11 +456,14 @@ TEST(train_deterministic_and_resume) {
     tiny_rows(&va, 5, 2);
     char d1[] = "/tmp/pt_test_trainAXXXXXX", d2[] = "/tmp/pt_test_trainBXXXXXX", d3[] = "/tmp/pt_test_trainCXXXXXX";
     CHECK(mkdtemp(d1) && mkdtemp(d2) && mkdtemp(d3), "mkdtemp");
-    double last_val[6] = {0};
-    for (int meth = 0; meth < 6; meth++) {
+    double last_val[7] = {0};
+    /* 7 of the 13 training rows' positions: two fill batches of 3 (rows 0-5) fit */
+    partial_mb = sizeof(float) * (double)m->cfg.dim * (double)tr.off[7] / 1048576.0;
+    for (int meth = 0; meth < 7; meth++) {
         const char *mname = meth == 3   ? "prefix+mlp"
                             : meth == 4 ? "deep 1,2 cached"
                             : meth == 5 ? "deep 1,2 uncached"
+                            : meth == 6 ? "deep 1,2 partly cached"
                                         : pt_method_name((pt_method)meth);
         /* uninterrupted, 1 thread */
         CHECK(train_run(m, &tr, &va, meth, d1, 0, 0, 10, 1, 0) == 0, "%s", pt_last_error());
@@ -467,8 +472,10 @@ TEST(train_deterministic_and_resume) {
         /* stopped after 7 steps (last checkpoint at 6, metrics up to 7), then resumed */
         CHECK(train_run(m, &tr, &va, meth, d3, 0, 7, 10, 2, 0) == 0, "%s", pt_last_error());
         CHECK(train_run(m, &tr, &va, meth, d3, 1, 0, 10, 2, 0) == 0, "%s", pt_last_error());
-        CHECK(last_cache_rows == (meth == 4 ? tr.n_rows + va.n_rows : 0), "%s: %lld rows cached", mname,
+        CHECK(last_cache_rows == (meth == 4 ? tr.n_rows + va.n_rows : meth == 6 ? 6 : 0), "%s: %lld rows cached", mname,
               (long long)last_cache_rows);
+        CHECK(meth != 6 || last_cache_train_rows == 6, "%s: %lld training rows cached", mname,
+              (long long)last_cache_train_rows);
         const char *files[] = {"adapter_model.safetensors", "optimizer.safetensors", "metrics.jsonl"};
         for (int f = 0; f < 3; f++) {
             char *a, *b, *c;
@@ -499,6 +506,11 @@ TEST(train_deterministic_and_resume) {
     double dv = fabs(last_val[4] - last_val[5]) / last_val[5];
     printf("  deep 1,2: final val_loss cached %.9f, uncached %.9f (rel diff %.3g)\n", last_val[4], last_val[5], dv);
     CHECK(dv < 1e-5, "the activation cache changed the result");
+    /* rows 0-5 cached, the rest (and all validation rows) computed in each step's batch */
+    double dp = fabs(last_val[6] - last_val[5]) / last_val[5];
+    printf("  deep 1,2: final val_loss partly cached %.9f, uncached %.9f (rel diff %.3g)\n", last_val[6], last_val[5],
+           dp);
+    CHECK(dp < 1e-5, "the partial activation cache changed the result");
     /* NaN: stops with a message, the checkpoint of the previous run stays */
     char *before, *after;
     size_t lb, la;

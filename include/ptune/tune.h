@@ -123,8 +123,9 @@ typedef struct {
     int sleep_ms;         /* testing: pause after each step (to kill a run midway) */
     /* Deep prompts whose lowest layer L0 > 0: keep each row's stream entering
      * L0 (layers below see no prompt) in at most this many MiB, so those layers
-     * run once per row instead of once per visit (trainer.c). 0: off. */
-    int64_t act_cache_mb;
+     * run once per row instead of once per visit (trainer.c); rows beyond the
+     * budget run them in each step. 0: off (every step runs all layers). */
+    double act_cache_mb;
     const char *out_dir;
 } pt_train_opts;
 
@@ -132,11 +133,11 @@ typedef struct {
     double first_val_loss, last_val_loss, last_train_loss;
     int64_t steps_done;
     double seconds, tokens_per_s;
-    /* activation cache: L0 (0: not applicable), which sets are cached (1:
-     * training, 2: validation, 3: both), their rows and MiB, and the MiB that
-     * caching both sets would take */
+    /* activation cache: L0 (0: not applicable), which sets are cached whole
+     * (1: training, 2: validation, 3: both), the rows kept (in all, of each
+     * set) and their MiB, and the MiB that keeping both sets whole would take */
     int act_cache_layer, act_cache_sets;
-    int64_t act_cache_rows;
+    int64_t act_cache_rows, act_cache_train_rows, act_cache_val_rows;
     double act_cache_mib, act_cache_need_mib;
 } pt_train_result;
 

@@ -48,8 +48,9 @@ static const char *help =
     "                    embedding; the adapter files hold the projected prefixes\n"
     "  --act-cache-mb M  deep prompts whose lowest layer L0 is above 0: the layers below\n"
     "                    L0 see no prompt, so each row's stream entering L0 is computed\n"
-    "                    once and kept in memory (training and validation rows, each set\n"
-    "                    whole or not at all) when it fits in M MiB (default 2048; 0 = off)\n"
+    "                    once and kept, in at most M MiB (default 2048; 0 = off): the\n"
+    "                    training rows first, then validation; rows beyond the budget\n"
+    "                    run those layers in every step\n"
     "  --resume          continue the run in RUN_DIR bit-identically (same flags)\n"
     "  Output: RUN_DIR/run.json, prior.safetensors, adapter_model.safetensors,\n"
     "  adapter_config.json (PEFT), optimizer.safetensors, metrics.jsonl.\n";
@@ -276,15 +277,26 @@ int cmd_tune(int argc, char **argv) {
     pt_train_result res;
     if (pt_train(m, &rows, val_path ? &vrows : NULL, &pp, &o, &res)) goto fail;
     if (!quiet) {
-        if (res.act_cache_layer > 0 && res.act_cache_rows)
-            fprintf(stderr, "tune: activation cache: layers 0-%d ran once for each of %lld rows (%.1f MiB)%s\n",
-                    res.act_cache_layer - 1, (long long)res.act_cache_rows, res.act_cache_mib,
-                    !val_path || res.act_cache_sets == 3 ? ""
-                    : res.act_cache_sets == 1          ? "; the validation rows did not fit"
-                                                       : "; the training rows did not fit");
-        else if (res.act_cache_layer > 0 && cache_mb > 0)
-            fprintf(stderr, "tune: activation cache off: it needs %.0f MiB, --act-cache-mb is %ld\n",
-                    res.act_cache_need_mib, cache_mb);
+        int whole = val_path ? 3 : 1;
+        if (res.act_cache_layer > 0 && cache_mb > 0 && res.act_cache_sets == whole)
+            fprintf(stderr, "tune: activation cache: layers 0-%d ran once for each of %lld rows (%.1f MiB)\n",
+                    res.act_cache_layer - 1, (long long)res.act_cache_rows, res.act_cache_mib);
+        else if (res.act_cache_layer > 0 && cache_mb > 0 && res.act_cache_rows == 0)
+            fprintf(stderr,
+                    "tune: activation cache: no fill batch fits (all rows would need %.0f MiB, --act-cache-mb is "
+                    "%ld); every step runs layers 0-%d for its rows\n",
+                    res.act_cache_need_mib, cache_mb, res.act_cache_layer - 1);
+        else if (res.act_cache_layer > 0 && cache_mb > 0) {
+            char vpart[96] = "";
+            if (val_path)
+                snprintf(vpart, sizeof vpart, " and %lld of %d validation rows", (long long)res.act_cache_val_rows,
+                         vrows.n_rows);
+            fprintf(stderr,
+                    "tune: activation cache: layers 0-%d ran once for %lld of %d training rows%s (%.1f MiB; all "
+                    "would need %.0f, --act-cache-mb is %ld); the other rows run them in every step\n",
+                    res.act_cache_layer - 1, (long long)res.act_cache_train_rows, rows.n_rows, vpart,
+                    res.act_cache_mib, res.act_cache_need_mib, cache_mb);
+        }
         if (val_path)
             fprintf(stderr, "tune: %lld steps, val_loss %.4f -> %.4f, %.0f tok/s; run in %s\n", (long long)res.steps_done,
                     res.first_val_loss, res.last_val_loss, res.tokens_per_s, out_dir);

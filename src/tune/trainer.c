@@ -15,8 +15,12 @@
  * each row's stream entering L0 is computed once and kept (backward.h). Rows
  * are filled lazily in fixed batches (rows kB .. kB+B-1 in index order, as
  * validation visits them), so a cached value never depends on an epoch's batch
- * composition: runs stay deterministic and resume bit-identically. A set is
- * cached whole or not at all (training first, then validation). */
+ * composition: runs stay deterministic and resume bit-identically. The budget
+ * goes to the training rows first, then to validation; a set that does not fit
+ * keeps its first whole fill batches, and its other rows get their stream
+ * computed in each step, for the rows of that step's batch that need it (a
+ * sub-batch in batch order: deterministic too, and no slower than the plain
+ * step, which runs those layers as well). */
 #include "ptune/safetensors.h"
 #include "ptune/tune.h"
 
@@ -26,15 +30,18 @@
 #include <time.h>
 #include <unistd.h>
 
-/* One row set's cache. */
+/* One row set's cache: rows [0, n_cached) kept, the others computed per step. */
 typedef struct {
     const pt_rows *rows;
     int layer, B;          /* L0; fill batch size */
-    float *buf;            /* row r at off[r] * d */
+    int n_cached;          /* whole fill batches (or the whole set) */
+    float *buf;            /* row r < n_cached at off[r] * d */
+    float *step;           /* [B*T*d]: the streams of a batch's uncached rows */
     unsigned char *have;   /* per fill batch */
     float **ptr;           /* [B] rows handed to pt_resid */
+    float **fptr;          /* [B] rows of a fill or sub-batch */
     int32_t *ids, *labels, *lens; /* fill scratch [B*T], [B*T], [B] */
-    int *idx;              /* [B] */
+    int *idx, *pos;        /* [B]: rows of a fill or sub-batch, their places in the batch */
 } act_cache;
 
 typedef struct {
@@ -59,6 +66,7 @@ typedef struct {
 static void cache_free(act_cache *ac) {
     if (!ac) return;
     pt_free_aligned(ac->buf);
+    pt_free_aligned(ac->step);
     free(ac->have);
     free(ac->ptr);
     free(ac->ids);
@@ -67,43 +75,81 @@ static void cache_free(act_cache *ac) {
     free(ac);
 }
 
-static act_cache *cache_new(const pt_rows *rows, int layer, int d, int B) {
+/* Rows of the first whole fill batches (of B) whose streams fit in max_pos
+ * positions: the whole set when it fits. */
+static int cache_fit(const pt_rows *rows, int B, double max_pos) {
+    int n = rows->n_rows, r = 0;
+    while (r < n) {
+        int next = n - r < B ? n : r + B;
+        if ((double)rows->off[next] > max_pos) break;
+        r = next;
+    }
+    return r;
+}
+
+static act_cache *cache_new(const pt_rows *rows, int layer, int d, int B, int n_cached) {
     act_cache *ac = pt_calloc(1, sizeof *ac);
     if (!ac) return NULL;
-    int nfill = (rows->n_rows + B - 1) / B, T = rows->max_len > 0 ? rows->max_len : 1;
+    int nfill = (n_cached + B - 1) / B, T = rows->max_len > 0 ? rows->max_len : 1;
     ac->rows = rows;
     ac->layer = layer;
     ac->B = B;
-    ac->buf = pt_malloc_aligned(sizeof(float) * ((size_t)rows->off[rows->n_rows] * (size_t)d + 1));
+    ac->n_cached = n_cached;
+    ac->buf = pt_malloc_aligned(sizeof(float) * ((size_t)rows->off[n_cached] * (size_t)d + 1));
+    ac->step = n_cached < rows->n_rows ? pt_malloc_aligned(sizeof(float) * (size_t)B * (size_t)T * (size_t)d) : NULL;
     ac->have = pt_calloc((size_t)nfill + 1, 1);
-    ac->ptr = pt_calloc((size_t)B, sizeof(float *));
+    ac->ptr = pt_calloc((size_t)B * 2, sizeof(float *));
     ac->ids = pt_malloc(sizeof(int32_t) * (size_t)B * (size_t)T * 2);
     ac->lens = pt_malloc(sizeof(int32_t) * (size_t)B);
-    ac->idx = pt_malloc(sizeof(int) * (size_t)B);
-    if (!ac->buf || !ac->have || !ac->ptr || !ac->ids || !ac->lens || !ac->idx) return cache_free(ac), NULL;
+    ac->idx = pt_malloc(sizeof(int) * (size_t)B * 2);
+    if (!ac->buf || (n_cached < rows->n_rows && !ac->step) || !ac->have || !ac->ptr || !ac->ids || !ac->lens ||
+        !ac->idx)
+        return cache_free(ac), NULL;
+    ac->fptr = ac->ptr + B;
+    ac->pos = ac->idx + B;
     ac->labels = ac->ids + (size_t)B * T;
     return ac;
 }
 
-/* Points ac->ptr at rows idx[0..B), filling their fill batches first. */
+/* Runs layers 0..L0-1 on rows idx[0..n) and writes their streams at fptr[]. */
+static int cache_fill(const pt_model *m, pt_workspace *ws, act_cache *ac, int n, int32_t pad_id) {
+    const pt_rows *R = ac->rows;
+    if (pt_batch_rows(R, ac->idx, n, pad_id, ac->ids, ac->labels, ac->lens) < 0) return PT_ERR;
+    pt_batch in = {.B = n, .T = pt_batch_T(R, ac->idx, n), .ids = ac->ids, .lens = ac->lens};
+    pt_resid rs = {.layer = ac->layer, .rows = ac->fptr};
+    return pt_resid_fill(m, ws, &in, ac->labels, &rs);
+}
+
+/* Points ac->ptr at the streams of rows idx[0..B): cached rows after filling
+ * their fill batches if needed, the others computed now as one sub-batch. */
 static int cache_rows(const pt_model *m, pt_workspace *ws, act_cache *ac, const int *idx, int B, int32_t pad_id) {
     const pt_rows *R = ac->rows;
-    int d = m->cfg.dim;
+    int d = m->cfg.dim, nu = 0;
     for (int b = 0; b < B; b++) {
+        if (idx[b] >= ac->n_cached) continue;
         int k = idx[b] / ac->B;
         if (ac->have[k]) continue;
         int r0 = k * ac->B, nb = R->n_rows - r0 < ac->B ? R->n_rows - r0 : ac->B;
         for (int i = 0; i < nb; i++) {
             ac->idx[i] = r0 + i;
-            ac->ptr[i] = ac->buf + (size_t)R->off[r0 + i] * d;
+            ac->fptr[i] = ac->buf + (size_t)R->off[r0 + i] * d;
         }
-        if (pt_batch_rows(R, ac->idx, nb, pad_id, ac->ids, ac->labels, ac->lens) < 0) return PT_ERR;
-        pt_batch in = {.B = nb, .T = pt_batch_T(R, ac->idx, nb), .ids = ac->ids, .lens = ac->lens};
-        pt_resid rs = {.layer = ac->layer, .rows = ac->ptr};
-        if (pt_resid_fill(m, ws, &in, ac->labels, &rs)) return PT_ERR;
+        if (cache_fill(m, ws, ac, nb, pad_id)) return PT_ERR;
         ac->have[k] = 1;
     }
-    for (int b = 0; b < B; b++) ac->ptr[b] = ac->buf + (size_t)R->off[idx[b]] * d;
+    size_t at = 0;
+    for (int b = 0; b < B; b++) {
+        if (idx[b] < ac->n_cached) {
+            ac->ptr[b] = ac->buf + (size_t)R->off[idx[b]] * d;
+            continue;
+        }
+        ac->idx[nu] = idx[b];
+        ac->pos[nu] = b;
+        ac->fptr[nu++] = ac->step + at * d;
+        at += (size_t)pt_rows_len(R, idx[b]);
+    }
+    if (nu && cache_fill(m, ws, ac, nu, pad_id)) return PT_ERR;
+    for (int i = 0; i < nu; i++) ac->ptr[ac->pos[i]] = ac->fptr[i];
     return 0;
 }
 
@@ -298,22 +344,23 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
     pt_rng_seed_stream(&t.rng, o->seed, 0x7472616eULL);
     int L0 = pp->method == PT_METHOD_DEEP && pp->n_deep > 0 ? pp->deep_layers[0] : 0;
     if (L0 > 0 && o->act_cache_mb > 0) {
-        double mib = sizeof(float) * (double)m->cfg.dim / 1048576.0, budget = (double)o->act_cache_mb;
-        double need_t = mib * (double)train->off[train->n_rows], need_v = val ? mib * (double)val->off[val->n_rows] : 0;
+        double mib = sizeof(float) * (double)m->cfg.dim / 1048576.0, budget = o->act_cache_mb / mib; /* positions */
         res->act_cache_layer = L0;
-        res->act_cache_need_mib = need_t + need_v;
-        if (need_t <= budget) {
-            if (!(t.ctrain = cache_new(train, L0, m->cfg.dim, B))) goto done;
-            res->act_cache_rows += train->n_rows;
-            res->act_cache_sets |= 1;
-            res->act_cache_mib += need_t;
+        res->act_cache_need_mib = mib * ((double)train->off[train->n_rows] + (val ? (double)val->off[val->n_rows] : 0));
+        int nt = cache_fit(train, B, budget);
+        if (!(t.ctrain = cache_new(train, L0, m->cfg.dim, B, nt))) goto done;
+        res->act_cache_train_rows = nt;
+        res->act_cache_sets |= nt == train->n_rows ? 1 : 0;
+        budget -= (double)train->off[nt];
+        if (val && val->n_rows) {
+            int nv = cache_fit(val, B, budget);
+            if (!(t.cval = cache_new(val, L0, m->cfg.dim, B, nv))) goto done;
+            res->act_cache_val_rows = nv;
+            res->act_cache_sets |= nv == val->n_rows ? 2 : 0;
+            res->act_cache_mib += mib * (double)val->off[nv];
         }
-        if (val && val->n_rows && res->act_cache_mib + need_v <= budget) {
-            if (!(t.cval = cache_new(val, L0, m->cfg.dim, B))) goto done;
-            res->act_cache_rows += val->n_rows;
-            res->act_cache_sets |= 2;
-            res->act_cache_mib += need_v;
-        }
+        res->act_cache_rows = res->act_cache_train_rows + res->act_cache_val_rows;
+        res->act_cache_mib += mib * (double)train->off[nt];
     }
 
     if (o->resume) {
