@@ -10,7 +10,10 @@
 #   tune-deep: ptune's deep prompt on layers 13,14,15, against ptune's own soft
 #              step in the reference columns (the target is a time ratio);
 #   tune-deep-cached: the same with layers 0-12 read from the activation cache
-#              (`ptune tune --act-cache-mb`: every step after a row's first visit).
+#              (`ptune tune --act-cache-mb`: every step after a row's first visit);
+#   tune-deep-fill: the same with layers 0-12 run inside every step as the
+#              cache's fill (what `ptune tune` does for rows beyond the budget;
+#              not in the default KINDS).
 # tune-qa and tune-deep* run on the Llama-3.2-1B shape only.
 set -u
 cd "$(dirname "$0")/.."
@@ -48,6 +51,7 @@ for shape in $SHAPES; do
             tune-qa) extra=(--tokens 20 --loss-last 8); textra=(--tokens 20 --loss-last 8) ;;
             tune-deep) extra=(--tokens 20 --method deep --layers 13,14,15); textra=(--tokens 20) ;;
             tune-deep-cached) extra=(--tokens 20 --method deep --layers 13,14,15 --act-cache); textra=(--tokens 20) ;;
+            tune-deep-fill) extra=(--tokens 20 --method deep --layers 13,14,15 --act-fill); textra=(--tokens 20) ;;
             esac
             : >"$out/p"; : >"$out/t"; pm=""; tm=""
             for r in $(seq 0 "$ROUNDS"); do

@@ -59,6 +59,11 @@ else
     echo "SKIP eval_positions_json: models/default or tests/fixtures/eval_positions.jsonl absent"
 fi
 
+expect_error bench_act_fill_soft "--act-fill needs --method deep with every layer above 0" $P bench tune \
+    --random-config bench/configs/tiny-d128.json --batch 1 --seq 8 --act-fill
+expect_error bench_act_fill_and_cache "give one of --act-cache and --act-fill" $P bench tune \
+    --random-config bench/configs/tiny-d128.json --batch 1 --seq 8 --method deep --layers 2,3 --act-fill --act-cache
+
 # tune --act-cache-mb: deep prompts on layers 2,3 of the default model; layers 0-1 run once per
 # row with the cache, and the run ends where the uncached one does (rounding only).
 if [ -f models/default/config.json ]; then

@@ -22,8 +22,8 @@ int bench_tune(int argc, char **argv);
 static const char *help =
     "usage: ptune bench tune (--model PATH | --random-config config.json) --batch B --seq T --tokens N\n"
     "                        [--method soft|deep|prefix] [--layers 0,13,14,15] [--dtype f32|bf16|f16]\n"
-    "                        [--loss-last K] [--act-cache] [--warmup N] [--runs N] [--threads N] [--seed S]\n"
-    "                        [--json]\n"
+    "                        [--loss-last K] [--act-cache | --act-fill] [--warmup N] [--runs N] [--threads N]\n"
+    "                        [--seed S] [--json]\n"
     "  Times one training step (forward + prompt backward + AdamW) on random ids,\n"
     "  loss on every one of the T real positions. --seq counts real tokens; the N prompt\n"
     "  positions come on top. Deep prompts default to layer 0 and the last three layers.\n"
@@ -32,6 +32,8 @@ static const char *help =
     "  --act-cache: deep prompts above layer 0 only; the stream entering the lowest\n"
     "  prompted layer is computed once before the timed steps (reported as cache_fill_s)\n"
     "  and every step reads it, as `ptune tune` does once a row is cached (--act-cache-mb).\n"
+    "  --act-fill: the same, but the stream is computed inside every timed step (fill, then\n"
+    "  the step from there), as `ptune tune` does for rows beyond the --act-cache-mb budget.\n"
     "  Reports median_s_per_step, tokens_per_s = B*(T+N)/s, gflops (DESIGN.md) and peak_rss_mib.\n";
 
 static int cmp_d(const void *a, const void *b) {
@@ -48,7 +50,7 @@ int bench_tune(int argc, char **argv) {
     const char *method_s = args_str(&a, "--method"), *layers_s = args_str(&a, "--layers");
     const char *dtype_s = args_str(&a, "--dtype");
     long B, T, N, warm, runs, threads, seed, loss_last;
-    int json = args_flag(&a, "--json"), act_cache = args_flag(&a, "--act-cache");
+    int json = args_flag(&a, "--json"), act_cache = args_flag(&a, "--act-cache"), act_fill = args_flag(&a, "--act-fill");
     if (args_int(&a, "--batch", 0, &B) || args_int(&a, "--seq", 0, &T) || args_int(&a, "--tokens", 20, &N) ||
         args_int(&a, "--loss-last", 0, &loss_last) ||
         args_int(&a, "--warmup", 1, &warm) || args_int(&a, "--runs", 5, &runs) ||
@@ -110,9 +112,14 @@ int bench_tune(int argc, char **argv) {
         for (int l = c->n_layers - 3; l < c->n_layers; l++)
             if (l > 0) layers[nl++] = l;
     }
-    if (act_cache && (method != PT_METHOD_DEEP || layers[0] < 1)) {
+    if (act_cache && act_fill) {
         pt_model_free(m);
-        return cli_failf(C, "--act-cache needs --method deep with every layer above 0 (--layers 13,14,15)");
+        return cli_failf(C, "give one of --act-cache and --act-fill");
+    }
+    if ((act_cache || act_fill) && (method != PT_METHOD_DEEP || layers[0] < 1)) {
+        pt_model_free(m);
+        return cli_failf(C, "%s needs --method deep with every layer above 0 (--layers 13,14,15)",
+                         act_cache ? "--act-cache" : "--act-fill");
     }
     pt_prompt_params pp = {0};
     pt_workspace *ws = NULL;
@@ -150,13 +157,13 @@ int bench_tune(int argc, char **argv) {
     pt_adamw_hparams h = pt_adamw_defaults();
     pt_batch in = {.B = (int)B, .T = (int)T, .ids = ids, .lens = lens, .prompt = &prompt};
     pt_resid rs = {.layer = pp.deep_layers[0]};
-    if (act_cache) {
+    pt_batch fb = {.B = (int)B, .T = (int)T, .ids = ids, .lens = lens};
+    if (act_cache || act_fill) {
         cache = pt_malloc_aligned(sizeof(float) * (size_t)(B * T) * (size_t)c->dim);
         crow = pt_calloc((size_t)B, sizeof(float *));
         if (!cache || !crow) goto fail;
         for (long b = 0; b < B; b++) crow[b] = cache + (size_t)(b * T) * (size_t)c->dim;
         rs.rows = crow;
-        pt_batch fb = {.B = (int)B, .T = (int)T, .ids = ids, .lens = lens};
         double t0 = pt_now();
         if (pt_resid_fill(m, ws, &fb, labels, &rs)) goto fail;
         fill_s = pt_now() - t0;
@@ -165,6 +172,7 @@ int bench_tune(int argc, char **argv) {
     for (long r = 0; r < warm + runs; r++) {
         double t0 = pt_now(), loss;
         int64_t nt;
+        if (act_fill && pt_resid_fill(m, ws, &fb, labels, &rs)) goto fail;
         if (pt_loss_forward_backward(m, ws, &in, labels, 0, &loss, &nt, &g)) goto fail;
         pt_clip_grad_norm(grad, pp.n, 1.0);
         pt_adamw_step(&h, 1e-4, r + 1, pp.p, grad, grad + pp.n, grad + 2 * pp.n, pp.n);
@@ -182,10 +190,10 @@ int bench_tune(int argc, char **argv) {
         printf("{\"bench\": \"tune\", \"model\": \"%s\", \"method\": \"%s\", \"batch\": %ld, \"seq\": %ld, "
                "\"tokens\": %ld, \"threads\": %d, \"runs\": %ld, \"trainable_params\": %zu, \"loss_last\": %ld, "
                "\"median_s_per_step\": %.6f, \"min_s_per_step\": %.6f, \"tokens_per_s\": %.1f, \"gflops\": %.3f, "
-               "\"peak_rss_mib\": %.1f, \"act_cache\": %d, \"cache_fill_s\": %.6f}\n",
+               "\"peak_rss_mib\": %.1f, \"act_cache\": %d, \"act_fill\": %d, \"cache_fill_s\": %.6f}\n",
                model_path ? model_path : cfg_path, pt_method_name(method), B, T, N, pt_get_threads(), runs, pp.n,
                loss_last, med,
-               times[0], (double)B * S / med, flops / med / 1e9, rss, act_cache, fill_s);
+               times[0], (double)B * S / med, flops / med / 1e9, rss, act_cache, act_fill, fill_s);
     else
         printf("%s, %s prompt of %ld: batch %ld x seq %ld (+%ld), %d threads: %.4f s/step (median of %ld), "
                "%.0f tokens/s, %.2f GFLOP/s, peak RSS %.0f MiB\n",
@@ -193,6 +201,8 @@ int bench_tune(int argc, char **argv) {
                (double)B * S / med, flops / med / 1e9, rss);
     if (!json && act_cache)
         printf("activation cache: layers 0-%d filled once in %.4f s (not in the steps above)\n", rs.layer - 1, fill_s);
+    if (!json && act_fill)
+        printf("activation cache: layers 0-%d filled inside every step above\n", rs.layer - 1);
     rc = 0;
     goto done;
 fail:
