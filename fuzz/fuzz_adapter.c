@@ -11,6 +11,7 @@
  * Checked: no crash, leak or sanitizer report; a refusal is one non-empty line
  * naming the file or directory; what loads is used (the adapter's vectors
  * read, two vectors sampled, a text encoded and decoded). */
+#include "fuzz_util.h"
 #include "ptune/core.h"
 #include "ptune/model.h"
 #include "ptune/prior.h"
@@ -33,18 +34,11 @@ static const char *base;
 static const char *files[3] = {"adapter_model.safetensors", "adapter_config.json", "run.json"};
 static const char *runs[3] = {"soft", "deep", "prefix"};
 
-static int write_file(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    size_t w = n ? fwrite(p, 1, n, f) : 0;
-    return fclose(f) != 0 || w != n ? -1 : 0;
-}
-
 static int copy_file(const char *from, const char *to) {
     size_t n;
     char *p = pt_read_file(from, &n);
     if (!p) return -1;
-    int rc = write_file(to, p, n);
+    int rc = fz_write_file(to, p, n);
     free(p);
     return rc;
 }
@@ -65,28 +59,20 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-static void check_error(const char *where) {
-    const char *e = pt_last_error();
-    if (!e || !*e || strchr(e, '\n') || !strstr(e, where)) {
-        fprintf(stderr, "bad error message for %s: '%s'\n", where, e ? e : "(null)");
-        abort();
-    }
-}
-
 static void fuzz_adapter_dir(int which, int run, const uint8_t *body, size_t n) {
     char path[256], from[256];
     for (int f = 0; f < 3; f++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[f]);
         snprintf(from, sizeof from, "%s/%s/%s", base, runs[run], files[f]);
-        if (f == which ? write_file(path, body, n) : copy_file(from, path)) return;
+        if (f == which ? fz_write_file(path, body, n) : copy_file(from, path)) return;
     }
     pt_prompt_params pp;
     if (pt_adapter_load(dir, model, NULL, &pp)) {
-        check_error(dir);
+        fz_check_error(dir);
         return;
     }
     double s = 0;
-    for (int64_t i = 0; i < pp.n; i++) s += pp.p[i];
+    for (size_t i = 0; i < pp.n; i++) s += pp.p[i];
     (void)s;
     pt_params_free(&pp);
 }
@@ -94,12 +80,12 @@ static void fuzz_adapter_dir(int which, int run, const uint8_t *body, size_t n) 
 static void fuzz_prior_file(int fit, const uint8_t *body, size_t n) {
     char path[160], spec[200];
     snprintf(path, sizeof path, "%s/prior.safetensors", dir);
-    if (write_file(path, body, n)) return;
+    if (fz_write_file(path, body, n)) return;
     int d = model->cfg.dim;
     if (fit) {
         pt_gauss_fit g;
         if (pt_gauss_load(path, &g)) {
-            check_error(path);
+            fz_check_error(path);
             return;
         }
         d = g.d;
@@ -108,17 +94,17 @@ static void fuzz_prior_file(int fit, const uint8_t *body, size_t n) {
     }
     snprintf(spec, sizeof spec, fit ? "fitted:fit=%s" : "file:%s", path);
     float *out = malloc(sizeof(float) * 2 * (size_t)d);
-    if (pt_prior_sample_str(spec, NULL, 2, d, 1, out)) check_error(path);
+    if (pt_prior_sample_str(spec, NULL, 2, d, 1, out)) fz_check_error(path);
     free(out);
 }
 
 static void fuzz_tokenizer_bin(const uint8_t *body, size_t n) {
     char path[160];
     snprintf(path, sizeof path, "%s/tokenizer.bin", dir);
-    if (write_file(path, body, n)) return;
+    if (fz_write_file(path, body, n)) return;
     pt_tokenizer *t = pt_tokenizer_load(path);
     if (!t) {
-        check_error(path);
+        fz_check_error(path);
         return;
     }
     int32_t *ids = NULL;

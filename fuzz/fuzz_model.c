@@ -7,6 +7,7 @@
  * a model that loads passes pt_model_validate and, when small, runs a forward
  * over a few tokens with finite-or-not logits but no fault. For format 2 the
  * safetensors reader is also walked on its own (every tensor, the metadata). */
+#include "fuzz_util.h"
 #include "ptune/core.h"
 #include "ptune/forward.h"
 #include "ptune/model.h"
@@ -31,13 +32,6 @@ static unsigned char *micro_weights;
 static size_t micro_weights_n;
 static char dir[96];
 
-static int write_file(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    size_t w = n ? fwrite(p, 1, n, f) : 0;
-    return fclose(f) != 0 || w != n ? -1 : 0;
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
@@ -55,15 +49,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         fclose(f);
     }
     return 0;
-}
-
-/* An error must be one non-empty line that names the file. */
-static void check_error(const char *path) {
-    const char *e = pt_last_error();
-    if (!e || !*e || strchr(e, '\n') || !strstr(e, path)) {
-        fprintf(stderr, "bad error message for %s: '%s'\n", path, e ? e : "(null)");
-        abort();
-    }
 }
 
 static void try_forward(const pt_model *m) {
@@ -92,22 +77,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t n = size - 1;
     if (fmt == 0 || fmt == 1) {
         snprintf(path, sizeof path, "%s/m.%s", dir, fmt == 0 ? "gguf" : "bin");
-        if (write_file(path, body, n)) return 0;
+        if (fz_write_file(path, body, n)) return 0;
     } else {
         snprintf(path, sizeof path, "%s/hf", dir);
         mkdir(path, 0700);
         snprintf(file, sizeof file, "%s/config.json", path);
-        if (write_file(file, fmt == 2 ? (const void *)micro_config : body, fmt == 2 ? strlen(micro_config) : n)) return 0;
+        if (fz_write_file(file, fmt == 2 ? (const void *)micro_config : body, fmt == 2 ? strlen(micro_config) : n)) return 0;
         snprintf(file, sizeof file, "%s/model.safetensors", path);
-        if (write_file(file, fmt == 2 ? body : micro_weights, fmt == 2 ? n : micro_weights_n)) return 0;
+        if (fz_write_file(file, fmt == 2 ? body : micro_weights, fmt == 2 ? n : micro_weights_n)) return 0;
         if (fmt == 2) { /* the reader on its own */
             pt_st_file *st = pt_st_open(file);
-            if (!st) check_error(file);
+            if (!st) fz_check_error(file);
             else {
                 for (int i = 0; i < pt_st_count(st); i++) {
                     pt_tensor t;
                     const char *name = pt_st_name(st, i);
-                    if (name && pt_st_get(st, name, &t) != 0) check_error(file);
+                    if (name && pt_st_get(st, name, &t) != 0) fz_check_error(file);
                 }
                 (void)pt_st_meta(st, "format");
                 pt_st_close(st);
@@ -116,7 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     pt_model *m = pt_model_load(path);
     if (!m) {
-        check_error(path);
+        fz_check_error(path);
         return 0;
     }
     if (pt_model_validate(m) != 0) {
