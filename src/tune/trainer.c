@@ -19,8 +19,8 @@
  * goes to the training rows first, then to validation; a set that does not fit
  * keeps its first whole fill batches, and its other rows get their stream
  * computed in each step, for the rows of that step's batch that need it (a
- * sub-batch in batch order: deterministic too, and no slower than the plain
- * step, which runs those layers as well). */
+ * sub-batch in batch order: deterministic too, and as fast as the plain step,
+ * which runs those layers as well: docs/performance.md). */
 #include "ptune/safetensors.h"
 #include "ptune/tune.h"
 
