@@ -87,6 +87,11 @@ if [ -f models/default/config.json ]; then
     else
         fail tune_act_cache "val_loss cached $v1 uncached $v0, partly cached $v2 uncached $v3; $out1 / $out0 / $out2"
     fi
+    # a fill batch of 128 rows needs more than 1 MiB: nothing is kept, every step computes its rows' streams
+    out=$($P tune --method deep --layers 2,3 --tokens 4 --data "$T/ac_big.jsonl" --lr 0.01 --steps 2 --batch 128 \
+        --act-cache-mb 1 --out "$T/ac_none" 2>&1)
+    grep -q "activation cache: no fill batch fits (all rows would need 3 MiB, --act-cache-mb is 1)" <<<"$out" &&
+        pass tune_act_cache_none || fail tune_act_cache_none "$out"
     # a run stored without the key (an older ptune): --resume names it instead of '?'
     sed -i -e '/"act_cache_mb": /d' -e 's/"prefix_projection": 0,$/"prefix_projection": 0/' "$T/ac_on/run.json"
     expect_error tune_resume_missing_key "first difference: 'act_cache_mb'" $P tune --method deep --layers 2,3 \

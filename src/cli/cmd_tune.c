@@ -277,7 +277,7 @@ int cmd_tune(int argc, char **argv) {
     pt_train_result res;
     if (pt_train(m, &rows, val_path ? &vrows : NULL, &pp, &o, &res)) goto fail;
     if (!quiet) {
-        int whole = val_path ? 3 : 1;
+        int whole = val_path && vrows.n_rows ? 3 : 1;
         if (res.act_cache_layer > 0 && cache_mb > 0 && res.act_cache_sets == whole)
             fprintf(stderr, "tune: activation cache: layers 0-%d ran once for each of %lld rows (%.1f MiB)\n",
                     res.act_cache_layer - 1, (long long)res.act_cache_rows, res.act_cache_mib);
