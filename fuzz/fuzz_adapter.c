@@ -29,6 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 static pt_model *model;
+static char model_sha[65]; /* computed once: pt_adapter_load would hash the model on every input */
 static char dir[96];
 static const char *base;
 static const char *files[3] = {"adapter_model.safetensors", "adapter_config.json", "run.json"};
@@ -50,7 +51,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     mkdir(dir, 0700);
     const char *mp = getenv("PT_FUZZ_MODEL");
     model = pt_model_load(mp ? mp : "../../models/default");
-    if (!model) {
+    if (!model || pt_model_sha256(model->path, model_sha)) {
         fprintf(stderr, "fuzz_adapter: %s\n", pt_last_error());
         exit(1);
     }
@@ -67,7 +68,7 @@ static void fuzz_adapter_dir(int which, int run, const uint8_t *body, size_t n) 
         if (f == which ? fz_write_file(path, body, n) : copy_file(from, path)) return;
     }
     pt_prompt_params pp;
-    if (pt_adapter_load(dir, model, NULL, &pp)) {
+    if (pt_adapter_load(dir, model, model_sha, &pp)) {
         fz_check_error(dir);
         return;
     }
