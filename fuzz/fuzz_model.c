@@ -1,12 +1,14 @@
 /* fuzz_model.c: libFuzzer harness for the model loaders.
- * The first input byte picks what the rest is: 0 a GGUF file, 1 a llama2.c
- * .bin, 2 the model.safetensors of a Hugging Face directory (with a fixed
- * valid micro config.json), 3 the config.json of such a directory (with fixed
- * micro weights). Seeds: fuzz/make_model_seeds.py. Checked: no crash, leak or
- * sanitizer report; a refused file leaves one line of error naming the path;
- * a model that loads passes pt_model_validate and, when small, runs a forward
- * over a few tokens with finite-or-not logits but no fault. For format 2 the
- * safetensors reader is also walked on its own (every tensor, the metadata). */
+ * The first input byte (mod 6) picks what the rest is: 0 a GGUF file, 1 a
+ * llama2.c .bin, 2 the model.safetensors of a Llama Hugging Face directory
+ * (with a fixed valid micro config.json), 3 the config.json of such a
+ * directory (with fixed micro weights), 4 and 5 the same for GPT-2 (Conv1D
+ * weights, LayerNorm, position embeddings). Seeds: fuzz/make_model_seeds.py.
+ * Checked: no crash, leak or sanitizer report; a refused file leaves one line
+ * of error naming the path; a model that loads passes pt_model_validate and,
+ * when small, runs a forward over a few tokens with finite-or-not logits but
+ * no fault. For formats 2 and 4 the safetensors reader is also walked on its
+ * own (every tensor, the metadata). */
 #include "fuzz_util.h"
 #include "ptune/core.h"
 #include "ptune/forward.h"
@@ -23,31 +25,40 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
-/* The micro model of make_model_seeds.py (d 8, 1 layer, vocabulary 16). */
-static const char *micro_config =
+/* The micro models of make_model_seeds.py (d 8, 1 layer, vocabulary 16). */
+static const char *micro_config[2] = {
     "{\"model_type\": \"llama\", \"hidden_size\": 8, \"intermediate_size\": 16, \"num_hidden_layers\": 1, "
     "\"num_attention_heads\": 2, \"num_key_value_heads\": 2, \"vocab_size\": 16, \"rms_norm_eps\": 1e-05, "
-    "\"max_position_embeddings\": 8, \"tie_word_embeddings\": true}";
-static unsigned char *micro_weights;
-static size_t micro_weights_n;
+    "\"max_position_embeddings\": 8, \"tie_word_embeddings\": true}",
+    "{\"model_type\": \"gpt2\", \"n_embd\": 8, \"n_layer\": 1, \"n_head\": 2, \"vocab_size\": 16, "
+    "\"n_positions\": 8, \"layer_norm_epsilon\": 1e-05}"};
+static unsigned char *micro_weights[2];
+static size_t micro_weights_n[2];
 static char dir[96];
+
+/* A seed file without its format byte (the fixed weights of formats 3 and 5). */
+static void read_seed(const char *path, unsigned char **out, size_t *n_out) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 1, SEEK_SET);
+    if (n > 1 && (*out = malloc((size_t)n - 1)) && fread(*out, 1, (size_t)n - 1, f) == (size_t)n - 1)
+        *n_out = (size_t)n - 1;
+    fclose(f);
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
     snprintf(dir, sizeof dir, "/tmp/pt_fuzz_model_%d", (int)getpid());
     mkdir(dir, 0700);
-    /* fixed weights for format 3: the seed file without its format byte */
-    const char *seed = getenv("PT_FUZZ_MICRO_ST");
-    FILE *f = fopen(seed ? seed : "corpus/seed_micro.safetensors", "rb");
-    if (f) {
-        fseek(f, 0, SEEK_END);
-        long n = ftell(f);
-        fseek(f, 1, SEEK_SET);
-        if (n > 1 && (micro_weights = malloc((size_t)n - 1)) && fread(micro_weights, 1, (size_t)n - 1, f) == (size_t)n - 1)
-            micro_weights_n = (size_t)n - 1;
-        fclose(f);
-    }
+    const char *seeds = getenv("PT_FUZZ_SEEDS");
+    char p[512];
+    snprintf(p, sizeof p, "%s/seed_micro.safetensors", seeds ? seeds : "corpus");
+    read_seed(p, &micro_weights[0], &micro_weights_n[0]);
+    snprintf(p, sizeof p, "%s/seed_micro_gpt2.safetensors", seeds ? seeds : "corpus");
+    read_seed(p, &micro_weights[1], &micro_weights_n[1]);
     return 0;
 }
 
@@ -71,7 +82,7 @@ static void try_forward(const pt_model *m) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
-    int fmt = data[0] & 3;
+    int fmt = data[0] % 6, arch = fmt >= 4; /* 2, 3: Llama; 4, 5: GPT-2 */
     char path[160], file[192];
     const uint8_t *body = data + 1;
     size_t n = size - 1;
@@ -82,10 +93,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         snprintf(path, sizeof path, "%s/hf", dir);
         mkdir(path, 0700);
         snprintf(file, sizeof file, "%s/config.json", path);
-        if (fz_write_file(file, fmt == 2 ? (const void *)micro_config : body, fmt == 2 ? strlen(micro_config) : n)) return 0;
+        int weights = fmt == 2 || fmt == 4; /* the input is the weights, else the config */
+        if (fz_write_file(file, weights ? (const void *)micro_config[arch] : body,
+                          weights ? strlen(micro_config[arch]) : n))
+            return 0;
         snprintf(file, sizeof file, "%s/model.safetensors", path);
-        if (fz_write_file(file, fmt == 2 ? body : micro_weights, fmt == 2 ? n : micro_weights_n)) return 0;
-        if (fmt == 2) { /* the reader on its own */
+        if (fz_write_file(file, weights ? body : micro_weights[arch], weights ? n : micro_weights_n[arch])) return 0;
+        if (weights) { /* the reader on its own */
             pt_st_file *st = pt_st_open(file);
             if (!st) fz_check_error(file);
             else {

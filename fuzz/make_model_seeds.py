@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes micro model files (d 8, 1 layer, vocabulary 16, F32) as seeds for
-fuzz/fuzz_model.c: a llama GGUF, a llama2.c .bin (version 0) and a
-safetensors file with the Hugging Face names. Plain struct, no PyTorch.
+fuzz/fuzz_model.c: a llama GGUF, a llama2.c .bin (version 0), and Llama and
+GPT-2 safetensors files with the Hugging Face names and their config.json.
+Plain struct, no PyTorch.
 Usage: python3 fuzz/make_model_seeds.py OUT_DIR (fuzz/run.sh calls it)."""
 import json
 import os
@@ -67,15 +68,7 @@ def llama2c(path):
         f.write(out)
 
 
-def safetensors(path):
-    shapes = {"model.embed_tokens.weight": [V, D], "model.norm.weight": [D]}
-    for i in range(L):
-        p = "model.layers.%d." % i
-        shapes.update({p + "input_layernorm.weight": [D], p + "self_attn.q_proj.weight": [D, D],
-                       p + "self_attn.k_proj.weight": [D * KV // H, D], p + "self_attn.v_proj.weight": [D * KV // H, D],
-                       p + "self_attn.o_proj.weight": [D, D], p + "post_attention_layernorm.weight": [D],
-                       p + "mlp.gate_proj.weight": [FF, D], p + "mlp.up_proj.weight": [FF, D],
-                       p + "mlp.down_proj.weight": [D, FF]})
+def write_st(path, shapes):
     header, data = {"__metadata__": {"format": "pt"}}, b""
     for i, (name, shp) in enumerate(shapes.items()):
         n = 1
@@ -87,17 +80,45 @@ def safetensors(path):
     h += b" " * (-len(h) % 8)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(h)) + h + data)
+
+
+def safetensors(path):
+    shapes = {"model.embed_tokens.weight": [V, D], "model.norm.weight": [D]}
+    for i in range(L):
+        p = "model.layers.%d." % i
+        shapes.update({p + "input_layernorm.weight": [D], p + "self_attn.q_proj.weight": [D, D],
+                       p + "self_attn.k_proj.weight": [D * KV // H, D], p + "self_attn.v_proj.weight": [D * KV // H, D],
+                       p + "self_attn.o_proj.weight": [D, D], p + "post_attention_layernorm.weight": [D],
+                       p + "mlp.gate_proj.weight": [FF, D], p + "mlp.up_proj.weight": [FF, D],
+                       p + "mlp.down_proj.weight": [D, FF]})
+    write_st(path, shapes)
     cfg = {"model_type": "llama", "hidden_size": D, "intermediate_size": FF, "num_hidden_layers": L,
            "num_attention_heads": H, "num_key_value_heads": KV, "vocab_size": V, "rms_norm_eps": 1e-5,
            "max_position_embeddings": SEQ, "tie_word_embeddings": True}
     return json.dumps(cfg)
 
 
+def gpt2_safetensors(path):
+    ff = 4 * D
+    shapes = {"wte.weight": [V, D], "wpe.weight": [SEQ, D], "ln_f.weight": [D], "ln_f.bias": [D]}
+    for i in range(L):
+        p = "h.%d." % i
+        shapes.update({p + "ln_1.weight": [D], p + "ln_1.bias": [D], p + "attn.c_attn.weight": [D, 3 * D],
+                       p + "attn.c_attn.bias": [3 * D], p + "attn.c_proj.weight": [D, D], p + "attn.c_proj.bias": [D],
+                       p + "ln_2.weight": [D], p + "ln_2.bias": [D], p + "mlp.c_fc.weight": [D, ff],
+                       p + "mlp.c_fc.bias": [ff], p + "mlp.c_proj.weight": [ff, D], p + "mlp.c_proj.bias": [D]})
+    write_st(path, shapes)
+    return json.dumps({"model_type": "gpt2", "n_embd": D, "n_layer": L, "n_head": H, "vocab_size": V,
+                       "n_positions": SEQ, "layer_norm_epsilon": 1e-5})
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
-    # the harness reads the first byte as the format: 0 gguf, 1 llama2.c, 2 safetensors, 3 config.json
-    for tag, name, fn in ((0, "micro.gguf", gguf), (1, "micro.bin", llama2c), (2, "micro.safetensors", safetensors)):
+    # the harness reads the first byte (mod 6) as the format: 0 gguf, 1 llama2.c, 2 Llama safetensors,
+    # 3 Llama config.json, 4 GPT-2 safetensors, 5 GPT-2 config.json
+    for tag, name, fn in ((0, "micro.gguf", gguf), (1, "micro.bin", llama2c), (2, "micro.safetensors", safetensors),
+                          (4, "micro_gpt2.safetensors", gpt2_safetensors)):
         tmp = os.path.join(out, name + ".raw")
         cfg = fn(tmp)
         with open(tmp, "rb") as f:
@@ -106,8 +127,9 @@ def main():
         with open(os.path.join(out, "seed_" + name), "wb") as f:
             f.write(bytes([tag]) + body)
         if cfg:
-            with open(os.path.join(out, "seed_config.json"), "wb") as f:
-                f.write(bytes([3]) + cfg.encode())
+            cname = "seed_config.json" if tag == 2 else "seed_config_gpt2.json"
+            with open(os.path.join(out, cname), "wb") as f:
+                f.write(bytes([tag + 1]) + cfg.encode())
 
 
 if __name__ == "__main__":
