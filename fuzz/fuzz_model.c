@@ -38,14 +38,10 @@ static char dir[96];
 
 /* A seed file without its format byte (the fixed weights of formats 3 and 5). */
 static void read_seed(const char *path, unsigned char **out, size_t *n_out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 1, SEEK_SET);
-    if (n > 1 && (*out = malloc((size_t)n - 1)) && fread(*out, 1, (size_t)n - 1, f) == (size_t)n - 1)
-        *n_out = (size_t)n - 1;
-    fclose(f);
+    size_t n;
+    char *p = pt_read_file(path, &n);
+    if (p && n > 1) *out = (unsigned char *)p + 1, *n_out = n - 1; /* kept for the process */
+    else free(p);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
