@@ -15,7 +15,29 @@
 #include "ptune/core.h"
 #include "ptune/tensor.h"
 
-typedef enum { PT_ARCH_LLAMA = 1, PT_ARCH_GPT2 = 2 } pt_arch;
+typedef enum { PT_ARCH_LLAMA = 1, PT_ARCH_GPT2 = 2, PT_ARCH_GEMMA = 3 } pt_arch;
+
+/* What distinguishes one family from another, as data: the loaders, the
+ * block (src/model/block.c) and the tools ask this table instead of testing
+ * the architecture. Adding a Llama-like family is one entry here (family.c),
+ * one ops entry in src/model/ops.c and one tensor-name table in src/io/. */
+typedef enum { PT_NORM_RMS = 0, PT_NORM_LAYER = 1 } pt_norm_kind;
+typedef enum { PT_MLP_SWIGLU = 0, PT_MLP_GEGLU = 1, PT_MLP_GELU = 2 } pt_mlp_kind;
+typedef enum { PT_POS_ROPE = 0, PT_POS_LEARNED = 1 } pt_pos_kind;
+typedef struct {
+    pt_arch arch;
+    const char *name;      /* "llama", "gpt2", "gemma" */
+    pt_norm_kind norm;     /* RMSNorm (no bias) | LayerNorm (weight + bias) */
+    pt_mlp_kind mlp;       /* silu(gate)*up | gelu_tanh(gate)*up | gelu_tanh(fc) */
+    pt_pos_kind pos;       /* RoPE on q, k | learned position embeddings added at the input */
+    int fused_qkv;         /* one c_attn linear (GPT-2) instead of q, k, v */
+    int biases;            /* every linear and norm has a bias (GPT-2) */
+    int embed_scale_sqrt_d; /* embeddings multiplied by sqrt(d) (Gemma) */
+    int tied_default;      /* head tied to the embeddings unless the config says */
+} pt_family;
+
+/* The family of an architecture; NULL for an unknown one. */
+const pt_family *pt_family_of(pt_arch arch);
 
 /* Where the two halves of each rotated pair live.
  *  PT_ROPE_HALF:        (i, i + hd/2), Hugging Face's rotate_half layout.
@@ -36,7 +58,11 @@ typedef struct {
     int vocab_size;
     int max_seq;     /* max_position_embeddings */
     float norm_eps;
-    /* Llama family */
+    /* RMSNorm multiplies by (norm_w_offset + w): Gemma's Hugging Face
+     * checkpoints store w and apply (1 + w), so their loader sets 1; llama.cpp's
+     * converter stores 1 + w in GGUF, so there it stays 0. */
+    float norm_w_offset;
+    /* RoPE families (Llama, Gemma) */
     float rope_theta;
     pt_rope_layout rope_layout;
     int rope_scaling;           /* 1: Llama-3 "llama3" scaling below */
