@@ -22,9 +22,11 @@ int pt_get_threads(void);
  * The outputs are split into chunks of pt_linear_chunk() columns (from the
  * shape alone); each chunk is one single-threaded sgemm on an OpenMP thread.
  * F32 weights go to sgemm as they are; F16/BF16/Q8_0 chunks are widened into
- * the thread's block of `scratch` (n_scratch blocks of
- * pt_linear_scratch_floats() floats; at most n_scratch threads run) and
- * multiplied there, so weights are never widened whole. bias: fp32 [out] or
+ * the thread's block of `scratch` (nthreads blocks of
+ * pt_linear_scratch_floats() floats) and multiplied there, so weights are
+ * never widened whole. nthreads: the threads to run (fewer when the shape has
+ * fewer tiles). This is the fp32 backend's kernel (src/backend/fp32_linear.c);
+ * the model calls it through the backend (src/backend/backend.h). bias: fp32 [out] or
  * NULL. x has row stride ldx, y row stride ldy (so several linears can write
  * into one fused buffer). Not to be called inside a parallel region. */
 int pt_linear_chunk(const pt_linear *l);
@@ -42,7 +44,7 @@ void pt_linear_tiles(int64_t cols, int n, int limit, int f32, int *nc, int *mb);
 void pt_tensor_cols_f32(const pt_tensor *t, int64_t c0, int64_t nc, float *out);
 size_t pt_linear_scratch_floats(const pt_linear *l);
 void pt_linear_forward(const pt_linear *l, const float *bias, const float *x, int n, int ldx, float *y,
-                       int ldy, float *scratch, int n_scratch);
+                       int ldy, float *scratch, int nthreads);
 void pt_linear_forward_ref(const pt_linear *l, const float *bias, const float *x, int n, int ldx,
                            float *y, int ldy);
 /* Element (o, i) of the weight as fp32 (layout and dtype aware). */
@@ -124,10 +126,11 @@ static inline int pt_attn_key_limit(const pt_attn_args *a, int b, int t) {
     if (lim > kl) lim = kl;
     return lim < 0 ? 0 : lim;
 }
-/* scratch: n_scratch blocks of pt_attention_scratch_floats(Tk) floats, one per
- * thread; at most n_scratch threads run. */
+/* scratch: nthreads blocks of pt_attention_scratch_floats(Tk) floats, one per
+ * thread; nthreads threads run (fewer for small shapes). The fp32 backend's
+ * kernel (src/backend/fp32_attention.c). */
 size_t pt_attention_scratch_floats(int Tk);
-void pt_attention(const pt_attn_args *a, float *scratch, int n_scratch);
+void pt_attention(const pt_attn_args *a, float *scratch, int nthreads);
 void pt_attention_ref(const pt_attn_args *a);
 
 /* ---- elementwise -----------------------------------------------------------------*/
@@ -144,6 +147,9 @@ double pt_vdotf(const float *x, const float *y, int64_t n);
 /* g[i] = silu(g[i]) * u[i] over n elements (in place in g). */
 void pt_swiglu(float *g, const float *u, int64_t n);
 void pt_swiglu_ref(float *g, const float *u, int64_t n);
+/* g[i] = gelu_tanh(g[i]) * u[i] (Gemma's GeGLU; in place in g). */
+void pt_geglu(float *g, const float *u, int64_t n);
+void pt_geglu_ref(float *g, const float *u, int64_t n);
 /* x[i] = gelu_tanh(x[i]) (GPT-2 "gelu_new"). */
 void pt_gelu(float *x, int64_t n);
 void pt_gelu_ref(float *x, int64_t n);

@@ -14,11 +14,12 @@
  * (y = x W^T + b.) W in its stored dtype and layout (w_in_out honored); no
  * weight gradient. Input columns are split into pt_linear_bwd_chunk() columns
  * (from the shape alone); F16/BF16/Q8_0 chunks are widened into the thread's
- * block of scratch (n_scratch blocks of pt_linear_bwd_scratch_floats()). */
+ * block of scratch (nthreads blocks of pt_linear_bwd_scratch_floats()); nthreads
+ * threads run. The fp32 backend's kernel (src/backend/fp32_linear_bwd.c). */
 int pt_linear_bwd_chunk(const pt_linear *l);
 size_t pt_linear_bwd_scratch_floats(const pt_linear *l);
 void pt_linear_backward_input(const pt_linear *l, const float *dy, int n, int lddy, float *dx, int lddx,
-                              int accumulate, float *scratch, int n_scratch);
+                              int accumulate, float *scratch, int nthreads);
 void pt_linear_backward_input_ref(const pt_linear *l, const float *dy, int n, int lddy, float *dx, int lddx,
                                   int accumulate);
 
@@ -37,6 +38,10 @@ void pt_layernorm_backward_ref(float *dx, const float *dy, const float *x, const
  * (dg/du may not alias g/u; dg may alias dout). */
 void pt_swiglu_backward(float *dg, float *du, const float *dout, const float *g, const float *u, int64_t n);
 void pt_swiglu_backward_ref(float *dg, float *du, const float *dout, const float *g, const float *u, int64_t n);
+/* GeGLU out = gelu_tanh(g) * u: dg = dout * u * gelu'(g), du = dout * gelu(g)
+ * (same aliasing rules as SwiGLU). */
+void pt_geglu_backward(float *dg, float *du, const float *dout, const float *g, const float *u, int64_t n);
+void pt_geglu_backward_ref(float *dg, float *du, const float *dout, const float *g, const float *u, int64_t n);
 /* GELU tanh: dx = dout * gelu'(x) (dx may alias dout). */
 void pt_gelu_backward(float *dx, const float *dout, const float *x, int64_t n);
 void pt_gelu_backward_ref(float *dx, const float *dout, const float *x, int64_t n);
@@ -53,14 +58,15 @@ void pt_rope_backward_ref(float *dx, int ld, int n, int n_heads, int hd, const i
  * dq (strides of a->q) and dk, dv (strides of a->k / a->v), all overwritten
  * (dk/dv rows j < Tk of each row b). GQA: dk/dv of kv head g sum over the
  * query heads sharing it, in head order. The softmax is recomputed from q, k.
- * The (batch row, kv head) loop is the parallel one. scratch: n_scratch
- * blocks of pt_attention_bwd_scratch_floats(Tk). */
+ * The (batch row, kv head) loop is the parallel one (nthreads threads).
+ * scratch: nthreads blocks of pt_attention_bwd_scratch_floats(Tk). The fp32
+ * backend's kernel (src/backend/fp32_attention_bwd.c). */
 typedef struct {
     const float *dout;
     float *dq, *dk, *dv;
 } pt_attn_grads;
 size_t pt_attention_bwd_scratch_floats(int Tk);
-void pt_attention_backward(const pt_attn_args *a, const pt_attn_grads *g, float *scratch, int n_scratch);
+void pt_attention_backward(const pt_attn_args *a, const pt_attn_grads *g, float *scratch, int nthreads);
 void pt_attention_backward_ref(const pt_attn_args *a, const pt_attn_grads *g);
 
 /* ---- cross-entropy --------------------------------------------------------------

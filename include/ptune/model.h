@@ -107,6 +107,7 @@ typedef struct pt_model {
     char *path;          /* as given by the user */
     char format[16];     /* "hf", "llama2c", "gguf", "random" */
     char *tokenizer_path; /* tokenizer file found with the model, or NULL */
+    struct pt_backend *backend; /* compute backend (backend.h), owned; NULL: the default fp32 */
 } pt_model;
 
 /* Loads a Hugging Face directory (config.json + model.safetensors or sharded

@@ -33,6 +33,11 @@ void pt_linear_backward_weight(float *dw, int in_out, int out, int in, const flo
                                int ldx, int n, int accumulate);
 void pt_linear_backward_weight_ref(float *dw, int in_out, int out, int in, const float *dy, int lddy,
                                    const float *x, int ldx, int n, int accumulate);
+/* The same on exactly nthreads threads (fewer for small shapes); the fp32
+ * backend's kernel (src/backend/fp32_wgrad.c). pt_linear_backward_weight runs
+ * it on omp_get_max_threads(). */
+void pt_linear_backward_weight_nt(float *dw, int in_out, int out, int in, const float *dy, int lddy, const float *x,
+                                  int ldx, int n, int accumulate, int nthreads);
 /* db[o] (+)= sum_r dy[r, o]. */
 void pt_bias_backward(float *db, const float *dy, int lddy, int out, int n, int accumulate);
 void pt_bias_backward_ref(float *db, const float *dy, int lddy, int out, int n, int accumulate);

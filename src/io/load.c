@@ -7,6 +7,7 @@
  * dtype, and names the tensor as the file names it, e.g.
  * "dir: model.layers.3.mlp.up_proj.weight: expected [256, 64], got [64, 256]". */
 #include "io/io.h"
+#include "ptune/backend.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,7 @@ void pt_model_free(pt_model *m) {
     free(m->layers);
     free(m->path);
     free(m->tokenizer_path);
+    pt_backend_free(m->backend);
     free(m);
 }
 

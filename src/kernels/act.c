@@ -232,3 +232,17 @@ void pt_add(float *y, const float *x, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (int64_t i = 0; i < n; i++) y[i] += x[i];
 }
+
+/* GeGLU (Gemma): g = gelu_tanh(g) * u, the GELU as pt_gelu computes it. */
+void pt_geglu(float *g, const float *u, int64_t n) {
+    pt_gelu(g, n);
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) g[i] *= u[i];
+}
+
+void pt_geglu_ref(float *g, const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        double v = (double)g[i];
+        g[i] = (float)(0.5 * v * (1.0 + tanh(sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v))) * (double)u[i]);
+    }
+}

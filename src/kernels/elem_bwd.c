@@ -3,6 +3,7 @@
 #include "ptune/kernels_bwd.h"
 
 #include <math.h>
+#include <string.h>
 
 /* ---- RMSNorm: y = x r w, r = 1/sqrt(mean(x^2)+eps)
  * dx = r (w dy) - x r^3 / d * sum(w dy x) */
@@ -226,5 +227,27 @@ void pt_cross_entropy_ref(float *z, const int32_t *y, int n, int V, float scale,
         loss[r] = (float)(lse - (double)zr[y[r]]);
         for (int j = 0; j < V; j++)
             zr[j] = (float)((double)scale * (exp((double)zr[j] - lse) - (j == y[r] ? 1.0 : 0.0)));
+    }
+}
+
+/* GeGLU out = gelu(g) * u: du = dout * gelu(g) first (it reads dout, which dg
+ * may alias), then dg = dout * gelu'(g) * u. */
+void pt_geglu_backward(float *dg, float *du, const float *dout, const float *g, const float *u, int64_t n) {
+    memcpy(du, g, (size_t)n * sizeof(float));
+    pt_gelu(du, n);
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) du[i] *= dout[i];
+    pt_gelu_backward(dg, dout, g, n);
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) dg[i] *= u[i];
+}
+
+void pt_geglu_backward_ref(float *dg, float *du, const float *dout, const float *g, const float *u, int64_t n) {
+    const double k = sqrt(2.0 / M_PI), c = 0.044715;
+    for (int64_t i = 0; i < n; i++) {
+        double v = (double)g[i], t = tanh(k * (v + c * v * v * v)), o = (double)dout[i];
+        double gel = 0.5 * v * (1.0 + t), dgel = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * k * (1.0 + 3.0 * c * v * v);
+        du[i] = (float)(o * gel);
+        dg[i] = (float)(o * dgel * (double)u[i]);
     }
 }

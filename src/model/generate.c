@@ -1,25 +1,56 @@
 /* generate.c: KV cache for one sequence, sampler, generation loop.
  *
  * The cache owns K (after RoPE) and V for every layer, [capacity, kv_dim], and
- * a single-row workspace of `chunk` positions whose attention scratch covers
- * the whole capacity. Appending runs the same layer code as pt_forward. */
+ * a single-row runner of `chunk` positions whose attention scratch covers the
+ * whole capacity. Appending runs the same block (block.h) as pt_forward; the
+ * block's attention hook appends K/V to the cache. */
 #include "ptune/forward.h"
 
-#include "model/forward_internal.h"
+#include "model/block.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* The cache's runner: one row of up to `chunk` new positions through the
+ * block, K/V appended to the cache by the attention hook. */
+typedef struct {
+    pt_block blk;
+    pt_arena arena;
+    int chunk, cap;
+    float *x, *xn, *qkv, *att, *h1, *h2;
+} kv_run;
+
 struct pt_kv_cache {
+    const pt_model *m;
     int cap, chunk, len, n_layers;
     /* prompt (pt_kv_set_prompt): per layer virtual entries np[l] and RoPE
-     * offset po[l]; GPT-2 position-embedding offset emb_off; nv = max np. */
+     * offset po[l]; learned-position offset emb_off; nv = max np. */
     int *np, *po, emb_off, nv;
     float **k, **v;   /* [n_layers] -> [cap, kvd] inside `store` */
     float *store;
-    pt_workspace *ws;
+    kv_run run;
+    int pos0, T;      /* the append in progress, for the hook */
 };
+
+static void carve(void *ctx, pt_planner *p) {
+    pt_kv_cache *kc = ctx;
+    kv_run *r = &kc->run;
+    pt_block *b = &r->blk;
+    size_t n = (size_t)r->chunk;
+    r->x = pt_plan_floats(p, n * b->d);
+    r->xn = pt_plan_floats(p, n * b->d);
+    r->qkv = pt_plan_floats(p, n * b->qkvd);
+    r->att = pt_plan_floats(p, n * b->qd);
+    r->h1 = pt_plan_floats(p, n * b->hid);
+    r->h2 = b->ops.gated ? pt_plan_floats(p, n * b->hid) : NULL;
+    pt_block_plan_rope(kc->m, pt_plan_take, p, r->cap, &b->cos_t, &b->sin_t);
+    pt_layer_vecs *lv;
+    pt_block_plan_vecs(kc->m, pt_plan_take, p, &lv, &b->out_norm, &b->out_norm_b);
+    b->lv = lv;
+    b->xn = r->xn;
+    b->hact = r->h1;
+}
 
 pt_kv_cache *pt_kv_new(const pt_model *m, int max_seq, int chunk) {
     const pt_config *c = &m->cfg;
@@ -27,11 +58,13 @@ pt_kv_cache *pt_kv_new(const pt_model *m, int max_seq, int chunk) {
         pt_set_error("kv cache: capacity %d must be positive", max_seq);
         return NULL;
     }
-    if (c->arch == PT_ARCH_GPT2 && max_seq > c->max_seq) max_seq = c->max_seq;
+    if (pt_block_check(m)) return NULL;
+    if (pt_family_of(c->arch)->pos == PT_POS_LEARNED && max_seq > c->max_seq) max_seq = c->max_seq;
     if (chunk <= 0) chunk = 256;
     if (chunk > max_seq) chunk = max_seq;
     pt_kv_cache *kc = pt_calloc(1, sizeof *kc);
     if (!kc) return NULL;
+    kc->m = m;
     kc->cap = max_seq;
     kc->chunk = chunk;
     kc->n_layers = c->n_layers;
@@ -41,8 +74,14 @@ pt_kv_cache *pt_kv_new(const pt_model *m, int max_seq, int chunk) {
     kc->np = pt_calloc((size_t)c->n_layers, sizeof *kc->np);
     kc->po = pt_calloc((size_t)c->n_layers, sizeof *kc->po);
     kc->store = pt_malloc_aligned((size_t)c->n_layers * 2 * (size_t)max_seq * kvd * sizeof(float));
-    kc->ws = pt_fwd_workspace(m, 1, chunk, max_seq, max_seq);
-    if (!kc->k || !kc->v || !kc->np || !kc->po || !kc->store || !kc->ws) {
+    kv_run *r = &kc->run;
+    r->chunk = chunk;
+    r->cap = max_seq;
+    pt_block_dims(&r->blk, m);
+    pt_block_ops(m, &r->blk.ops);
+    pt_be_plan bp = {chunk, max_seq, 0};
+    if (!kc->k || !kc->v || !kc->np || !kc->po || !kc->store || pt_be_open(&r->blk.be, m, &bp) ||
+        pt_plan_arena(m, &r->arena, carve, kc)) {
         pt_kv_free(kc);
         return NULL;
     }
@@ -60,12 +99,89 @@ void pt_kv_free(pt_kv_cache *c) {
     free(c->np);
     free(c->po);
     pt_free_aligned(c->store);
-    pt_workspace_free(c->ws);
+    pt_plan_arena_free(c->m, &c->run.arena);
+    pt_be_close(&c->run.blk.be);
     free(c);
 }
 
 void pt_kv_reset(pt_kv_cache *c) { c->len = 0; }
 int pt_kv_len(const pt_kv_cache *c) { return c->len; }
+
+/* The block's attention hook: K/V of the new rows into the cache after the
+ * layer's virtual entries, then attention over everything held. */
+static void attn_hook(void *ctx, int l, float *qkv, pt_attn_args *at) {
+    pt_kv_cache *c = ctx;
+    const pt_block *b = &c->run.blk;
+    int qd = b->qd, kvd = b->kvd, qkvd = b->qkvd, T = c->T, np = c->np[l];
+    float *Kc = c->k[l], *Vc = c->v[l];
+    for (int t = 0; t < T; t++) {
+        memcpy(Kc + (size_t)(np + c->pos0 + t) * kvd, qkv + (size_t)t * qkvd + qd, (size_t)kvd * sizeof(float));
+        memcpy(Vc + (size_t)(np + c->pos0 + t) * kvd, qkv + (size_t)t * qkvd + qd + kvd, (size_t)kvd * sizeof(float));
+    }
+    memset(at, 0, sizeof *at);
+    at->B = 1;
+    at->Tq = T;
+    at->n_heads = c->m->cfg.n_heads;
+    at->n_kv_heads = c->m->cfg.n_kv_heads;
+    at->head_dim = b->hd;
+    at->q = qkv;
+    at->q_bs = (int64_t)T * qkvd;
+    at->q_ts = qkvd;
+    at->o_bs = (int64_t)T * qd;
+    at->o_ts = qd;
+    at->scale = 1.0f / sqrtf((float)b->hd);
+    at->Tk = np + c->pos0 + T;
+    at->k = Kc;
+    at->v = Vc;
+    at->kv_ts = kvd;
+    at->causal_offset = np + c->pos0;
+}
+
+/* T new positions at pos0.. through every layer; the last one's logits. */
+static int append_chunk(const pt_model *m, pt_kv_cache *c, const int32_t *ids, const float *embeds, int T,
+                        float *last_logits) {
+    kv_run *r = &c->run;
+    pt_block *b = &r->blk;
+    int d = b->d, V = m->cfg.vocab_size;
+    for (int t = 0; t < T; t++) {
+        int id = ids ? ids[t] : PT_TOK_EMBED;
+        if (id == PT_TOK_EMBED && !embeds)
+            return pt_set_error("forward: position %d asks for an embedding row but embeds is NULL", t);
+        if (id != PT_TOK_EMBED && (id < 0 || id >= V))
+            return pt_set_error("forward: token id %d at position %d outside the vocabulary [0, %d)", id, t, V);
+    }
+    if (b->ops.learned_pos && c->emb_off + c->len + T > m->cfg.max_seq)
+        return pt_set_error("forward: position %d beyond the model's %d learned positions", c->emb_off + c->len + T - 1,
+                            m->cfg.max_seq);
+    c->pos0 = c->len;
+    c->T = T;
+#pragma omp parallel for schedule(static) if ((int64_t)T * d > 32768)
+    for (int t = 0; t < T; t++) {
+        int id = ids ? ids[t] : PT_TOK_EMBED;
+        pt_block_embed_row(b, r->x + (size_t)t * d, id, id == PT_TOK_EMBED ? embeds + (size_t)t * d : NULL,
+                           c->emb_off + c->pos0 + t);
+    }
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        pt_block_fwd io;
+        io.n = T;
+        io.pos = NULL;
+        io.pos0 = c->po[l] + c->pos0;
+        io.A.xin = io.A.xmid = NULL;
+        io.A.qkv = r->qkv;
+        io.A.att = r->att;
+        io.A.h1 = r->h1;
+        io.A.h2 = r->h2;
+        io.attn = attn_hook;
+        io.ctx = c;
+        pt_block_forward(b, l, r->x, &io);
+    }
+    if (!last_logits) return 0;
+    memcpy(r->xn, r->x + (size_t)(T - 1) * d, (size_t)d * sizeof(float));
+    pt_block_final_norm(b, r->xn, r->xn, 1);
+    pt_linear head = pt_block_head(m);
+    pt_be_linear(&b->be, &head, NULL, r->xn, 1, d, last_logits, V);
+    return 0;
+}
 
 int pt_kv_append(const pt_model *m, pt_kv_cache *c, const int32_t *ids, const float *embeds, int n,
                  float *last_logits) {
@@ -76,28 +192,9 @@ int pt_kv_append(const pt_model *m, pt_kv_cache *c, const int32_t *ids, const fl
     int d = m->cfg.dim;
     for (int off = 0; off < n; off += c->chunk) {
         int t = n - off < c->chunk ? n - off : c->chunk;
-        pt_fwd_args a;
-        memset(&a, 0, sizeof a);
-        a.B = 1;
-        a.T = t;
-        a.pos0 = c->len;
-        a.ids = ids ? ids + off : NULL;
-        a.embeds = embeds ? embeds + (size_t)off * d : NULL;
-        a.cache = 1;
-        a.cache_k = c->k;
-        a.cache_v = c->v;
-        a.kv_np = c->np;
-        a.kv_po = c->po;
-        a.emb_off = c->emb_off;
-        int32_t last = t - 1;
-        pt_forward_out o;
-        memset(&o, 0, sizeof o);
-        if (last_logits && off + t == n) {
-            o.logits = last_logits;
-            o.logit_pos = &last;
-            o.n_logit_pos = 1;
-        }
-        if (pt_fwd_run(m, c->ws, &a, &o) != 0) return PT_ERR;
+        if (append_chunk(m, c, ids ? ids + off : NULL, embeds ? embeds + (size_t)off * d : NULL, t,
+                         off + t == n ? last_logits : NULL))
+            return PT_ERR;
         c->len += t;
     }
     return 0;
@@ -127,8 +224,8 @@ int pt_kv_set_prompt(const pt_model *m, pt_kv_cache *c, const pt_prompt *p) {
                 return pt_set_error("kv cache: deep layer %d invalid (layers must ascend within 0..%d)", l, L - 1);
             for (int r0 = 0; r0 < N; r0 += c->chunk) {
                 int nr = N - r0 < c->chunk ? N - r0 : c->chunk;
-                pt_fwd_layer_kv(m, c->ws, l, p->deep_vecs[i] + (size_t)r0 * d, nr, r0, c->k[l] + (size_t)r0 * kvd,
-                                c->v[l] + (size_t)r0 * kvd);
+                pt_block_kv(&c->run.blk, l, p->deep_vecs[i] + (size_t)r0 * d, nr, r0, c->run.qkv,
+                            c->k[l] + (size_t)r0 * kvd, c->v[l] + (size_t)r0 * kvd);
             }
             c->np[l] = c->po[l] = N;
         }

@@ -3,18 +3,19 @@
  * canonical parameter order with Hugging Face names), the workspace, and the
  * forward + backward of the causal-LM loss with respect to every weight.
  *
- * Independent of the prompt-tuning path (train.c): it reads the weights from
- * the model at every step (the prompt workspace caches fp32 copies of the norm
- * weights, which would go stale here) and keeps every layer's activations.
+ * The layers are the same block as inference and prompt tuning
+ * (block.h), here with weight gradients; the block's small vectors are views
+ * of the trained fp32 weights, so they never go stale. Every layer's
+ * activations are kept.
  *
  * Per layer the forward stores xin, q/k/v after RoPE, the attention output,
  * the mid residual and the gate/up pre-activations; the backward recomputes
  * the two norms and silu(gate)*up. The LM head runs over the labelled rows in
- * chunks of pt_head_rows (forward_internal.h), accumulating its weight
+ * chunks of pt_head_rows (block.h), accumulating its weight
  * gradient chunk by chunk in a fixed order. */
 #include "ptune/pretrain.h"
 
-#include "model/forward_internal.h"
+#include "model/block.h"
 #include "ptune/kernels_bwd.h"
 
 #include <math.h>
@@ -219,82 +220,70 @@ int pt_wparams_find(const pt_wparams *p, const char *name) {
 
 /* ---- workspace ------------------------------------------------------------------- */
 
-typedef struct {
-    float *xin, *qkv, *att, *xmid, *h1, *h2;
-} acts;
-
 struct pt_full_ws {
     const pt_model *m;
-    int B, T, nthreads, d, qd, kvd, qkvd, hid, V;
+    pt_block blk;
+    int B, T, d, qd, kvd, qkvd, hid, V;
     int head_chunk; /* labelled rows per LM-head chunk */
     pt_arena arena;
     float *x, *xn, *dx, *dxn, *dqkv, *datt, *hact, *dh1, *dh2, *nscr;
-    float *att_scr, *att_bscr, *inv_freq, *cos_t, *sin_t;
     float *hx, *hxn, *hlog, *hloss, *hdxn, *hdx;
     int32_t *pos, *lab_pos, *lab_y;
-    acts *a;
+    int sB, sT;          /* the step in progress, for the attention hook */
+    const int32_t *lens;
+    pt_layer_acts *a;
 };
 
-typedef struct {
-    pt_arena *ar;
-    size_t total;
-    int fail;
-} plan;
-
-static void *tk(plan *p, size_t bytes) {
-    size_t b = ((bytes ? bytes : 1) + 63) & ~(size_t)63;
-    if (!p->ar) {
-        p->total += b + 64;
-        return NULL;
-    }
-    void *r = pt_arena_alloc(p->ar, b);
-    if (!r) p->fail = 1;
-    return r;
-}
-
-static float *tkf(plan *p, size_t n) { return tk(p, n * sizeof(float)); }
-
-static void carve(pt_full_ws *w, plan *p) {
+static void carve(void *ctx, pt_planner *p) {
+    pt_full_ws *w = ctx;
     const pt_config *c = &w->m->cfg;
+    pt_block *b = &w->blk;
     size_t n = (size_t)w->B * w->T;
-    int d = w->d, hd = c->head_dim, L = c->n_layers;
-    w->x = tkf(p, n * d);
-    w->xn = tkf(p, n * d);
-    w->dx = tkf(p, n * d);
-    w->dxn = tkf(p, n * d);
-    w->dqkv = tkf(p, n * w->qkvd);
-    w->datt = tkf(p, n * w->qd);
-    w->hact = tkf(p, n * w->hid);
-    w->dh1 = tkf(p, n * w->hid);
-    w->dh2 = tkf(p, n * w->hid);
-    w->nscr = tkf(p, 2 * n);
-    w->att_scr = tkf(p, (size_t)w->nthreads * pt_attention_scratch_floats(w->T));
-    w->att_bscr = tkf(p, (size_t)w->nthreads * pt_attention_bwd_scratch_floats(w->T));
-    w->inv_freq = tkf(p, (size_t)hd / 2);
-    w->cos_t = tkf(p, (size_t)w->T * hd / 2);
-    w->sin_t = tkf(p, (size_t)w->T * hd / 2);
+    int d = w->d, L = c->n_layers;
+    w->x = pt_plan_floats(p, n * d);
+    w->xn = pt_plan_floats(p, n * d);
+    w->dx = pt_plan_floats(p, n * d);
+    w->dxn = pt_plan_floats(p, n * d);
+    w->dqkv = pt_plan_floats(p, n * w->qkvd);
+    w->datt = pt_plan_floats(p, n * w->qd);
+    w->hact = pt_plan_floats(p, n * w->hid);
+    w->dh1 = pt_plan_floats(p, n * w->hid);
+    w->dh2 = pt_plan_floats(p, n * w->hid);
+    w->nscr = pt_plan_floats(p, 2 * n);
+    pt_block_plan_rope(w->m, pt_plan_take, p, w->T, &b->cos_t, &b->sin_t);
+    pt_layer_vecs *lv; /* views of the trained fp32 weights: never stale */
+    pt_block_plan_vecs(w->m, pt_plan_take, p, &lv, &b->out_norm, &b->out_norm_b);
+    b->lv = lv;
     size_t hc = (size_t)pt_head_rows(w->V, n, 0);
     w->head_chunk = (int)hc;
-    w->hx = tkf(p, hc * d);
-    w->hxn = tkf(p, hc * d);
-    w->hdxn = tkf(p, hc * d);
-    w->hdx = tkf(p, hc * d);
-    w->hlog = tkf(p, hc * w->V);
-    w->hloss = tkf(p, hc);
-    w->pos = tk(p, n * sizeof(int32_t));
-    w->lab_pos = tk(p, n * sizeof(int32_t));
-    w->lab_y = tk(p, n * sizeof(int32_t));
-    w->a = tk(p, (size_t)L * sizeof(acts));
+    w->hx = pt_plan_floats(p, hc * d);
+    w->hxn = pt_plan_floats(p, hc * d);
+    w->hdxn = pt_plan_floats(p, hc * d);
+    w->hdx = pt_plan_floats(p, hc * d);
+    w->hlog = pt_plan_floats(p, hc * w->V);
+    w->hloss = pt_plan_floats(p, hc);
+    w->pos = pt_plan_take(p, n * sizeof(int32_t));
+    w->lab_pos = pt_plan_take(p, n * sizeof(int32_t));
+    w->lab_y = pt_plan_take(p, n * sizeof(int32_t));
+    w->a = pt_plan_take(p, (size_t)L * sizeof(pt_layer_acts));
     for (int l = 0; l < L; l++) {
-        acts A;
-        A.xin = tkf(p, n * d);
-        A.qkv = tkf(p, n * w->qkvd);
-        A.att = tkf(p, n * w->qd);
-        A.xmid = tkf(p, n * d);
-        A.h1 = tkf(p, n * w->hid);
-        A.h2 = tkf(p, n * w->hid);
+        pt_layer_acts A;
+        A.xin = pt_plan_floats(p, n * d);
+        A.qkv = pt_plan_floats(p, n * w->qkvd);
+        A.att = pt_plan_floats(p, n * w->qd);
+        A.xmid = pt_plan_floats(p, n * d);
+        A.h1 = pt_plan_floats(p, n * w->hid);
+        A.h2 = pt_plan_floats(p, n * w->hid);
         if (w->a) w->a[l] = A;
     }
+    b->xn = w->xn;
+    b->hact = w->hact;
+    b->dxn = w->dxn;
+    b->dh1 = w->dh1;
+    b->dh2 = w->dh2;
+    b->datt = w->datt;
+    b->dqkv = w->dqkv;
+    b->nscr = w->nscr;
 }
 
 pt_full_ws *pt_full_ws_new(const pt_model *m, int B, int T) {
@@ -309,77 +298,62 @@ pt_full_ws *pt_full_ws_new(const pt_model *m, int B, int T) {
     w->m = m;
     w->B = B;
     w->T = T;
-    int nt = omp_get_max_threads(), np = omp_get_num_procs();
-    w->nthreads = nt > np ? nt : np;
     w->d = c->dim;
     w->qd = c->n_heads * c->head_dim;
     w->kvd = c->n_kv_heads * c->head_dim;
     w->qkvd = w->qd + 2 * w->kvd;
     w->hid = c->hidden_dim;
     w->V = c->vocab_size;
-    plan p = {NULL, 0, 0};
-    carve(w, &p);
-    if (pt_arena_init(&w->arena, p.total) != 0) {
-        free(w);
-        return NULL;
-    }
-    plan q = {&w->arena, 0, 0};
-    carve(w, &q);
-    if (q.fail) {
+    pt_block_dims(&w->blk, m);
+    pt_block_ops(m, &w->blk.ops);
+    pt_be_plan bp = {(int64_t)B * T, T, 1};
+    if (pt_be_open(&w->blk.be, m, &bp) || pt_plan_arena(m, &w->arena, carve, w)) {
         pt_full_ws_free(w);
         return NULL;
     }
-    pt_rope_inv_freq(c, w->inv_freq);
-    pt_rope_table(w->inv_freq, c->head_dim, T, w->cos_t, w->sin_t);
     return w;
 }
 
 void pt_full_ws_free(pt_full_ws *ws) {
     if (!ws) return;
-    pt_arena_free(&ws->arena);
+    pt_plan_arena_free(ws->m, &ws->arena);
+    pt_be_close(&ws->blk.be);
     free(ws);
 }
 
-size_t pt_full_ws_bytes(const pt_full_ws *ws) { return ws ? ws->arena.cap : 0; }
+size_t pt_full_ws_bytes(const pt_full_ws *ws) {
+    if (!ws) return 0;
+    const pt_be *b = &ws->blk.be;
+    return ws->arena.cap + (b->ws ? b->be->ops->ws_bytes(b->ws) : 0);
+}
 
 /* ---- the step --------------------------------------------------------------------- */
 
-static const float *F(const pt_tensor *t) { return t->data; }
 static float *G(float *grad, const pt_wparams *P, const pt_tensor *t) {
     return grad + ((const float *)t->data - P->data);
 }
 
-static void lin_f(pt_full_ws *w, const pt_linear *l, const float *x, int n, int ldx, float *y, int ldy) {
-    pt_linear_forward(l, l->b.data ? F(&l->b) : NULL, x, n, ldx, y, ldy, NULL, w->nthreads);
-}
-
-/* Weight (and bias) gradient of a linear; dy [n, out] stride lddy; x [n, in] stride ldx. */
-static void lin_w(float *grad, const pt_wparams *P, const pt_linear *l, const float *dy, int lddy, const float *x,
-                  int ldx, int n) {
-    pt_linear_backward_weight(G(grad, P, &l->w), 0, (int)pt_linear_out(l), (int)pt_linear_in(l), dy, lddy, x, ldx, n,
-                              1);
-    if (l->b.data) pt_bias_backward(G(grad, P, &l->b), dy, lddy, (int)pt_linear_out(l), n, 1);
-}
-
-static void attn_args(pt_full_ws *w, const acts *A, int B, int T, const int32_t *lens, pt_attn_args *at) {
+/* The block's attention hook: padded rows of T positions. */
+static void attn_hook(void *ctx, int l, float *qkv, pt_attn_args *at) {
+    pt_full_ws *w = ctx;
     const pt_config *c = &w->m->cfg;
+    int T = w->sT;
     memset(at, 0, sizeof *at);
-    at->B = B;
+    at->B = w->sB;
     at->Tq = at->Tk = T;
     at->n_heads = c->n_heads;
     at->n_kv_heads = c->n_kv_heads;
     at->head_dim = c->head_dim;
-    at->q = A->qkv;
+    at->q = qkv;
     at->q_bs = (int64_t)T * w->qkvd;
     at->q_ts = w->qkvd;
-    at->k = A->qkv + w->qd;
-    at->v = A->qkv + w->qd + w->kvd;
+    at->k = qkv + w->qd;
+    at->v = qkv + w->qd + w->kvd;
     at->kv_bs = (int64_t)T * w->qkvd;
     at->kv_ts = w->qkvd;
-    at->out = A->att;
     at->o_bs = (int64_t)T * w->qd;
     at->o_ts = w->qd;
-    at->kv_len = lens;
+    at->kv_len = w->lens;
     at->scale = 1.0f / sqrtf((float)c->head_dim);
 }
 
@@ -387,8 +361,7 @@ int pt_full_step(const pt_model *m, const pt_wparams *P, pt_full_ws *w, int B, i
                  const int32_t *lens, const int32_t *labels, float grad_scale, float *grad, int accumulate,
                  double *loss_sum, int64_t *n_tokens) {
     const pt_config *c = &m->cfg;
-    int d = w->d, qd = w->qd, kvd = w->kvd, qkvd = w->qkvd, hid = w->hid, V = w->V, hd = c->head_dim;
-    int L = c->n_layers, n = B * T;
+    int d = w->d, V = w->V, L = c->n_layers, n = B * T;
     float eps = c->norm_eps;
     if (w->m != m) return pt_set_error("full step: the workspace was planned for another model");
     if (B <= 0 || T <= 0 || B > w->B || T > w->T)
@@ -419,53 +392,36 @@ int pt_full_step(const pt_model *m, const pt_wparams *P, pt_full_ws *w, int B, i
     float scale = grad_scale > 0 ? grad_scale : 1.0f / (float)cnt;
 
     /* forward */
+    pt_block *bk = &w->blk;
+    w->sB = B;
+    w->sT = T;
+    w->lens = lens;
 #pragma omp parallel for schedule(static) if ((int64_t)n * d > 32768)
-    for (int r = 0; r < n; r++) memcpy(w->x + (size_t)r * d, F(&m->tok_embd) + (size_t)ids[r] * d, (size_t)d * sizeof(float));
+    for (int r = 0; r < n; r++) pt_block_embed_row(bk, w->x + (size_t)r * d, ids[r], NULL, r % T);
     for (int r = 0; r < n; r++) w->pos[r] = r % T;
     for (int l = 0; l < L; l++) {
-        const pt_layer *Ly = &m->layers[l];
-        acts *A = &w->a[l];
-        memcpy(A->xin, w->x, (size_t)n * d * sizeof(float));
-        pt_rmsnorm(w->xn, w->x, F(&Ly->attn_norm), n, d, eps);
-        lin_f(w, &Ly->wq, w->xn, n, d, A->qkv, qkvd);
-        lin_f(w, &Ly->wk, w->xn, n, d, A->qkv + qd, qkvd);
-        lin_f(w, &Ly->wv, w->xn, n, d, A->qkv + qd + kvd, qkvd);
-        pt_rope(A->qkv, qkvd, n, c->n_heads, hd, w->pos, 0, w->cos_t, w->sin_t, c->rope_layout);
-        pt_rope(A->qkv + qd, qkvd, n, c->n_kv_heads, hd, w->pos, 0, w->cos_t, w->sin_t, c->rope_layout);
-        pt_attn_args at;
-        attn_args(w, A, B, T, lens, &at);
-        pt_attention(&at, w->att_scr, w->nthreads);
-        lin_f(w, &Ly->wo, A->att, n, qd, w->xn, d);
-        pt_add(w->x, w->xn, (int64_t)n * d);
-        memcpy(A->xmid, w->x, (size_t)n * d * sizeof(float));
-        pt_rmsnorm(w->xn, w->x, F(&Ly->mlp_norm), n, d, eps);
-        lin_f(w, &Ly->w_gate, w->xn, n, d, A->h1, hid);
-        lin_f(w, &Ly->w_up, w->xn, n, d, A->h2, hid);
-        memcpy(w->hact, A->h1, (size_t)n * hid * sizeof(float));
-        pt_swiglu(w->hact, A->h2, (int64_t)n * hid);
-        lin_f(w, &Ly->w_down, w->hact, n, hid, w->xn, d);
-        pt_add(w->x, w->xn, (int64_t)n * d);
+        pt_block_fwd io = {n, w->pos, 0, w->a[l], attn_hook, w};
+        pt_block_forward(bk, l, w->x, &io);
     }
 
     /* head + loss (+ its backward) over the labelled rows */
-    pt_linear head;
-    memset(&head, 0, sizeof head);
-    head.w = m->lm_head.data ? m->lm_head : m->tok_embd;
+    pt_linear head = pt_block_head(m);
     if (grad) memset(w->dx, 0, (size_t)n * d * sizeof(float));
+    pt_block_wgrad wg = {grad, P->data};
     double tot = 0;
     for (int i0 = 0; i0 < cnt; i0 += w->head_chunk) {
         int nc = cnt - i0 < w->head_chunk ? cnt - i0 : w->head_chunk;
         for (int i = 0; i < nc; i++)
             memcpy(w->hx + (size_t)i * d, w->x + (size_t)w->lab_pos[i0 + i] * d, (size_t)d * sizeof(float));
-        pt_rmsnorm(w->hxn, w->hx, F(&m->out_norm), nc, d, eps);
-        pt_linear_forward(&head, NULL, w->hxn, nc, d, w->hlog, V, NULL, w->nthreads);
+        pt_block_final_norm(bk, w->hxn, w->hx, nc);
+        pt_be_linear(&bk->be, &head, NULL, w->hxn, nc, d, w->hlog, V);
         pt_cross_entropy(w->hlog, w->lab_y + i0, nc, V, scale, w->hloss);
         for (int i = 0; i < nc; i++) tot += (double)w->hloss[i];
         if (!grad) continue;
-        pt_linear_backward_weight(G(grad, P, &head.w), 0, V, d, w->hlog, V, w->hxn, d, nc, 1);
-        pt_linear_backward_input(&head, w->hlog, nc, V, w->hdxn, d, 0, NULL, w->nthreads);
-        pt_rmsnorm_backward_weight(G(grad, P, &m->out_norm), w->hdxn, w->hx, nc, d, eps, 1, w->nscr);
-        pt_rmsnorm_backward(w->hdx, w->hdxn, w->hx, F(&m->out_norm), nc, d, eps, 0);
+        pt_be_linear_dw(&bk->be, &head, G(grad, P, &head.w), w->hlog, V, w->hxn, d, nc, 1);
+        pt_be_linear_dx(&bk->be, &head, w->hlog, nc, V, w->hdxn, d, 0);
+        bk->ops.norm_bwd_w(G(grad, P, &m->out_norm), NULL, w->hdxn, w->hx, nc, d, eps, 1, w->nscr);
+        bk->ops.norm_bwd(w->hdx, w->hdxn, w->hx, bk->out_norm, nc, d, eps, 0);
         for (int i = 0; i < nc; i++)
             memcpy(w->dx + (size_t)w->lab_pos[i0 + i] * d, w->hdx + (size_t)i * d, (size_t)d * sizeof(float));
     }
@@ -474,39 +430,8 @@ int pt_full_step(const pt_model *m, const pt_wparams *P, pt_full_ws *w, int B, i
 
     /* layers, top down */
     for (int l = L - 1; l >= 0; l--) {
-        const pt_layer *Ly = &m->layers[l];
-        acts *A = &w->a[l];
-        /* MLP */
-        memcpy(w->hact, A->h1, (size_t)n * hid * sizeof(float));
-        pt_swiglu(w->hact, A->h2, (int64_t)n * hid);
-        lin_w(grad, P, &Ly->w_down, w->dx, d, w->hact, hid, n);
-        pt_linear_backward_input(&Ly->w_down, w->dx, n, d, w->dh1, hid, 0, NULL, w->nthreads);
-        pt_swiglu_backward(w->dh1, w->dh2, w->dh1, A->h1, A->h2, (int64_t)n * hid);
-        pt_rmsnorm(w->xn, A->xmid, F(&Ly->mlp_norm), n, d, eps);
-        lin_w(grad, P, &Ly->w_gate, w->dh1, hid, w->xn, d, n);
-        lin_w(grad, P, &Ly->w_up, w->dh2, hid, w->xn, d, n);
-        pt_linear_backward_input(&Ly->w_gate, w->dh1, n, hid, w->dxn, d, 0, NULL, w->nthreads);
-        pt_linear_backward_input(&Ly->w_up, w->dh2, n, hid, w->dxn, d, 1, NULL, w->nthreads);
-        pt_rmsnorm_backward_weight(G(grad, P, &Ly->mlp_norm), w->dxn, A->xmid, n, d, eps, 1, w->nscr);
-        pt_rmsnorm_backward(w->dx, w->dxn, A->xmid, F(&Ly->mlp_norm), n, d, eps, 1);
-        /* attention */
-        lin_w(grad, P, &Ly->wo, w->dx, d, A->att, qd, n);
-        pt_linear_backward_input(&Ly->wo, w->dx, n, d, w->datt, qd, 0, NULL, w->nthreads);
-        pt_attn_args at;
-        attn_args(w, A, B, T, lens, &at);
-        pt_attn_grads ag = {w->datt, w->dqkv, w->dqkv + qd, w->dqkv + qd + kvd};
-        pt_attention_backward(&at, &ag, w->att_bscr, w->nthreads);
-        pt_rope_backward(w->dqkv, qkvd, n, c->n_heads, hd, w->pos, 0, w->cos_t, w->sin_t, c->rope_layout);
-        pt_rope_backward(w->dqkv + qd, qkvd, n, c->n_kv_heads, hd, w->pos, 0, w->cos_t, w->sin_t, c->rope_layout);
-        pt_rmsnorm(w->xn, A->xin, F(&Ly->attn_norm), n, d, eps);
-        lin_w(grad, P, &Ly->wq, w->dqkv, qkvd, w->xn, d, n);
-        lin_w(grad, P, &Ly->wk, w->dqkv + qd, qkvd, w->xn, d, n);
-        lin_w(grad, P, &Ly->wv, w->dqkv + qd + kvd, qkvd, w->xn, d, n);
-        pt_linear_backward_input(&Ly->wq, w->dqkv, n, qkvd, w->dxn, d, 0, NULL, w->nthreads);
-        pt_linear_backward_input(&Ly->wk, w->dqkv + qd, n, qkvd, w->dxn, d, 1, NULL, w->nthreads);
-        pt_linear_backward_input(&Ly->wv, w->dqkv + qd + kvd, n, qkvd, w->dxn, d, 1, NULL, w->nthreads);
-        pt_rmsnorm_backward_weight(G(grad, P, &Ly->attn_norm), w->dxn, A->xin, n, d, eps, 1, w->nscr);
-        pt_rmsnorm_backward(w->dx, w->dxn, A->xin, F(&Ly->attn_norm), n, d, eps, 1);
+        pt_block_bwd io = {n, w->pos, 0, &w->a[l], attn_hook, NULL, w, &wg};
+        pt_block_backward(bk, l, w->dx, &io);
     }
     pt_embedding_backward(G(grad, P, &m->tok_embd), V, d, ids, n, w->dx, d);
     return 0;

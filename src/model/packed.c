@@ -1,5 +1,8 @@
-/* train.c: forward with prompts (soft, deep, prefix), the masked
- * cross-entropy, and the activation-gradient backward down to the prompt.
+/* packed.c: the packed runner: inference (pt_forward), prompts (soft, deep,
+ * prefix), the masked cross-entropy and the activation-gradient backward down
+ * to the prompt. Every layer is pt_block_forward / pt_block_backward
+ * (block.h); this file owns the workspace plan, the row geometry and the
+ * hooks that tell the block where its attention keys are.
  *
  * Placement rules: backward.h. Batch rows are packed back to back: row b keeps
  * its first tb[b] real positions, where tb[b] is one past its last labelled
@@ -10,65 +13,173 @@
  * positions 0.., offsets ws->offN / ws->offT; a listed deep layer first
  * expands the stream with its prompt rows and compacts it again afterwards.
  * Prefix layers attend over a concatenated K/V buffer [prefix; own keys] with
- * causal offset N.
+ * causal offset N. The plain forward is this runner with no prompt rows.
  *
  * With store_acts each layer writes its q/k/v, attention output and MLP
  * pre-activations straight into its own stored buffers and copies its input
  * and mid-residual; the backward reads them and recomputes the norms and the
- * attention probabilities. */
+ * attention probabilities.
+ *
+ * Buffers (R = B*(T+N) rows): x [R,d] residual, xn [R,d] normed/scratch,
+ * qkv [R, qd+2kvd], att [R, qd], h1/h2 [R, hidden]. */
 #include "ptune/backward.h"
 
-#include "model/forward_internal.h"
-#include "ptune/kernels_bwd.h"
+#include "model/block.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
-typedef void *(*take_fn)(void *p, size_t bytes);
+/* The loss's LM head runs on chunks of labelled rows; a chunk's logits take
+ * at most PT_HEAD_BUDGET bytes (but a chunk has at least PT_HEAD_MIN rows).
+ * Every chunk re-packs the whole head matrix inside sgemm, forward and
+ * backward, so few large chunks win: 32-row chunks cost GPT-2's tune step 18%. */
+#define PT_HEAD_BUDGET ((size_t)64 << 20)
+#define PT_HEAD_MIN 32
 
-static float *tf(take_fn take, void *p, size_t n) { return take(p, n * sizeof(float)); }
+int pt_head_rows(int vocab, size_t max_rows, int want) {
+    size_t hc = want > 0 ? (size_t)want : PT_HEAD_BUDGET / ((size_t)vocab * sizeof(float));
+    if (want <= 0 && hc < PT_HEAD_MIN) hc = PT_HEAD_MIN;
+    if (hc > max_rows) hc = max_rows;
+    return (int)hc;
+}
 
-void pt_train_carve(pt_workspace *ws, take_fn take, void *p) {
-    const pt_config *c = &ws->m->cfg;
+typedef struct geo geo;
+
+struct pt_workspace {
+    const pt_model *m;
+    pt_block blk;
+    int B, T;       /* max rows and real positions per call */
+    int NV, store;  /* max prompt rows; activations kept for the backward */
+    int pos_max;    /* positions 0..pos_max-1 have RoPE tables */
+    int head_chunk; /* labelled rows per LM-head chunk (pt_head_rows) */
+    pt_arena arena;
+    float *x, *xn, *qkv, *att, *h1, *h2;
+    int32_t *pos;
+    int32_t *kvlen, *lab_pos, *lab_y, *lab_row;
+    int32_t *tb, *qlen, *offT, *offN, *offK; /* packed rows */
+    int *listed;                /* [L]: index into deep_layers, or -1 */
+    float *kvcat, *dkvcat, *dx;
+    float *hx, *hxn, *hdx, *hlogits, *hloss;
+    pt_layer_acts *acts;        /* [L] when store */
+    /* the call in progress, for the block's hooks */
+    const geo *g;
+    pt_prompt_grad *gr;
+};
+
+static void carve(void *ctx, pt_planner *p) {
+    pt_workspace *ws = ctx;
+    const pt_model *m = ws->m;
+    const pt_config *c = &m->cfg;
+    pt_block *b = &ws->blk;
     size_t R = (size_t)ws->B * (size_t)(ws->T + ws->NV), BT = (size_t)ws->B * (size_t)ws->T;
     int d = c->dim, L = c->n_layers, hid = c->hidden_dim;
     size_t hc = (size_t)ws->head_chunk;
-    ws->kvlen = take(p, (size_t)ws->B * sizeof(int32_t));
-    ws->tb = take(p, (size_t)ws->B * sizeof(int32_t));
-    ws->qlen = take(p, (size_t)ws->B * sizeof(int32_t));
-    ws->offT = take(p, (size_t)(ws->B + 1) * sizeof(int32_t));
-    ws->offN = take(p, (size_t)(ws->B + 1) * sizeof(int32_t));
-    ws->offK = take(p, (size_t)(ws->B + 1) * sizeof(int32_t));
-    ws->lab_row = take(p, BT * sizeof(int32_t));
-    ws->lab_pos = take(p, BT * sizeof(int32_t));
-    ws->lab_y = take(p, BT * sizeof(int32_t));
-    ws->listed = take(p, (size_t)L * sizeof(int));
-    ws->kvcat = ws->NV > 0 ? tf(take, p, R * 2 * (size_t)ws->kvd) : NULL;
-    ws->hx = tf(take, p, hc * d);
-    ws->hxn = tf(take, p, hc * d);
-    ws->hdx = tf(take, p, hc * d);
-    ws->hlogits = tf(take, p, hc * c->vocab_size);
-    ws->hloss = tf(take, p, hc);
+    ws->x = pt_plan_floats(p, R * d);
+    ws->xn = pt_plan_floats(p, R * d);
+    ws->qkv = pt_plan_floats(p, R * (size_t)b->qkvd);
+    ws->att = pt_plan_floats(p, R * (size_t)b->qd);
+    ws->h1 = pt_plan_floats(p, R * (size_t)hid);
+    ws->h2 = b->ops.gated ? pt_plan_floats(p, R * (size_t)hid) : NULL;
+    ws->pos = pt_plan_take(p, R * sizeof(int32_t));
+    pt_block_plan_rope(m, pt_plan_take, p, ws->pos_max, &b->cos_t, &b->sin_t);
+    pt_layer_vecs *lv;
+    pt_block_plan_vecs(m, pt_plan_take, p, &lv, &b->out_norm, &b->out_norm_b);
+    b->lv = lv;
+    ws->kvlen = pt_plan_take(p, (size_t)ws->B * sizeof(int32_t));
+    ws->tb = pt_plan_take(p, (size_t)ws->B * sizeof(int32_t));
+    ws->qlen = pt_plan_take(p, (size_t)ws->B * sizeof(int32_t));
+    ws->offT = pt_plan_take(p, (size_t)(ws->B + 1) * sizeof(int32_t));
+    ws->offN = pt_plan_take(p, (size_t)(ws->B + 1) * sizeof(int32_t));
+    ws->offK = pt_plan_take(p, (size_t)(ws->B + 1) * sizeof(int32_t));
+    ws->lab_row = pt_plan_take(p, BT * sizeof(int32_t));
+    ws->lab_pos = pt_plan_take(p, BT * sizeof(int32_t));
+    ws->lab_y = pt_plan_take(p, BT * sizeof(int32_t));
+    ws->listed = pt_plan_take(p, (size_t)L * sizeof(int));
+    ws->kvcat = ws->NV > 0 ? pt_plan_floats(p, R * 2 * (size_t)b->kvd) : NULL;
+    ws->hx = pt_plan_floats(p, hc * d);
+    ws->hxn = pt_plan_floats(p, hc * d);
+    ws->hdx = pt_plan_floats(p, hc * d);
+    ws->hlogits = pt_plan_floats(p, hc * c->vocab_size);
+    ws->hloss = pt_plan_floats(p, hc);
+    /* the block's scratch; the activation-gradient backward reuses the forward's */
+    b->xn = b->dxn = ws->xn;
+    b->hact = b->dh1 = ws->h1;
+    b->dh2 = ws->h2;
+    b->datt = ws->att;
+    b->dqkv = ws->qkv;
     if (!ws->store) return;
-    ws->dkvcat = ws->NV > 0 ? tf(take, p, R * 2 * (size_t)ws->kvd) : NULL;
-    ws->dx = tf(take, p, R * d);
-    ws->att_bscratch = tf(take, p, (size_t)ws->nthreads * pt_attention_bwd_scratch_floats(ws->Tk_max));
-    ws->acts = take(p, (size_t)L * sizeof(pt_layer_acts));
+    ws->dkvcat = ws->NV > 0 ? pt_plan_floats(p, R * 2 * (size_t)b->kvd) : NULL;
+    ws->dx = pt_plan_floats(p, R * d);
+    ws->acts = pt_plan_take(p, (size_t)L * sizeof(pt_layer_acts));
     for (int l = 0; l < L; l++) {
         pt_layer_acts a;
-        a.xin = tf(take, p, R * d);
-        a.qkv = tf(take, p, R * (size_t)ws->qkvd);
-        a.att = tf(take, p, R * (size_t)ws->qd);
-        a.xmid = tf(take, p, R * d);
-        a.h1 = tf(take, p, R * (size_t)hid);
-        a.h2 = c->arch == PT_ARCH_LLAMA ? tf(take, p, R * (size_t)hid) : NULL;
+        a.xin = pt_plan_floats(p, R * d);
+        a.qkv = pt_plan_floats(p, R * (size_t)b->qkvd);
+        a.att = pt_plan_floats(p, R * (size_t)b->qd);
+        a.xmid = pt_plan_floats(p, R * d);
+        a.h1 = pt_plan_floats(p, R * (size_t)hid);
+        a.h2 = b->ops.gated ? pt_plan_floats(p, R * (size_t)hid) : NULL;
         if (ws->acts) ws->acts[l] = a;
     }
 }
 
+pt_workspace *pt_workspace_new_opts(const pt_model *m, const pt_ws_opts *o) {
+    const pt_config *c = &m->cfg;
+    if (o->n_virtual < 0) {
+        pt_set_error("workspace: negative prompt length %d", o->n_virtual);
+        return NULL;
+    }
+    if (o->B <= 0 || o->T <= 0) {
+        pt_set_error("workspace: batch %d and positions %d must be positive", o->B, o->T);
+        return NULL;
+    }
+    if (pt_block_check(m)) return NULL;
+    const pt_family *f = pt_family_of(c->arch);
+    if (f->pos == PT_POS_LEARNED && o->T > c->max_seq) {
+        pt_set_error("workspace: %d positions exceed the model's %d learned positions", o->T, c->max_seq);
+        return NULL;
+    }
+    pt_workspace *ws = pt_calloc(1, sizeof *ws);
+    if (!ws) return NULL;
+    ws->m = m;
+    ws->B = o->B;
+    ws->T = o->T;
+    ws->NV = o->n_virtual;
+    ws->store = o->store_acts != 0;
+    ws->pos_max = o->T + o->n_virtual;
+    ws->head_chunk = pt_head_rows(c->vocab_size, (size_t)o->B * (size_t)o->T, o->head_rows);
+    pt_block_dims(&ws->blk, m);
+    pt_block_ops(m, &ws->blk.ops);
+    pt_be_plan bp = {(int64_t)o->B * (o->T + o->n_virtual), ws->pos_max, ws->store};
+    if (pt_be_open(&ws->blk.be, m, &bp) || pt_plan_arena(m, &ws->arena, carve, ws)) {
+        pt_workspace_free(ws);
+        return NULL;
+    }
+    return ws;
+}
+
+pt_workspace *pt_workspace_new(const pt_model *m, int B, int T) {
+    pt_ws_opts o = {.B = B, .T = T, .n_virtual = 0, .store_acts = 0};
+    return pt_workspace_new_opts(m, &o);
+}
+
+void pt_workspace_free(pt_workspace *ws) {
+    if (!ws) return;
+    pt_plan_arena_free(ws->m, &ws->arena);
+    pt_be_close(&ws->blk.be);
+    free(ws);
+}
+
+size_t pt_workspace_bytes(const pt_workspace *ws) {
+    if (!ws) return 0;
+    const pt_be *b = &ws->blk.be;
+    return ws->arena.cap + (b->ws ? b->be->ops->ws_bytes(b->ws) : 0);
+}
+
 /* ---- one call's geometry ----------------------------------------------------------*/
 
-typedef struct {
+struct geo {
     int B, T, N;        /* T: max of tb */
     int Ns;             /* prompt rows in front of each stream row: N (soft) or 0 */
     int Tin;            /* row stride of the caller's ids/embeds/labels (T <= Tin) */
@@ -78,7 +189,7 @@ typedef struct {
     int32_t *tb;        /* [B] real positions kept per row (ws->tb) */
     const int32_t *offE; /* stream layout: ws->offN (soft) or ws->offT */
     const pt_resid *rs;  /* activation cache or NULL */
-} geo;
+};
 
 static int lens_of(const geo *g, int b) {
     int n = g->lens ? g->lens[b] : g->T;
@@ -118,7 +229,6 @@ static int setup(const pt_model *m, pt_workspace *ws, const pt_batch *in, geo *g
     g->lens = in->lens;
     if (in->B <= 0 || in->T <= 0 || in->B > ws->B || in->T > ws->T)
         return pt_set_error("forward: batch %dx%d exceeds the workspace's %dx%d", in->B, in->T, ws->B, ws->T);
-    if (!ws->loss_bufs) return pt_set_error("forward: workspace not planned with pt_workspace_new_opts");
     for (int l = 0; l < c->n_layers; l++) ws->listed[l] = -1;
     if (p) {
         g->N = p->n_virtual;
@@ -158,8 +268,7 @@ static int setup(const pt_model *m, pt_workspace *ws, const pt_batch *in, geo *g
             if (p->prefix_k && p->prefix_k[l])
                 return pt_set_error("forward: prefix at layer %d lies below the cached layer %d", l, rs->layer);
     }
-    if (c->arch == PT_ARCH_GPT2 && c->dim > 4096) return pt_set_error("forward: GPT-2 with d > 4096 is not supported");
-    if (c->arch == PT_ARCH_GPT2 && g->Ns + g->T > c->max_seq)
+    if (ws->blk.ops.learned_pos && g->Ns + g->T > c->max_seq)
         return pt_set_error("forward: %d positions exceed the model's %d learned positions", g->Ns + g->T, c->max_seq);
     int n = g->B * g->T;
     const int32_t *ids = in->ids;
@@ -182,11 +291,6 @@ static int setup(const pt_model *m, pt_workspace *ws, const pt_batch *in, geo *g
 
 static int prefix_at(const geo *g, int l) { return g->prefix && g->p->prefix_k && g->p->prefix_k[l] ? g->N : 0; }
 
-static void norm_b(const pt_model *m, float *dx, const float *dy, const float *x, const float *w, int n) {
-    const pt_config *c = &m->cfg;
-    if (c->arch == PT_ARCH_GPT2) pt_layernorm_backward(dx, dy, x, w, n, c->dim, c->norm_eps, 1);
-    else pt_rmsnorm_backward(dx, dy, x, w, n, c->dim, c->norm_eps, 1);
-}
 
 /* Stream layout offT -> offN with P in front of each row (in place, from the
  * last row: offN[b] + N >= offT[b]). */
@@ -221,7 +325,7 @@ static int layer_positions(pt_workspace *ws, const geo *g, int withN) {
  * prefix, the K/V are gathered into ws->kvcat, Np + rows per batch row. */
 static void attn_setup(pt_workspace *ws, const geo *g, int l, int withN, const float *qkv, pt_attn_args *at) {
     const pt_config *c = &ws->m->cfg;
-    int qd = ws->qd, kvd = ws->kvd, qkvd = ws->qkvd, Np = prefix_at(g, l), hd = c->head_dim;
+    int qd = ws->blk.qd, kvd = ws->blk.kvd, qkvd = ws->blk.qkvd, Np = prefix_at(g, l), hd = c->head_dim;
     const int32_t *off = withN ? ws->offN : ws->offT;
     memset(at, 0, sizeof *at);
     at->B = g->B;
@@ -269,26 +373,17 @@ static void attn_setup(pt_workspace *ws, const geo *g, int l, int withN, const f
 
 /* Embeddings into ws->x (stream layout g->offE). */
 static void embed(const pt_model *m, pt_workspace *ws, const pt_batch *in, const geo *g) {
-    const pt_config *c = &m->cfg;
-    int d = c->dim, n = g->offE[g->B];
+    int d = m->cfg.dim, n = g->offE[g->B];
     for (int b = 0; b < g->B; b++) /* row -> batch row, for the parallel loop */
         for (int r = g->offE[b]; r < g->offE[b + 1]; r++) ws->pos[r] = b;
 #pragma omp parallel for schedule(static) if (n > 16)
     for (int r = 0; r < n; r++) {
         int b = ws->pos[r], e = r - g->offE[b], t = e - g->Ns;
         float *xr = ws->x + (size_t)r * d;
-        if (t < 0) memcpy(xr, g->p->soft + (size_t)e * d, (size_t)d * sizeof(float));
+        if (t < 0) pt_block_embed_row(&ws->blk, xr, PT_TOK_EMBED, g->p->soft + (size_t)e * d, e);
         else {
             int id = in->ids ? in->ids[b * g->Tin + t] : PT_TOK_EMBED;
-            if (id == PT_TOK_EMBED) memcpy(xr, in->embeds + ((size_t)b * g->Tin + t) * d, (size_t)d * sizeof(float));
-            else pt_rows_to_f32_serial(&m->tok_embd, id, 1, xr);
-        }
-        if (c->arch == PT_ARCH_GPT2) {
-            float tmp[4096];
-            if (d <= 4096) {
-                pt_rows_to_f32_serial(&m->pos_embd, e, 1, tmp);
-                for (int i = 0; i < d; i++) xr[i] += tmp[i];
-            }
+            pt_block_embed_row(&ws->blk, xr, id, id == PT_TOK_EMBED ? in->embeds + ((size_t)b * g->Tin + t) * d : NULL, e);
         }
     }
 }
@@ -310,140 +405,110 @@ static void stream_in(const pt_model *m, pt_workspace *ws, const pt_batch *in, c
     else embed(m, ws, in, g);
 }
 
-/* Layers from..to-1 (the whole stack: 0, L); leaves the stream in ws->x.
- * Layers l >= store_from keep their activations (store_from = L: none). */
-static void run_range(const pt_model *m, pt_workspace *ws, const geo *g, int store_from, int from, int to) {
-    const pt_config *c = &m->cfg;
-    int d = c->dim, hd = c->head_dim, qd = ws->qd, kvd = ws->kvd, qkvd = ws->qkvd, hid = c->hidden_dim;
-    for (int l = from; l < to; l++) {
-        const pt_layer *Ly = &m->layers[l];
-        const pt_layer_vecs *v = &ws->lv[l];
-        int withN = layer_withN(ws, g, l), li = ws->listed[l], store = l >= store_from;
-        if (li >= 0) expand(ws, g, ws->x, g->p->deep_vecs[li], d);
-        int n = layer_positions(ws, g, withN);
-        pt_layer_acts A;
-        if (store) {
-            A = ws->acts[l];
-            memcpy(A.xin, ws->x, (size_t)n * d * sizeof(float));
-        } else {
-            A.xin = A.xmid = NULL;
-            A.qkv = ws->qkv;
-            A.att = ws->att;
-            A.h1 = ws->h1;
-            A.h2 = ws->h2;
-        }
-        pt_fwd_norm(m, ws->xn, ws->x, v->attn_norm, v->attn_norm_b, n);
-        if (Ly->wqkv.w.data)
-            pt_linear_forward(&Ly->wqkv, v->bqkv, ws->xn, n, d, A.qkv, qkvd, ws->panel, ws->nthreads);
-        else {
-            pt_linear_forward(&Ly->wq, v->bq, ws->xn, n, d, A.qkv, qkvd, ws->panel, ws->nthreads);
-            pt_linear_forward(&Ly->wk, v->bk, ws->xn, n, d, A.qkv + qd, qkvd, ws->panel, ws->nthreads);
-            pt_linear_forward(&Ly->wv, v->bv, ws->xn, n, d, A.qkv + qd + kvd, qkvd, ws->panel, ws->nthreads);
-        }
-        if (c->arch == PT_ARCH_LLAMA) {
-            pt_rope(A.qkv, qkvd, n, c->n_heads, hd, ws->pos, 0, ws->cos_t, ws->sin_t, c->rope_layout);
-            pt_rope(A.qkv + qd, qkvd, n, c->n_kv_heads, hd, ws->pos, 0, ws->cos_t, ws->sin_t, c->rope_layout);
-        }
-        pt_attn_args at;
-        attn_setup(ws, g, l, withN, A.qkv, &at);
-        at.out = A.att;
-        pt_attention(&at, ws->att_scratch, ws->nthreads);
-        pt_linear_forward(&Ly->wo, v->bo, A.att, n, qd, ws->xn, d, ws->panel, ws->nthreads);
-        pt_fwd_add_norm(m, ws->x, ws->xn, v->mlp_norm, v->mlp_norm_b, n); /* x += attn; xn = norm(x) */
-        if (store) memcpy(A.xmid, ws->x, (size_t)n * d * sizeof(float));
+/* The block's attention hook: layer l's geometry (packed rows; prefix K/V
+ * gathered into ws->kvcat). */
+static void attn_hook(void *ctx, int l, float *qkv, pt_attn_args *at) {
+    pt_workspace *ws = ctx;
+    attn_setup(ws, ws->g, l, layer_withN(ws, ws->g, l), qkv, at);
+}
 
-        float *hact = ws->h1;
-        if (c->arch == PT_ARCH_LLAMA) {
-            pt_linear_forward(&Ly->w_gate, v->bgate, ws->xn, n, d, A.h1, hid, ws->panel, ws->nthreads);
-            pt_linear_forward(&Ly->w_up, v->bup, ws->xn, n, d, A.h2, hid, ws->panel, ws->nthreads);
-            if (store) memcpy(hact, A.h1, (size_t)n * hid * sizeof(float));
-            pt_swiglu(hact, A.h2, (int64_t)n * hid);
-        } else {
-            pt_linear_forward(&Ly->w_up, v->bup, ws->xn, n, d, A.h1, hid, ws->panel, ws->nthreads);
-            if (store) memcpy(hact, A.h1, (size_t)n * hid * sizeof(float));
-            pt_gelu(hact, (int64_t)n * hid);
+/* Capture hook of the plain forward: layer index li (hidden_states order) of
+ * the stream x [n, d] into every capture slot that asks for it. */
+static void capture(const pt_workspace *ws, pt_forward_out *out, int li, const float *x, int n, int n_cpos) {
+    int d = ws->blk.d, L = ws->m->cfg.n_layers;
+    for (int ci = 0; out && ci < out->n_capture; ci++) {
+        if (out->capture_layers[ci] != li) continue;
+        float *h = out->hidden + (size_t)ci * n_cpos * d;
+        if (!out->capture_pos) memcpy(h, x, (size_t)n * d * sizeof(float));
+        else
+            for (int i = 0; i < n_cpos; i++)
+                memcpy(h + (size_t)i * d, x + (size_t)out->capture_pos[i] * d, (size_t)d * sizeof(float));
+        if (li == L) pt_block_final_norm(&ws->blk, h, h, n_cpos);
+    }
+}
+
+/* Layers from..to-1 (the whole stack: 0, L); leaves the stream in ws->x.
+ * Layers l >= store_from keep their activations (store_from = L: none).
+ * out (plain forward only): capture after each layer. */
+static void run_range(const pt_model *m, pt_workspace *ws, const geo *g, int store_from, int from, int to,
+                      pt_forward_out *out, int n_cpos) {
+    int d = m->cfg.dim;
+    ws->g = g;
+    for (int l = from; l < to; l++) {
+        int withN = layer_withN(ws, g, l), li = ws->listed[l];
+        if (li >= 0) expand(ws, g, ws->x, g->p->deep_vecs[li], d);
+        pt_block_fwd io;
+        io.n = layer_positions(ws, g, withN);
+        io.pos = ws->pos;
+        io.pos0 = 0;
+        io.attn = attn_hook;
+        io.ctx = ws;
+        if (l >= store_from) io.A = ws->acts[l];
+        else {
+            io.A.xin = io.A.xmid = NULL;
+            io.A.qkv = ws->qkv;
+            io.A.att = ws->att;
+            io.A.h1 = ws->h1;
+            io.A.h2 = ws->h2;
         }
-        pt_linear_forward(&Ly->w_down, v->bdown, hact, n, hid, ws->xn, d, ws->panel, ws->nthreads);
-        pt_add(ws->x, ws->xn, (int64_t)n * d);
+        pt_block_forward(&ws->blk, l, ws->x, &io);
         if (li >= 0) compact(ws, g, ws->x, d);
+        if (out && l + 1 < m->cfg.n_layers) capture(ws, out, l + 1, ws->x, io.n, n_cpos);
     }
 }
 
 /* The layer stack after stream_in: from the cached layer with a cache. */
 static void run_layers(const pt_model *m, pt_workspace *ws, const geo *g, int store_from) {
-    run_range(m, ws, g, store_from, g->rs ? g->rs->layer : 0, m->cfg.n_layers);
+    run_range(m, ws, g, store_from, g->rs ? g->rs->layer : 0, m->cfg.n_layers, NULL, 0);
+}
+
+/* Prefix layers: the attention backward writes dK/dV of [prefix; own keys]
+ * into ws->dkvcat (before); then the own keys' part goes back to dqkv and
+ * the prefix part, summed over rows, to the prompt gradient (after). */
+static void attn_grads_hook(void *ctx, int l, const pt_attn_args *at, pt_attn_grads *ag, int before) {
+    pt_workspace *ws = ctx;
+    const geo *g = ws->g;
+    int Np = prefix_at(g, l), kvd = ws->blk.kvd, qd = ws->blk.qd, qkvd = ws->blk.qkvd, ld = 2 * kvd;
+    if (!Np) return;
+    if (before) {
+        ag->dk = ws->dkvcat;
+        ag->dv = ws->dkvcat + kvd;
+        return;
+    }
+    for (int b = 0; b < g->B; b++)
+        for (int t = 0; t < ws->qlen[b]; t++)
+            memcpy(ws->blk.dqkv + ((size_t)at->q_row0[b] + t) * qkvd + qd, ws->dkvcat + ((size_t)ws->offK[b] + Np + t) * ld,
+                   (size_t)ld * sizeof(float));
+    pt_prompt_grad *gr = ws->gr;
+    float *gk = gr->prefix_k ? gr->prefix_k[l] : NULL, *gv = gr->prefix_v ? gr->prefix_v[l] : NULL;
+    for (int j = 0; j < Np; j++)
+        for (int i = 0; i < kvd; i++) {
+            float sk = 0.0f, sv = 0.0f;
+            for (int b = 0; b < g->B; b++) {
+                if (!g->tb[b]) continue;
+                sk += ws->dkvcat[((size_t)ws->offK[b] + j) * ld + i];
+                sv += ws->dkvcat[((size_t)ws->offK[b] + j) * ld + kvd + i];
+            }
+            if (gk) gk[(size_t)j * kvd + i] = gr->accumulate ? gk[(size_t)j * kvd + i] + sk : sk;
+            if (gv) gv[(size_t)j * kvd + i] = gr->accumulate ? gv[(size_t)j * kvd + i] + sv : sv;
+        }
 }
 
 /* Backward of layer l: ws->dx holds d(layer output) in the layer's layout;
  * on return it holds d(layer input). Prefix K/V gradients go to gr. */
-static void layer_backward(const pt_model *m, pt_workspace *ws, const geo *g, int l, pt_prompt_grad *gr) {
-    const pt_config *c = &m->cfg;
-    const pt_layer *Ly = &m->layers[l];
-    const pt_layer_vecs *v = &ws->lv[l];
-    const pt_layer_acts *A = &ws->acts[l];
-    int d = c->dim, hd = c->head_dim, qd = ws->qd, kvd = ws->kvd, qkvd = ws->qkvd, hid = c->hidden_dim;
-    int withN = layer_withN(ws, g, l), Np = prefix_at(g, l);
-    int n = (withN ? ws->offN : ws->offT)[g->B];
-    float *dx = ws->dx;
-    /* MLP */
-    pt_linear_backward_input(&Ly->w_down, dx, n, d, ws->h1, hid, 0, ws->panel, ws->nthreads);
-    if (c->arch == PT_ARCH_LLAMA) {
-        pt_swiglu_backward(ws->h1, ws->h2, ws->h1, A->h1, A->h2, (int64_t)n * hid);
-        pt_linear_backward_input(&Ly->w_gate, ws->h1, n, hid, ws->xn, d, 0, ws->panel, ws->nthreads);
-        pt_linear_backward_input(&Ly->w_up, ws->h2, n, hid, ws->xn, d, 1, ws->panel, ws->nthreads);
-    } else {
-        pt_gelu_backward(ws->h1, ws->h1, A->h1, (int64_t)n * hid);
-        pt_linear_backward_input(&Ly->w_up, ws->h1, n, hid, ws->xn, d, 0, ws->panel, ws->nthreads);
-    }
-    norm_b(m, dx, ws->xn, A->xmid, v->mlp_norm, n);
-    /* attention */
-    pt_linear_backward_input(&Ly->wo, dx, n, d, ws->att, qd, 0, ws->panel, ws->nthreads);
-    layer_positions(ws, g, withN);
-    pt_attn_args at;
-    attn_setup(ws, g, l, withN, A->qkv, &at);
-    at.out = A->att;
-    pt_attn_grads ag;
-    ag.dout = ws->att;
-    ag.dq = ws->qkv;
-    if (Np) {
-        ag.dk = ws->dkvcat;
-        ag.dv = ws->dkvcat + kvd;
-    } else {
-        ag.dk = ws->qkv + qd;
-        ag.dv = ws->qkv + qd + kvd;
-    }
-    pt_attention_backward(&at, &ag, ws->att_bscratch, ws->nthreads);
-    if (Np) {
-        int ld = 2 * kvd;
-        for (int b = 0; b < g->B; b++)
-            for (int t = 0; t < ws->qlen[b]; t++)
-                memcpy(ws->qkv + ((size_t)at.q_row0[b] + t) * qkvd + qd, ws->dkvcat + ((size_t)ws->offK[b] + Np + t) * ld,
-                       (size_t)ld * sizeof(float));
-        float *gk = gr->prefix_k ? gr->prefix_k[l] : NULL, *gv = gr->prefix_v ? gr->prefix_v[l] : NULL;
-        for (int j = 0; j < Np; j++)
-            for (int i = 0; i < kvd; i++) {
-                float sk = 0.0f, sv = 0.0f;
-                for (int b = 0; b < g->B; b++) {
-                    if (!g->tb[b]) continue;
-                    sk += ws->dkvcat[((size_t)ws->offK[b] + j) * ld + i];
-                    sv += ws->dkvcat[((size_t)ws->offK[b] + j) * ld + kvd + i];
-                }
-                if (gk) gk[(size_t)j * kvd + i] = gr->accumulate ? gk[(size_t)j * kvd + i] + sk : sk;
-                if (gv) gv[(size_t)j * kvd + i] = gr->accumulate ? gv[(size_t)j * kvd + i] + sv : sv;
-            }
-    }
-    if (c->arch == PT_ARCH_LLAMA) {
-        pt_rope_backward(ws->qkv, qkvd, n, c->n_heads, hd, ws->pos, 0, ws->cos_t, ws->sin_t, c->rope_layout);
-        pt_rope_backward(ws->qkv + qd, qkvd, n, c->n_kv_heads, hd, ws->pos, 0, ws->cos_t, ws->sin_t, c->rope_layout);
-    }
-    if (Ly->wqkv.w.data)
-        pt_linear_backward_input(&Ly->wqkv, ws->qkv, n, qkvd, ws->xn, d, 0, ws->panel, ws->nthreads);
-    else {
-        pt_linear_backward_input(&Ly->wq, ws->qkv, n, qkvd, ws->xn, d, 0, ws->panel, ws->nthreads);
-        pt_linear_backward_input(&Ly->wk, ws->qkv + qd, n, qkvd, ws->xn, d, 1, ws->panel, ws->nthreads);
-        pt_linear_backward_input(&Ly->wv, ws->qkv + qd + kvd, n, qkvd, ws->xn, d, 1, ws->panel, ws->nthreads);
-    }
-    norm_b(m, dx, ws->xn, A->xin, v->attn_norm, n);
+static void layer_backward(pt_workspace *ws, const geo *g, int l, pt_prompt_grad *gr) {
+    pt_block_bwd io;
+    io.n = layer_positions(ws, g, layer_withN(ws, g, l));
+    io.pos = ws->pos;
+    io.pos0 = 0;
+    io.A = &ws->acts[l];
+    io.attn = attn_hook;
+    io.attn_grads = attn_grads_hook;
+    io.ctx = ws;
+    io.wg = NULL;
+    ws->g = g;
+    ws->gr = gr;
+    pt_block_backward(&ws->blk, l, ws->dx, &io);
 }
 
 /* Sum over batch rows of the first N rows of each (layout offN) into out [N, d]. */
@@ -499,24 +564,25 @@ static void head_loss(const pt_model *m, pt_workspace *ws, const geo *g, int cnt
                       double *row_loss, double *total) {
     const pt_config *c = &m->cfg;
     int d = c->dim, V = c->vocab_size;
-    pt_linear head = pt_fwd_head(m);
+    pt_linear head = pt_block_head(m);
+    pt_be *be = &ws->blk.be;
     double tot = 0;
     int hc = ws->head_chunk;
     for (int i0 = 0; i0 < cnt; i0 += hc) {
         int nc = cnt - i0 < hc ? cnt - i0 : hc;
         for (int i = 0; i < nc; i++)
             memcpy(ws->hx + (size_t)i * d, ws->x + (size_t)ws->lab_pos[i0 + i] * d, (size_t)d * sizeof(float));
-        pt_fwd_norm(m, ws->hxn, ws->hx, ws->out_norm, ws->out_norm_b, nc);
-        pt_linear_forward(&head, NULL, ws->hxn, nc, d, ws->hlogits, V, ws->panel, ws->nthreads);
+        pt_block_final_norm(&ws->blk, ws->hxn, ws->hx, nc);
+        pt_be_linear(be, &head, NULL, ws->hxn, nc, d, ws->hlogits, V);
         pt_cross_entropy(ws->hlogits, ws->lab_y + i0, nc, V, scale, ws->hloss);
         for (int i = 0; i < nc; i++) {
             tot += (double)ws->hloss[i];
             if (row_loss) row_loss[ws->lab_row[i0 + i]] += (double)ws->hloss[i];
         }
         if (!dx) continue;
-        pt_linear_backward_input(&head, ws->hlogits, nc, V, ws->hxn, d, 0, ws->panel, ws->nthreads);
+        pt_be_linear_dx(be, &head, ws->hlogits, nc, V, ws->hxn, d, 0);
         memset(ws->hdx, 0, (size_t)nc * d * sizeof(float));
-        norm_b(m, ws->hdx, ws->hxn, ws->hx, ws->out_norm, nc);
+        ws->blk.ops.norm_bwd(ws->hdx, ws->hxn, ws->hx, ws->blk.out_norm, nc, d, c->norm_eps, 1);
         for (int i = 0; i < nc; i++)
             memcpy(dx + (size_t)ws->lab_pos[i0 + i] * d, ws->hdx + (size_t)i * d, (size_t)d * sizeof(float));
     }
@@ -597,7 +663,7 @@ int pt_loss_forward_backward(const pt_model *m, pt_workspace *ws, const pt_batch
     for (int l = L - 1; l >= stop; l--) {
         int li = ws->listed[l];
         if (li >= 0) expand(ws, &g, ws->dx, NULL, d);
-        layer_backward(m, ws, &g, l, gr);
+        layer_backward(ws, &g, l, gr);
         if (li >= 0) {
             if (gr->deep && gr->deep[li]) sum_prompt_rows(ws, &g, gr->deep[li], ws->dx, d, 1);
             compact(ws, &g, ws->dx, d);
@@ -630,32 +696,49 @@ int pt_resid_fill(const pt_model *m, pt_workspace *ws, const pt_batch *in, const
     int cnt = collect_labels(m, ws, &g, labels);
     if (cnt <= 0) return cnt;
     embed(m, ws, in, &g);
-    run_range(m, ws, &g, m->cfg.n_layers, 0, rs->layer);
+    run_range(m, ws, &g, m->cfg.n_layers, 0, rs->layer, NULL, 0);
     resid_copy(ws, &g, rs, m->cfg.dim, 1);
     return 0;
 }
 
-int pt_train_forward_out(const pt_model *m, pt_workspace *ws, const pt_batch *in, pt_forward_out *out) {
+int pt_forward(const pt_model *m, pt_workspace *ws, const pt_batch *in, pt_forward_out *out) {
     const pt_config *c = &m->cfg;
+    if (in->resid) return pt_set_error("forward: the activation cache works with the loss functions only");
     geo g;
     if (setup(m, ws, in, &g)) return PT_ERR;
-    if (out && out->n_capture > 0) return pt_set_error("forward: hidden-state capture with a prompt is not supported");
-    if (in->resid) return pt_set_error("forward: the activation cache works with the loss functions only");
-    int n = g.B * g.T, d = c->dim;
-    int n_logit = out && out->logits ? (out->logit_pos ? out->n_logit_pos : n) : 0;
+    int n = g.B * g.T, d = c->dim, L = c->n_layers;
+    int n_logit = out && out->logits ? (out->logit_pos ? out->n_logit_pos : n) : 0, n_cpos = 0, last = n_logit ? L : 0;
     for (int i = 0; out && out->logit_pos && i < n_logit; i++)
         if (out->logit_pos[i] < 0 || out->logit_pos[i] >= n)
             return pt_set_error("forward: logit position %d outside 0..%d", (int)out->logit_pos[i], n - 1);
     if (n_logit > n) return pt_set_error("forward: %d logit positions for %d positions", n_logit, n);
+    if (out && out->n_capture > 0) {
+        if (in->prompt) return pt_set_error("forward: hidden-state capture with a prompt is not supported");
+        if (!out->hidden || !out->capture_layers) return pt_set_error("forward: capture without buffers");
+        n_cpos = out->capture_pos ? out->n_capture_pos : n;
+        for (int i = 0; out->capture_pos && i < n_cpos; i++)
+            if (out->capture_pos[i] < 0 || out->capture_pos[i] >= n)
+                return pt_set_error("forward: capture position %d outside 0..%d", (int)out->capture_pos[i], n - 1);
+        for (int i = 0; i < out->n_capture; i++) {
+            int li = out->capture_layers[i];
+            if (li < 0 || li > L) return pt_set_error("forward: capture layer %d outside 0..%d", li, L);
+            if (li > last) last = li;
+        }
+    }
+    pt_forward_out *cap = out && out->n_capture > 0 ? out : NULL;
     embed(m, ws, in, &g);
-    run_layers(m, ws, &g, c->n_layers);
+    if (cap) capture(ws, cap, 0, ws->x, n, n_cpos);
+    /* when nobody reads the top, the stack stops after the highest capture */
+    run_range(m, ws, &g, L, 0, last < L ? last : L, cap, n_cpos);
+    if (last < L) return 0;
+    if (cap) capture(ws, cap, L, ws->x, n, n_cpos);
     if (!n_logit) return 0;
     for (int i = 0; i < n_logit; i++) {
         int p = out->logit_pos ? out->logit_pos[i] : i, b = p / g.T, t = p % g.T;
         memcpy(ws->xn + (size_t)i * d, ws->x + ((size_t)g.offE[b] + g.Ns + t) * d, (size_t)d * sizeof(float));
     }
-    pt_fwd_norm(m, ws->xn, ws->xn, ws->out_norm, ws->out_norm_b, n_logit);
-    pt_linear head = pt_fwd_head(m);
-    pt_linear_forward(&head, NULL, ws->xn, n_logit, d, out->logits, c->vocab_size, ws->panel, ws->nthreads);
+    pt_block_final_norm(&ws->blk, ws->xn, ws->xn, n_logit);
+    pt_linear head = pt_block_head(m);
+    pt_be_linear(&ws->blk.be, &head, NULL, ws->xn, n_logit, d, out->logits, c->vocab_size);
     return 0;
 }
