@@ -9,6 +9,10 @@ Writes everything under tests/fixtures/ (committed; CI has no torch):
   llama_tiny_q8_0.gguf   the same, 2-D weights as Q8_0
   llama3_tiny/           HF dir, llama3 rope_scaling, theta 5e5, tied head
   qwen2_tiny/            HF dir, model_type qwen2, QKV bias, tied head
+  gemma_tiny/            HF dir, model_type gemma (Gemma 1): head_dim 24 != 64/4, GeGLU,
+                         sqrt(d) embedding scale, RMSNorm (1 + w) with w ~ N(0, 0.2), tied head
+  gemma_tiny.gguf        the same weights as GGUF v3 (arch gemma) as llama.cpp's converter
+                         writes it: norms stored as 1 + w, Q/K not permuted, no output.weight
   gpt2_tiny/             HF dir, model_type gpt2, Conv1D [in,out], names without prefix
   gpt2_tiny_f16/         the same rounded to F16, names with the "transformer." prefix
   gpt2_tiny.gguf         the F32 GPT-2 as GGUF v3 (arch gpt2)
@@ -47,6 +51,25 @@ def layernorm(x, w, b, eps):
 def gelu_tanh(x):
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
 
+def silu(x):
+    return torch.nn.functional.silu(x)
+
+def head_dim(cfg):
+    """Gemma (and newer Llama-family configs) give head_dim; otherwise d / heads."""
+    return cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+
+def llama_family(cfg, stored=torch.float32):
+    """What a Llama-like family changes, as in Hugging Face's modeling code:
+    (embedding scale, RMSNorm weight -> scale, MLP activation). Gemma 1 multiplies
+    the embeddings by sqrt(hidden_size), computed by HF as a tensor in the hidden
+    dtype (the stored dtype: float32 here), scales RMSNorm by (1 + w) computed in
+    float32 (GemmaRMSNorm: 1.0 + weight.float()), and runs gelu_pytorch_tanh(gate)
+    * up whatever hidden_act says."""
+    if cfg.get("model_type") == "gemma":
+        scale = torch.tensor(cfg["hidden_size"] ** 0.5, dtype=stored).double()
+        return scale, lambda w: (1.0 + w.float()).double(), gelu_tanh
+    return None, lambda w: w, silu
+
 def rope_inv_freq(cfg, hd):
     inv = 1.0 / (cfg.get("rope_theta", 10000.0) ** (torch.arange(0, hd, 2).double() / hd))
     sc = cfg.get("rope_scaling")
@@ -70,12 +93,15 @@ def attention(q, k, v, lens):
     s = s.masked_fill(~allowed[:, None], float("-inf"))
     return torch.softmax(s, -1) @ v
 
-def llama_forward(W, cfg, ids, lens, interleaved=False):
+def llama_forward(W, cfg, ids, lens, interleaved=False, family=None):
     """W: HF tensor names (model.layers.N...). interleaved=True: Q/K rows in Meta
-    order and RoPE on pairs (2i, 2i+1) (checks the permutation semantically)."""
+    order and RoPE on pairs (2i, 2i+1) (checks the permutation semantically).
+    Llama, Qwen2 and Gemma 1 (llama_family: embedding scale, (1 + w) norms, GeGLU;
+    `family` overrides that triple, for the self-checks)."""
     d, H = cfg["hidden_size"], cfg["num_attention_heads"]
-    KV, hd = cfg.get("num_key_value_heads", H), d // H
+    KV, hd = cfg.get("num_key_value_heads", H), head_dim(cfg)
     eps, B, T = cfg["rms_norm_eps"], ids.shape[0], ids.shape[1]
+    emb_scale, nw, act = family or llama_family(cfg)
     ang = torch.arange(T).double()[:, None] * rope_inv_freq(cfg, hd)[None]  # [T, hd/2]
     cos, sin = ang.cos(), ang.sin()
 
@@ -91,20 +117,22 @@ def llama_forward(W, cfg, ids, lens, interleaved=False):
         return y + W[name + ".bias"] if name + ".bias" in W else y
 
     x = W["model.embed_tokens.weight"][ids]
+    if emb_scale is not None:
+        x = x * emb_scale
     hidden = [x]
     for l in range(cfg["num_hidden_layers"]):
         p = "model.layers.%d." % l
-        h = rmsnorm(x, W[p + "input_layernorm.weight"], eps)
+        h = rmsnorm(x, nw(W[p + "input_layernorm.weight"]), eps)
         q = lin(h, p + "self_attn.q_proj").view(B, T, H, hd).transpose(1, 2)
         k = lin(h, p + "self_attn.k_proj").view(B, T, KV, hd).transpose(1, 2)
         v = lin(h, p + "self_attn.v_proj").view(B, T, KV, hd).transpose(1, 2)
         o = attention(rope(q), rope(k), v, lens).transpose(1, 2).reshape(B, T, H * hd)
         x = x + lin(o, p + "self_attn.o_proj")
-        h = rmsnorm(x, W[p + "post_attention_layernorm.weight"], eps)
-        x = x + lin(torch.nn.functional.silu(lin(h, p + "mlp.gate_proj")) * lin(h, p + "mlp.up_proj"), p + "mlp.down_proj")
+        h = rmsnorm(x, nw(W[p + "post_attention_layernorm.weight"]), eps)
+        x = x + lin(act(lin(h, p + "mlp.gate_proj")) * lin(h, p + "mlp.up_proj"), p + "mlp.down_proj")
         if l < cfg["num_hidden_layers"] - 1:
             hidden.append(x)
-    x = rmsnorm(x, W["model.norm.weight"], eps)
+    x = rmsnorm(x, nw(W["model.norm.weight"]), eps)
     hidden.append(x)
     head = W.get("lm_head.weight", W["model.embed_tokens.weight"])
     return x @ head.T, torch.stack(hidden)
@@ -383,26 +411,62 @@ def write_gguf_gpt2(path, cfg, W):
           ("output.weight", W["wte.weight"], GGML_F32)]  # the converter stores the tied head again
     write_gguf(path, kvs, T)
 
+GEMMA_TENSORS = [("attn_norm", "input_layernorm"), ("attn_q", "self_attn.q_proj"), ("attn_k", "self_attn.k_proj"),
+                 ("attn_v", "self_attn.v_proj"), ("attn_output", "self_attn.o_proj"),
+                 ("ffn_norm", "post_attention_layernorm"), ("ffn_gate", "mlp.gate_proj"), ("ffn_up", "mlp.up_proj"),
+                 ("ffn_down", "mlp.down_proj")]
+
+def write_gguf_gemma(path, cfg, W):
+    """As llama.cpp's GemmaModel converter (conversion/gemma.py, formerly in
+    convert_hf_to_gguf.py) writes a Gemma 1 checkpoint: gemma.* keys with head_dim as
+    attention.key_length/value_length and no rope keys (llama.cpp defaults the base to
+    1e4 and runs NEOX RoPE, HF's rotate_half layout, so Q/K are not permuted); every
+    *norm.weight stored as w + 1 (in the checkpoint's dtype: float32 here, as HF's
+    GemmaRMSNorm computes it); lm_head skipped, the head is token_embd."""
+    d, L, H = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"]
+    hd = head_dim(cfg)
+    kvs = [("general.architecture", GG_STR, "gemma"), ("general.name", GG_STR, "gemma_tiny"),
+           ("general.file_type", GG_U32, 0), ("gemma.context_length", GG_U32, cfg["max_position_embeddings"]),
+           ("gemma.embedding_length", GG_U32, d), ("gemma.block_count", GG_U32, L),
+           ("gemma.feed_forward_length", GG_U32, cfg["intermediate_size"]), ("gemma.attention.head_count", GG_U32, H),
+           ("gemma.attention.head_count_kv", GG_U32, cfg["num_key_value_heads"]),
+           ("gemma.attention.layer_norm_rms_epsilon", GG_F32, cfg["rms_norm_eps"]),
+           ("gemma.attention.key_length", GG_U32, hd), ("gemma.attention.value_length", GG_U32, hd)]
+    kvs += gguf_vocab(cfg["vocab_size"])
+    plus1 = lambda w: w + 1  # float32 + 1 in float32, as the converter does on an F32 checkpoint
+    T = [("token_embd.weight", W["model.embed_tokens.weight"], GGML_F32)]
+    for l in range(L):
+        for g, h in GEMMA_TENSORS:
+            w = W["model.layers.%d.%s.weight" % (l, h)]
+            T.append(("blk.%d.%s.weight" % (l, g), plus1(w) if g.endswith("_norm") else w, GGML_F32))
+    T.append(("output_norm.weight", plus1(W["model.norm.weight"]), GGML_F32))
+    write_gguf(path, kvs, T)
+
 # ---------------------------------------------------------------- tiny models
 def rand_llama(seed, cfg, bias=False):
+    """Norm weights around 1 (Llama) or around 0 (Gemma, which scales by 1 + w);
+    Gemma's embeddings N(0, 1/d), so that after the sqrt(d) scale the stream is O(1)
+    and the MLP (and its GELU variant) visibly moves the logits."""
     g = torch.Generator().manual_seed(seed)
     d, L, H, KV, F, V = (cfg[k] for k in ["hidden_size", "num_hidden_layers", "num_attention_heads",
                                          "num_key_value_heads", "intermediate_size", "vocab_size"])
-    hd = d // H
+    hd = head_dim(cfg)
+    gemma = cfg["model_type"] == "gemma"
+    n0 = 0 if gemma else 1
     r = lambda *s, std=1.0: (torch.randn(*s, generator=g, dtype=torch.float32) * std)
-    W = {"model.embed_tokens.weight": r(V, d)}
+    W = {"model.embed_tokens.weight": r(V, d, std=d ** -0.5 if gemma else 1.0)}
     for l in range(L):
         p = "model.layers.%d." % l
-        W[p + "input_layernorm.weight"] = 1 + r(d, std=0.2)
+        W[p + "input_layernorm.weight"] = n0 + r(d, std=0.2)
         for n, o, i in [("q", H * hd, d), ("k", KV * hd, d), ("v", KV * hd, d), ("o", d, H * hd)]:
             W[p + "self_attn.%s_proj.weight" % n] = r(o, i, std=i ** -0.5)
             if bias and n != "o":
                 W[p + "self_attn.%s_proj.bias" % n] = r(o, std=0.5)
-        W[p + "post_attention_layernorm.weight"] = 1 + r(d, std=0.2)
+        W[p + "post_attention_layernorm.weight"] = n0 + r(d, std=0.2)
         W[p + "mlp.gate_proj.weight"] = r(F, d, std=d ** -0.5)
         W[p + "mlp.up_proj.weight"] = r(F, d, std=d ** -0.5)
         W[p + "mlp.down_proj.weight"] = r(d, F, std=F ** -0.5)
-    W["model.norm.weight"] = 1 + r(d, std=0.2)
+    W["model.norm.weight"] = n0 + r(d, std=0.2)
     if not cfg["tie_word_embeddings"]:
         W["lm_head.weight"] = r(V, d, std=d ** -0.5)
     return W
@@ -432,6 +496,14 @@ LLAMA3_CFG = dict(LLAMA_CFG, rope_theta=500000.0, tie_word_embeddings=True, max_
 QWEN2_CFG = dict(LLAMA_CFG, architectures=["Qwen2ForCausalLM"], model_type="qwen2", rope_theta=1000000.0,
                  rms_norm_eps=1e-6, tie_word_embeddings=True, use_sliding_window=False, max_position_embeddings=128)
 del QWEN2_CFG["attention_bias"]
+# Gemma 1 as in google/gemma-2b's config.json (hidden_act "gelu", hidden_activation
+# "gelu_pytorch_tanh": HF runs the tanh GELU either way), scaled down; head_dim 24
+# is not hidden_size / heads = 16, so a loader that derives it fails the shapes.
+GEMMA_CFG = dict(architectures=["GemmaForCausalLM"], model_type="gemma", hidden_size=64, intermediate_size=96,
+                 num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, head_dim=24, vocab_size=300,
+                 max_position_embeddings=64, rms_norm_eps=1e-6, rope_theta=10000.0, hidden_act="gelu",
+                 hidden_activation="gelu_pytorch_tanh", attention_bias=False, tie_word_embeddings=True,
+                 bos_token_id=2, eos_token_id=1, pad_token_id=0)
 GPT2_CFG = dict(architectures=["GPT2LMHeadModel"], model_type="gpt2", n_embd=64, n_layer=2, n_head=4, n_positions=64,
                 n_ctx=64, vocab_size=300, layer_norm_epsilon=1e-5, activation_function="gelu_new",
                 bos_token_id=0, eos_token_id=0)
@@ -500,6 +572,7 @@ def make_tiny():
         save_ref(name, ids, lens, logits, hidden)
     nos = llama_forward(f64(rand_llama(3, LLAMA3_CFG)), dict(LLAMA3_CFG, rope_scaling=None), ids, lens)[0]
     print("  check: llama3 scaling changes logits by rel %.2e" % rel(nos, llama_forward(f64(rand_llama(3, LLAMA3_CFG)), LLAMA3_CFG, ids, lens)[0]))
+    make_gemma(ids, lens)
     # GPT-2.
     Wg = rand_gpt2(5, GPT2_CFG)
     write_hf_dir(os.path.join(OUT, "gpt2_tiny"), GPT2_CFG, Wg, torch.float32)
@@ -508,6 +581,33 @@ def make_tiny():
     save_ref("gpt2_tiny_f16", ids, lens, *gpt2_forward(f64({k: v.half() for k, v in Wg.items()}), GPT2_CFG, ids, lens))
     write_gguf_gpt2(os.path.join(OUT, "gpt2_tiny.gguf"), GPT2_CFG, Wg)
     assert read_gguf(os.path.join(OUT, "gpt2_tiny.gguf"))[0]["blk.1.attn_qkv.weight"][1] == [192, 64]
+
+def make_gemma(ids, lens):
+    W = rand_llama(6, GEMMA_CFG)
+    write_hf_dir(os.path.join(OUT, "gemma_tiny"), GEMMA_CFG, W, torch.float32)
+    logits, hidden = llama_forward(f64(W), GEMMA_CFG, ids, lens)
+    save_ref("gemma_tiny", ids, lens, logits, hidden)
+    # Self-checks: the activation is torch's tanh GELU; each Gemma difference moves the logits.
+    x = torch.linspace(-6, 6, 101)
+    assert (gelu_tanh(x) - torch.nn.functional.gelu(x, approximate="tanh")).abs().max() < 1e-15
+    scale, nw, act = llama_family(GEMMA_CFG)
+    for what, fam in [("no sqrt(d) embedding scale", (None, nw, act)), ("norms w, not 1 + w", (scale, lambda w: w, act)),
+                      ("silu, not gelu_tanh", (scale, nw, silu)),
+                      ("erf GELU, not tanh", (scale, nw, lambda t: torch.nn.functional.gelu(t)))]:
+        e = rel(llama_forward(f64(W), GEMMA_CFG, ids, lens, family=fam)[0], logits)
+        print("  check: gemma with %s: logits move by rel %.2e" % (what, e))
+        # Ten times the parity bound, so a C forward making the mistake fails. Not for
+        # erf vs tanh GELU (~1e-4 here): that is pinned by the gelu_tanh kernel tests.
+        assert e > 1e-3 or what.startswith("erf")
+    # The GGUF file reads back as the converter writes it: 1 + w norms, unpermuted Q/K, no head.
+    write_gguf_gemma(os.path.join(OUT, "gemma_tiny.gguf"), GEMMA_CFG, W)
+    tg, kv = read_gguf(os.path.join(OUT, "gemma_tiny.gguf"))
+    f32 = lambda name: torch.from_numpy(np.frombuffer(tg[name][2], np.float32).copy()).view(tg[name][1])
+    assert kv["gemma.attention.key_length"] == 24 and "output.weight" not in tg
+    assert torch.equal(f32("blk.2.attn_q.weight"), W["model.layers.2.self_attn.q_proj.weight"])
+    assert torch.equal(f32("blk.1.attn_k.weight"), W["model.layers.1.self_attn.k_proj.weight"])
+    assert torch.equal(f32("blk.0.ffn_norm.weight"), 1 + W["model.layers.0.post_attention_layernorm.weight"])
+    assert torch.equal(f32("output_norm.weight"), (1.0 + W["model.norm.weight"].float()))
 
 # ---------------------------------------------------------------- shared fixtures
 class Llama2cTokenizer:

@@ -2,7 +2,7 @@
 """reference_grad.py: plain-PyTorch loss and prompt gradients for the prompt-tuning
 methods, as fixtures for tests/test_grad_parity.c.
 
-For each tiny model of tests/fixtures (llama_tiny, llama3_tiny, qwen2_tiny, gpt2_tiny)
+For each tiny model of tests/fixtures (llama_tiny, llama3_tiny, qwen2_tiny, gemma_tiny, gpt2_tiny)
 and each method it writes tests/fixtures/grad_<model>_<method>.safetensors:
   input_ids I32 [2,T], lens I32 [2], labels I32 [2,T] (-1 = no loss; the logits at
   real position t predict labels[b,t]), n_virtual I32 [1], loss F32 [1] (mean
@@ -15,11 +15,14 @@ shared), by autograd in float64 from the stored F32 weights.
 
 Placement (as include/ptune/backward.h):
   soft:   rows [P_0..P_{N-1}, tok_0..tok_{T-1}], positions 0..N+T-1 (GPT-2 adds wpe to
-          P too), keys valid below N + lens[b];
+          P too; Gemma multiplies P by sqrt(d) too: both are what HF does to
+          inputs_embeds, so a PEFT prompt-tuning adapter means the same), keys valid
+          below N + lens[b];
   deep:   before listed layer l its P_l is prepended to the layer input, the layer runs
           on positions 0..N+T-1 with keys below N + lens[b], the first N outputs are
           cut; unlisted layers see the T tokens at positions 0..T-1. Layer 0 = the
-          input-level vectors (GPT-2: prepended after wte + wpe, no wpe of their own);
+          input-level vectors (GPT-2: prepended after wte + wpe, no wpe of their own;
+          Gemma: prepended after the sqrt(d) scale, not scaled themselves);
   prefix: per layer K/V prefixes before the real keys, no RoPE on them, real tokens at
           positions 0..T-1 see all N prefix entries.
 
@@ -60,6 +63,8 @@ class Model:
         W = R.read_safetensors(os.path.join(path, "model.safetensors"))
         self.W = {k: v.double() for k, v in W.items()}
         self.gpt2 = self.cfg["model_type"] == "gpt2"
+        # Gemma 1: sqrt(d) embedding scale (after the prompt is prepended), (1 + w) norms, GeGLU.
+        self.emb_scale, self.nw, self.act = R.llama_family(self.cfg)
         c = self.cfg
         if self.gpt2:
             self.d, self.H, self.L = c["n_embd"], c["n_head"], c["n_layer"]
@@ -67,7 +72,7 @@ class Model:
         else:
             self.d, self.H, self.L = c["hidden_size"], c["num_attention_heads"], c["num_hidden_layers"]
             self.KV, self.eps, self.V = c.get("num_key_value_heads", self.H), c["rms_norm_eps"], c["vocab_size"]
-        self.hd = self.d // self.H
+        self.hd = self.d // self.H if self.gpt2 else R.head_dim(c)
         self.kvd = self.KV * self.hd
 
     def embed(self, ids, P):
@@ -80,7 +85,7 @@ class Model:
         x = W["model.embed_tokens.weight"][ids]
         if P is not None:
             x = torch.cat([P[None].expand(ids.shape[0], -1, -1), x], 1)
-        return x
+        return x if self.emb_scale is None else x * self.emb_scale
 
     def layer(self, l, x, kvlen, prefix=None):
         """x [B,S,d] at positions 0..S-1; prefix (K [N,kvd], V [N,kvd]) or None."""
@@ -102,7 +107,7 @@ class Model:
             def rope(t):
                 a, b = t[..., : hd // 2], t[..., hd // 2:]
                 return torch.cat([a * cos - b * sin, b * cos + a * sin], -1)
-            h = R.rmsnorm(x, W[p + "input_layernorm.weight"], self.eps)
+            h = R.rmsnorm(x, self.nw(W[p + "input_layernorm.weight"]), self.eps)
             q = rope(lin(h, p + "self_attn.q_proj").view(B, S, H, hd).transpose(1, 2))
             k = rope(lin(h, p + "self_attn.k_proj").view(B, S, KV, hd).transpose(1, 2))
             v = lin(h, p + "self_attn.v_proj").view(B, S, KV, hd).transpose(1, 2)
@@ -116,9 +121,8 @@ class Model:
             h = R.layernorm(x, W[p + "ln_2.weight"], W[p + "ln_2.bias"], self.eps)
             return x + conv(R.gelu_tanh(conv(h, p + "mlp.c_fc")), p + "mlp.c_proj")
         x = x + lin(o, p + "self_attn.o_proj")
-        h = R.rmsnorm(x, W[p + "post_attention_layernorm.weight"], self.eps)
-        return x + lin(torch.nn.functional.silu(lin(h, p + "mlp.gate_proj")) * lin(h, p + "mlp.up_proj"),
-                       p + "mlp.down_proj")
+        h = R.rmsnorm(x, self.nw(W[p + "post_attention_layernorm.weight"]), self.eps)
+        return x + lin(self.act(lin(h, p + "mlp.gate_proj")) * lin(h, p + "mlp.up_proj"), p + "mlp.down_proj")
 
     def loss(self, ids, lens, labels, method, prm):
         """Mean cross-entropy over labelled real positions."""
@@ -145,7 +149,7 @@ class Model:
             x = R.layernorm(x, W["ln_f.weight"], W["ln_f.bias"], self.eps)
             head = W["wte.weight"]
         else:
-            x = R.rmsnorm(x, W["model.norm.weight"], self.eps)
+            x = R.rmsnorm(x, self.nw(W["model.norm.weight"]), self.eps)
             head = W.get("lm_head.weight", W["model.embed_tokens.weight"])
         mask = labels >= 0
         logits = x[mask] @ head.T
@@ -190,4 +194,5 @@ def make(name, seed):
 if __name__ == "__main__":
     for i, name in enumerate(["llama_tiny", "llama3_tiny", "qwen2_tiny", "gpt2_tiny"]):
         make(name, 1000 + i)
+    make("gemma_tiny", 1004)  # after the others, so their seeds (and files) stay as they were
     print("wrote", FIX)

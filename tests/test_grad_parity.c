@@ -166,6 +166,9 @@ CASE(llama3_prefix, "llama3_tiny", "prefix")
 CASE(qwen2_soft, "qwen2_tiny", "soft")
 CASE(qwen2_deep, "qwen2_tiny", "deep")
 CASE(qwen2_prefix, "qwen2_tiny", "prefix")
+CASE(gemma_soft, "gemma_tiny", "soft")
+CASE(gemma_deep, "gemma_tiny", "deep")
+CASE(gemma_prefix, "gemma_tiny", "prefix")
 CASE(gpt2_soft, "gpt2_tiny", "soft")
 CASE(gpt2_deep, "gpt2_tiny", "deep")
 CASE(gpt2_prefix, "gpt2_tiny", "prefix")
@@ -180,6 +183,9 @@ int main(void) {
     PT_RUN(qwen2_soft);
     PT_RUN(qwen2_deep);
     PT_RUN(qwen2_prefix);
+    PT_RUN(gemma_soft);
+    PT_RUN(gemma_deep);
+    PT_RUN(gemma_prefix);
     PT_RUN(gpt2_soft);
     PT_RUN(gpt2_deep);
     PT_RUN(gpt2_prefix);

@@ -1194,6 +1194,85 @@ TEST(test_cross_format_weights) {
     return 0;
 }
 
+/* ---- Gemma 1 ----------------------------------------------------------------------- */
+
+static const char *GEMMA_CONFIG_FMT =
+    "{\"model_type\": \"gemma\", \"hidden_size\": 64, \"intermediate_size\": 96, \"num_hidden_layers\": 3,"
+    " \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"head_dim\": 24, \"vocab_size\": 300,"
+    " \"rms_norm_eps\": 1e-6 %s}";
+
+/* Config: arch, explicit head_dim (not 64/4), tied by default, (1 + w) norms; only
+ * the tanh GELU is accepted, under either key. Then the two fixtures of
+ * scripts/reference.py: the HF directory and the GGUF written as llama.cpp's
+ * converter does (norms stored as 1 + w, Q/K unpermuted, no output.weight). */
+TEST(test_gemma_config_and_fixtures) {
+    char json[700];
+    pt_config c;
+    static const char *ok[] = {"", ", \"hidden_act\": \"gelu\"",
+                               ", \"hidden_act\": \"gelu\", \"hidden_activation\": \"gelu_pytorch_tanh\"",
+                               ", \"hidden_act\": \"gelu_pytorch_tanh\""};
+    for (int i = 0; i < 4; i++) {
+        snprintf(json, sizeof json, GEMMA_CONFIG_FMT, ok[i]);
+        CHECK(pt_config_from_hf_json(&c, json, "g/config.json") == 0, "case %d: %s", i, pt_last_error());
+        CHECK(c.arch == PT_ARCH_GEMMA && c.head_dim == 24 && c.dim == 64 && c.n_heads == 4 && c.n_kv_heads == 2 &&
+                  c.hidden_dim == 96 && c.tied_embeddings == 1 && c.norm_w_offset == 1.0f &&
+                  c.rope_layout == PT_ROPE_HALF && c.rope_theta == 10000.0f && !c.qkv_bias,
+              "case %d: arch %d head_dim %d tied %d offset %g", i, (int)c.arch, c.head_dim, c.tied_embeddings,
+              (double)c.norm_w_offset);
+        CHECK(strcmp(pt_family_of(c.arch)->name, "gemma") == 0 && pt_family_of(c.arch)->mlp == PT_MLP_GEGLU,
+              "family table");
+    }
+    snprintf(json, sizeof json, GEMMA_CONFIG_FMT, ", \"tie_word_embeddings\": false");
+    CHECK(pt_config_from_hf_json(&c, json, "g/config.json") == 0 && c.tied_embeddings == 0, "explicit untied");
+    static const char *bad[][2] = {{", \"hidden_act\": \"relu\"", "hidden_act 'relu'"},
+                                   {", \"hidden_activation\": \"silu\"", "hidden_activation 'silu'"}};
+    for (int i = 0; i < 2; i++) {
+        snprintf(json, sizeof json, GEMMA_CONFIG_FMT, bad[i][0]);
+        CHECK(pt_config_from_hf_json(&c, json, "g/config.json") != 0, "%s accepted", bad[i][1]);
+        const char *e = pt_last_error();
+        printf("  %s\n", e);
+        CHECK(contains(e, "g/config.json") && contains(e, bad[i][1]) && contains(e, "gelu_pytorch_tanh") &&
+                  !strchr(e, '\n'),
+              "error: %s", e);
+    }
+
+    const char *hp = "tests/fixtures/gemma_tiny", *gp = "tests/fixtures/gemma_tiny.gguf";
+    if (!pt_file_exists(hp) || !pt_file_exists(gp)) SKIP("gemma fixtures (scripts/reference.py) not in tests/fixtures");
+    pt_model *hf = pt_model_load(hp), *gg = pt_model_load(gp);
+    CHECK(hf && gg, "load: %s", pt_last_error());
+    for (int k = 0; k < 2; k++) {
+        const pt_model *m = k ? gg : hf;
+        const pt_config *mc = &m->cfg;
+        CHECK(mc->arch == PT_ARCH_GEMMA && mc->head_dim == 24 && mc->n_layers == 3 && mc->n_kv_heads == 2 &&
+                  mc->hidden_dim == 96 && mc->vocab_size == 300 && mc->rope_layout == PT_ROPE_HALF &&
+                  mc->rope_theta == 10000.0f && mc->norm_eps == 1e-6f,
+              "%s: config", m->path);
+        CHECK(mc->tied_embeddings && m->lm_head.data == m->tok_embd.data, "%s: head not tied", m->path);
+        CHECK(mc->norm_w_offset == (k ? 0.0f : 1.0f), "%s: norm_w_offset %g", m->path, (double)mc->norm_w_offset);
+        CHECK(m->layers[0].wq.w.shape[0] == 4 * 24 && m->layers[0].wo.w.shape[1] == 4 * 24, "%s: q/o shapes", m->path);
+    }
+    /* Same weights; GGUF norms are HF's w plus 1 (in float32, as HF computes 1 + w). */
+    double md = tensor_diff(&hf->tok_embd, &gg->tok_embd, 0, 0), mn = 0;
+    for (int l = 0; l < 3; l++) {
+        const pt_layer *x = &hf->layers[l], *y = &gg->layers[l];
+        md = fmax(md, tensor_diff(&x->wq.w, &y->wq.w, 0, 0)); /* no Q/K permutation for gemma */
+        md = fmax(md, tensor_diff(&x->wk.w, &y->wk.w, 0, 0));
+        md = fmax(md, tensor_diff(&x->wv.w, &y->wv.w, 0, 0));
+        md = fmax(md, tensor_diff(&x->w_gate.w, &y->w_gate.w, 0, 0));
+        md = fmax(md, tensor_diff(&x->w_down.w, &y->w_down.w, 0, 0));
+        const float *a[2] = {x->attn_norm.data, x->mlp_norm.data}, *b[2] = {y->attn_norm.data, y->mlp_norm.data};
+        for (int t = 0; t < 2; t++)
+            for (int j = 0; j < 64; j++) mn = fmax(mn, fabs((double)(1.0f + a[t][j]) - (double)b[t][j]));
+    }
+    for (int j = 0; j < 64; j++)
+        mn = fmax(mn, fabs((double)(1.0f + ((const float *)hf->out_norm.data)[j]) - (double)((const float *)gg->out_norm.data)[j]));
+    printf("  gemma HF vs GGUF: weights max |diff| %g, (1 + w_hf) - w_gguf max |diff| %g\n", md, mn);
+    CHECK(md == 0 && mn == 0, "gemma weights differ across formats: %g, norms %g", md, mn);
+    pt_model_free(hf);
+    pt_model_free(gg);
+    return 0;
+}
+
 /* ---- bad input: one test per case ------------------------------------------------ */
 
 TEST(test_gguf_bad_truncated) {
@@ -1522,6 +1601,7 @@ int main(void) {
     PT_RUN(test_gguf_llama3_rope_freqs);
     PT_RUN(test_gguf_gpt2);
     PT_RUN(test_cross_format_weights);
+    PT_RUN(test_gemma_config_and_fixtures);
     PT_RUN(test_gguf_bad_truncated);
     PT_RUN(test_gguf_corrupt_bytes);
     PT_RUN(test_st_corrupt_bytes);

@@ -6,7 +6,8 @@
  * 1e-4 per tensor. The same weights stored as a Hugging Face directory, a
  * llama2.c .bin and a GGUF file must give the same logits (1e-5), so a misread
  * RoPE layout or transposition cannot hide behind a reference written from the
- * same misreading. The KV cache is checked position by position against the
+ * same misreading; so must Gemma's HF directory and its GGUF (norms stored as
+ * 1 + w there). The KV cache is checked position by position against the
  * reference, and, when ../shared/fixtures is present, the logits of the two
  * tiny pre-trained llama2.c models and the greedy text of aidreams260K.bin. */
 #include <jansson.h>
@@ -137,6 +138,10 @@ TEST(parity_llama3_rope_scaling) {
     return parity_case(pt_test_name_, "llama3_tiny", "ref_llama3_tiny.safetensors", TOL);
 }
 TEST(parity_qwen2_bias) { return parity_case(pt_test_name_, "qwen2_tiny", "ref_qwen2_tiny.safetensors", TOL); }
+/* Gemma 1: head_dim 24 != 64/4, GeGLU, sqrt(d) embedding scale, (1 + w) norms, tied. */
+TEST(parity_gemma) { return parity_case(pt_test_name_, "gemma_tiny", "ref_gemma_tiny.safetensors", TOL); }
+/* The same weights as llama.cpp's converter writes them: norms as 1 + w, Q/K unpermuted. */
+TEST(parity_gemma_gguf) { return parity_case(pt_test_name_, "gemma_tiny.gguf", "ref_gemma_tiny.safetensors", TOL); }
 TEST(parity_gpt2) { return parity_case(pt_test_name_, "gpt2_tiny", "ref_gpt2_tiny.safetensors", TOL); }
 /* F16 weights, tensor names with the "transformer." prefix. */
 TEST(parity_gpt2_f16_prefixed) {
@@ -178,6 +183,27 @@ TEST(three_formats_agree) {
     return 0;
 }
 
+/* Gemma's HF directory and GGUF file against each other, logits and hidden states:
+ * (1 + w) computed from HF's w equals the GGUF's stored 1 + w in float32. */
+TEST(gemma_formats_agree) {
+    char err[1024];
+    pt_st_file *ref = pt_st_open(fx("ref_gemma_tiny.safetensors"));
+    CHECK(ref, "%s", pt_last_error());
+    run_out a, b;
+    int rc = run_model(fx("gemma_tiny"), ref, &a, err, sizeof err);
+    if (!rc && (rc = run_model(fx("gemma_tiny.gguf"), ref, &b, err, sizeof err))) run_free(&a);
+    pt_st_close(ref);
+    CHECK(rc == 0, "%s", err);
+    long n = (long)a.B * a.T;
+    double m, e = pt_rel_err(b.logits, a.logits, n * a.V, &m);
+    double eh = pt_rel_err(b.hidden, a.hidden, (long)(a.L + 1) * n * a.d, &m);
+    printf("  %-22s vs %s: logits rel %.3e, hidden (all layers) rel %.3e\n", "gemma_tiny.gguf", "gemma_tiny", e, eh);
+    run_free(&a);
+    run_free(&b);
+    CHECK(e <= TOL_FORMATS && eh <= TOL_FORMATS, "GGUF differs from HF: logits %.3e hidden %.3e", e, eh);
+    return 0;
+}
+
 /* KV cache: the single-sequence cache fed one token at a time must reproduce the
  * reference logits of row 0 (length 11) at every position. */
 static int kv_case(const char *pt_test_name_, const char *model, const char *refname) {
@@ -215,6 +241,7 @@ static int kv_case(const char *pt_test_name_, const char *model, const char *ref
 TEST(kv_cache_llama) { return kv_case(pt_test_name_, "llama_tiny.gguf", "ref_llama_tiny.safetensors"); }
 TEST(kv_cache_llama3) { return kv_case(pt_test_name_, "llama3_tiny", "ref_llama3_tiny.safetensors"); }
 TEST(kv_cache_qwen2) { return kv_case(pt_test_name_, "qwen2_tiny", "ref_qwen2_tiny.safetensors"); }
+TEST(kv_cache_gemma) { return kv_case(pt_test_name_, "gemma_tiny", "ref_gemma_tiny.safetensors"); }
 TEST(kv_cache_gpt2) { return kv_case(pt_test_name_, "gpt2_tiny", "ref_gpt2_tiny.safetensors"); }
 
 /* ---- ../shared/fixtures ------------------------------------------------------*/
@@ -359,13 +386,17 @@ int main(void) {
     PT_RUN(parity_llama_gguf_q8_0);
     PT_RUN(parity_llama3_rope_scaling);
     PT_RUN(parity_qwen2_bias);
+    PT_RUN(parity_gemma);
+    PT_RUN(parity_gemma_gguf);
     PT_RUN(parity_gpt2);
     PT_RUN(parity_gpt2_f16_prefixed);
     PT_RUN(parity_gpt2_gguf);
     PT_RUN(three_formats_agree);
+    PT_RUN(gemma_formats_agree);
     PT_RUN(kv_cache_llama);
     PT_RUN(kv_cache_llama3);
     PT_RUN(kv_cache_qwen2);
+    PT_RUN(kv_cache_gemma);
     PT_RUN(kv_cache_gpt2);
     PT_RUN(shared_llama2c_logits);
     PT_RUN(shared_aidreams_greedy);

@@ -122,12 +122,12 @@ static int bench_forward(int argc, char **argv) {
                    "\"seq\": %ld, \"threads\": %d, \"omp_wait_policy\": \"%s\", \"runs\": %ld, \"nonembed_params\": %lld, \"median_s\": %.6f, "
                    "\"min_s\": %.6f, \"tokens_per_s\": %.1f, \"gflops\": %.2f, \"peak_rss_mib\": %.1f, "
                    "\"workspace_mib\": %.1f}\n",
-                   cfg_path ? cfg_path : model_path, c->arch == PT_ARCH_GPT2 ? "gpt2" : "llama", dname, B, T,
+                   cfg_path ? cfg_path : model_path, pt_family_of(c->arch)->name, dname, B, T,
                    pt_get_threads(), getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "default", runs, (long long)P, med, times[0], bt / med, flops / med / 1e9, rss,
                    (double)pt_workspace_bytes(ws) / 1048576.0);
         else {
             printf("model         %s (%s, %s weights, %lld non-embedding params)\n", cfg_path ? cfg_path : model_path,
-                   c->arch == PT_ARCH_GPT2 ? "gpt2" : "llama", dname, (long long)P);
+                   pt_family_of(c->arch)->name, dname, (long long)P);
             printf("shape         batch %ld x seq %ld, %d threads, %ld runs\n", B, T, pt_get_threads(), runs);
             printf("median_s      %.4f (min %.4f)\n", med, times[0]);
             printf("tokens_per_s  %.1f\n", bt / med);

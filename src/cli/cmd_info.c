@@ -32,13 +32,14 @@ int cmd_info(int argc, char **argv) {
     pt_model *m = pt_model_load(path);
     if (!m) return cli_fail("info");
     const pt_config *c = &m->cfg;
+    const pt_family *fam = pt_family_of(c->arch);
     int64_t nonembed = pt_model_nonembed_params(m);
     int64_t embed = (int64_t)c->vocab_size * c->dim * (c->tied_embeddings ? 1 : 2) +
-                    (c->arch == PT_ARCH_GPT2 ? (int64_t)c->max_seq * c->dim : 0);
+                    (fam->pos == PT_POS_LEARNED ? (int64_t)c->max_seq * c->dim : 0);
     if (!tok_path) tok_path = m->tokenizer_path;
     pt_tokenizer *tok = tok_path ? pt_tokenizer_load(tok_path) : NULL;
     if (tok_path && !tok) fprintf(stderr, "ptune info: warning: %s\n", pt_last_error());
-    const char *arch = c->arch == PT_ARCH_GPT2 ? "gpt2" : "llama";
+    const char *arch = fam->name;
     const char *wdt = pt_dtype_name(m->tok_embd.dtype);
     const char *ldt = pt_dtype_name(c->n_layers ? m->layers[0].wo.w.dtype : PT_DT_NONE);
     if (json) {
@@ -53,6 +54,7 @@ int cmd_info(int argc, char **argv) {
                               "embedding_dtype", wdt, "layer_dtype", ldt, "params",
                               (json_int_t)(nonembed + embed), "nonembed_params", (json_int_t)nonembed);
         if (!o) return pt_model_free(m), pt_tokenizer_free(tok), cli_failf("info", "cannot build JSON");
+        json_object_set_new(o, "norm_w_offset", json_real((double)c->norm_w_offset));
         json_object_set_new(o, "tokenizer", tok ? json_string(tok_path) : json_null());
         json_object_set_new(o, "tokenizer_vocab", json_integer(tok ? pt_tokenizer_vocab_size(tok) : 0));
         char *txt = json_dumps(o, JSON_PRESERVE_ORDER);
@@ -66,11 +68,15 @@ int cmd_info(int argc, char **argv) {
                c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim);
         printf("vocab        %d   context %d   tied embeddings %s\n", c->vocab_size, c->max_seq,
                c->tied_embeddings ? "yes" : "no");
-        if (c->arch == PT_ARCH_LLAMA)
+        if (fam->pos == PT_POS_ROPE)
             printf("rope         theta %g   layout %s   llama3 scaling %s   qkv bias %s\n", (double)c->rope_theta,
                    c->rope_layout == PT_ROPE_HALF ? "half (HF)" : "interleaved (Meta)",
                    c->rope_scaling ? "yes" : "no", c->qkv_bias ? "yes" : "no");
-        printf("norm eps     %g\n", (double)c->norm_eps);
+        if (c->norm_w_offset != 0.0f)
+            printf("norm eps     %g   weight offset %g (scale by %g + w)\n", (double)c->norm_eps,
+                   (double)c->norm_w_offset, (double)c->norm_w_offset);
+        else
+            printf("norm eps     %g\n", (double)c->norm_eps);
         printf("params       %.3f M (%.3f M without embeddings)\n", (double)(nonembed + embed) / 1e6,
                (double)nonembed / 1e6);
         printf("dtype        embeddings %s   layers %s\n", wdt, ldt);

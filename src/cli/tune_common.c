@@ -84,7 +84,7 @@ json_t *tune_run_json(const char *model_path, const char *tok_path, const pt_mod
     json_object_set_new(c, "eos", json_boolean(eos));
     json_object_set_new(run, "config", c);
     const pt_config *mc = &m->cfg;
-    json_object_set_new(md, "arch", json_string(mc->arch == PT_ARCH_GPT2 ? "gpt2" : "llama"));
+    json_object_set_new(md, "arch", json_string(pt_family_of(mc->arch)->name));
     json_object_set_new(md, "format", json_string(m->format));
     json_object_set_new(md, "dim", json_integer(mc->dim));
     json_object_set_new(md, "n_layers", json_integer(mc->n_layers));

@@ -1,4 +1,4 @@
-/* gguf.c: GGUF v2/v3 files (llama.cpp), architectures llama, qwen2 and gpt2.
+/* gguf.c: GGUF v2/v3 files (llama.cpp), architectures llama, qwen2, gemma and gpt2.
  *
  * Layout (little-endian): "GGUF", u32 version, u64 tensor count, u64 metadata
  * count; metadata key/value pairs (string key, u32 type, value; strings are u64
@@ -11,7 +11,12 @@
  * Tensor types F32, F16, BF16 and Q8_0 are kept as stored; any other type is
  * refused, naming the tensor. llama files converted from HF have their Q/K rows
  * permuted to Meta's interleaved RoPE layout (PT_ROPE_INTERLEAVED); qwen2 files
- * are not permuted. llama.cpp's converter transposes GPT-2's Conv1D weights, so
+ * are not permuted. gemma (Gemma 1) files are not permuted either (llama.cpp
+ * runs them with NEOX RoPE, HF's rotate_half layout); their converter writes
+ * each RMSNorm weight as 1 + w, so norm_w_offset stays 0, drops lm_head (the
+ * head is tok_embd) and stores head_dim as gemma.attention.key_length; the
+ * sqrt(d) embedding scale and GeGLU come from the family table, not from
+ * metadata. llama.cpp's converter transposes GPT-2's Conv1D weights, so
  * GGUF gpt2 weights are in Linear [out, in] layout. Llama-3 RoPE scaling is
  * stored as a rope_freqs.weight tensor of per-frequency divisors; it is matched
  * against the llama3 formula to recover its parameters. */
@@ -423,9 +428,10 @@ pt_model *pt_io_load_gguf(const char *path) {
     if (!m) goto fail;
     pt_config *c = &m->cfg;
     if (strcmp(arch, "llama") == 0 || strcmp(arch, "qwen2") == 0) c->arch = PT_ARCH_LLAMA;
+    else if (strcmp(arch, "gemma") == 0) c->arch = PT_ARCH_GEMMA;
     else if (strcmp(arch, "gpt2") == 0) c->arch = PT_ARCH_GPT2;
     else {
-        pt_set_error("%s: unsupported architecture '%s' (supported: llama, qwen2, gpt2)", path, arch);
+        pt_set_error("%s: unsupported architecture '%s' (supported: llama, qwen2, gemma, gpt2)", path, arch);
         goto fail;
     }
     snprintf(c->name, sizeof c->name, "%s", arch);
@@ -448,12 +454,15 @@ pt_model *pt_io_load_gguf(const char *path) {
         goto fail;
     c->bos_id = bos, c->eos_id = eos, c->pad_id = pad;
     c->head_dim = key_len;
-    if (c->arch == PT_ARCH_LLAMA) {
+    const pt_family *fam = pt_family_of(c->arch);
+    if (fam->pos == PT_POS_ROPE) {
         c->norm_eps = 1e-5f;
         c->rope_theta = 10000.0f;
         if (kv_float(&g, arch, "attention.layer_norm_rms_epsilon", &c->norm_eps) < 0 ||
             kv_float(&g, arch, "rope.freq_base", &c->rope_theta) < 0)
             goto fail;
+        /* Only llama's converter permutes Q/K (llama.cpp's rope type NORM); qwen2
+         * and gemma run NEOX RoPE on unpermuted HF rows. */
         c->rope_layout = strcmp(arch, "llama") == 0 ? PT_ROPE_INTERLEAVED : PT_ROPE_HALF;
         c->qkv_bias = strcmp(arch, "qwen2") == 0;
         char stype[32] = "";
@@ -488,7 +497,7 @@ pt_model *pt_io_load_gguf(const char *path) {
     }
     if (c->head_dim <= 0 && c->n_heads > 0) c->head_dim = c->dim / c->n_heads;
     pt_config_defaults(c);
-    if (c->arch == PT_ARCH_LLAMA) {
+    if (fam->pos == PT_POS_ROPE) {
         rc = gguf_get(&ctx, "rope_freqs.weight", &t);
         if (rc < 0 || (rc == 0 && fit_rope_freqs(c, &t, path) != 0)) goto fail;
     }

@@ -1,11 +1,13 @@
 /* hf.c: Hugging Face model directories.
  *
- * config.json (Llama, Mistral, Qwen2, GPT-2) into a pt_config, then the weights
+ * config.json (Llama, Mistral, Qwen2, Gemma 1, GPT-2) into a pt_config, then the weights
  * from model.safetensors or from the shards listed in
  * model.safetensors.index.json ("weight_map": tensor name -> shard file). The
  * shards stay mapped; a tensor that is misaligned for its dtype inside the
  * mapping, or stored as F64, is copied into an owned, aligned F32/native buffer.
- * Hugging Face Llama-family weights use the rotate_half RoPE layout; GPT-2's
+ * Hugging Face Llama-family weights use the rotate_half RoPE layout; Gemma 1
+ * uses Llama's tensor names, stores RMSNorm weights as w for a (1 + w) scale
+ * (norm_w_offset = 1) and ties its head unless the config says otherwise; GPT-2's
  * Conv1D weights are [in, out] (w_in_out = 1), with or without the
  * "transformer." prefix. */
 #include "io/io.h"
@@ -90,7 +92,7 @@ static int parse_rope_scaling(pt_config *c, json_t *root, const char *path) {
 static int parse_config(pt_config *c, json_t *root, const char *path) {
     if (!json_is_object(root)) return pt_set_error("%s: not a JSON object", path);
     const char *mt = js_str(root, "model_type");
-    if (!mt) return pt_set_error("%s: missing \"model_type\" (supported: llama, mistral, qwen2, gpt2)", path);
+    if (!mt) return pt_set_error("%s: missing \"model_type\" (supported: llama, mistral, qwen2, gemma, gpt2)", path);
     snprintf(c->name, sizeof c->name, "%s", mt);
     int tie = -1;
     if (js_bool(root, "tie_word_embeddings", &tie, path) < 0) return PT_ERR;
@@ -114,9 +116,11 @@ static int parse_config(pt_config *c, json_t *root, const char *path) {
         if (act && strcmp(act, "gelu_new") != 0 && strcmp(act, "gelu_pytorch_tanh") != 0)
             return pt_set_error("%s: activation_function '%s' is not supported (GPT-2 uses gelu_new)", path, act);
         c->n_kv_heads = c->n_heads;
-        c->tied_embeddings = tie < 0 ? 1 : tie;
-    } else if (strcmp(mt, "llama") == 0 || strcmp(mt, "mistral") == 0 || strcmp(mt, "qwen2") == 0) {
-        c->arch = PT_ARCH_LLAMA;
+        c->tied_embeddings = tie < 0 ? pt_family_of(c->arch)->tied_default : tie;
+    } else if (strcmp(mt, "llama") == 0 || strcmp(mt, "mistral") == 0 || strcmp(mt, "qwen2") == 0 ||
+               strcmp(mt, "gemma") == 0) {
+        int gemma = strcmp(mt, "gemma") == 0;
+        c->arch = gemma ? PT_ARCH_GEMMA : PT_ARCH_LLAMA;
         if (js_need(root, "hidden_size", &c->dim, path) || js_need(root, "intermediate_size", &c->hidden_dim, path) ||
             js_need(root, "num_hidden_layers", &c->n_layers, path) ||
             js_need(root, "num_attention_heads", &c->n_heads, path) || js_need(root, "vocab_size", &c->vocab_size, path))
@@ -130,17 +134,30 @@ static int parse_config(pt_config *c, json_t *root, const char *path) {
         if (js_float(root, "rms_norm_eps", &c->norm_eps, path) < 0 ||
             js_float(root, "rope_theta", &c->rope_theta, path) < 0)
             return PT_ERR;
-        const char *act = js_str(root, "hidden_act");
-        if (act && strcmp(act, "silu") != 0)
-            return pt_set_error("%s: hidden_act '%s' is not supported (the Llama family uses silu)", path, act);
+        if (gemma) {
+            /* HF's GemmaMLP runs gelu_pytorch_tanh whatever the config names (the
+             * first checkpoints say "gelu"); newer configs use hidden_activation. */
+            const char *keys[2] = {"hidden_act", "hidden_activation"};
+            for (int k = 0; k < 2; k++) {
+                const char *act = js_str(root, keys[k]);
+                if (act && strcmp(act, "gelu") != 0 && strcmp(act, "gelu_pytorch_tanh") != 0)
+                    return pt_set_error("%s: %s '%s' is not supported (Gemma uses gelu_pytorch_tanh)", path, keys[k],
+                                        act);
+            }
+            c->norm_w_offset = 1.0f; /* GemmaRMSNorm scales by (1 + w) */
+        } else {
+            const char *act = js_str(root, "hidden_act");
+            if (act && strcmp(act, "silu") != 0)
+                return pt_set_error("%s: hidden_act '%s' is not supported (the Llama family uses silu)", path, act);
+        }
         int bias = 0;
         if (js_bool(root, "attention_bias", &bias, path) < 0) return PT_ERR;
         c->qkv_bias = bias || strcmp(mt, "qwen2") == 0;
-        c->tied_embeddings = tie < 0 ? 0 : tie;
+        c->tied_embeddings = tie < 0 ? pt_family_of(c->arch)->tied_default : tie;
         c->rope_layout = PT_ROPE_HALF;
         if (parse_rope_scaling(c, root, path) != 0) return PT_ERR;
     } else
-        return pt_set_error("%s: unknown model_type '%s' (supported: llama, mistral, qwen2, gpt2)", path, mt);
+        return pt_set_error("%s: unknown model_type '%s' (supported: llama, mistral, qwen2, gemma, gpt2)", path, mt);
     if (c->n_kv_heads < 0 || c->head_dim < 0 || c->hidden_dim < 0)
         return pt_set_error("%s: negative size in config", path);
     pt_config_defaults(c);
@@ -358,7 +375,7 @@ pt_model *pt_io_load_hf(const char *dir) {
     h.dir = dir;
     h.m = m;
     if (hf_open_weights(&h) != 0) goto fail;
-    if (m->cfg.arch == PT_ARCH_GPT2) {
+    if (pt_family_of(m->cfg.arch)->fused_qkv) { /* GPT-2: Conv1D weights, optional "transformer." prefix */
         int err;
         h.gpt2_prefix = 0;
         if (hf_find_shard(&h, "wte.weight", &err) < 0) {

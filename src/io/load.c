@@ -75,11 +75,12 @@ void pt_model_free(pt_model *m) {
 /* ---- config ---------------------------------------------------------------------- */
 
 void pt_config_defaults(pt_config *c) {
+    const pt_family *f = pt_family_of(c->arch);
     if (c->n_kv_heads <= 0) c->n_kv_heads = c->n_heads;
     if (c->head_dim <= 0 && c->n_heads > 0) c->head_dim = c->dim / c->n_heads;
-    if (c->hidden_dim <= 0 && c->arch == PT_ARCH_GPT2) c->hidden_dim = 4 * c->dim;
+    if (c->hidden_dim <= 0 && f && f->mlp == PT_MLP_GELU) c->hidden_dim = 4 * c->dim;
     if (!(c->norm_eps > 0.0f)) c->norm_eps = 1e-5f;
-    if (c->arch == PT_ARCH_LLAMA && !(c->rope_theta > 0.0f)) c->rope_theta = 10000.0f;
+    if (f && f->pos == PT_POS_ROPE && !(c->rope_theta > 0.0f)) c->rope_theta = 10000.0f;
     if (c->max_seq <= 0) c->max_seq = 2048;
     if (c->rope_scaling) {
         if (!(c->rope_factor > 0.0f)) c->rope_factor = 8.0f;
@@ -87,7 +88,7 @@ void pt_config_defaults(pt_config *c) {
         if (!(c->rope_high_freq_factor > 0.0f)) c->rope_high_freq_factor = 4.0f;
         if (c->rope_orig_max_pos <= 0) c->rope_orig_max_pos = 8192;
     }
-    if (!c->name[0]) snprintf(c->name, sizeof c->name, "%s", c->arch == PT_ARCH_GPT2 ? "gpt2" : "llama");
+    if (!c->name[0] && f) snprintf(c->name, sizeof c->name, "%s", f->name);
 }
 
 /* ---- slots ------------------------------------------------------------------------ */
@@ -145,23 +146,24 @@ static const pt_linear *slot_linear(const pt_model *m, pt_slot s, int l) {
     }
 }
 
-/* 0 unused, 1 optional, 2 required for this architecture and config. */
+/* 0 unused, 1 optional, 2 required for this architecture and config, from the
+ * family table: GPT-2 (fused QKV, learned positions, LayerNorm, biases
+ * everywhere, plain GELU MLP) and the Llama-like families (Llama, Qwen2, Gemma:
+ * q/k/v, RoPE, RMSNorm, gated MLP, biases optional, Qwen2's q/k/v required). */
 static int slot_use(const pt_model *m, pt_slot s) {
     const pt_config *c = &m->cfg;
-    if (c->arch == PT_ARCH_GPT2) {
-        switch (s) {
-        case PT_SLOT_WQ: case PT_SLOT_WQ_B: case PT_SLOT_WK: case PT_SLOT_WK_B: case PT_SLOT_WV:
-        case PT_SLOT_WV_B: case PT_SLOT_GATE: case PT_SLOT_GATE_B:
-            return 0;
-        default: return 2;
-        }
-    }
+    const pt_family *f = pt_family_of(c->arch);
+    int bias = f->biases ? 2 : 1;
     switch (s) {
-    case PT_SLOT_POS_EMBD: case PT_SLOT_OUT_NORM_B: case PT_SLOT_ATTN_NORM_B: case PT_SLOT_MLP_NORM_B:
-    case PT_SLOT_WQKV: case PT_SLOT_WQKV_B:
-        return 0;
-    case PT_SLOT_WQ_B: case PT_SLOT_WK_B: case PT_SLOT_WV_B: return c->qkv_bias ? 2 : 1;
-    case PT_SLOT_WO_B: case PT_SLOT_GATE_B: case PT_SLOT_UP_B: case PT_SLOT_DOWN_B: return 1;
+    case PT_SLOT_POS_EMBD: return f->pos == PT_POS_LEARNED ? 2 : 0;
+    case PT_SLOT_OUT_NORM_B: case PT_SLOT_ATTN_NORM_B: case PT_SLOT_MLP_NORM_B: return f->norm == PT_NORM_LAYER ? 2 : 0;
+    case PT_SLOT_WQKV: return f->fused_qkv ? 2 : 0;
+    case PT_SLOT_WQKV_B: return f->fused_qkv ? bias : 0;
+    case PT_SLOT_WQ: case PT_SLOT_WK: case PT_SLOT_WV: return f->fused_qkv ? 0 : 2;
+    case PT_SLOT_WQ_B: case PT_SLOT_WK_B: case PT_SLOT_WV_B: return f->fused_qkv ? 0 : (f->biases || c->qkv_bias) ? 2 : 1;
+    case PT_SLOT_GATE: return f->mlp == PT_MLP_GELU ? 0 : 2;
+    case PT_SLOT_GATE_B: return f->mlp == PT_MLP_GELU ? 0 : bias;
+    case PT_SLOT_WO_B: case PT_SLOT_UP_B: case PT_SLOT_DOWN_B: return bias;
     default: return 2;
     }
 }
@@ -185,7 +187,7 @@ static int slot_shape(const pt_model *m, pt_slot s, int l, int64_t sh[2]) {
     case PT_SLOT_WQ: out = qo, in = d; break;
     case PT_SLOT_WK: case PT_SLOT_WV: out = kvo, in = d; break;
     case PT_SLOT_WQKV: out = 3 * d, in = d; break;
-    case PT_SLOT_WO: out = d, in = c->arch == PT_ARCH_GPT2 ? d : qo; break;
+    case PT_SLOT_WO: out = d, in = pt_family_of(c->arch)->fused_qkv ? d : qo; break;
     case PT_SLOT_GATE: case PT_SLOT_UP: out = h, in = d; break;
     case PT_SLOT_DOWN: out = d, in = h; break;
     default: return 0;
@@ -236,7 +238,7 @@ static void name_generic(const pt_model *m, pt_slot s, int l, char *buf, size_t 
 
 static void name_hf(const pt_model *m, pt_slot s, int l, char *buf, size_t n) {
     const char *g = NULL, *p = NULL;
-    if (m->cfg.arch == PT_ARCH_GPT2) {
+    if (pt_family_of(m->cfg.arch)->fused_qkv) { /* GPT-2's names; Llama's serve Llama, Qwen2 and Gemma */
         switch (s) {
         case PT_SLOT_TOK_EMBD: g = "wte.weight"; break;
         case PT_SLOT_POS_EMBD: g = "wpe.weight"; break;
@@ -355,6 +357,7 @@ pt_io_namer pt_io_namer_for(const pt_model *m) {
 /* ---- fill and validate ------------------------------------------------------------------ */
 
 int pt_io_fill(pt_model *m, pt_io_getter get, void *ctx, const char *file) {
+    if (!pt_family_of(m->cfg.arch)) return pt_set_error("%s: unknown architecture %d", file, (int)m->cfg.arch);
     pt_io_namer namer = pt_io_namer_for(m);
     char name[160];
     for (int s = 0; s < PT_SLOT_COUNT; s++) {
@@ -383,7 +386,7 @@ int pt_io_fill(pt_model *m, pt_io_getter get, void *ctx, const char *file) {
         m->lm_head = m->tok_embd;
     }
     /* Biases found though the config did not announce them (Qwen2-style files). */
-    if (m->cfg.arch == PT_ARCH_LLAMA && !m->cfg.qkv_bias && m->layers[0].wq.b.data) m->cfg.qkv_bias = 1;
+    if (!pt_family_of(m->cfg.arch)->biases && !m->cfg.qkv_bias && m->layers[0].wq.b.data) m->cfg.qkv_bias = 1;
     return pt_model_validate(m);
 }
 
@@ -392,7 +395,8 @@ static int is_weight_dtype(pt_dtype t) { return t == PT_F32 || t == PT_F16 || t 
 static int validate_config(const pt_model *m) {
     const pt_config *c = &m->cfg;
     const char *p = m->path;
-    if (c->arch != PT_ARCH_LLAMA && c->arch != PT_ARCH_GPT2) return pt_set_error("%s: unknown architecture", p);
+    const pt_family *f = pt_family_of(c->arch);
+    if (!f) return pt_set_error("%s: unknown architecture %d", p, (int)c->arch);
     if (c->dim <= 0 || c->n_layers <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 || c->head_dim <= 0 ||
         c->vocab_size <= 0 || c->hidden_dim <= 0 || c->max_seq <= 0)
         return pt_set_error("%s: invalid config (dim %d, hidden %d, layers %d, heads %d, kv heads %d, head_dim %d, "
@@ -401,12 +405,12 @@ static int validate_config(const pt_model *m) {
                             c->vocab_size, c->max_seq);
     if (c->n_heads % c->n_kv_heads != 0)
         return pt_set_error("%s: %d heads is not a multiple of %d kv heads", p, c->n_heads, c->n_kv_heads);
-    if (c->arch == PT_ARCH_LLAMA && c->head_dim % 2 != 0)
+    if (f->pos == PT_POS_ROPE && c->head_dim % 2 != 0)
         return pt_set_error("%s: head_dim %d must be even for rotary embeddings", p, c->head_dim);
-    if (c->arch == PT_ARCH_GPT2 && (c->dim % c->n_heads != 0 || c->head_dim * c->n_heads != c->dim))
+    if (f->fused_qkv && (c->dim % c->n_heads != 0 || c->head_dim * c->n_heads != c->dim))
         return pt_set_error("%s: GPT-2 dim %d is not n_heads %d x head_dim %d", p, c->dim, c->n_heads, c->head_dim);
     if (!(c->norm_eps > 0.0f)) return pt_set_error("%s: norm epsilon must be positive", p);
-    if (c->arch == PT_ARCH_LLAMA && !(c->rope_theta > 0.0f)) return pt_set_error("%s: rope_theta must be positive", p);
+    if (f->pos == PT_POS_ROPE && !(c->rope_theta > 0.0f)) return pt_set_error("%s: rope_theta must be positive", p);
     return 0;
 }
 
