@@ -195,6 +195,14 @@ void pt_block_embed_row(const pt_block *b, float *xr, int id, const float *vec, 
         for (int i = 0; i < d; i++) xr[i] *= b->ops.embed_scale;
 }
 
+void pt_block_embed_backward(const pt_block *b, float *dx, int n) {
+    float s = b->ops.embed_scale;
+    if (s <= 0.0f) return;
+    int64_t m = (int64_t)n * b->d;
+#pragma omp parallel for schedule(static) if (m > 65536)
+    for (int64_t i = 0; i < m; i++) dx[i] *= s;
+}
+
 void pt_block_final_norm(const pt_block *b, float *out, const float *x, int n) {
     b->ops.norm(out, x, b->out_norm, b->out_norm_b, n, b->d, b->m->cfg.norm_eps);
 }

@@ -124,6 +124,10 @@ void pt_block_kv(pt_block *b, int l, const float *x, int n, int pos0, float *qkv
 /* One input row: the token's embedding (or vec when id == PT_TOK_EMBED), plus
  * the learned position embedding, times the family's embedding scale. */
 void pt_block_embed_row(const pt_block *b, float *xr, int id, const float *vec, int pos);
+/* The gradient of the input vectors from that of the stream rows they
+ * became (n rows of dx, in place): the embedding scale's chain rule (the
+ * learned position term has no input-vector gradient). */
+void pt_block_embed_backward(const pt_block *b, float *dx, int n);
 /* The final norm over n rows (out may be x). */
 void pt_block_final_norm(const pt_block *b, float *out, const float *x, int n);
 /* The LM head as a linear. */

@@ -670,6 +670,7 @@ int pt_loss_forward_backward(const pt_model *m, pt_workspace *ws, const pt_batch
         }
     }
     if (stop == 0) {
+        pt_block_embed_backward(&ws->blk, ws->dx, g.offE[g.B]); /* d(stream) -> d(input vectors) */
         if (g.soft && gr->soft) sum_prompt_rows(ws, &g, gr->soft, ws->dx, d, 1);
         if (gr->embeds) {
             for (int b = 0; b < g.B; b++)
