@@ -115,7 +115,7 @@ char *pt_data_render(const char *tmpl, const char *input, const char *question, 
                      const char *text);
 
 /* ---- rows ------------------------------------------------------------------*/
-typedef struct {
+typedef struct pt_rows {
     int32_t *ids;    /* all rows' tokens, concatenated */
     int64_t *off;    /* row r is ids[off[r] .. off[r+1]) (n_rows + 1 entries) */
     int32_t *n_prompt; /* per row: leading tokens that are not target tokens (>= 1) */

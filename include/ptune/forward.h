@@ -131,6 +131,29 @@ size_t pt_workspace_bytes(const pt_workspace *ws);
  * sizes beyond the workspace, unsupported prompt parts). */
 int pt_forward(const pt_model *m, pt_workspace *ws, const pt_batch *in, pt_forward_out *out);
 
+/* ---- activation capture over a data set ---------------------------------------
+ * The one capture path of priors (activation fits) and analysis (ptune acts):
+ * rows of a pt_rows (data.h) in batches of `batch` through the plain forward,
+ * hidden states of `layers` (hidden_states indices, 0..L) pooled per row:
+ *   PT_POOL_TOKEN    every real position (lens[b] vectors per row);
+ *   PT_POOL_MEAN     the mean over the row's real positions;
+ *   PT_POOL_MEAN_PAD the mean over all positions of the row padded (with pad)
+ *                    to the longest row of the whole set, so the vector does
+ *                    not depend on the batching.
+ * After each batch fn gets v[l] [k, d] for each of the nl layers (k pooled
+ * vectors), the token of each vector (the position's id; for a mean, the
+ * row's last real token) and its row index. fn returns 0 to go on, 1 to stop
+ * early (not an error) or PT_ERR. Returns 0 or PT_ERR. */
+typedef enum { PT_POOL_TOKEN = 0, PT_POOL_MEAN = 1, PT_POOL_MEAN_PAD = 2 } pt_pool;
+struct pt_rows;
+typedef int (*pt_capture_fn)(void *user, const float *const *v, int k, const int32_t *tok, const int32_t *row);
+int pt_capture_rows(const pt_model *m, const struct pt_rows *rows, int32_t pad, const int *layers, int nl,
+                    pt_pool pool, int batch, pt_capture_fn fn, void *user);
+
+/* The model's final norm (with its family's weight offset) over n rows of
+ * x [n, d] into out (may be x), as the logits see them. 0 or PT_ERR. */
+int pt_final_norm(const pt_model *m, float *out, const float *x, int n);
+
 /* ---- KV-cache generation (one sequence) -------------------------------------
  * The cache keeps K (after RoPE) and V of every layer for up to max_seq
  * positions, plus its own single-row workspace. Prefill and single-token steps

@@ -30,6 +30,7 @@
 
 #include <stdint.h>
 
+#include "ptune/forward.h"
 #include "ptune/model.h"
 #include "ptune/tokenizer.h"
 
@@ -116,7 +117,6 @@ int pt_gauss_fit_matrix(const float *X, int64_t n, int d, pt_gauss_fit *out);
  * non-special ids (k <= 0 or k >= their count: all of them). tok may be NULL. */
 int pt_gauss_fit_vocab(const pt_model *m, const pt_tokenizer *tok, int64_t k, uint64_t seed, pt_gauss_fit *out);
 
-typedef enum { PT_POOL_TOKEN = 0, PT_POOL_MEAN = 1, PT_POOL_MEAN_PAD = 2 } pt_pool;
 int pt_pool_parse(const char *s, pt_pool *out); /* "token", "mean", "mean_pad" */
 const char *pt_pool_name(pt_pool p);
 

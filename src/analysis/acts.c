@@ -59,7 +59,7 @@ static int acts_grow(pt_acts *a, int64_t *cap, int64_t need) {
 
 /* Appends one output row (from per-layer vectors v[l] with stride) unless it
  * holds a non-finite value. */
-static void acts_push(pt_acts *a, float *const *v, int32_t tok, int32_t sample) {
+static void acts_push(pt_acts *a, const float *const *v, int32_t tok, int32_t sample) {
     for (int l = 0; l < a->n_layers; l++)
         for (int j = 0; j < a->d; j++)
             if (!isfinite(v[l][j])) {
@@ -71,22 +71,41 @@ static void acts_push(pt_acts *a, float *const *v, int32_t tok, int32_t sample) 
     a->n++;
 }
 
+/* pt_capture_rows's sink: every finite pooled vector, up to o->max_n. */
+typedef struct {
+    pt_acts *out;
+    const pt_acts_opts *o;
+    const pt_rows *rows;
+    int64_t cap;
+} acts_sink;
+
+static int acts_take(void *user, const float *const *v, int k, const int32_t *tok, const int32_t *row) {
+    acts_sink *s = user;
+    pt_acts *a = s->out;
+    if (acts_grow(a, &s->cap, a->n + k + 1)) return PT_ERR;
+    const float *r[64];
+    for (int i = 0; i < k; i++) {
+        if (s->o->max_n > 0 && a->n >= s->o->max_n) return 1;
+        for (int l = 0; l < a->n_layers; l++) r[l] = v[l] + (size_t)i * a->d;
+        acts_push(a, r, tok[i], s->rows->example ? s->rows->example[row[i]] : row[i]);
+    }
+    return s->o->max_n > 0 && a->n >= s->o->max_n;
+}
+
 int pt_acts_capture(const pt_model *m, const pt_tokenizer *tok, const char *data_path, const pt_acts_opts *o,
                     pt_acts *out) {
     memset(out, 0, sizeof *out);
     int d = m->cfg.dim, L = m->cfg.n_layers;
     if (!o || o->n_layers < 1 || !o->layers) return pt_set_error("acts: empty layer list (give --layers, e.g. 0,4,8)");
     if (!tok) return pt_set_error("acts: needs a tokenizer (--tokenizer PATH)");
-    int maxl = 0;
     for (int i = 0; i < o->n_layers; i++) {
         if (o->layers[i] < 0 || o->layers[i] > L)
             return pt_set_error("acts: layer %d is outside 0..%d (hidden_states index: 0 embeddings, %d after the final norm)",
                                 o->layers[i], L, L);
         for (int j = 0; j < i; j++)
             if (o->layers[j] == o->layers[i]) return pt_set_error("acts: layer %d listed twice", o->layers[i]);
-        if (o->layers[i] > maxl) maxl = o->layers[i];
     }
-    int BS = o->batch > 0 ? o->batch : 8;
+    if (o->n_layers > 64) return pt_set_error("acts: at most 64 layers at once");
     int max_len = o->max_len > 0 ? o->max_len : 256;
     if (m->cfg.max_seq > 0 && max_len > m->cfg.max_seq) max_len = m->cfg.max_seq;
     pt_dataset ds;
@@ -95,81 +114,19 @@ int pt_acts_capture(const pt_model *m, const pt_tokenizer *tok, const char *data
     pt_rows rows;
     if (pt_data_encode(tok, &ds, max_len, 0, &rows)) return pt_dataset_free(&ds), PT_ERR;
     pt_dataset_free(&ds);
-    int T = rows.max_len, nl = o->n_layers;
-    int64_t cap = 1024;
-    if (acts_alloc(out, nl, o->layers, d, cap)) return pt_rows_free(&rows), pt_acts_free(out), PT_ERR;
+    int nl = o->n_layers;
+    acts_sink k = {out, o, &rows, 1024};
+    if (acts_alloc(out, nl, o->layers, d, k.cap)) return pt_rows_free(&rows), pt_acts_free(out), PT_ERR;
     out->pool = o->pool;
     int32_t pad = pt_tokenizer_eos(tok) >= 0 ? pt_tokenizer_eos(tok) : 0;
-    int32_t *ids = malloc((size_t)BS * T * sizeof(int32_t)), *lab = malloc((size_t)BS * T * sizeof(int32_t));
-    int32_t *lens = malloc((size_t)BS * sizeof(int32_t));
-    int *idx = malloc((size_t)BS * sizeof(int));
-    float *hid = malloc((size_t)nl * BS * T * d * sizeof(float));
-    float *mean = malloc((size_t)nl * d * sizeof(float));
-    pt_workspace *ws = NULL;
     int rc = PT_ERR;
-    if (!ids || !lab || !lens || !idx || !hid || !mean) {
-        pt_set_error("acts: out of memory");
-        goto done;
-    }
-    if (!(ws = pt_workspace_new(m, BS, T))) goto done;
-    for (int r0 = 0; r0 < rows.n_rows; r0 += BS) {
-        if (o->max_n > 0 && out->n >= o->max_n) break;
-        int B = rows.n_rows - r0 < BS ? rows.n_rows - r0 : BS;
-        for (int b = 0; b < B; b++) idx[b] = r0 + b;
-        int Tn = pt_batch_T(&rows, idx, B), Tb = o->pool == PT_POOL_MEAN_PAD ? T : Tn;
-        if (pt_batch_rows(&rows, idx, B, pad, ids, lab, lens) < 0) goto done;
-        if (Tb != Tn)
-            for (int b = B - 1; b >= 0; b--) {
-                memmove(ids + (size_t)b * Tb, ids + (size_t)b * Tn, (size_t)Tn * sizeof(int32_t));
-                for (int t = Tn; t < Tb; t++) ids[(size_t)b * Tb + t] = pad;
-            }
-        pt_batch in = {.B = B, .T = Tb, .ids = ids, .lens = lens};
-        pt_forward_out fo = {0};
-        fo.n_capture = nl;
-        fo.capture_layers = o->layers;
-        fo.hidden = hid;
-        if (pt_forward(m, ws, &in, &fo)) goto done;
-        size_t lstride = (size_t)B * Tb * d;
-        if (acts_grow(out, &cap, out->n + (int64_t)B * Tb + 1)) goto done;
-        for (int b = 0; b < B; b++) {
-            int32_t sample = rows.example ? rows.example[r0 + b] : r0 + b;
-            float *v[64];
-            float **vp = nl <= 64 ? v : NULL;
-            if (!vp) {
-                pt_set_error("acts: at most 64 layers at once");
-                goto done;
-            }
-            if (o->pool == PT_POOL_TOKEN) {
-                for (int t = 0; t < lens[b]; t++) {
-                    if (o->max_n > 0 && out->n >= o->max_n) break;
-                    for (int l = 0; l < nl; l++) v[l] = hid + l * lstride + ((size_t)b * Tb + t) * d;
-                    acts_push(out, v, ids[(size_t)b * Tb + t], sample);
-                }
-            } else {
-                if (o->max_n > 0 && out->n >= o->max_n) break;
-                int n = o->pool == PT_POOL_MEAN ? lens[b] : Tb;
-                if (n < 1) continue;
-                for (int l = 0; l < nl; l++) {
-                    const float *h = hid + l * lstride + (size_t)b * Tb * d;
-                    for (int j = 0; j < d; j++) {
-                        double s = 0;
-                        for (int t = 0; t < n; t++) s += (double)h[(size_t)t * d + j];
-                        mean[(size_t)l * d + j] = (float)(s / n);
-                    }
-                    v[l] = mean + (size_t)l * d;
-                }
-                acts_push(out, v, ids[(size_t)b * Tb + (lens[b] > 0 ? lens[b] - 1 : 0)], sample);
-            }
-        }
-    }
+    if (pt_capture_rows(m, &rows, pad, o->layers, nl, o->pool, o->batch, acts_take, &k)) goto done;
     if (out->n == 0) {
         pt_set_error("%s: no activations left (%lld rows had NaN/Inf)", data_path, (long long)out->n_bad);
         goto done;
     }
     rc = 0;
 done:
-    pt_workspace_free(ws);
-    free(ids), free(lab), free(lens), free(idx), free(hid), free(mean);
     pt_rows_free(&rows);
     if (rc) pt_acts_free(out);
     return rc;

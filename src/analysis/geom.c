@@ -220,14 +220,13 @@ int pt_logit_lens(const pt_model *m, const float *soft, int n_soft, const int32_
     int *layers = malloc(sizeof(int) * (size_t)nl);
     float *hid = malloc(sizeof(float) * (size_t)nl * npos * d);
     float *logits = malloc(sizeof(float) * (size_t)npos * V);
-    float *wbuf = malloc(sizeof(float) * (size_t)VBLK * d), *nw = malloc(sizeof(float) * (size_t)d);
-    float *nb = malloc(sizeof(float) * (size_t)d);
+    float *wbuf = malloc(sizeof(float) * (size_t)VBLK * d);
     out->n_layers = nl, out->npos = npos, out->k = k;
     out->top_ids = malloc(sizeof(int32_t) * (size_t)nl * npos * k);
     out->top_logit = malloc(sizeof(float) * (size_t)nl * npos * k);
     out->top_prob = malloc(sizeof(float) * (size_t)nl * npos * k);
     int rc = PT_ERR;
-    if (!all || !pos || (n_soft && !emb) || !layers || !hid || !logits || !wbuf || !nw || !nb || !out->top_ids ||
+    if (!all || !pos || (n_soft && !emb) || !layers || !hid || !logits || !wbuf || !out->top_ids ||
         !out->top_logit || !out->top_prob) {
         pt_set_error("logit lens: out of memory");
         goto done;
@@ -237,14 +236,9 @@ int pt_logit_lens(const pt_model *m, const float *soft, int n_soft, const int32_
     for (int p = 0; p < npos; p++) pos[p] = p;
     for (int l = 0; l < nl; l++) layers[l] = l;
     if (capture_seq(m, all, emb, T, layers, nl, pos, npos, hid)) goto done;
-    pt_tensor_to_f32(&m->out_norm, 0, d, nw);
-    if (m->out_norm_b.data) pt_tensor_to_f32(&m->out_norm_b, 0, d, nb);
     for (int l = 0; l < nl; l++) {
         float *h = hid + (size_t)l * npos * d;
-        if (l < L) { /* the last entry is already normed */
-            if (m->cfg.arch == PT_ARCH_GPT2) pt_layernorm(h, h, nw, m->out_norm_b.data ? nb : NULL, npos, d, m->cfg.norm_eps);
-            else pt_rmsnorm(h, h, nw, npos, d, m->cfg.norm_eps);
-        }
+        if (l < L && pt_final_norm(m, h, h, npos)) goto done; /* the last entry is already normed */
         for (int64_t b = 0; b < V; b += VBLK) {
             int64_t nbk = V - b < VBLK ? V - b : VBLK;
             pt_rows_to_f32(&m->lm_head, b, nbk, wbuf);
@@ -273,7 +267,7 @@ int pt_logit_lens(const pt_model *m, const float *soft, int n_soft, const int32_
     }
     rc = 0;
 done:
-    free(all), free(pos), free(emb), free(layers), free(hid), free(logits), free(wbuf), free(nw), free(nb);
+    free(all), free(pos), free(emb), free(layers), free(hid), free(logits), free(wbuf);
     if (rc) pt_lens_free(out);
     return rc;
 }

@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- family ops ---------------------------------------------------------------- */
@@ -343,4 +344,18 @@ void pt_block_kv(pt_block *b, int l, const float *x, int n, int pos0, float *qkv
         memcpy(k + (size_t)r * kvd, qkv + (size_t)r * qkvd + qd, (size_t)kvd * sizeof(float));
         memcpy(v + (size_t)r * kvd, qkv + (size_t)r * qkvd + qd + kvd, (size_t)kvd * sizeof(float));
     }
+}
+
+int pt_final_norm(const pt_model *m, float *out, const float *x, int n) {
+    pt_ops o;
+    if (pt_block_ops(m, &o)) return PT_ERR;
+    int d = m->cfg.dim;
+    float *w = pt_malloc(2 * (size_t)d * sizeof(float)), *b = w ? w + d : NULL;
+    if (!w) return PT_ERR;
+    pt_tensor_to_f32(&m->out_norm, 0, d, w);
+    for (int i = 0; m->cfg.norm_w_offset != 0.0f && i < d; i++) w[i] += m->cfg.norm_w_offset;
+    if (m->out_norm_b.data) pt_tensor_to_f32(&m->out_norm_b, 0, d, b);
+    o.norm(out, x, w, m->out_norm_b.data ? b : NULL, n, d, m->cfg.norm_eps);
+    free(w);
+    return 0;
 }

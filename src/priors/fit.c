@@ -203,10 +203,19 @@ int pt_pool_parse(const char *s, pt_pool *out) {
 
 const char *pt_pool_name(pt_pool p) { return p == PT_POOL_TOKEN ? "token" : p == PT_POOL_MEAN ? "mean" : "mean_pad"; }
 
+/* pt_capture_rows's batches handed to the caller's fn. */
+typedef struct {
+    int (*fn)(const float *rows, int n, void *user);
+    void *user;
+} collect_ctx;
+
+static int collect_take(void *user, const float *const *v, int k, const int32_t *tok, const int32_t *row) {
+    collect_ctx *c = user;
+    return c->fn(v[0], k, c->user) ? PT_ERR : 0;
+}
+
 int pt_acts_collect(const pt_model *m, const pt_tokenizer *tok, const char *data_path, int layer, pt_pool pool,
                     int max_len, int (*fn)(const float *rows, int n, void *user), void *user) {
-    const int BS = 8;
-    int d = m->cfg.dim;
     if (!tok) return pt_set_error("activation fit needs a tokenizer (--tokenizer PATH)");
     if (layer < 0 || layer > m->cfg.n_layers)
         return pt_set_error("activation fit: layer %d is outside 0..%d (hidden_states index)", layer, m->cfg.n_layers);
@@ -218,59 +227,9 @@ int pt_acts_collect(const pt_model *m, const pt_tokenizer *tok, const char *data
     pt_rows rows;
     if (pt_data_encode(tok, &ds, max_len, 0, &rows)) return pt_dataset_free(&ds), PT_ERR;
     pt_dataset_free(&ds);
-    int rc = PT_ERR;
-    int T = rows.max_len;
     int32_t pad = pt_tokenizer_eos(tok) >= 0 ? pt_tokenizer_eos(tok) : 0;
-    int32_t *ids = pt_malloc((size_t)BS * T * sizeof(int32_t)), *lab = pt_malloc((size_t)BS * T * sizeof(int32_t));
-    int32_t *lens = pt_malloc((size_t)BS * sizeof(int32_t));
-    int *idx = pt_malloc((size_t)BS * sizeof(int));
-    float *hid = pt_malloc((size_t)BS * T * d * sizeof(float)), *outv = pt_malloc((size_t)BS * T * d * sizeof(float));
-    pt_workspace *ws = NULL;
-    if (!ids || !lab || !lens || !idx || !hid || !outv) goto done;
-    if (!(ws = pt_workspace_new(m, BS, T))) goto done;
-    for (int r0 = 0; r0 < rows.n_rows; r0 += BS) {
-        int B = rows.n_rows - r0 < BS ? rows.n_rows - r0 : BS;
-        for (int b = 0; b < B; b++) idx[b] = r0 + b;
-        int Tb = pt_batch_T(&rows, idx, B);
-        if (pool == PT_POOL_MEAN_PAD) Tb = T;
-        /* pt_batch_rows pads to the batch's longest row; re-lay to Tb. */
-        int Tn = pt_batch_T(&rows, idx, B);
-        if (pt_batch_rows(&rows, idx, B, pad, ids, lab, lens) < 0) goto done;
-        if (Tb != Tn) {
-            for (int b = B - 1; b >= 0; b--) {
-                memmove(ids + (size_t)b * Tb, ids + (size_t)b * Tn, (size_t)Tn * sizeof(int32_t));
-                for (int t = Tn; t < Tb; t++) ids[(size_t)b * Tb + t] = pad;
-            }
-        }
-        pt_batch in = {.B = B, .T = Tb, .ids = ids, .lens = lens};
-        pt_forward_out o = {0};
-        o.n_capture = 1;
-        o.capture_layers = &layer;
-        o.hidden = hid;
-        if (pt_forward(m, ws, &in, &o)) goto done;
-        int k = 0;
-        for (int b = 0; b < B; b++) {
-            const float *h = hid + (size_t)b * Tb * d;
-            if (pool == PT_POOL_TOKEN) {
-                memcpy(outv + (size_t)k * d, h, (size_t)lens[b] * d * sizeof(float));
-                k += lens[b];
-            } else {
-                int n = pool == PT_POOL_MEAN ? lens[b] : Tb;
-                float *o2 = outv + (size_t)k * d;
-                for (int j = 0; j < d; j++) {
-                    double s = 0;
-                    for (int t = 0; t < n; t++) s += (double)h[(size_t)t * d + j];
-                    o2[j] = (float)(s / (n > 0 ? n : 1));
-                }
-                k += n > 0;
-            }
-        }
-        if (k && fn(outv, k, user)) goto done;
-    }
-    rc = 0;
-done:
-    pt_workspace_free(ws);
-    free(ids), free(lab), free(lens), free(idx), free(hid), free(outv);
+    collect_ctx c = {fn, user};
+    int rc = pt_capture_rows(m, &rows, pad, &layer, 1, pool, 8, collect_take, &c);
     pt_rows_free(&rows);
     return rc;
 }
