@@ -1,5 +1,6 @@
 /* args.c: `--name value` / `--name=value` flags with a check for leftovers. */
 #include "cli/cli.h"
+#include "ptune/backend.h"
 #include "ptune/core.h"
 
 #include <errno.h>
@@ -178,4 +179,11 @@ int cli_failf(const char *cmd, const char *fmt, ...) {
     fputc('\n', stderr);
     va_end(ap);
     return 1;
+}
+
+int cli_backend(pt_model *m, int threads) {
+    pt_backend *be = pt_backend_new("fp32", threads);
+    if (!be) return PT_ERR;
+    pt_model_set_backend(m, be);
+    return 0;
 }

@@ -9,6 +9,7 @@
  *                + 2*B*T*V*d*2            (LM head over the T scored positions)
  *   gflops       = flops / median_s_per_step / 1e9 */
 #include "cli/cli.h"
+#include "ptune/backend.h"
 #include "ptune/kernels.h"
 #include "ptune/prior.h"
 #include "ptune/tune.h"
@@ -88,6 +89,7 @@ int bench_tune(int argc, char **argv) {
     } else
         m = pt_model_load(model_path);
     if (!m) return cli_fail(C);
+    if (cli_backend(m, (int)threads)) return pt_model_free(m), cli_fail(C);
     const pt_config *c = &m->cfg;
     int rc = 1;
     if (N + T > c->max_seq) {
@@ -188,16 +190,18 @@ int bench_tune(int argc, char **argv) {
     double rss = pt_peak_rss_mib();
     if (json)
         printf("{\"bench\": \"tune\", \"model\": \"%s\", \"method\": \"%s\", \"batch\": %ld, \"seq\": %ld, "
-               "\"tokens\": %ld, \"threads\": %d, \"runs\": %ld, \"trainable_params\": %zu, \"loss_last\": %ld, "
+               "\"tokens\": %ld, \"compute\": \"%s\", \"compute_isa\": \"%s\", \"threads\": %d, \"runs\": %ld, \"trainable_params\": %zu, \"loss_last\": %ld, "
                "\"median_s_per_step\": %.6f, \"min_s_per_step\": %.6f, \"tokens_per_s\": %.1f, \"gflops\": %.3f, "
                "\"peak_rss_mib\": %.1f, \"act_cache\": %d, \"act_fill\": %d, \"cache_fill_s\": %.6f}\n",
-               model_path ? model_path : cfg_path, pt_method_name(method), B, T, N, pt_get_threads(), runs, pp.n,
+               model_path ? model_path : cfg_path, pt_method_name(method), B, T, N, pt_backend_name(pt_model_backend(m)),
+               pt_backend_isa(pt_model_backend(m)), pt_backend_threads(pt_model_backend(m)), runs, pp.n,
                loss_last, med,
                times[0], (double)B * S / med, flops / med / 1e9, rss, act_cache, act_fill, fill_s);
     else
-        printf("%s, %s prompt of %ld: batch %ld x seq %ld (+%ld), %d threads: %.4f s/step (median of %ld), "
+        printf("%s, %s prompt of %ld: batch %ld x seq %ld (+%ld), %s compute, %d threads: %.4f s/step (median of %ld), "
                "%.0f tokens/s, %.2f GFLOP/s, peak RSS %.0f MiB\n",
-               model_path ? model_path : cfg_path, pt_method_name(method), N, B, T, N, pt_get_threads(), med, runs,
+               model_path ? model_path : cfg_path, pt_method_name(method), N, B, T, N, pt_backend_name(pt_model_backend(m)),
+               pt_backend_threads(pt_model_backend(m)), med, runs,
                (double)B * S / med, flops / med / 1e9, rss);
     if (!json && act_cache)
         printf("activation cache: layers 0-%d filled once in %.4f s (not in the steps above)\n", rs.layer - 1, fill_s);

@@ -10,6 +10,8 @@
 
 #include <stdint.h>
 
+#include "ptune/model.h"
+
 typedef struct {
     int argc;
     char **argv;
@@ -37,6 +39,8 @@ int args_all(pt_args *a, const char *name, const char **out, int max);
 int args_finish(pt_args *a);
 /* Prints "ptune <cmd>: <pt_last_error()>" to stderr and returns 1. */
 int cli_fail(const char *cmd);
+/* Gives m an fp32 backend running `threads` threads (<= 0: OpenMP's count). */
+int cli_backend(pt_model *m, int threads);
 int cli_failf(const char *cmd, const char *fmt, ...);
 
 #endif

@@ -8,6 +8,7 @@
  *                 P = non-embedding parameters
  *   peak_rss_mib  peak resident memory of the process */
 #include "cli/cli.h"
+#include "ptune/backend.h"
 #include "ptune/forward.h"
 #include "ptune/kernels.h"
 
@@ -83,6 +84,7 @@ static int bench_forward(int argc, char **argv) {
     } else
         m = pt_model_load(model_path);
     if (!m) return cli_fail("bench forward");
+    if (cli_backend(m, (int)threads)) return pt_model_free(m), cli_fail("bench forward");
     const pt_config *c = &m->cfg;
     pt_workspace *ws = pt_workspace_new(m, (int)B, (int)T);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(B * T));
@@ -119,16 +121,19 @@ static int bench_forward(int argc, char **argv) {
         const char *dname = pt_dtype_name(m->layers[0].w_up.w.dtype);
         if (json)
             printf("{\"bench\": \"forward\", \"model\": \"%s\", \"arch\": \"%s\", \"dtype\": \"%s\", \"batch\": %ld, "
-                   "\"seq\": %ld, \"threads\": %d, \"omp_wait_policy\": \"%s\", \"runs\": %ld, \"nonembed_params\": %lld, \"median_s\": %.6f, "
+                   "\"seq\": %ld, \"compute\": \"%s\", \"compute_isa\": \"%s\", \"threads\": %d, \"omp_wait_policy\": \"%s\", \"runs\": %ld, \"nonembed_params\": %lld, \"median_s\": %.6f, "
                    "\"min_s\": %.6f, \"tokens_per_s\": %.1f, \"gflops\": %.2f, \"peak_rss_mib\": %.1f, "
                    "\"workspace_mib\": %.1f}\n",
                    cfg_path ? cfg_path : model_path, pt_family_of(c->arch)->name, dname, B, T,
-                   pt_get_threads(), getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "default", runs, (long long)P, med, times[0], bt / med, flops / med / 1e9, rss,
+                   pt_backend_name(pt_model_backend(m)), pt_backend_isa(pt_model_backend(m)),
+                   pt_backend_threads(pt_model_backend(m)), getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "default", runs, (long long)P, med, times[0], bt / med, flops / med / 1e9, rss,
                    (double)pt_workspace_bytes(ws) / 1048576.0);
         else {
             printf("model         %s (%s, %s weights, %lld non-embedding params)\n", cfg_path ? cfg_path : model_path,
                    pt_family_of(c->arch)->name, dname, (long long)P);
-            printf("shape         batch %ld x seq %ld, %d threads, %ld runs\n", B, T, pt_get_threads(), runs);
+            printf("shape         batch %ld x seq %ld, %d threads, %ld runs\n", B, T,
+                   pt_backend_threads(pt_model_backend(m)), runs);
+            printf("compute       %s (%s)\n", pt_backend_name(pt_model_backend(m)), pt_backend_isa(pt_model_backend(m)));
             printf("median_s      %.4f (min %.4f)\n", med, times[0]);
             printf("tokens_per_s  %.1f\n", bt / med);
             printf("gflops        %.2f\n", flops / med / 1e9);

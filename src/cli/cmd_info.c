@@ -1,6 +1,7 @@
 /* cmd_info.c: `ptune info --model PATH [--json]`: architecture, sizes, dtypes
  * and tokenizer of a checkpoint. */
 #include "cli/cli.h"
+#include "ptune/backend.h"
 #include "ptune/model.h"
 #include "ptune/tokenizer.h"
 
@@ -55,6 +56,8 @@ int cmd_info(int argc, char **argv) {
                               (json_int_t)(nonembed + embed), "nonembed_params", (json_int_t)nonembed);
         if (!o) return pt_model_free(m), pt_tokenizer_free(tok), cli_failf("info", "cannot build JSON");
         json_object_set_new(o, "norm_w_offset", json_real((double)c->norm_w_offset));
+        json_object_set_new(o, "compute", json_string(pt_backend_name(pt_model_backend(m))));
+        json_object_set_new(o, "compute_isa", json_string(pt_backend_isa(pt_model_backend(m))));
         json_object_set_new(o, "tokenizer", tok ? json_string(tok_path) : json_null());
         json_object_set_new(o, "tokenizer_vocab", json_integer(tok ? pt_tokenizer_vocab_size(tok) : 0));
         char *txt = json_dumps(o, JSON_PRESERVE_ORDER);
@@ -77,6 +80,7 @@ int cmd_info(int argc, char **argv) {
                    (double)c->norm_w_offset, (double)c->norm_w_offset);
         else
             printf("norm eps     %g\n", (double)c->norm_eps);
+        printf("compute      %s (%s)\n", pt_backend_name(pt_model_backend(m)), pt_backend_isa(pt_model_backend(m)));
         printf("params       %.3f M (%.3f M without embeddings)\n", (double)(nonembed + embed) / 1e6,
                (double)nonembed / 1e6);
         printf("dtype        embeddings %s   layers %s\n", wdt, ldt);

@@ -552,7 +552,7 @@ int cmd_pretrain(int argc, char **argv) {
         pt_model_free(src);
     } else
         m = pt_model_new_trainable(&cfg, (uint64_t)seed);
-    if (!m) {
+    if (!m || cli_backend(m, (int)threads)) {
         cli_fail("pretrain");
         goto done;
     }
