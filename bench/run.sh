@@ -133,6 +133,6 @@ if [ -n "$PTUNE_OLD" ]; then
     echo "$ROUNDS counted rounds after 1 warm-up, old first in odd rounds; peak = share of the GEMM peak (PEAK_FP32=$PEAK_FP32, PEAK_BF16=$PEAK_BF16 GFLOP/s)."
     exit 0
 fi
-echo "ratio = reference median / ptune median (> 1: ptune faster). GFLOP/s use one analytic count (DESIGN.md);"
+echo "ratio = reference median / ptune median (> 1: ptune faster). GFLOP/s use one analytic count (docs/architecture.md);"
 echo "peak = share of the GEMM peak (PEAK_FP32=$PEAK_FP32, PEAK_BF16=$PEAK_BF16 GFLOP/s). tune-deep*: reference = ptune soft."
 echo "tune-deep-cached: GFLOP/s on the soft step's count, like tune-deep (the work actually done is smaller)."

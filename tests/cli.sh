@@ -22,6 +22,13 @@ expect_error() {
     pass "$name"
 }
 
+# The seam (docs/architecture.md): matrix products of the model only through
+# the backend, and no architecture test inside the block.
+hits=$(grep -ln 'cblas_' src/model/*.c src/model/*.h src/kernels/*.c 2>/dev/null)
+[ -z "$hits" ] && pass "layering_cblas_only_in_backend" || fail "layering_cblas_only_in_backend" "cblas_ in $hits"
+hits=$(grep -n 'PT_ARCH_' src/model/block.c src/model/block.h src/model/packed.c src/model/generate.c src/model/capture.c)
+[ -z "$hits" ] && pass "layering_no_arch_in_block" || fail "layering_no_arch_in_block" "$hits"
+
 # --help for every available subcommand exits 0 and prints usage.
 for c in info tokenize detokenize generate bench; do
     out=$($P $c --help 2>&1); rc=$?

@@ -127,6 +127,37 @@ TEST(activation_backward) {
     return 0;
 }
 
+static void op_geglu_g(const float *x, float *y, void *c) {
+    memcpy(y, x, sizeof(float) * 200);
+    pt_geglu_ref(y, c, 200);
+}
+static void op_geglu_u(const float *x, float *y, void *c) {
+    memcpy(y, c, sizeof(float) * 200);
+    pt_geglu_ref(y, x, 200);
+}
+
+/* GeGLU (Gemma): gelu_tanh(g) * u against finite differences of its reference,
+ * and the optimized backward against the reference backward. */
+TEST(geglu_backward) {
+    enum { N = 200 };
+    float g[N], u[N], gy[N], fd[N], dg[N], du[N], dg2[N], du2[N];
+    randv(g, N, 15, 2.0f);
+    randv(u, N, 16, 1.0f);
+    randv(gy, N, 17, 1.0f);
+    pt_geglu_backward(dg, du, gy, g, u, N);
+    pt_geglu_backward_ref(dg2, du2, gy, g, u, N);
+    fd_grad(op_geglu_g, u, g, N, N, gy, 1e-2f, fd);
+    CHECK(relerr("geglu dg ref vs FD", dg2, fd, N) < 1e-3, "dg");
+    fd_grad(op_geglu_u, g, u, N, N, gy, 1e-2f, fd);
+    CHECK(relerr("geglu du ref vs FD", du2, fd, N) < 1e-3, "du");
+    CHECK(relerr("geglu opt vs ref (dg)", dg, dg2, N) < 1e-5, "opt dg");
+    CHECK(relerr("geglu opt vs ref (du)", du, du2, N) < 1e-5, "opt du");
+    memcpy(dg2, gy, sizeof gy); /* dg may alias dout */
+    pt_geglu_backward(dg2, du2, dg2, g, u, N);
+    CHECK(!memcmp(dg2, dg, sizeof dg) && !memcmp(du2, du, sizeof du), "dg aliasing dout changed the result");
+    return 0;
+}
+
 typedef struct { int n, heads, hd, ld; const int32_t *pos; const float *inv; pt_rope_layout lay; } rope_ctx;
 static void op_rope(const float *x, float *y, void *c) {
     rope_ctx *k = c;
@@ -528,6 +559,7 @@ done:
 }
 
 TEST(model_soft_llama) { CHECK(model_fd("llama soft", PT_ARCH_LLAMA, 0, 0) == 0, "%s", pt_last_error()); return 0; }
+TEST(model_soft_gemma) { CHECK(model_fd("gemma soft", PT_ARCH_GEMMA, 0, 0) == 0, "%s", pt_last_error()); return 0; }
 TEST(model_soft_gpt2) { CHECK(model_fd("gpt2 soft", PT_ARCH_GPT2, 0, 0) == 0, "%s", pt_last_error()); return 0; }
 TEST(model_deep_llama) { CHECK(model_fd("llama deep 0,1,2", PT_ARCH_LLAMA, 1, 0) == 0, "%s", pt_last_error()); return 0; }
 TEST(model_deep_gpt2) { CHECK(model_fd("gpt2 deep 0,1,2", PT_ARCH_GPT2, 1, 0) == 0, "%s", pt_last_error()); return 0; }
@@ -874,6 +906,7 @@ TEST(bad_input) {
 int main(void) {
     PT_RUN(norm_backward);
     PT_RUN(activation_backward);
+    PT_RUN(geglu_backward);
     PT_RUN(rope_backward);
     PT_RUN(linear_backward);
     PT_RUN(attention_backward);
@@ -881,6 +914,7 @@ int main(void) {
     PT_RUN(cross_entropy_backward);
     PT_RUN(model_soft_llama);
     PT_RUN(model_soft_gpt2);
+    PT_RUN(model_soft_gemma);
     PT_RUN(model_deep_llama);
     PT_RUN(model_deep_gpt2);
     PT_RUN(model_deep_upper_llama);

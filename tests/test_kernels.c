@@ -287,6 +287,13 @@ TEST(elementwise) {
     double md, e = pt_rel_err(g, gr, N, &md);
     printf("  swiglu max|diff| %.3g\n", md);
     CHECK(e < 1e-6, "swiglu %g", e);
+    fill(g, N, 24, 3.0f);
+    memcpy(gr, g, sizeof g);
+    pt_geglu(g, u, N);
+    pt_geglu_ref(gr, u, N);
+    e = pt_rel_err(g, gr, N, &md);
+    printf("  geglu max|diff| %.3g (rel %.3g)\n", md, e);
+    CHECK(e < 1e-6, "geglu %g", e);
     fill(x, N, 23, 3.0f);
     x[0] = -100.0f, x[1] = 100.0f, x[2] = -30.0f, x[3] = 0.0f; /* saturated ends */
     memcpy(xr, x, sizeof x);

@@ -1,6 +1,6 @@
 /* core.h: errors, arena allocation, explicit-state RNG, file mapping, timing.
  *
- * Error convention (two tiers, see STYLE.md): library functions return a status
+ * Error convention (two tiers): library functions return a status
  * (0 = ok, PT_ERR = failure) or NULL, after recording a one-line message that a
  * user can act on with pt_set_error(). Only the CLI prints it and exits. The
  * message is per thread and stays valid until the next pt_set_error() on that

@@ -1,7 +1,10 @@
 /* forward.h: the batched forward pass, KV-cache generation and sampling.
  *
- * One forward walks the layer table of pt_model for both families (Llama and
- * GPT-2); compute is fp32, weights stay in their stored dtype.
+ * Every runner here (the batched forward, the prompt losses of backward.h,
+ * the KV cache) runs the same transformer block over the layer table of
+ * pt_model for every family (docs/architecture.md); the matrix products go
+ * through the model's compute backend (backend.h), fp32 by default; weights
+ * stay in their stored dtype.
  *
  * Memory: everything a forward needs comes from a pt_workspace planned up front
  * for (model, max batch B, max positions T). pt_forward never allocates. The
@@ -10,9 +13,9 @@
  * Shapes below: B batch rows, T positions per row, d = cfg.dim,
  * V = cfg.vocab_size, L = cfg.n_layers. "Flat position" p = b*T + t.
  *
- * Threads: kernels use OpenMP on outer loops and OpenBLAS for GEMMs, never
- * nested (see pt_set_threads in kernels.h). Results do not depend on the
- * thread count. */
+ * Threads: the backend's thread count runs the GEMMs and attention; the
+ * elementwise kernels use OpenMP on outer loops (pt_set_threads in
+ * kernels.h); nothing nests. Results do not depend on the thread count. */
 #ifndef PTUNE_FORWARD_H
 #define PTUNE_FORWARD_H
 
@@ -23,7 +26,7 @@
  * embeds[p*d .. p*d+d) instead of the token-embedding table. */
 #define PT_TOK_EMBED (-1)
 
-/* ---- prompt methods (issue 4) -------------------------------------------------
+/* ---- prompt methods ---------------------------------------------------------
  * Exactly one method per batch; the placement rules (positions, masks, the
  * cut after deep layers) are spelled out in backward.h. All prompt tensors are
  * shared by every row of the batch. The workspace must be planned with

@@ -118,7 +118,7 @@ pt_model *pt_model_load(const char *path);
 pt_model *pt_model_random(const pt_config *cfg, pt_dtype dtype, uint64_t seed);
 void pt_model_free(pt_model *m);
 
-/* Non-embedding parameter count (for the FLOP conventions of DESIGN.md). */
+/* Non-embedding parameter count (for the FLOP count of docs/architecture.md). */
 int64_t pt_model_nonembed_params(const pt_model *m);
 /* Checks shapes and presence of all tensors the architecture needs. */
 int pt_model_validate(const pt_model *m);

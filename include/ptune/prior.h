@@ -158,7 +158,7 @@ typedef struct {
     double threshold; /* m2 beyond which the acceptance probability is > 0 */
     double c_dim;
 } pt_excl_stats;
-/* Gaussian exclusion (PAPER.md): propose x ~ N(mu, c_dim Sigma), c_dim =
+/* Gaussian exclusion (docs/priors.md): propose x ~ N(mu, c_dim Sigma), c_dim =
  * c^(2/d), accept with probability max(0, 1 - c exp(-m2 (1 - 1/c_dim) / 2)),
  * m2 the squared Mahalanobis distance under Sigma = cov + jitter I (the matrix
  * chol factors). standardize: factor the correlation matrix D^-1 Sigma D^-1

@@ -2,7 +2,7 @@
  * activation-gradient backward, AdamW update) on a [B, T] batch of random ids
  * with the loss on every real position.
  *
- * Conventions (DESIGN.md), S = N + T positions per row:
+ * Conventions (docs/architecture.md, "FLOP count"), S = N + T positions per row:
  *   tokens_per_s = B*S / median_s_per_step
  *   flops        = 2*P*B*S*2              (linear: forward + input-gradient backward)
  *                + 4*L*B*H*S^2*hd*3       (attention, forward + backward)
@@ -35,7 +35,7 @@ static const char *help =
     "  and every step reads it, as `ptune tune` does once a row is cached (--act-cache-mb).\n"
     "  --act-fill: the same, but the stream is computed inside every timed step (fill, then\n"
     "  the step from there), as `ptune tune` does for rows beyond the --act-cache-mb budget.\n"
-    "  Reports median_s_per_step, tokens_per_s = B*(T+N)/s, gflops (DESIGN.md) and peak_rss_mib.\n";
+    "  Reports median_s_per_step, tokens_per_s = B*(T+N)/s, gflops (docs/architecture.md) and peak_rss_mib.\n";
 
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;

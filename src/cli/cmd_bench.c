@@ -1,7 +1,7 @@
 /* cmd_bench.c: `ptune bench forward|tune|tokenize`.
  *
  * bench forward times pt_forward on a [B, T] batch of random ids with logits at
- * every position, and reports (DESIGN.md conventions):
+ * every position, and reports (docs/architecture.md, "FLOP count"):
  *   median_s      median seconds per forward over --runs timed runs
  *   tokens_per_s  B*T / median_s
  *   gflops        (2*P*B*T + 4*L*B*H*T^2*hd + 2*B*T*V*d) / median_s / 1e9,

@@ -94,7 +94,8 @@ pt_model *pt_model_random(const pt_config *cfg, pt_dtype dtype, uint64_t seed) {
     }
     pt_config c = *cfg;
     fill_defaults(&c);
-    if (c.arch != PT_ARCH_LLAMA && c.arch != PT_ARCH_GPT2) {
+    const pt_family *f = pt_family_of(c.arch);
+    if (!f) {
         pt_set_error("random model: unknown architecture %d", (int)c.arch);
         return NULL;
     }
@@ -116,7 +117,7 @@ pt_model *pt_model_random(const pt_config *cfg, pt_dtype dtype, uint64_t seed) {
     gen_ctx g = {m, dtype, seed, 1, 0};
     int64_t d = c.dim, q = (int64_t)c.n_heads * c.head_dim, kv = (int64_t)c.n_kv_heads * c.head_dim;
     int64_t h = c.hidden_dim;
-    int gpt2 = c.arch == PT_ARCH_GPT2;
+    int gpt2 = f->fused_qkv; /* GPT-2's layout: fused QKV, biases, learned positions */
     m->tok_embd = make(&g, 2, c.vocab_size, d, 0);
     if (gpt2) m->pos_embd = make(&g, 2, c.max_seq, d, 0);
     for (int l = 0; l < c.n_layers && !g.fail; l++) {
