@@ -15,7 +15,7 @@ for h in "${harnesses[@]}"; do
     out=build-fuzz/$h; mkdir -p "$out/corpus"
     srcs="src/core/*.c src/tokenizer/*.c"
     [ "$h" = fuzz_data ] && srcs="$srcs src/data/*.c"
-    [ "$h" = fuzz_model ] && srcs="src/core/*.c src/io/*.c src/model/*.c src/kernels/*.c"
+    [ "$h" = fuzz_model ] && srcs="src/core/*.c src/io/*.c src/model/*.c src/backend/*.c src/kernels/*.c src/data/*.c src/tokenizer/*.c"
     [ "$h" = fuzz_adapter ] && srcs="$(ls src/*/*.c | grep -v '^src/cli/')"
     # shellcheck disable=SC2086
     $CC $flags $( [ "$h" = fuzz_model ] || [ "$h" = fuzz_adapter ] && echo -fopenmp ) -o "$out/$h" fuzz/$h.c $srcs $libs \
