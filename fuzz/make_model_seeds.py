@@ -22,14 +22,17 @@ def gguf_str(s):
     return struct.pack("<Q", len(b)) + b
 
 
-def gguf(path):
-    kvs = [("general.architecture", 8, "llama"), ("general.alignment", 4, 32),
-           ("llama.embedding_length", 4, D), ("llama.block_count", 4, L),
-           ("llama.feed_forward_length", 4, FF), ("llama.attention.head_count", 4, H),
-           ("llama.attention.head_count_kv", 4, KV), ("llama.context_length", 4, SEQ),
-           ("llama.attention.layer_norm_rms_epsilon", 6, 1e-5), ("llama.rope.freq_base", 6, 10000.0)]
-    # name, GGUF dims (ne0 = columns first)
-    tensors = [("token_embd.weight", [D, V]), ("output_norm.weight", [D]), ("output.weight", [D, V])]
+def gguf(path, arch="llama"):
+    a = arch
+    kvs = [("general.architecture", 8, a), ("general.alignment", 4, 32),
+           (a + ".embedding_length", 4, D), (a + ".block_count", 4, L),
+           (a + ".feed_forward_length", 4, FF), (a + ".attention.head_count", 4, H),
+           (a + ".attention.head_count_kv", 4, KV), (a + ".context_length", 4, SEQ),
+           (a + ".attention.layer_norm_rms_epsilon", 6, 1e-5), (a + ".rope.freq_base", 6, 10000.0)]
+    # name, GGUF dims (ne0 = columns first); Gemma's head is the embedding (no output.weight)
+    tensors = [("token_embd.weight", [D, V]), ("output_norm.weight", [D])]
+    if arch != "gemma":
+        tensors.append(("output.weight", [D, V]))
     for i in range(L):
         p = "blk.%d." % i
         tensors += [(p + "attn_norm.weight", [D]), (p + "attn_q.weight", [D, D]),
@@ -116,8 +119,9 @@ def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     # the harness reads the first byte (mod 6) as the format: 0 gguf, 1 llama2.c, 2 Llama safetensors,
-    # 3 Llama config.json, 4 GPT-2 safetensors, 5 GPT-2 config.json
-    for tag, name, fn in ((0, "micro.gguf", gguf), (1, "micro.bin", llama2c), (2, "micro.safetensors", safetensors),
+    # 3 Llama (or Gemma) config.json, 4 GPT-2 safetensors, 5 GPT-2 config.json
+    for tag, name, fn in ((0, "micro.gguf", gguf), (0, "micro_gemma.gguf", lambda p: gguf(p, "gemma")),
+                          (1, "micro.bin", llama2c), (2, "micro.safetensors", safetensors),
                           (4, "micro_gpt2.safetensors", gpt2_safetensors)):
         tmp = os.path.join(out, name + ".raw")
         cfg = fn(tmp)
@@ -130,6 +134,12 @@ def main():
             cname = "seed_config.json" if tag == 2 else "seed_config_gpt2.json"
             with open(os.path.join(out, cname), "wb") as f:
                 f.write(bytes([tag + 1]) + cfg.encode())
+    # Gemma 1 shares Llama's tensor names: its config.json runs on format 3's weights
+    gemma = {"model_type": "gemma", "hidden_size": D, "intermediate_size": FF, "num_hidden_layers": L,
+             "num_attention_heads": H, "num_key_value_heads": KV, "head_dim": D // H, "vocab_size": V,
+             "rms_norm_eps": 1e-6, "max_position_embeddings": SEQ, "hidden_activation": "gelu_pytorch_tanh"}
+    with open(os.path.join(out, "seed_config_gemma.json"), "wb") as f:
+        f.write(bytes([3]) + json.dumps(gemma).encode())
 
 
 if __name__ == "__main__":

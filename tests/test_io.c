@@ -1550,6 +1550,19 @@ TEST(test_hf_bad_model_type) {
     CHECK(pt_config_from_hf_json(&c, "{\"model_type\": \"llama\", \"hidden_size\": 64}", "y/config.json") != 0,
           "missing fields accepted");
     CHECK_ERR("y/config.json", "missing \"intermediate_size\"");
+    /* a huge real where an integer belongs (fuzz_model: its cast to an integer
+     * was undefined behaviour); non-integers and integral reals */
+    CHECK(pt_config_from_hf_json(&c, "{\"model_type\": \"gpt2\", \"n_embd\": 8, \"n_layer\": 1, \"n_head\": -1e50}",
+                                 "z/config.json") != 0,
+          "n_head -1e50 accepted");
+    CHECK_ERR("z/config.json", "\"n_head\" is out of range");
+    CHECK(pt_config_from_hf_json(&c, "{\"model_type\": \"gpt2\", \"n_embd\": 8, \"n_layer\": 1, \"n_head\": 2.5}",
+                                 "z/config.json") != 0,
+          "n_head 2.5 accepted");
+    CHECK_ERR("z/config.json", "\"n_head\" must be an integer");
+    CHECK(pt_config_from_hf_json(&c, "{\"model_type\": \"gpt2\", \"n_embd\": 8.0, \"n_layer\": 1, \"n_head\": 2}",
+                                 "z/config.json") == 0 && c.dim == 8,
+          "n_embd 8.0 refused: %s", pt_last_error());
     return 0;
 }
 

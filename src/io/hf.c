@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 /* ---- config.json ------------------------------------------------------------------ */
@@ -29,9 +30,10 @@ static int js_int(json_t *o, const char *key, int *out, const char *path) {
     }
     double x;
     if (json_is_integer(v)) x = (double)json_integer_value(v);
-    else if (json_is_real(v) && json_real_value(v) == (double)(long long)json_real_value(v)) x = json_real_value(v);
+    else if (json_is_real(v)) x = json_real_value(v); /* 64.0 is an integer too */
     else return pt_set_error("%s: \"%s\" must be an integer", path, key);
     if (x < -2147483648.0 || x > 2147483647.0) return pt_set_error("%s: \"%s\" is out of range", path, key);
+    if (x != floor(x)) return pt_set_error("%s: \"%s\" must be an integer", path, key); /* NaN too */
     *out = (int)x;
     return 1;
 }
