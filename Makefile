@@ -7,6 +7,13 @@ WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-proto
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fopenmp -Iinclude -Isrc $(shell pkg-config --cflags openblas jansson libpcre2-8 cairo 2>/dev/null)
 LDLIBS  += -lopenblas -llapacke -ljansson -lpcre2-8 -lcairo -lpng -lm -fopenmp -lpthread
 BUILD   ?= build
+# oneDNN (Debian libdnnl-dev) gives the bf16 backends; without it ptune builds
+# fp32 only and says so. DNNL=0 leaves it out on purpose.
+DNNL    ?= $(shell test -f /usr/include/oneapi/dnnl/dnnl.h && echo 1 || echo 0)
+ifeq ($(DNNL),1)
+CFLAGS  += -DPT_HAVE_DNNL
+LDLIBS  += -ldnnl
+endif
 
 SRC      := $(sort $(wildcard src/*/*.c))
 LIBSRC   := $(filter-out src/cli/%,$(SRC))

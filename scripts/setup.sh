@@ -5,9 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=(build-essential pkg-config clang libomp-dev libopenblas-openmp-dev liblapacke-dev libjansson-dev
-      libpcre2-dev libcairo2-dev libpng-dev)
+      libpcre2-dev libcairo2-dev libpng-dev libdnnl-dev)
 # References used only to (re)generate fixtures and to benchmark: optional.
-optional=(python3-torch python3-numpy python3-sklearn libdnnl-dev)
+optional=(python3-torch python3-numpy python3-sklearn)
 missing=()
 # Node.js may come from another source that bundles npm: look for the commands.
 command -v node >/dev/null 2>&1 || missing+=(nodejs)

@@ -17,10 +17,23 @@
 
 typedef struct pt_backend pt_backend;
 
-/* name: "fp32". nthreads: the threads every GEMM and attention call runs on
- * (<= 0: omp_get_max_threads() at each call). NULL with an error for an
- * unknown name. */
+/* The compute paths (--compute, PTUNE_COMPUTE):
+ *   "fp32"      OpenBLAS sgemm on fp32 activations (every CPU);
+ *   "bf16"      oneDNN matmul on bf16 operands with fp32 accumulation
+ *               (needs AVX-512; fast with AMX or AVX512-BF16);
+ *   "bf16-emul" the same oneDNN calls in f32 on operands rounded to bf16:
+ *               bf16's rounding on any CPU, for accuracy checks (slow);
+ *   "auto"      bf16 where the CPU has AMX or AVX512-BF16 and ptune was built
+ *               with oneDNN, else fp32.
+ * nthreads: the threads every GEMM and attention call runs on (<= 0:
+ * omp_get_max_threads() at each call). NULL with a one-line error for an
+ * unknown name or a path this build or CPU cannot run. */
 pt_backend *pt_backend_new(const char *name, int nthreads);
+/* What "auto" (or any name) resolves to here: "fp32", "bf16", "bf16-emul";
+ * NULL with an error when the name is unknown or cannot run here. */
+const char *pt_compute_resolve(const char *name);
+/* Whether this build has the oneDNN backends. */
+int pt_compute_have_onednn(void);
 void pt_backend_free(pt_backend *be);
 const char *pt_backend_name(const pt_backend *be);
 /* What actually computes, e.g. "openblas sgemm" (for info and bench lines). */
@@ -31,14 +44,26 @@ int pt_backend_threads(const pt_backend *be);
  * entry of the interface. Lets tests prove which path a step took. */
 typedef struct {
     int64_t linear, linear_dx, linear_dw, attention, attention_bwd;
+    int64_t created; /* primitives or scratch a call had to create (0 once a workspace met its shapes) */
 } pt_backend_calls;
 void pt_backend_calls_get(const pt_backend *be, pt_backend_calls *out);
 void pt_backend_calls_reset(pt_backend *be);
 
 /* The model's backend (never NULL: the default fp32 one when none was set). */
 const pt_backend *pt_model_backend(const pt_model *m);
-/* Gives be to m (m frees it; the previous one is freed). Workspaces planned
- * before the change must be planned again. */
-void pt_model_set_backend(pt_model *m, pt_backend *be);
+/* Gives be to m (m frees it; the previous one is freed, also on failure).
+ * The backend prepares the model's matrices here, once: the bf16 backend
+ * converts weights not stored in bf16. Workspaces planned before the change
+ * must be planned again. */
+int pt_model_set_backend(pt_model *m, pt_backend *be);
+/* After the model's weights changed in place (a pretraining step): the
+ * backend refreshes what it derived from them. */
+int pt_model_weights_changed(pt_model *m);
+
+/* The CPU's matrix features (cpuid with the OS's XCR0): PT_CPU_* bits. */
+enum { PT_CPU_AVX2 = 1, PT_CPU_AVX512 = 2, PT_CPU_AVX512_BF16 = 4, PT_CPU_AMX_BF16 = 8 };
+unsigned pt_cpu_caps(void);
+/* The same as words, e.g. "amx_bf16 avx2 avx512 avx512_bf16" (static buffer). */
+const char *pt_cpu_flags(void);
 
 #endif

@@ -32,6 +32,13 @@ typedef struct pt_be_ws pt_be_ws;
 
 typedef struct {
     const char *name;
+    /* Optional: state of a new backend (be->ctx), its release, what it derives
+     * from a model's weights (bind, once per model) and the refresh after the
+     * weights changed (sync). */
+    int (*init)(pt_backend *be);
+    void (*release)(pt_backend *be);
+    int (*bind)(pt_backend *be, const pt_model *m);
+    int (*sync)(pt_backend *be, const pt_model *m);
     const char *(*isa)(const pt_backend *be);
     pt_be_ws *(*ws_new)(const pt_backend *be, const pt_model *m, const pt_be_plan *p);
     void (*ws_free)(pt_be_ws *w);
@@ -55,8 +62,12 @@ struct pt_backend {
     void *ctx;              /* the backend's own state */
 };
 
-/* The fp32 OpenBLAS backend's table (src/backend/fp32.c). */
+/* The fp32 OpenBLAS backend's table (src/backend/fp32.c); with oneDNN, the
+ * bf16 and emulated-bf16 ones (src/backend/onednn.c). */
 extern const pt_backend_ops pt_backend_fp32_ops;
+#ifdef PT_HAVE_DNNL
+extern const pt_backend_ops pt_backend_bf16_ops, pt_backend_bf16_emul_ops;
+#endif
 
 /* Threads for this call. */
 int pt_be_threads(const pt_backend *be);

@@ -14,6 +14,8 @@ int args_init(pt_args *a, const char *cmd, int argc, char **argv) {
     a->argc = argc;
     a->argv = argv;
     a->cmd = cmd;
+    a->compute = NULL;
+    a->compute_seen = 0;
     a->used = calloc((size_t)argc + 1, 1);
     if (!a->used) return -1;
     if (argc > 0) a->used[0] = 1;
@@ -94,7 +96,13 @@ const char *cli_default_model(void) {
     return NULL;
 }
 
+const char *args_compute(pt_args *a) {
+    if (!a->compute_seen) a->compute = args_str(a, "--compute"), a->compute_seen = 1;
+    return a->compute;
+}
+
 const char *args_model(pt_args *a) {
+    args_compute(a);
     const char *v = args_str(a, "--model");
     return v ? v : cli_default_model();
 }
@@ -181,9 +189,28 @@ int cli_failf(const char *cmd, const char *fmt, ...) {
     return 1;
 }
 
-int cli_backend(pt_model *m, int threads) {
-    pt_backend *be = pt_backend_new("fp32", threads);
-    if (!be) return PT_ERR;
-    pt_model_set_backend(m, be);
-    return 0;
+const char *cli_compute(const char *compute) {
+    const char *env = getenv("PTUNE_COMPUTE");
+    return compute ? compute : env && *env ? env : "auto";
+}
+
+int cli_backend(pt_model *m, const char *compute, int threads) {
+    const char *env = getenv("PTUNE_COMPUTE");
+    const char *name = cli_compute(compute);
+    pt_backend *be = pt_backend_new(name, threads);
+    if (!be) {
+        if (compute) pt_wrap_error("--compute %s: ", compute);
+        else if (env && *env) pt_wrap_error("PTUNE_COMPUTE=%s: ", env);
+        return PT_ERR;
+    }
+    return pt_model_set_backend(m, be);
+}
+
+pt_model *cli_model_load(const char *path, const char *compute, int threads) {
+    pt_model *m = pt_model_load(path);
+    if (m && cli_backend(m, compute, threads)) {
+        pt_model_free(m);
+        return NULL;
+    }
+    return m;
 }

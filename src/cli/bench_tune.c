@@ -50,6 +50,7 @@ int bench_tune(int argc, char **argv) {
     const char *model_path = args_str(&a, "--model"), *cfg_path = args_str(&a, "--random-config");
     const char *method_s = args_str(&a, "--method"), *layers_s = args_str(&a, "--layers");
     const char *dtype_s = args_str(&a, "--dtype");
+    const char *compute = args_compute(&a);
     long B, T, N, warm, runs, threads, seed, loss_last;
     int json = args_flag(&a, "--json"), act_cache = args_flag(&a, "--act-cache"), act_fill = args_flag(&a, "--act-fill");
     if (args_int(&a, "--batch", 0, &B) || args_int(&a, "--seq", 0, &T) || args_int(&a, "--tokens", 20, &N) ||
@@ -89,7 +90,7 @@ int bench_tune(int argc, char **argv) {
     } else
         m = pt_model_load(model_path);
     if (!m) return cli_fail(C);
-    if (cli_backend(m, (int)threads)) return pt_model_free(m), cli_fail(C);
+    if (cli_backend(m, compute, (int)threads)) return pt_model_free(m), cli_fail(C);
     const pt_config *c = &m->cfg;
     int rc = 1;
     if (N + T > c->max_seq) {

@@ -17,6 +17,8 @@ typedef struct {
     char **argv;
     unsigned char *used;
     const char *cmd; /* for messages */
+    const char *compute; /* --compute (args_compute), NULL when not given */
+    int compute_seen;
 } pt_args;
 
 int args_init(pt_args *a, const char *cmd, int argc, char **argv);
@@ -39,8 +41,16 @@ int args_all(pt_args *a, const char *name, const char **out, int max);
 int args_finish(pt_args *a);
 /* Prints "ptune <cmd>: <pt_last_error()>" to stderr and returns 1. */
 int cli_fail(const char *cmd);
-/* Gives m an fp32 backend running `threads` threads (<= 0: OpenMP's count). */
-int cli_backend(pt_model *m, int threads);
+/* --compute auto|fp32|bf16|bf16-emul (consumed by args_model too, so every
+ * subcommand that loads a model takes it); NULL when not given. */
+const char *args_compute(pt_args *a);
+/* The compute path a run asked for: compute, else $PTUNE_COMPUTE, else "auto". */
+const char *cli_compute(const char *compute);
+/* Gives m the backend of `compute` (cli_compute) on `threads` threads (<= 0:
+ * OpenMP's count); the error names the flag or variable it came from. */
+int cli_backend(pt_model *m, const char *compute, int threads);
+/* pt_model_load, then cli_backend. */
+pt_model *cli_model_load(const char *path, const char *compute, int threads);
 int cli_failf(const char *cmd, const char *fmt, ...);
 
 #endif

@@ -50,7 +50,7 @@ int cmd_acts(int argc, char **argv) {
     if (nl == 0) return cli_failf("acts", "empty layer list (give --layers, e.g. 0,4,8)");
     pt_acts_opts o = {layers, nl, PT_POOL_TOKEN, max_n, (int)batch, (int)max_len};
     if (ps && pt_pool_parse(ps, &o.pool)) return cli_fail("acts");
-    pt_model *m = pt_model_load(mp);
+    pt_model *m = cli_model_load(mp, a.compute, 0);
     if (!m) return cli_fail("acts");
     char *found = tp ? NULL : pt_tokenizer_find_for_model(mp);
     pt_tokenizer *tok = (tp || found) ? pt_tokenizer_load(tp ? tp : found) : NULL;

@@ -55,6 +55,7 @@ static int bench_forward(int argc, char **argv) {
     }
     const char *model_path = args_str(&a, "--model"), *cfg_path = args_str(&a, "--random-config");
     const char *dts = args_str(&a, "--dtype");
+    const char *compute = args_compute(&a);
     long B, T, warm, runs, threads, seed;
     int json = args_flag(&a, "--json");
     if (args_int(&a, "--batch", 1, &B) || args_int(&a, "--seq", 128, &T) || args_int(&a, "--warmup", 1, &warm) ||
@@ -84,7 +85,7 @@ static int bench_forward(int argc, char **argv) {
     } else
         m = pt_model_load(model_path);
     if (!m) return cli_fail("bench forward");
-    if (cli_backend(m, (int)threads)) return pt_model_free(m), cli_fail("bench forward");
+    if (cli_backend(m, compute, (int)threads)) return pt_model_free(m), cli_fail("bench forward");
     const pt_config *c = &m->cfg;
     pt_workspace *ws = pt_workspace_new(m, (int)B, (int)T);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(B * T));

@@ -63,7 +63,7 @@ int cmd_eval(int argc, char **argv) {
     if (max_len < 0) return cli_failf(C, "--max-len must be >= 1, got %ld", max_len);
 
     int rc = 1;
-    pt_model *m = pt_model_load(model_path);
+    pt_model *m = cli_model_load(model_path, a.compute, 0);
     pt_tokenizer *tok = NULL;
     char *tok_path = NULL;
     pt_dataset ds = {0};

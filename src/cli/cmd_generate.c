@@ -115,7 +115,7 @@ int cmd_generate(int argc, char **argv) {
     if (!(top_p > 0 && top_p <= 1)) return cli_failf("generate", "--top-p must be in (0, 1], got %g", top_p);
 
     int rc = 1;
-    pt_model *m = pt_model_load(model_path);
+    pt_model *m = cli_model_load(model_path, a.compute, 0);
     pt_tokenizer *tok = NULL;
     pt_kv_cache *cache = NULL;
     pt_sampler sampler = {0};

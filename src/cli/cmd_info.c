@@ -30,7 +30,7 @@ int cmd_info(int argc, char **argv) {
     if (args_finish(&a)) return args_free(&a), 2;
     args_free(&a);
     if (!path) return cli_failf("info", "--model PATH is required (see ptune info --help)");
-    pt_model *m = pt_model_load(path);
+    pt_model *m = cli_model_load(path, a.compute, 0);
     if (!m) return cli_fail("info");
     const pt_config *c = &m->cfg;
     const pt_family *fam = pt_family_of(c->arch);

@@ -25,6 +25,7 @@
  *   train_state.safetensors (fp32 params + AdamW moments + step, for --resume),
  *   metrics.jsonl (one JSON object per logged step / evaluation, appended). */
 #include "cli/cli.h"
+#include "ptune/backend.h"
 #include "ptune/data.h"
 #include "ptune/kernels.h"
 #include "ptune/optim.h"
@@ -426,6 +427,7 @@ int cmd_pretrain(int argc, char **argv) {
     if (args_help(&a)) return fputs(help, stdout), args_free(&a), 0;
     const char *cfg_path = args_str(&a, "--config"), *tok_path = args_str(&a, "--tokenizer");
     const char *init = args_str(&a, "--init");
+    const char *compute = args_compute(&a);
     const char *data = args_str(&a, "--data"), *val_path = args_str(&a, "--val"), *out = args_str(&a, "--out");
     const char *sdt = args_str(&a, "--save-dtype"), *loss_mode = args_str(&a, "--loss");
     long T, B, accum, steps, stop_at, warmup, eval_every, save_every, log_every, seed, threads, val_batches;
@@ -552,7 +554,7 @@ int cmd_pretrain(int argc, char **argv) {
         pt_model_free(src);
     } else
         m = pt_model_new_trainable(&cfg, (uint64_t)seed);
-    if (!m || cli_backend(m, (int)threads)) {
+    if (!m || cli_backend(m, compute, (int)threads)) {
         cli_fail("pretrain");
         goto done;
     }
@@ -579,15 +581,18 @@ int cmd_pretrain(int argc, char **argv) {
             cfg.tied_embeddings ? "tied" : "untied", (double)P.total / 1e6, (double)nonembed / 1e6,
             (double)pt_full_ws_bytes(ws) / 1048576.0);
     char sig[256];
-    snprintf(sig, sizeof sig, "params=%lld seq=%ld batch=%ld accum=%ld seed=%ld tokens=%lld%s", (long long)P.total, T,
-             B, accum, seed, (long long)tr.n, targets ? " loss=targets" : "");
+    const char *cname = pt_backend_name(pt_model_backend(m));
+    /* the compute path is part of an exact resume (fp32 states predate the field) */
+    snprintf(sig, sizeof sig, "params=%lld seq=%ld batch=%ld accum=%ld seed=%ld tokens=%lld%s%s%s", (long long)P.total,
+             T, B, accum, seed, (long long)tr.n, targets ? " loss=targets" : "", strcmp(cname, "fp32") ? " compute=" : "",
+             strcmp(cname, "fp32") ? cname : "");
     long step0 = 0;
     if (pt_mkdir_p(out)) {
         cli_fail("pretrain");
         goto done;
     }
     if (resume) {
-        if (load_state(out, &P, mo, vo, &step0, sig)) {
+        if (load_state(out, &P, mo, vo, &step0, sig) || pt_model_weights_changed(m)) {
             cli_fail("pretrain");
             goto done;
         }
@@ -641,6 +646,10 @@ int cmd_pretrain(int argc, char **argv) {
             pt_wparam *p = &P.p[i];
             pt_adamw_step(p->decay ? &hp : &hp0, cur, step + 1, p->w, grad + p->off, mo + p->off, vo + p->off,
                           (size_t)p->n);
+        }
+        if (pt_model_weights_changed(m)) { /* the bf16 backend's copies of the new weights */
+            cli_fail("pretrain");
+            goto done;
         }
         double loss = ls_step / (double)(n_lossy > 0 ? n_lossy : 1);
         if (!isfinite(loss)) {

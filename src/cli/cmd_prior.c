@@ -45,7 +45,7 @@ static pt_model *load_model_tok(pt_args *a, const char *cmd, pt_tokenizer **tok)
     const char *mp = args_model(a), *tp = args_str(a, "--tokenizer");
     *tok = NULL;
     if (!mp) return cli_failf(cmd, "give --model PATH"), NULL;
-    pt_model *m = pt_model_load(mp);
+    pt_model *m = cli_model_load(mp, a->compute, 0);
     if (!m) return cli_fail(cmd), NULL;
     char *found = tp ? NULL : pt_tokenizer_find_for_model(mp);
     if (tp || found) {

@@ -1,6 +1,7 @@
 /* cmd_tune.c: `ptune tune`: train soft, deep or prefix prompts from a prior
  * into a run directory (docs/run-dir.md). */
 #include "cli/cli.h"
+#include "ptune/backend.h"
 #include "cli/tune_common.h"
 #include "ptune/prior.h"
 #include "ptune/tune.h"
@@ -149,7 +150,7 @@ int cmd_tune(int argc, char **argv) {
     if (proj && n_prior_at) return cli_failf(C, "--prior-at does not apply with --prefix-projection (--prior sets the embedding)");
 
     int rc = 1;
-    pt_model *m = pt_model_load(model_path);
+    pt_model *m = cli_model_load(model_path, a.compute, 0);
     pt_tokenizer *tok = NULL;
     char *tok_path = NULL;
     pt_dataset ds = {0}, dv = {0};
@@ -214,6 +215,9 @@ int cmd_tune(int argc, char **argv) {
                         save_every, seed, eos);
     if (!run) goto fail;
     json_object_set_new(json_object_get(run, "config"), "prefix_projection", json_integer(proj));
+    /* the compute path changes every rounding: resuming on another one is refused */
+    json_object_set_new(json_object_get(run, "config"), "compute", json_string(pt_backend_name(pt_model_backend(m))));
+    json_object_set_new(run, "compute_isa", json_string(pt_backend_isa(pt_model_backend(m))));
     /* the cache changes the rounding of the steps (backward.h): part of an exact resume */
     if (method == PT_METHOD_DEEP && pp.n_deep > 0 && pp.deep_layers[0] > 0)
         json_object_set_new(json_object_get(run, "config"), "act_cache_mb", json_integer(cache_mb));

@@ -148,6 +148,16 @@ int tune_run_check(const char *dir, json_t *run) {
     int rc = 0;
     if (!a || !b) rc = pt_set_error("%s: no \"config\" object", path);
     else {
+        /* runs from before the bf16 backend computed in fp32 */
+        if (!json_object_get(a, "compute")) json_object_set_new(a, "compute", json_string("fp32"));
+        const char *ca = json_string_value(json_object_get(a, "compute")),
+                   *cb = json_string_value(json_object_get(b, "compute"));
+        if (ca && cb && strcmp(ca, cb)) {
+            rc = pt_set_error("--resume: %s was trained with --compute %s, this run computes %s; resume with "
+                              "--compute %s",
+                              path, ca, cb, ca);
+            goto out;
+        }
         json_object_del(a, "steps");
         json_object_del(b, "steps");
         if (!json_equal(a, b)) {
@@ -172,6 +182,7 @@ int tune_run_check(const char *dir, json_t *run) {
                               path, diff);
         }
     }
+out:
     json_decref(a);
     json_decref(b);
     json_decref(old);
