@@ -45,6 +45,7 @@ int pt_backend_threads(const pt_backend *be);
 typedef struct {
     int64_t linear, linear_dx, linear_dw, attention, attention_bwd;
     int64_t created; /* primitives or scratch a call had to create (0 once a workspace met its shapes) */
+    double linear_s, attention_s; /* wall seconds inside linear/linear_dx/linear_dw and attention (+ backward) */
 } pt_backend_calls;
 void pt_backend_calls_get(const pt_backend *be, pt_backend_calls *out);
 void pt_backend_calls_reset(pt_backend *be);

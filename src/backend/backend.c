@@ -81,7 +81,7 @@ void pt_backend_calls_reset(pt_backend *be) { memset(&be->calls, 0, sizeof be->c
 /* The default: fp32, threads following OpenMP. Its call counts are shared by
  * every model without a backend of its own (updates are not atomic: count
  * with a backend set on the model when several threads run models). */
-static pt_backend default_fp32 = {&pt_backend_fp32_ops, 0, {0, 0, 0, 0, 0, 0}, NULL};
+static pt_backend default_fp32 = {&pt_backend_fp32_ops, 0, {0}, NULL};
 
 const pt_backend *pt_model_backend(const pt_model *m) { return m->backend ? m->backend : &default_fp32; }
 

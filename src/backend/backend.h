@@ -81,29 +81,39 @@ typedef struct {
 int pt_be_open(pt_be *b, const pt_model *m, const pt_be_plan *p);
 void pt_be_close(pt_be *b);
 
-/* The calls, counted. */
+/* The calls, counted and timed. */
 static inline void pt_be_linear(pt_be *b, const pt_linear *l, const float *bias, const float *x, int n, int ldx,
                                 float *y, int ldy) {
     b->be->calls.linear++;
+    double t0_ = pt_now();
     b->be->ops->linear(b->ws, l, bias, x, n, ldx, y, ldy);
+    b->be->calls.linear_s += pt_now() - t0_;
 }
 static inline void pt_be_linear_dx(pt_be *b, const pt_linear *l, const float *dy, int n, int lddy, float *dx,
                                    int lddx, int accumulate) {
     b->be->calls.linear_dx++;
+    double t0_ = pt_now();
     b->be->ops->linear_dx(b->ws, l, dy, n, lddy, dx, lddx, accumulate);
+    b->be->calls.linear_s += pt_now() - t0_;
 }
 static inline void pt_be_linear_dw(pt_be *b, const pt_linear *l, float *dw, const float *dy, int lddy,
                                    const float *x, int ldx, int n, int accumulate) {
     b->be->calls.linear_dw++;
+    double t0_ = pt_now();
     b->be->ops->linear_dw(b->ws, l, dw, dy, lddy, x, ldx, n, accumulate);
+    b->be->calls.linear_s += pt_now() - t0_;
 }
 static inline void pt_be_attention(pt_be *b, const pt_attn_args *a) {
     b->be->calls.attention++;
+    double t0_ = pt_now();
     b->be->ops->attention(b->ws, a);
+    b->be->calls.attention_s += pt_now() - t0_;
 }
 static inline void pt_be_attention_bwd(pt_be *b, const pt_attn_args *a, const pt_attn_grads *g) {
     b->be->calls.attention_bwd++;
+    double t0_ = pt_now();
     b->be->ops->attention_bwd(b->ws, a, g);
+    b->be->calls.attention_s += pt_now() - t0_;
 }
 
 #endif
