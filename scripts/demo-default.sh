@@ -14,6 +14,8 @@
 #      (`ptune report`) with the loss curves, the table and the figures.
 # DEMO_OUT (default runs/demo), DEMO_TASK (arithmetic|qa), DEMO_STEPS.
 set -euo pipefail
+# fp32 whatever the CPU, so the figures match the README (docs/performance.md, bf16)
+export PTUNE_COMPUTE=fp32
 cd "$(dirname "$0")/.."
 P=./ptune
 out=${DEMO_OUT:-runs/demo}

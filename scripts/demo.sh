@@ -9,6 +9,8 @@
 #      plus a prefix prompt (150 and 300 steps); a table of validation loss and
 #      exact match before and after, then generation with the tuned prompt.
 set -euo pipefail
+# fp32 whatever the CPU, so the figures match the README (docs/performance.md, bf16)
+export PTUNE_COMPUTE=fp32
 cd "$(dirname "$0")/.."
 P=./ptune
 if [ -f models/default/config.json ] && [ -f models/default/model.safetensors ]; then

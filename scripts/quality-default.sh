@@ -12,6 +12,8 @@
 #     without and with the prompt.
 # Prints one line per figure and writes MODEL_DIR/quality.json.
 set -euo pipefail
+# fp32 whatever the CPU, so the figures match the README (docs/performance.md, bf16)
+export PTUNE_COMPUTE=fp32
 cd "$(dirname "$0")/.."
 M=${1:-models/default}
 P=./ptune

@@ -15,6 +15,8 @@
 # The run is deterministic for any thread count (docs/pretrain.md), so the
 # same commands give a bit-identical model.safetensors.
 set -euo pipefail
+# fp32 whatever the CPU, so the figures match the README (docs/performance.md, bf16)
+export PTUNE_COMPUTE=fp32
 cd "$(dirname "$0")/.."
 out=${1:-runs/default}
 bash scripts/setup-corpus.sh

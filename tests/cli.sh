@@ -140,3 +140,4 @@ else
     echo "SKIP cli_fixtures: ../shared/fixtures not found"
 fi
 [ -f tests/cli_priors.sh ] && . tests/cli_priors.sh
+[ -f tests/cli_compute.sh ] && . tests/cli_compute.sh

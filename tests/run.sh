@@ -9,6 +9,9 @@ pass=0; fail=0; skip=0
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 # Spinning OpenMP threads are slow on a shared 2-core machine (see src/cli/main.c).
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+# Figures must not depend on the CPU: everything computes in fp32 except the
+# bf16 tests, which name their path (test_bf16, test_backend, cli_compute.sh).
+export PTUNE_COMPUTE=fp32
 # Slow tests (end-to-end training, parity on larger fixtures) are not re-run
 # under the sanitizers; they name themselves in tests/slow.txt.
 slow=$(cat tests/slow.txt 2>/dev/null | grep -v '^#' || true)

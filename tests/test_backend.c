@@ -34,14 +34,23 @@ static int expect(const char *what, const pt_backend_calls *c, int64_t lin, int6
            c->attention_bwd == attb;
 }
 
-TEST(calls_per_step) {
+/* Whether this build and CPU run the backend `name`; else why not (for SKIP). */
+static const char *unavailable(const char *name) {
+    static char why[400];
+    if (pt_compute_resolve(name)) return NULL;
+    snprintf(why, sizeof why, "%s not run here: %s", name, pt_last_error());
+    return why;
+}
+
+static int calls_per_step(const char *pt_test_name_, const char *bname) {
     pt_config cfg = pt_test_tiny_cfg(PT_ARCH_LLAMA, L);
     cfg.qkv_bias = 0;
     pt_model *m = pt_model_random(&cfg, PT_F32, 3);
     CHECK(m, "%s", pt_last_error());
-    pt_backend *be = pt_backend_new("fp32", 2);
+    pt_backend *be = pt_backend_new(bname, 2);
     CHECK(be, "%s", pt_last_error());
-    pt_model_set_backend(m, be);
+    CHECK(pt_model_set_backend(m, be) == 0, "%s", pt_last_error());
+    printf("  backend %s: %s\n", pt_backend_name(be), pt_backend_isa(be));
     CHECK(pt_model_backend(m) == be, "the model did not take the backend");
     int32_t ids[B * T], labels[B * T], lens[B];
     batch(cfg.vocab_size, ids, labels, lens);
@@ -75,6 +84,12 @@ TEST(calls_per_step) {
     CHECK(pt_loss_forward_backward(m, ws, &in, labels, 0, &loss, &nt, &g) == 0, "%s", pt_last_error());
     pt_backend_calls_get(be, &c);
     CHECK(expect("soft step", &c, 7 * L + 1, 7 * L + 1, 0, L, L), "soft step calls");
+    /* a second step meets only shapes the first made: nothing is created */
+    pt_backend_calls_reset(be);
+    CHECK(pt_loss_forward_backward(m, ws, &in, labels, 0, &loss, &nt, &g) == 0, "%s", pt_last_error());
+    pt_backend_calls_get(be, &c);
+    printf("  second soft step: %lld primitives or buffers created (want 0)\n", (long long)c.created);
+    CHECK(c.created == 0, "a second step created %lld primitives or buffers", (long long)c.created);
     int dl[2] = {1, 2};
     const float *dv[2] = {P, P2};
     float *dg[2] = {G, G2};
@@ -101,8 +116,8 @@ TEST(calls_per_step) {
     /* pretraining: weight gradients of every linear and of the head */
     pt_model *tm = pt_model_trainable(m);
     CHECK(tm, "%s", pt_last_error());
-    pt_backend *tb = pt_backend_new("fp32", 2);
-    pt_model_set_backend(tm, tb);
+    pt_backend *tb = pt_backend_new(bname, 2);
+    CHECK(tb && pt_model_set_backend(tm, tb) == 0, "%s", pt_last_error());
     pt_wparams W;
     CHECK(pt_wparams_of(tm, &W) == 0, "%s", pt_last_error());
     pt_full_ws *fw = pt_full_ws_new(tm, B, T);
@@ -112,6 +127,10 @@ TEST(calls_per_step) {
     CHECK(pt_full_step(tm, &W, fw, B, T, ids, lens, labels, 0, grad, 0, &loss, &nt) == 0, "%s", pt_last_error());
     pt_backend_calls_get(tb, &c);
     CHECK(expect("pretraining step", &c, 7 * L + 1, 7 * L + 1, 7 * L + 1, L, L), "pretraining calls");
+    pt_backend_calls_reset(tb);
+    CHECK(pt_full_step(tm, &W, fw, B, T, ids, lens, labels, 0, grad, 0, &loss, &nt) == 0, "%s", pt_last_error());
+    pt_backend_calls_get(tb, &c);
+    CHECK(c.created == 0, "a second pretraining step created %lld primitives or buffers", (long long)c.created);
     pt_full_ws_free(fw);
     pt_wparams_free(&W);
     free(grad);
@@ -121,12 +140,27 @@ TEST(calls_per_step) {
     return 0;
 }
 
+TEST(calls_per_step_fp32) { return calls_per_step(pt_test_name_, "fp32"); }
+
+/* The oneDNN path, emulated (every CPU) and native (AVX-512 only). */
+TEST(calls_per_step_bf16_emul) {
+    const char *why = unavailable("bf16-emul");
+    if (why) SKIP("%s", why);
+    return calls_per_step(pt_test_name_, "bf16-emul");
+}
+
+TEST(calls_per_step_bf16) {
+    const char *why = unavailable("bf16");
+    if (why) SKIP("%s", why);
+    return calls_per_step(pt_test_name_, "bf16");
+}
+
 /* Soft-step gradients and forward logits with the backend on 1 and 2 threads. */
-static int run_threads(int nthreads, pt_arch arch, float *logits, float *G, double *loss) {
+static int run_threads(const char *bname, int nthreads, pt_arch arch, float *logits, float *G, double *loss) {
     pt_config cfg = pt_test_tiny_cfg(arch, L);
     pt_model *m = pt_model_random(&cfg, PT_BF16, 5);
     if (!m) return 1;
-    pt_model_set_backend(m, pt_backend_new("fp32", nthreads));
+    if (pt_model_set_backend(m, pt_backend_new(bname, nthreads))) return pt_model_free(m), 1;
     if (pt_backend_threads(pt_model_backend(m)) != nthreads) return 1;
     int32_t ids[B * T], labels[B * T], lens[B];
     batch(cfg.vocab_size, ids, labels, lens);
@@ -151,19 +185,19 @@ static int run_threads(int nthreads, pt_arch arch, float *logits, float *G, doub
     return rc;
 }
 
-TEST(threads_are_the_backends) {
+static int threads_are_the_backends(const char *pt_test_name_, const char *bname) {
     pt_arch archs[2] = {PT_ARCH_LLAMA, PT_ARCH_GPT2};
     for (int a = 0; a < 2; a++) {
         int V = 300;
         float *l1 = malloc(sizeof(float) * B * T * V), *l2 = malloc(sizeof(float) * B * T * V);
         float G1[N * 64], G2[N * 64];
         double s1, s2;
-        CHECK(run_threads(1, archs[a], l1, G1, &s1) == 0, "%s", pt_last_error());
-        CHECK(run_threads(2, archs[a], l2, G2, &s2) == 0, "%s", pt_last_error());
+        CHECK(run_threads(bname, 1, archs[a], l1, G1, &s1) == 0, "%s", pt_last_error());
+        CHECK(run_threads(bname, 2, archs[a], l2, G2, &s2) == 0, "%s", pt_last_error());
         int same = !memcmp(l1, l2, sizeof(float) * B * T * V) && !memcmp(G1, G2, sizeof G1) && s1 == s2;
         double md;
         pt_rel_err(G1, G2, N * 64, &md);
-        printf("  %s: 1 vs 2 backend threads: logits and soft gradient %s (max |diff| %.3g)\n",
+        printf("  %s, %s: 1 vs 2 backend threads: logits and soft gradient %s (max |diff| %.3g)\n", bname,
                archs[a] == PT_ARCH_LLAMA ? "llama" : "gpt2", same ? "bit-identical" : "DIFFER", md);
         free(l1), free(l2);
         CHECK(same, "results depend on the backend's thread count");
@@ -171,11 +205,26 @@ TEST(threads_are_the_backends) {
     return 0;
 }
 
+TEST(threads_fp32) { return threads_are_the_backends(pt_test_name_, "fp32"); }
+
+TEST(threads_bf16_emul) {
+    const char *why = unavailable("bf16-emul");
+    if (why) SKIP("%s", why);
+    return threads_are_the_backends(pt_test_name_, "bf16-emul");
+}
+
+TEST(threads_bf16) {
+    const char *why = unavailable("bf16");
+    if (why) SKIP("%s", why);
+    return threads_are_the_backends(pt_test_name_, "bf16");
+}
+
 TEST(unknown_backend) {
     pt_backend *be = pt_backend_new("tpu", 1);
     CHECK(!be, "an unknown backend was accepted");
     printf("  %s\n", pt_last_error());
-    CHECK(strstr(pt_last_error(), "tpu") && strstr(pt_last_error(), "fp32"), "message names neither the ask nor the choices");
+    CHECK(strstr(pt_last_error(), "tpu") && strstr(pt_last_error(), "fp32") && strstr(pt_last_error(), "bf16"),
+          "message names neither the ask nor the choices");
     be = pt_backend_new("fp32", 0);
     CHECK(be && !strcmp(pt_backend_name(be), "fp32"), "fp32 backend");
     pt_backend_free(be);
@@ -183,8 +232,12 @@ TEST(unknown_backend) {
 }
 
 int main(void) {
-    PT_RUN(calls_per_step);
-    PT_RUN(threads_are_the_backends);
+    PT_RUN(calls_per_step_fp32);
+    PT_RUN(calls_per_step_bf16_emul);
+    PT_RUN(calls_per_step_bf16);
+    PT_RUN(threads_fp32);
+    PT_RUN(threads_bf16_emul);
+    PT_RUN(threads_bf16);
     PT_RUN(unknown_backend);
     return PT_DONE();
 }
