@@ -69,7 +69,9 @@ static const char *help =
     "  --stop-at N         stop (and save) after step N of --steps (train in slices with --resume)\n"
     "  --init DIR          start from the weights of a Llama HF directory (its config.json;\n"
     "                      no --config) instead of a random initialisation\n"
-    "  --resume            continue from DIR/train_state.safetensors\n";
+    "  --resume            continue from DIR/train_state.safetensors\n"
+    "  --compute C         auto|fp32|bf16|bf16-emul (default $PTUNE_COMPUTE, else auto): bf16 trains in mixed\n"
+    "                      precision (fp32 master weights and AdamW, bf16 GEMMs with fp32 accumulation)\n";
 
 /* ---- data ------------------------------------------------------------------------- */
 

@@ -44,7 +44,7 @@ typedef struct {
 } fig_t;
 
 typedef struct {
-    const char *model_path, *tok_path, *out;
+    const char *model_path, *tok_path, *out, *compute;
     int quick;
     uint64_t seed;
     pt_model *m;
@@ -296,6 +296,7 @@ static int tune(ctx *c, tune_t *t) {
         char *av[48];
         int n = 0;
         av[n++] = "ptune", av[n++] = "tune", av[n++] = "--model", av[n++] = (char *)c->model_path;
+        if (c->compute) av[n++] = "--compute", av[n++] = (char *)c->compute;
         if (c->tok_path) av[n++] = "--tokenizer", av[n++] = (char *)c->tok_path;
         av[n++] = "--method", av[n++] = (char *)t->method, av[n++] = "--tokens", av[n++] = tok_s;
         if (!strcmp(t->method, "deep")) av[n++] = "--layers", av[n++] = layer_s;
@@ -993,6 +994,7 @@ int cmd_reproduce(int argc, char **argv) {
     ctx c;
     memset(&c, 0, sizeof c);
     c.model_path = args_model(&a), c.tok_path = args_str(&a, "--tokenizer"), c.out = args_str(&a, "--out");
+    c.compute = a.compute; /* handed to every tune run */
     const char *squad = args_str(&a, "--squad"), *math = args_str(&a, "--math"), *c4 = args_str(&a, "--c4");
     c.quick = args_flag(&a, "--quick");
     long seed;
@@ -1007,7 +1009,7 @@ int cmd_reproduce(int argc, char **argv) {
     }
     c.seed = (uint64_t)seed;
     double t0 = pt_now();
-    c.m = pt_model_load(c.model_path);
+    c.m = cli_model_load(c.model_path, c.compute, 0);
     if (!c.m) return cli_fail("reproduce");
     const char *tp = c.tok_path ? c.tok_path : c.m->tokenizer_path;
     c.tok = tp ? pt_tokenizer_load(tp) : NULL;

@@ -162,6 +162,7 @@ int cmd_sweep(int argc, char **argv) {
             int n = 0;
             av[n++] = "ptune", av[n++] = "tune", av[n++] = "--model", av[n++] = (char *)model;
             if (tok) av[n++] = "--tokenizer", av[n++] = (char *)tok;
+            if (a.compute) av[n++] = "--compute", av[n++] = (char *)a.compute;
             av[n++] = "--method", av[n++] = (char *)method, av[n++] = "--tokens", av[n++] = tok_s;
             av[n++] = "--prior", av[n++] = pr[ip], av[n++] = "--seed", av[n++] = seed_s;
             av[n++] = "--lr", av[n++] = lr[il], av[n++] = "--data", av[n++] = (char *)data;
@@ -188,6 +189,7 @@ int cmd_sweep(int argc, char **argv) {
             int n = 0;
             av[n++] = "ptune", av[n++] = "eval", av[n++] = "--model", av[n++] = (char *)model;
             if (tok) av[n++] = "--tokenizer", av[n++] = (char *)tok;
+            if (a.compute) av[n++] = "--compute", av[n++] = (char *)a.compute;
             av[n++] = "--adapter", av[n++] = r->dir, av[n++] = "--data", av[n++] = (char *)val;
             av[n++] = "--json", av[n] = NULL;
             if (run_child(av, ej, log) == 0) {

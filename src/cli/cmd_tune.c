@@ -53,6 +53,8 @@ static const char *help =
     "                    training rows first, then validation; rows beyond the budget\n"
     "                    run those layers in every step\n"
     "  --resume          continue the run in RUN_DIR bit-identically (same flags)\n"
+    "  --compute C       auto|fp32|bf16|bf16-emul (default $PTUNE_COMPUTE, else auto); run.json records it\n"
+    "                    and --resume refuses another\n"
     "  Output: RUN_DIR/run.json, prior.safetensors, adapter_model.safetensors,\n"
     "  adapter_config.json (PEFT), optimizer.safetensors, metrics.jsonl.\n";
 

@@ -39,6 +39,8 @@ static void usage(FILE *f) {
     fprintf(f, "usage: ptune <command> [options]   (ptune <command> --help for details)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         fprintf(f, "  %-11s %s%s\n", cmds[i].name, cmds[i].help, cmds[i].fn ? "" : " (not available in this build)");
+    fprintf(f, "\nEvery command that loads a model also takes --compute auto|fp32|bf16|bf16-emul (default\n"
+               "$PTUNE_COMPUTE, else auto: bf16 on CPUs with AMX or AVX512-BF16, else fp32; docs/performance.md).\n");
 }
 
 /* libgomp reads OMP_WAIT_POLICY once, at load time. Spinning threads lose
