@@ -216,10 +216,10 @@ int cmd_tune(int argc, char **argv) {
                         val_path, tmpl, lr, steps, batch, accum, sched, warmup, wd, clip, max_len, eval_every,
                         save_every, seed, eos);
     if (!run) goto fail;
-    json_object_set_new(json_object_get(run, "config"), "prefix_projection", json_integer(proj));
     /* the compute path changes every rounding: resuming on another one is refused */
     json_object_set_new(json_object_get(run, "config"), "compute", json_string(pt_backend_name(pt_model_backend(m))));
     json_object_set_new(run, "compute_isa", json_string(pt_backend_isa(pt_model_backend(m))));
+    json_object_set_new(json_object_get(run, "config"), "prefix_projection", json_integer(proj));
     /* the cache changes the rounding of the steps (backward.h): part of an exact resume */
     if (method == PT_METHOD_DEEP && pp.n_deep > 0 && pp.deep_layers[0] > 0)
         json_object_set_new(json_object_get(run, "config"), "act_cache_mb", json_integer(cache_mb));
