@@ -4,8 +4,9 @@
  *
  * Weights: a matrix stored in bf16 is used where it lies (the mmap); any other
  * dtype is converted once when the backend is bound to the model (bind), and
- * again only after the weights changed (sync, pretraining). The emulation
- * keeps f32 copies rounded to bf16.
+ * again only after the weights changed (sync, pretraining); a converted
+ * weight's mapped file pages are then dropped. The emulation keeps f32 copies
+ * rounded to bf16.
  *
  * Activations: each call rounds its fp32 input into the workspace's operand
  * buffer (transposed where the weight gradient needs it); oneDNN writes the
@@ -30,6 +31,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 typedef struct {
     const void *key; /* the model's weight data */
@@ -155,6 +158,22 @@ static int convert(const ctx *c, wmat *w) {
     return 0;
 }
 
+/* After a mapped weight was converted, its file pages are not read again by
+ * this backend: drop them from the process (a read-only private file mapping
+ * refaults them from the file should anything read them later), so an F32
+ * checkpoint costs its bf16 copy, not both. Malloc'd weights are left alone. */
+static void drop_pages(const pt_model *m, const pt_tensor *t) {
+    const char *p = t->data;
+    size_t bytes = pt_tensor_nbytes(t), pg = (size_t)sysconf(_SC_PAGESIZE);
+    for (int i = 0; i < m->n_maps; i++) {
+        const char *b = m->maps[i].data;
+        if (!b || p < b || p + bytes > b + m->maps[i].size) continue;
+        uintptr_t lo = ((uintptr_t)p + pg - 1) / pg * pg, hi = ((uintptr_t)p + bytes) / pg * pg;
+        if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+        return;
+    }
+}
+
 static int wmat_cmp(const void *a, const void *b) {
     const char *x = ((const wmat *)a)->key, *y = ((const wmat *)b)->key;
     return x < y ? -1 : x > y;
@@ -193,13 +212,14 @@ static int bind(pt_backend *be, const pt_model *m) {
             w->t = *ts[i];
             if (!c->emul && w->t.dtype == PT_BF16) w->op = w->key; /* used where it lies */
             else if (convert(c, w)) return PT_ERR;
+            else drop_pages(m, &w->t);
         }
     }
     qsort(c->w, (size_t)c->nw, sizeof *c->w, wmat_cmp);
     return 0;
 }
 
-static int sync(pt_backend *be, const pt_model *m) {
+static int sync_weights(pt_backend *be, const pt_model *m) {
     ctx *c = be->ctx;
     for (int i = 0; i < c->nw; i++)
         if (c->w[i].owned && convert(c, &c->w[i])) return PT_ERR;
@@ -512,7 +532,7 @@ static void attention_bwd(pt_be_ws *w, const pt_attn_args *a, const pt_attn_grad
 
 #define ONEDNN_OPS(nm, initf)                                                                                          \
     {                                                                                                                  \
-        .name = nm, .init = initf, .release = release, .bind = bind, .sync = sync, .isa = isa, .ws_new = ws_new,      \
+        .name = nm, .init = initf, .release = release, .bind = bind, .sync = sync_weights, .isa = isa, .ws_new = ws_new,      \
         .ws_free = ws_free, .ws_bytes = ws_bytes, .mem_alloc = mem_alloc, .mem_free = mem_free, .linear = linear,      \
         .linear_dx = linear_dx, .linear_dw = linear_dw, .attention = attention, .attention_bwd = attention_bwd,        \
     }
