@@ -198,9 +198,11 @@ static int bench_gemm(int argc, char **argv) {
     pt_set_threads((int)threads);
     double best;
     char isa[256];
-    if (pt_backend_gemm_bench(compute, (int)threads, d[0], d[1], d[2], (int)runs, &best, isa, sizeof isa))
-        return cli_failf(C, "%s%s: %s", flag ? "--compute " : getenv("PTUNE_COMPUTE") ? "PTUNE_COMPUTE=" : "compute ",
-                         compute, pt_last_error());
+    if (pt_backend_gemm_bench(compute, (int)threads, d[0], d[1], d[2], (int)runs, &best, isa, sizeof isa)) {
+        const char *env = getenv("PTUNE_COMPUTE"); /* name where the path came from, as cli_backend does */
+        return cli_failf(C, "%s%s: %s", flag ? "--compute " : env && *env ? "PTUNE_COMPUTE=" : "compute ", compute,
+                         pt_last_error());
+    }
     const char *name = pt_compute_resolve(compute);
     double gflops = 2.0 * d[0] * d[1] * (double)d[2] / best / 1e9;
     int nt = threads > 0 ? (int)threads : pt_get_threads();
