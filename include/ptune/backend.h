@@ -67,4 +67,13 @@ unsigned pt_cpu_caps(void);
 /* The same as words, e.g. "amx_bf16 avx2 avx512 avx512_bf16" (static buffer). */
 const char *pt_cpu_flags(void);
 
+/* The GEMM peak of a compute path: the best of `runs` timed calls (after one
+ * untimed) of the backend's linear y[M, N] = x[M, K] W^T, W [N, K] stored in
+ * bf16 for the bf16 path and f32 otherwise, on `threads` threads (<= 0:
+ * OpenMP's count). GFLOP/s = 2 M K N / *best_s / 1e9. isa (isa_n bytes, may be
+ * NULL) receives pt_backend_isa of the path. PT_ERR with an error when the
+ * path cannot run here or memory runs out. */
+int pt_backend_gemm_bench(const char *compute, int threads, int M, int K, int N, int runs, double *best_s, char *isa,
+                          size_t isa_n);
+
 #endif

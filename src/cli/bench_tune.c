@@ -7,7 +7,10 @@
  *   flops        = 2*P*B*S*2              (linear: forward + input-gradient backward)
  *                + 4*L*B*H*S^2*hd*3       (attention, forward + backward)
  *                + 2*B*T*V*d*2            (LM head over the T scored positions)
- *   gflops       = flops / median_s_per_step / 1e9 */
+ *   gflops       = flops / median_s_per_step / 1e9
+ *   matmul_s     = seconds per timed step inside the backend's linear and
+ *                  attention calls (pt_backend_calls), matmul_share = matmul_s /
+ *                  median_s_per_step: where a step's time goes. */
 #include "cli/cli.h"
 #include "ptune/backend.h"
 #include "ptune/kernels.h"
@@ -24,7 +27,7 @@ static const char *help =
     "usage: ptune bench tune (--model PATH | --random-config config.json) --batch B --seq T --tokens N\n"
     "                        [--method soft|deep|prefix] [--layers 0,13,14,15] [--dtype f32|bf16|f16]\n"
     "                        [--loss-last K] [--act-cache | --act-fill] [--warmup N] [--runs N] [--threads N]\n"
-    "                        [--seed S] [--json]\n"
+    "                        [--seed S] [--compute auto|fp32|bf16|bf16-emul] [--json]\n"
     "  Times one training step (forward + prompt backward + AdamW) on random ids,\n"
     "  loss on every one of the T real positions. --seq counts real tokens; the N prompt\n"
     "  positions come on top. Deep prompts default to layer 0 and the last three layers.\n"
@@ -35,7 +38,9 @@ static const char *help =
     "  and every step reads it, as `ptune tune` does once a row is cached (--act-cache-mb).\n"
     "  --act-fill: the same, but the stream is computed inside every timed step (fill, then\n"
     "  the step from there), as `ptune tune` does for rows beyond the --act-cache-mb budget.\n"
-    "  Reports median_s_per_step, tokens_per_s = B*(T+N)/s, gflops (docs/architecture.md) and peak_rss_mib.\n";
+    "  --compute: the path the matrix products run on (default $PTUNE_COMPUTE, else auto).\n"
+    "  Reports median_s_per_step, tokens_per_s = B*(T+N)/s, gflops (docs/architecture.md), peak_rss_mib\n"
+    "  and matmul_s, matmul_share: the seconds per step in the backend's linear and attention calls.\n";
 
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -173,6 +178,7 @@ int bench_tune(int argc, char **argv) {
         in.resid = &rs;
     }
     for (long r = 0; r < warm + runs; r++) {
+        if (r == warm) pt_backend_calls_reset(m->backend); /* count the timed steps only */
         double t0 = pt_now(), loss;
         int64_t nt;
         if (act_fill && pt_resid_fill(m, ws, &fb, labels, &rs)) goto fail;
@@ -189,21 +195,25 @@ int bench_tune(int argc, char **argv) {
                    4.0 * c->n_layers * (double)B * c->n_heads * S * S * c->head_dim * 3 +
                    2.0 * (double)B * (double)T * c->vocab_size * c->dim * 2;
     double rss = pt_peak_rss_mib();
+    pt_backend_calls bc;
+    pt_backend_calls_get(m->backend, &bc);
+    double mm = (bc.linear_s + bc.attention_s) / (double)runs;
     if (json)
         printf("{\"bench\": \"tune\", \"model\": \"%s\", \"method\": \"%s\", \"batch\": %ld, \"seq\": %ld, "
                "\"tokens\": %ld, \"compute\": \"%s\", \"compute_isa\": \"%s\", \"threads\": %d, \"runs\": %ld, \"trainable_params\": %zu, \"loss_last\": %ld, "
-               "\"median_s_per_step\": %.6f, \"min_s_per_step\": %.6f, \"tokens_per_s\": %.1f, \"gflops\": %.3f, "
+               "\"median_s_per_step\": %.6f, \"min_s_per_step\": %.6f, \"matmul_s\": %.6f, \"matmul_share\": %.3f, "
+               "\"tokens_per_s\": %.1f, \"gflops\": %.3f, "
                "\"peak_rss_mib\": %.1f, \"act_cache\": %d, \"act_fill\": %d, \"cache_fill_s\": %.6f}\n",
                model_path ? model_path : cfg_path, pt_method_name(method), B, T, N, pt_backend_name(pt_model_backend(m)),
                pt_backend_isa(pt_model_backend(m)), pt_backend_threads(pt_model_backend(m)), runs, pp.n,
                loss_last, med,
-               times[0], (double)B * S / med, flops / med / 1e9, rss, act_cache, act_fill, fill_s);
+               times[0], mm, mm / med, (double)B * S / med, flops / med / 1e9, rss, act_cache, act_fill, fill_s);
     else
         printf("%s, %s prompt of %ld: batch %ld x seq %ld (+%ld), %s compute, %d threads: %.4f s/step (median of %ld), "
-               "%.0f tokens/s, %.2f GFLOP/s, peak RSS %.0f MiB\n",
+               "%.0f tokens/s, %.2f GFLOP/s, %.0f%% in matmuls, peak RSS %.0f MiB\n",
                model_path ? model_path : cfg_path, pt_method_name(method), N, B, T, N, pt_backend_name(pt_model_backend(m)),
                pt_backend_threads(pt_model_backend(m)), med, runs,
-               (double)B * S / med, flops / med / 1e9, rss);
+               (double)B * S / med, flops / med / 1e9, 100.0 * mm / med, rss);
     if (!json && act_cache)
         printf("activation cache: layers 0-%d filled once in %.4f s (not in the steps above)\n", rs.layer - 1, fill_s);
     if (!json && act_fill)

@@ -1,4 +1,4 @@
-/* cmd_bench.c: `ptune bench forward|tune|tokenize`.
+/* cmd_bench.c: `ptune bench forward|tune|tokenize|gemm`.
  *
  * bench forward times pt_forward on a [B, T] batch of random ids with logits at
  * every position, and reports (docs/architecture.md, "FLOP count"):
@@ -6,7 +6,13 @@
  *   tokens_per_s  B*T / median_s
  *   gflops        (2*P*B*T + 4*L*B*H*T^2*hd + 2*B*T*V*d) / median_s / 1e9,
  *                 P = non-embedding parameters
- *   peak_rss_mib  peak resident memory of the process */
+ *   peak_rss_mib  peak resident memory of the process
+ *   matmul_s      seconds per forward inside the backend's linear and
+ *                 attention calls (pt_backend_calls over the timed runs)
+ *   matmul_share  matmul_s / median_s: the share of a forward in matmuls
+ *
+ * bench gemm times the backend's linear alone (pt_backend_gemm_bench) and
+ * reports its best GFLOP/s, the peak the model steps are measured against. */
 #include "cli/cli.h"
 #include "ptune/backend.h"
 #include "ptune/forward.h"
@@ -40,9 +46,10 @@ static int cmp_double(const void *a, const void *b) {
 static void forward_usage(FILE *f) {
     fprintf(f, "usage: ptune bench forward (--model PATH | --random-config config.json) [--dtype f32|bf16|f16]\n"
                "                           [--batch B] [--seq T] [--warmup N] [--runs N] [--threads N]\n"
-               "                           [--seed S] [--json]\n"
+               "                           [--seed S] [--compute auto|fp32|bf16|bf16-emul] [--json]\n"
                "Times one batched forward with logits at every position. --dtype applies to\n"
-               "--random-config (weights stored in that dtype; compute is fp32).\n");
+               "--random-config (weights stored in that dtype); --compute picks the path the\n"
+               "matrix products run on (default $PTUNE_COMPUTE, else auto).\n");
 }
 
 static int bench_forward(int argc, char **argv) {
@@ -105,6 +112,7 @@ static int bench_forward(int argc, char **argv) {
     o.logits = logits;
     int rc = 0;
     for (long i = 0; i < warm + runs && rc == 0; i++) {
+        if (i == warm) pt_backend_calls_reset(m->backend); /* count the timed runs only */
         double t0 = pt_now();
         rc = pt_forward(m, ws, &in, &o);
         if (i >= warm) times[i - warm] = pt_now() - t0;
@@ -119,15 +127,18 @@ static int bench_forward(int argc, char **argv) {
         double flops = 2.0 * (double)P * bt + 4.0 * c->n_layers * (double)B * c->n_heads * S * S * c->head_dim +
                        2.0 * bt * c->vocab_size * c->dim;
         double rss = pt_peak_rss_mib();
+        pt_backend_calls bc;
+        pt_backend_calls_get(m->backend, &bc);
+        double mm = (bc.linear_s + bc.attention_s) / (double)runs;
         const char *dname = pt_dtype_name(m->layers[0].w_up.w.dtype);
         if (json)
             printf("{\"bench\": \"forward\", \"model\": \"%s\", \"arch\": \"%s\", \"dtype\": \"%s\", \"batch\": %ld, "
                    "\"seq\": %ld, \"compute\": \"%s\", \"compute_isa\": \"%s\", \"threads\": %d, \"omp_wait_policy\": \"%s\", \"runs\": %ld, \"nonembed_params\": %lld, \"median_s\": %.6f, "
-                   "\"min_s\": %.6f, \"tokens_per_s\": %.1f, \"gflops\": %.2f, \"peak_rss_mib\": %.1f, "
-                   "\"workspace_mib\": %.1f}\n",
+                   "\"min_s\": %.6f, \"matmul_s\": %.6f, \"matmul_share\": %.3f, \"tokens_per_s\": %.1f, "
+                   "\"gflops\": %.2f, \"peak_rss_mib\": %.1f, \"workspace_mib\": %.1f}\n",
                    cfg_path ? cfg_path : model_path, pt_family_of(c->arch)->name, dname, B, T,
                    pt_backend_name(pt_model_backend(m)), pt_backend_isa(pt_model_backend(m)),
-                   pt_backend_threads(pt_model_backend(m)), getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "default", runs, (long long)P, med, times[0], bt / med, flops / med / 1e9, rss,
+                   pt_backend_threads(pt_model_backend(m)), getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "default", runs, (long long)P, med, times[0], mm, mm / med, bt / med, flops / med / 1e9, rss,
                    (double)pt_workspace_bytes(ws) / 1048576.0);
         else {
             printf("model         %s (%s, %s weights, %lld non-embedding params)\n", cfg_path ? cfg_path : model_path,
@@ -136,6 +147,7 @@ static int bench_forward(int argc, char **argv) {
                    pt_backend_threads(pt_model_backend(m)), runs);
             printf("compute       %s (%s)\n", pt_backend_name(pt_model_backend(m)), pt_backend_isa(pt_model_backend(m)));
             printf("median_s      %.4f (min %.4f)\n", med, times[0]);
+            printf("matmul_s      %.4f (%.0f%% of the median)\n", mm, 100.0 * mm / med);
             printf("tokens_per_s  %.1f\n", bt / med);
             printf("gflops        %.2f\n", flops / med / 1e9);
             printf("peak_rss_mib  %.1f\n", rss);
@@ -149,8 +161,68 @@ static int bench_forward(int argc, char **argv) {
     return rc;
 }
 
+static void gemm_usage(FILE *f) {
+    fprintf(f, "usage: ptune bench gemm [--compute auto|fp32|bf16|bf16-emul] [--shape MxKxN] [--threads N]\n"
+               "                        [--runs R] [--json]\n"
+               "Times the compute path's linear y[M, N] = x[M, K] W^T alone (W stored in bf16 for\n"
+               "bf16, f32 otherwise; best of R runs after one warm-up) and prints\n"
+               "GFLOP/s = 2*M*K*N / best_s / 1e9: the GEMM peak the model steps are measured\n"
+               "against. Default shape 552x2048x8192 (the 1B tune step's up projection).\n");
+}
+
+/* "MxKxN" into three positive ints. */
+static int parse_shape(const char *s, int dims[3]) {
+    for (int i = 0; i < 3; i++) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 1 || v > (1L << 30) || *end != (i < 2 ? 'x' : 0)) return PT_ERR;
+        dims[i] = (int)v;
+        s = end + 1;
+    }
+    return 0;
+}
+
+static int bench_gemm(int argc, char **argv) {
+    const char *C = "bench gemm";
+    pt_args a;
+    if (args_init(&a, C, argc, argv)) return 1;
+    if (args_help(&a)) return gemm_usage(stdout), args_free(&a), 0;
+    const char *shape = args_str(&a, "--shape"), *flag = args_compute(&a), *compute = cli_compute(flag);
+    long threads, runs;
+    int json = args_flag(&a, "--json"), d[3];
+    if (args_int(&a, "--threads", 0, &threads) || args_int(&a, "--runs", 5, &runs) || args_finish(&a))
+        return args_free(&a), 2;
+    args_free(&a);
+    if (parse_shape(shape ? shape : "552x2048x8192", d)) return cli_failf(C, "--shape wants MxKxN, got '%s'", shape);
+    if (runs < 1) return cli_failf(C, "--runs must be >= 1, got %ld", runs);
+    pt_set_threads((int)threads);
+    double best;
+    char isa[256];
+    if (pt_backend_gemm_bench(compute, (int)threads, d[0], d[1], d[2], (int)runs, &best, isa, sizeof isa)) {
+        const char *env = getenv("PTUNE_COMPUTE"); /* name where the path came from, as cli_backend does */
+        return cli_failf(C, "%s%s: %s", flag ? "--compute " : env && *env ? "PTUNE_COMPUTE=" : "compute ", compute,
+                         pt_last_error());
+    }
+    const char *name = pt_compute_resolve(compute);
+    double gflops = 2.0 * d[0] * d[1] * (double)d[2] / best / 1e9;
+    int nt = threads > 0 ? (int)threads : pt_get_threads();
+    if (json)
+        printf("{\"bench\": \"gemm\", \"compute\": \"%s\", \"compute_isa\": \"%s\", \"cpu_flags\": \"%s\", "
+               "\"threads\": %d, \"m\": %d, \"k\": %d, \"n\": %d, \"runs\": %ld, \"best_s\": %.6g, "
+               "\"gflops\": %.2f}\n",
+               name, isa, pt_cpu_flags(), nt, d[0], d[1], d[2], runs, best, gflops);
+    else {
+        printf("gemm          %dx%dx%d (MxKxN), %d threads, best of %ld runs\n", d[0], d[1], d[2], nt, runs);
+        printf("compute       %s (%s)\n", name, isa);
+        printf("cpu flags     %s\n", pt_cpu_flags());
+        printf("best_s        %.6g\n", best);
+        printf("gflops        %.2f\n", gflops);
+    }
+    return 0;
+}
+
 static void usage(FILE *f) {
-    fprintf(f, "usage: ptune bench forward|tune|tokenize [options] [--json]   (ptune bench <kind> --help)\n");
+    fprintf(f, "usage: ptune bench forward|tune|tokenize|gemm [options] [--json]   (ptune bench <kind> --help)\n");
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -159,6 +231,7 @@ int cmd_bench(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "forward")) return bench_forward(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "gemm")) return bench_gemm(argc - 1, argv + 1);
     if (!strcmp(argv[1], "tune") || !strcmp(argv[1], "tokenize")) {
         int (*fn)(int, char **) = !strcmp(argv[1], "tune") ? bench_tune : bench_tokenize;
         if (!fn) {
