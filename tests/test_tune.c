@@ -420,6 +420,17 @@ static int read_all(const char *dir, const char *name, char **out, size_t *len) 
     return *out ? 0 : -1;
 }
 
+/* The step callback as the tests' interrupt: stop after `after` steps of
+ * this call (a run killed there, its checkpoint written). */
+typedef struct {
+    int after, seen;
+} stop_ctx;
+
+static int stop_at(const pt_step_info *s, void *ctx) {
+    stop_ctx *c = ctx;
+    return s->step > 0 && ++c->seen >= c->after;
+}
+
 /* meth 3 = prefix with a reparameterization MLP of 16; 4 = deep on layers 1,2
  * with the activation cache, 5 = the same without it */
 static int64_t last_cache_rows, last_cache_train_rows;
@@ -434,9 +445,11 @@ static int train_run(pt_model *m, const pt_rows *tr, const pt_rows *va, int meth
         return -1;
     pt_prior_sample_str("isotropic:sigma=0.1", NULL, (int)(pp.n / 4), 4, 3, pp.p);
     if (poison != 0) pp.p[0] = poison;
+    stop_ctx sc = {stop_after, 0};
     pt_train_opts o = {.lr = 3e-2, .steps = steps, .batch = 3, .accum = 2, .schedule = PT_SCHED_COSINE, .warmup = 2,
                        .adamw = pt_adamw_defaults(), .clip = 1.0, .eval_every = 4, .save_every = 3, .seed = 9,
-                       .pad_id = 0, .resume = resume, .progress = -1, .stop_after = stop_after, .out_dir = dir,
+                       .pad_id = 0, .resume = resume, .on_step = stop_after > 0 ? stop_at : NULL, .on_step_ctx = &sc,
+                       .out_dir = dir,
                        .act_cache_mb = meth == 4 ? 64 : meth == 6 ? partial_mb : 0};
     o.adamw.weight_decay = 0.01;
     pt_train_result r;

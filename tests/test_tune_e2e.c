@@ -99,7 +99,7 @@ static int train(task *t, pt_method meth, double lr, int steps, pt_prompt_params
     snprintf(dir, sizeof dir, "%s/%s", tmpdir, name);
     if (pt_mkdir_p(dir)) return -1;
     pt_train_opts o = {.lr = lr, .steps = steps, .batch = 4, .accum = 1, .adamw = pt_adamw_defaults(), .clip = 1.0,
-                       .eval_every = steps, .save_every = steps, .seed = 0, .pad_id = 0, .progress = -1,
+                       .eval_every = steps, .save_every = steps, .seed = 0, .pad_id = 0,
                        .out_dir = dir};
     double t0 = pt_now();
     int rc = pt_train(t->m, &t->rtr, &t->rva, pp, &o, res);

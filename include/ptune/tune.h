@@ -32,6 +32,7 @@
 #include "ptune/forward.h"
 #include "ptune/model.h"
 #include "ptune/optim.h"
+#include "ptune/run.h"
 #include "ptune/tokenizer.h"
 
 typedef enum { PT_METHOD_SOFT = 0, PT_METHOD_DEEP = 1, PT_METHOD_PREFIX = 2 } pt_method;
@@ -118,9 +119,10 @@ typedef struct {
     uint64_t seed;
     int32_t pad_id;
     int resume;           /* continue from out_dir/optimizer.safetensors */
-    int progress;         /* 1: \r progress line (TTY), 0: plain lines, -1: silent */
-    int stop_after;       /* testing: return after this many steps of this call (0 = off) */
-    int sleep_ms;         /* testing: pause after each step (to kill a run midway) */
+    /* Called at step 0 (with the first val_loss) and after every step; a
+     * non-zero return stops the run after that step (run.h). NULL: silent. */
+    pt_step_fn on_step;
+    void *on_step_ctx;
     /* Deep prompts whose lowest layer L0 > 0: keep each row's stream entering
      * L0 (layers below see no prompt) in at most this many MiB, so those layers
      * run once per row instead of once per visit (trainer.c); rows beyond the

@@ -7,9 +7,11 @@
 #include "ptune/tune.h"
 
 #include <errno.h>
+#include <math.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 int cmd_tune(int argc, char **argv);
@@ -82,6 +84,51 @@ static int parse_prior_at(const char *s, int *layer, const char **spec) {
     if (end == s || errno || *end != '=') return pt_set_error("--prior-at: '%s' is not L=SPEC", s);
     *layer = (int)v;
     *spec = end + 1;
+    return 0;
+}
+
+static void fmt_time(double s, char *buf, size_t n) {
+    if (!(s >= 0) || s > 1e7) s = 0;
+    long x = (long)(s + 0.5);
+    if (x >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", x / 3600, x / 60 % 60, x % 60);
+    else snprintf(buf, n, "%ld:%02ld", x / 60, x % 60);
+}
+
+/* The progress line: \r-updated on a terminal, every 5% as plain lines
+ * otherwise, nothing with --quiet. --sleep-ms (tests: time to kill a run
+ * midway) pauses after each step. */
+typedef struct {
+    int mode; /* 1 tty, 0 lines, -1 quiet */
+    long sleep_ms;
+} progress;
+
+static int on_step(const pt_step_info *s, void *ctx) {
+    progress *pg = ctx;
+    if (s->step == 0) {
+        if (pg->mode >= 0 && !isnan(s->val_loss))
+            fprintf(stderr, "step 0/%lld: val_loss %.4f\n", (long long)s->steps, s->val_loss);
+        return 0;
+    }
+    char eta[32];
+    fmt_time(s->eta_s, eta, sizeof eta);
+    if (pg->mode == 1) {
+        fprintf(stderr, "\rstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s ", (long long)s->step,
+                (long long)s->steps, s->train_loss, s->lr, s->tokens_per_s, eta);
+        if (!isnan(s->val_loss)) fprintf(stderr, "\nstep %lld: val_loss %.4f\n", (long long)s->step, s->val_loss);
+        if (s->step == s->steps) fputc('\n', stderr);
+    } else if (pg->mode == 0) {
+        int64_t every = s->steps / 20 > 0 ? s->steps / 20 : 1;
+        if (s->step % every == 0 || s->step == s->steps || !isnan(s->val_loss)) {
+            fprintf(stderr, "step %lld/%lld loss %.4f lr %.2e %.0f tok/s ETA %s", (long long)s->step,
+                    (long long)s->steps, s->train_loss, s->lr, s->tokens_per_s, eta);
+            if (!isnan(s->val_loss)) fprintf(stderr, " val_loss %.4f", s->val_loss);
+            fputc('\n', stderr);
+        }
+    }
+    if (pg->sleep_ms > 0) {
+        struct timespec ts = {pg->sleep_ms / 1000, (pg->sleep_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     return 0;
 }
 
@@ -260,6 +307,7 @@ int cmd_tune(int argc, char **argv) {
         if (pt_adapter_save_config(&pp, c, model_path, out_dir)) goto fail;
     }
 
+    progress pg = {.mode = quiet ? -1 : isatty(2) ? 1 : 0, .sleep_ms = sleep_ms};
     pt_train_opts o = {
         .lr = lr,
         .steps = steps,
@@ -274,8 +322,8 @@ int cmd_tune(int argc, char **argv) {
         .seed = (uint64_t)seed,
         .pad_id = c->pad_id >= 0 ? c->pad_id : 0,
         .resume = resume,
-        .progress = quiet ? -1 : isatty(2) ? 1 : 0,
-        .sleep_ms = (int)sleep_ms,
+        .on_step = on_step,
+        .on_step_ctx = &pg,
         .act_cache_mb = cache_mb,
         .out_dir = out_dir,
     };

@@ -27,7 +27,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 /* One row set's cache: rows [0, n_cached) kept, the others computed per step. */
@@ -209,10 +208,7 @@ static void next_rows(trainer *t, int *idx, int B) {
     }
 }
 
-static int write_metric(trainer *t, const char *line) {
-    if (fputs(line, t->metrics) < 0 || fflush(t->metrics)) return pt_set_error("%s: write failed", t->metrics_path);
-    return 0;
-}
+static int write_metric(trainer *t, const char *line) { return pt_metrics_write(t->metrics, t->metrics_path, line); }
 
 static int save_checkpoint(trainer *t) {
     pt_prompt_params *pp = t->pp;
@@ -295,18 +291,11 @@ static int trim_metrics(trainer *t) {
     return rc;
 }
 
-static void fmt_time(double s, char *buf, size_t n) {
-    if (!(s >= 0) || s > 1e7) s = 0;
-    long x = (long)(s + 0.5);
-    if (x >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", x / 3600, x / 60 % 60, x % 60);
-    else snprintf(buf, n, "%ld:%02ld", x / 60, x % 60);
-}
-
 static int validate(trainer *t, const pt_prompt *prompt, double *out) {
     if (!t->val || t->val->n_rows == 0) return *out = NAN, 0;
     if (loss_over(t->m, t->ws, t->val, prompt, t->o->batch, t->o->pad_id, t->cval, out, NULL)) return PT_ERR;
     char line[128];
-    snprintf(line, sizeof line, "{\"step\": %lld, \"val_loss\": %.9g}\n", (long long)t->step, *out);
+    pt_metrics_val_line(line, sizeof line, t->step, *out, -1);
     return write_metric(t, line);
 }
 
@@ -386,12 +375,17 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
     if (t.step == 0) {
         if (validate(&t, &prompt, &res->first_val_loss)) goto done;
         res->last_val_loss = res->first_val_loss;
-        if (o->progress >= 0 && val && val->n_rows)
-            fprintf(stderr, "step 0/%lld: val_loss %.4f\n", (long long)o->steps, res->first_val_loss);
+        pt_step_info si = {.step = 0, .steps = o->steps, .train_loss = NAN, .lr = NAN, .grad_norm = NAN,
+                           .val_loss = val && val->n_rows ? res->first_val_loss : (double)NAN};
+        if (o->on_step && o->on_step(&si, o->on_step_ctx)) {
+            res->steps_done = t.step;
+            rc = 0;
+            goto done;
+        }
     }
     int64_t last_good = t.step;
     double t0 = pt_now(), positions = 0;
-    int64_t start_step = t.step, done_here = 0;
+    int64_t start_step = t.step;
     while (t.step < o->steps) {
         double lr = pt_schedule_lr(o->schedule, o->lr, o->warmup, o->steps, t.step);
         /* First pass over the micro-batches: count the target tokens. */
@@ -434,11 +428,9 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
         pt_adamw_step(&o->adamw, lr, t.step + 1, pp->p, t.grad, t.mom, t.vel, n);
         pt_params_materialize(pp);
         t.step++;
-        done_here++;
         res->last_train_loss = loss;
         char line[256];
-        snprintf(line, sizeof line, "{\"step\": %lld, \"train_loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g}\n",
-                 (long long)t.step, loss, lr, gnorm);
+        pt_metrics_train_line(line, sizeof line, t.step, loss, lr, gnorm, NULL);
         if (write_metric(&t, line)) goto done;
         int do_eval = o->eval_every > 0 && (t.step % o->eval_every == 0 || t.step == o->steps);
         double vl = NAN;
@@ -452,29 +444,10 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
         }
         double el = pt_now() - t0;
         double sps = el / (double)(t.step - start_step);
-        if (o->progress == 1) {
-            char eta[32];
-            fmt_time(sps * (double)(o->steps - t.step), eta, sizeof eta);
-            fprintf(stderr, "\rstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s ", (long long)t.step,
-                    (long long)o->steps, loss, lr, positions / el, eta);
-            if (do_eval && !isnan(vl)) fprintf(stderr, "\nstep %lld: val_loss %.4f\n", (long long)t.step, vl);
-            if (t.step == o->steps) fputc('\n', stderr);
-        } else if (o->progress == 0) {
-            int64_t every = o->steps / 20 > 0 ? o->steps / 20 : 1;
-            if (t.step % every == 0 || t.step == o->steps || do_eval) {
-                char eta[32];
-                fmt_time(sps * (double)(o->steps - t.step), eta, sizeof eta);
-                fprintf(stderr, "step %lld/%lld loss %.4f lr %.2e %.0f tok/s ETA %s", (long long)t.step,
-                        (long long)o->steps, loss, lr, positions / el, eta);
-                if (do_eval && !isnan(vl)) fprintf(stderr, " val_loss %.4f", vl);
-                fputc('\n', stderr);
-            }
-        }
-        if (o->sleep_ms > 0) {
-            struct timespec ts = {o->sleep_ms / 1000, (long)(o->sleep_ms % 1000) * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-        if (o->stop_after > 0 && done_here >= o->stop_after) break;
+        pt_step_info si = {.step = t.step, .steps = o->steps, .train_loss = loss, .lr = lr, .grad_norm = gnorm,
+                           .val_loss = vl, .tokens = (int64_t)positions, .elapsed_s = el,
+                           .tokens_per_s = el > 0 ? positions / el : 0, .eta_s = sps * (double)(o->steps - t.step)};
+        if (o->on_step && o->on_step(&si, o->on_step_ctx)) break;
     }
     res->steps_done = t.step;
     res->seconds = pt_now() - t0;
