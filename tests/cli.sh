@@ -4,7 +4,7 @@
 # PASS/FAIL/SKIP lines for tests/run.sh.
 set -u
 cd "$(dirname "$0")/.."
-P=./ptune
+P=${PTUNE_BIN:-./ptune}
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 FX=""; for d in ../shared/fixtures ../../shared/fixtures /work/shared/fixtures; do [ -f "$d/README.md" ] && { FX=$d; break; }; done
 
@@ -141,3 +141,4 @@ else
 fi
 [ -f tests/cli_priors.sh ] && . tests/cli_priors.sh
 [ -f tests/cli_compute.sh ] && . tests/cli_compute.sh
+[ -f tests/cli_run.sh ] && . tests/cli_run.sh

@@ -1,5 +1,5 @@
 /* report.h: self-contained HTML pages (inline PNG as base64, inline SVG) and
- * the readers for run directories (run.json, metrics.jsonl) that `ptune
+ * the report sections of run directories (read with run.h) that `ptune
  * report`, `ptune sweep` and `ptune reproduce` share.
  *
  * An html builder records the first failure (out of memory, unreadable image)
@@ -8,6 +8,7 @@
 #define PTUNE_REPORT_H
 
 #include "ptune/plot.h"
+#include "ptune/run.h"
 
 #include <stddef.h>
 
@@ -33,25 +34,6 @@ int pt_html_save(pt_html *h, const char *path);
 char *pt_html_escape(const char *s);
 /* malloc'd base64 of data. */
 char *pt_base64(const unsigned char *d, size_t n);
-
-/* A run directory (docs/run-dir.md). Loss arrays are in metrics.jsonl order. */
-typedef struct {
-    char *dir, *name;         /* name: the directory's last component */
-    char *run_json;           /* run.json pretty-printed (NULL when absent) */
-    char *method, *prior;     /* from run.json config ("?" when absent) */
-    double lr;
-    long seed, steps_cfg, tokens;
-    int n_train, n_val;
-    double *train_step, *train_loss, *val_step, *val_loss;
-    double final_train, final_val, best_val; /* NAN when absent */
-    long last_step;
-} pt_run_info;
-
-/* Reads DIR/run.json (optional) and DIR/metrics.jsonl (required). */
-int pt_run_load(const char *dir, pt_run_info *out);
-void pt_run_free(pt_run_info *r);
-/* First step whose validation loss is <= target (-1 when none). */
-long pt_run_steps_to(const pt_run_info *r, double target);
 
 /* Adds to h: loss curves of all runs together (when n > 1), a metrics table,
  * then per run its loss curve, the *.png / *.svg figures found in the

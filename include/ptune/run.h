@@ -1,47 +1,99 @@
-/* run.h: runs as library calls. A run directory (docs/run-dir.md) is made,
- * read, resumed and listed here; the CLI only parses flags and prints.
+/* run.h: runs as library calls. This module owns the run directory
+ * (docs/run-dir.md): it makes one from a job, resumes it, reads its
+ * configuration, metrics and vectors back, and lists the runs under a
+ * folder. The CLI only parses flags into a job and prints; sweeps and
+ * reproduce call the same functions in-process.
  *
- * Progress: a long call (tuning, pretraining) reports each optimizer step to
- * a pt_step_fn instead of printing; the callback may stop the run after that
- * step, as a kill would (what the checkpoint cadence saved by then stays),
- * which is also how tests interrupt a run. */
+ * Progress goes to the job's step callback (step.h); the library prints
+ * nothing. */
 #ifndef PTUNE_RUN_H
 #define PTUNE_RUN_H
 
-#include <stdint.h>
-#include <stdio.h>
+#include "ptune/step.h"
+#include "ptune/tune.h"
 
-/* One optimizer step as a callback sees it. */
+/* ---- a tuning job ------------------------------------------------------------------ */
+
+/* Everything `ptune tune` takes. pt_tune_job_init fills the defaults; the
+ * required fields (data, out, tokens, lr, steps, batch) start unset. */
 typedef struct {
-    int64_t step, steps;      /* steps done (0: before the first, with the first val_loss), planned */
-    double train_loss;        /* mean over the step's target tokens (NAN at step 0) */
-    double lr, grad_norm;     /* of this step (NAN at step 0) */
-    double val_loss;          /* NAN unless evaluated after this step */
-    int64_t tokens;           /* positions processed by this call so far */
-    double elapsed_s;         /* wall seconds of this call so far */
-    double tokens_per_s, eta_s;
-} pt_step_info;
+    const char *model_path;   /* recorded in run.json and hashed into its provenance */
+    const char *tok_path;     /* the tokenizer's file (hashed), may be NULL */
+    pt_method method;
+    int tokens;               /* N prompt vectors */
+    int layers[PT_MAX_DEEP];  /* deep: the prompted layers (n_layers = 0: layer 0) */
+    int n_layers;
+    const char *prior;        /* spec (ptune prior --help); default isotropic:sigma=0.02 */
+    const char *prior_at[64]; /* "L=SPEC": another prior for deep/prefix layer L */
+    int n_prior_at;
+    int prefix_projection;    /* prefix only: the MLP's hidden size (0: none) */
+    const char *data, *val, *tmpl;
+    int max_len;              /* 0: fit the context, at most 512 */
+    int eos;                  /* append EOS to every target */
+    double lr, weight_decay, clip;
+    long steps, warmup, eval_every, save_every; /* save_every 0: eval_every (or 50) */
+    int batch, accum;
+    pt_schedule schedule;
+    uint64_t seed;
+    double act_cache_mb;
+    const char *out;          /* the run directory */
+    int resume;               /* continue the run in out (same settings; steps may grow) */
+    pt_step_fn on_step;
+    void *on_step_ctx;
+} pt_tune_job;
 
-/* Returns 0 to go on, non-zero to stop after this step (the call then
- * returns 0 with the steps done so far). */
-typedef int (*pt_step_fn)(const pt_step_info *s, void *ctx);
+void pt_tune_job_init(pt_tune_job *j);
 
-/* ---- metrics.jsonl: one schema for tuning and pretraining -------------------------
- * A training step:  {"step": S, "train_loss": L, "lr": R, "grad_norm": G}
- *                   (pretraining adds "tokens", "tok_per_s", "elapsed_s")
- * An evaluation:    {"step": S, "val_loss": V}   (pretraining adds "val_tokens")
- * Numbers are printed with %.9g; one object per line, in step order. */
+/* Checks the job against itself and the model (one-line errors naming the
+ * setting); pt_tune_run calls it first. */
+int pt_tune_job_check(const pt_tune_job *j, const pt_model *m);
+
+/* Runs the job on m (its backend set) with tok: loads and encodes the data,
+ * samples the prior, writes the run directory and trains (pt_train).
+ * A new run's directory appears only once its first files are complete
+ * (they are written into a temporary sibling, then renamed), so a prior
+ * that fails to sample leaves nothing behind. With resume, run.json's
+ * settings must match (steps may grow; run.json then records the new
+ * steps). res may be NULL. */
+int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok, pt_train_result *res);
+
+/* ---- reading runs --------------------------------------------------------------------- */
+
+/* A run directory's configuration and metrics. Loss arrays are in
+ * metrics.jsonl order. */
 typedef struct {
-    int64_t tokens;
-    double tok_per_s, elapsed_s;
-} pt_metrics_extra;
+    char *dir, *name;         /* name: the directory's last component */
+    char *run_json;           /* run.json pretty-printed (NULL when absent) */
+    char *method, *prior;     /* from run.json config ("?" when absent) */
+    double lr;
+    long seed, steps_cfg, tokens;
+    int n_train, n_val;
+    double *train_step, *train_loss, *val_step, *val_loss;
+    double final_train, final_val, best_val; /* NAN when absent */
+    long last_step;
+} pt_run_info;
 
-/* Formats one line (with its newline) into buf; x may be NULL. Returns the length. */
-int pt_metrics_train_line(char *buf, size_t n, int64_t step, double loss, double lr, double grad_norm,
-                          const pt_metrics_extra *x);
-/* val_tokens < 0: not printed. */
-int pt_metrics_val_line(char *buf, size_t n, int64_t step, double val_loss, int64_t val_tokens);
-/* Appends a line and flushes (a killed run keeps every line written). */
-int pt_metrics_write(FILE *f, const char *path, const char *line);
+/* Reads DIR/run.json (optional) and DIR/metrics.jsonl (required). */
+int pt_run_load(const char *dir, pt_run_info *out);
+void pt_run_free(pt_run_info *r);
+/* First step whose validation loss is <= target (-1 when none). */
+long pt_run_steps_to(const pt_run_info *r, double target);
+/* Whether DIR holds a run whose metrics reached `steps` (a finished run). */
+int pt_run_finished(const char *dir, long steps);
+
+/* A run's vectors: posterior = 0 reads the prior (prior.safetensors), 1 the
+ * trained vectors (adapter_model.safetensors). Soft: the N x d prompt
+ * (layer ignored); deep: the prompt of `layer` (one of the run's layers);
+ * prefix: layer's keys then values, N x 2*kv_dim. Returns a malloc'd
+ * rows x cols array, or NULL with an error. */
+float *pt_run_vectors(const char *dir, int posterior, int layer, int *rows, int *cols);
+
+/* The run directories directly under dir (those holding run.json), sorted
+ * by name; *names is malloc'd, each name too (free with pt_run_list_free). */
+int pt_run_list(const char *dir, char ***names, int *n);
+void pt_run_list_free(char **names, int n);
+
+/* The git commit ptune was built from ("unknown" when it cannot be found). */
+const char *pt_run_commit(void);
 
 #endif

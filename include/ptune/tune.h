@@ -32,7 +32,7 @@
 #include "ptune/forward.h"
 #include "ptune/model.h"
 #include "ptune/optim.h"
-#include "ptune/run.h"
+#include "ptune/step.h"
 #include "ptune/tokenizer.h"
 
 typedef enum { PT_METHOD_SOFT = 0, PT_METHOD_DEEP = 1, PT_METHOD_PREFIX = 2 } pt_method;
@@ -135,6 +135,7 @@ typedef struct {
     double first_val_loss, last_val_loss, last_train_loss;
     int64_t steps_done;
     double seconds, tokens_per_s;
+    int n_train_rows, n_val_rows; /* encoded rows trained and validated on */
     /* activation cache: L0 (0: not applicable), which sets are cached whole
      * (1: training, 2: validation, 3: both), the rows kept (in all, of each
      * set) and their MiB, and the MiB that keeping both sets whole would take */

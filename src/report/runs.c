@@ -9,12 +9,6 @@
 #include <string.h>
 #include <strings.h>
 
-long pt_run_steps_to(const pt_run_info *r, double target) {
-    for (int i = 0; i < r->n_val; i++)
-        if (r->val_loss[i] <= target) return (long)r->val_step[i];
-    return -1;
-}
-
 /* Colour key of a run: the prior's name ("fitted:source=vocab" -> "fitted"). */
 static void prior_key(const pt_run_info *r, char *out, size_t n) {
     snprintf(out, n, "%s", r->prior ? r->prior : "?");

@@ -1,6 +1,6 @@
 /* metrics.c: the lines of metrics.jsonl (run.h), shared by tuning and
  * pretraining so that reports, sweeps and reproduce read both the same way. */
-#include "ptune/run.h"
+#include "ptune/step.h"
 
 #include "ptune/core.h"
 

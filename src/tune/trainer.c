@@ -303,6 +303,7 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
              const pt_train_opts *o, pt_train_result *res) {
     memset(res, 0, sizeof *res);
     res->first_val_loss = res->last_val_loss = NAN;
+    res->n_train_rows = train ? train->n_rows : 0, res->n_val_rows = val ? val->n_rows : 0;
     if (o->batch < 1 || o->accum < 1 || o->steps < 1) return pt_set_error("batch, accum and steps must be >= 1");
     if (!train || train->n_rows == 0) return pt_set_error("no training rows");
     trainer t = {.m = m, .train = train, .val = val, .pp = pp, .o = o, .order_epoch = -1};

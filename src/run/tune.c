@@ -1,0 +1,285 @@
+/* tune.c: a tuning job as one library call (run.h): checks, data, the
+ * prior, the run directory, then the trainer. `ptune tune`, `ptune sweep`
+ * and `ptune reproduce` all come through here. */
+#include "run/run_internal.h"
+
+#include "ptune/backend.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void pt_tune_job_init(pt_tune_job *j) {
+    memset(j, 0, sizeof *j);
+    j->method = PT_METHOD_SOFT;
+    j->tokens = -1;
+    j->prior = "isotropic:sigma=0.02";
+    j->lr = -1;
+    j->steps = -1;
+    j->batch = -1;
+    j->accum = 1;
+    j->clip = 1.0;
+    j->eval_every = 50;
+    j->schedule = PT_SCHED_CONSTANT;
+    j->act_cache_mb = 2048;
+}
+
+/* "L=SPEC" -> L (-1 when malformed; the CLI's parser reports that). */
+static int prior_at_layer(const char *s) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    return end == s || errno || *end != '=' ? -1 : (int)v;
+}
+
+int pt_tune_job_check(const pt_tune_job *j, const pt_model *m) {
+    if (!j->data) return pt_set_error("--data PATH is required");
+    if (!j->out) return pt_set_error("--out RUN_DIR is required");
+    if (j->tokens == -1) return pt_set_error("--tokens N is required");
+    if (j->tokens < 1) return pt_set_error("--tokens must be >= 1, got %d", j->tokens);
+    if (j->lr == -1) return pt_set_error("--lr F is required");
+    if (!(j->lr > 0) || !(j->lr < 1e3)) return pt_set_error("--lr must be > 0, got %g", j->lr);
+    if (j->steps == -1) return pt_set_error("--steps N is required");
+    if (j->steps < 1) return pt_set_error("--steps must be >= 1, got %ld", j->steps);
+    if (j->batch == -1) return pt_set_error("--batch N is required");
+    if (j->batch < 1 || j->batch > 4096) return pt_set_error("--batch must be in 1..4096, got %d", j->batch);
+    if (j->accum < 1) return pt_set_error("--accum must be >= 1, got %d", j->accum);
+    if (j->warmup < 0) return pt_set_error("--warmup must be >= 0, got %ld", j->warmup);
+    if (j->weight_decay < 0) return pt_set_error("--weight-decay must be >= 0, got %g", j->weight_decay);
+    if (j->clip < 0) return pt_set_error("--clip must be >= 0, got %g", j->clip);
+    if (j->eval_every < 0 || j->save_every < 0) return pt_set_error("--eval-every and --save-every must be >= 0");
+    if (j->max_len < 0) return pt_set_error("--max-len must be >= 1, got %d", j->max_len);
+    if (j->act_cache_mb < 0) return pt_set_error("--act-cache-mb must be >= 0, got %g", j->act_cache_mb);
+    if (j->n_layers && j->method != PT_METHOD_DEEP) return pt_set_error("--layers applies to --method deep only");
+    if (!j->prior) return pt_set_error("no prior");
+    pt_prior_spec spec;
+    if (pt_prior_spec_parse(j->prior, &spec)) return pt_wrap_error("--prior: ");
+    pt_prior_spec_free(&spec);
+    for (int i = 0; i < j->n_prior_at; i++) {
+        const char *eq = strchr(j->prior_at[i], '=');
+        if (prior_at_layer(j->prior_at[i]) < 0 || !eq) return pt_set_error("--prior-at: '%s' is not L=SPEC", j->prior_at[i]);
+        if (pt_prior_spec_parse(eq + 1, &spec)) return pt_wrap_error("--prior-at %s: ", j->prior_at[i]);
+        pt_prior_spec_free(&spec);
+    }
+    if (j->method == PT_METHOD_SOFT && j->n_prior_at) return pt_set_error("--prior-at applies to deep and prefix prompts");
+    if (j->prefix_projection < 0 || j->prefix_projection > 65536)
+        return pt_set_error("--prefix-projection must be in 1..65536, got %d", j->prefix_projection);
+    if (j->prefix_projection && j->method != PT_METHOD_PREFIX)
+        return pt_set_error("--prefix-projection applies to --method prefix only");
+    if (j->prefix_projection && j->n_prior_at)
+        return pt_set_error("--prior-at does not apply with --prefix-projection (--prior sets the embedding)");
+    if (m && j->tokens >= m->cfg.max_seq)
+        return pt_set_error("--tokens %d does not fit the model's context of %d positions", j->tokens, m->cfg.max_seq);
+    return 0;
+}
+
+static uint64_t block_seed(uint64_t seed, uint64_t block) {
+    uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (block + 1);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static const char *spec_for(int layer, const char *prior, const char *const *prior_at, int n) {
+    const char *s = prior;
+    for (int i = 0; i < n; i++) {
+        char *end;
+        long l = strtol(prior_at[i], &end, 10);
+        if (*end == '=' && l == layer) s = end + 1;
+    }
+    return s;
+}
+
+int run_sample_prior(pt_prompt_params *pp, const pt_prior_ctx *ctx0, const char *prior, const char *const *prior_at,
+                      int n_prior_at, uint64_t seed) {
+    /* activation fits default to the prompted layer's input (hidden_states[l]) */
+    pt_prior_ctx cx = *ctx0, *ctx = &cx;
+    cx.layer = 0;
+    if (pp->method == PT_METHOD_SOFT)
+        return pt_prior_sample_str(prior, ctx, pp->N, pp->d, block_seed(seed, 0), pp->p) ? pt_wrap_error("--prior: ")
+                                                                                         : 0;
+    if (pp->method == PT_METHOD_DEEP) {
+        for (int i = 0; i < pp->n_deep; i++) {
+            int l = pp->deep_layers[i];
+            const char *s = spec_for(l, prior, prior_at, n_prior_at);
+            cx.layer = l;
+            if (pt_prior_sample_str(s, ctx, pp->N, pp->d, block_seed(seed, (uint64_t)l), pp->p + (size_t)i * pp->block))
+                return pt_wrap_error("layer %d: ", l);
+        }
+        return 0;
+    }
+    for (int l = 0; l < pp->n_layers; l++) {
+        const char *s = spec_for(l, prior, prior_at, n_prior_at);
+        cx.layer = l;
+        float *K = pp->p + pt_params_prefix_k(pp, l);
+        if (pt_prior_sample_str(s, ctx, pp->N, pp->kv_dim, block_seed(seed, 2 * (uint64_t)l), K) ||
+            pt_prior_sample_str(s, ctx, pp->N, pp->kv_dim, block_seed(seed, 2 * (uint64_t)l + 1), K + pp->block))
+            return pt_wrap_error("prefix layer %d: ", l);
+    }
+    return 0;
+}
+
+/* Removes dir and the files directly in it (a partial new run). */
+static void remove_flat(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)))
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+                char *p = pt_path_join(dir, e->d_name);
+                if (p) unlink(p);
+                free(p);
+            }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+/* The first files of a new run (run.json, prior, adapter) go into a sibling
+ * directory that is renamed to the run's only once they are all written. */
+static int new_run_dir(const pt_tune_job *j, const pt_model *m, json_t *run, const pt_prompt_params *pp) {
+    char *tmp = malloc(strlen(j->out) + 32), *p = NULL;
+    if (!tmp) return pt_set_error("out of memory");
+    size_t l = strlen(j->out);
+    while (l > 1 && j->out[l - 1] == '/') l--;
+    snprintf(tmp, strlen(j->out) + 32, "%.*s.part-%ld", (int)l, j->out, (long)getpid());
+    int rc = PT_ERR;
+    if (pt_mkdir_p(tmp)) goto done;
+    if (run_json_finish(run, j->model_path, j->tok_path, j->seed) || run_json_save(run, tmp, "run.json")) goto done;
+    if (!(p = pt_path_join(tmp, "prior.safetensors")) || pt_adapter_save_tensors(pp, pp->kv, p)) goto done;
+    free(p);
+    if (!(p = pt_path_join(tmp, "adapter_model.safetensors")) || pt_adapter_save_tensors(pp, pp->kv, p)) goto done;
+    if (pt_adapter_save_config(pp, &m->cfg, j->model_path, tmp)) goto done;
+    if (rename(tmp, j->out)) {
+        pt_set_error("%s: cannot create the run directory (%s)", j->out,
+                     errno == ENOTEMPTY || errno == EEXIST ? "it exists and is not empty" : strerror(errno));
+        goto done;
+    }
+    rc = 0;
+done:
+    if (rc) remove_flat(tmp);
+    free(p);
+    free(tmp);
+    return rc;
+}
+
+int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok, pt_train_result *res) {
+    pt_train_result r0;
+    if (!res) res = &r0;
+    if (pt_tune_job_check(j, m)) return PT_ERR;
+    const pt_config *c = &m->cfg;
+    pt_dataset ds = {0}, dv = {0};
+    pt_rows rows = {0}, vrows = {0};
+    pt_prompt_params pp = {0};
+    json_t *run = NULL;
+    char *run_path = NULL;
+    int rc = PT_ERR;
+    if (j->prefix_projection ? pt_params_init_reparam(&pp, c, j->tokens, j->prefix_projection)
+                             : pt_params_init(&pp, c, j->method, j->tokens, j->layers, j->n_layers))
+        goto done;
+    for (int i = 0; i < j->n_prior_at; i++) {
+        int l = prior_at_layer(j->prior_at[i]);
+        int ok = j->method == PT_METHOD_PREFIX ? (l >= 0 && l < c->n_layers) : 0;
+        for (int k = 0; k < pp.n_deep; k++) ok |= pp.deep_layers[k] == l;
+        if (!ok) {
+            pt_set_error("--prior-at %d: not a trained layer (%s)", l,
+                         j->method == PT_METHOD_DEEP ? "give one of --layers" : "the model has layers 0..L-1");
+            goto done;
+        }
+    }
+    int room = c->max_seq - j->tokens, max_len = j->max_len ? j->max_len : room < 512 ? room : 512;
+    if (max_len > room) {
+        pt_set_error("--max-len %d plus --tokens %d exceeds the model's context of %d", max_len, j->tokens, c->max_seq);
+        goto done;
+    }
+    int enc = j->eos ? PT_ENC_EOS : 0;
+    if (pt_data_load(j->data, j->tmpl, &ds)) goto done;
+    if (ds.n == 0) {
+        pt_set_error("%s: no examples", j->data);
+        goto done;
+    }
+    if (pt_data_encode(tok, &ds, max_len, enc, &rows)) goto done;
+    if (j->val) {
+        if (pt_data_load(j->val, j->tmpl, &dv)) goto done;
+        if (dv.n == 0) {
+            pt_set_error("%s: no examples", j->val);
+            goto done;
+        }
+        if (pt_data_encode(tok, &dv, max_len, enc, &vrows)) goto done;
+    }
+    if (rows.n_truncated)
+        pt_info("tune: %d training rows lost input tokens on the left to fit --max-len %d", rows.n_truncated, max_len);
+
+    /* ---- run directory ---- */
+    if (!(run = run_json_new(j, m, &pp, max_len))) goto done;
+    json_t *cfg = json_object_get(run, "config");
+    /* the compute path changes every rounding: resuming on another one is refused */
+    json_object_set_new(cfg, "compute", json_string(pt_backend_name(pt_model_backend(m))));
+    json_object_set_new(run, "compute_isa", json_string(pt_backend_isa(pt_model_backend(m))));
+    json_object_set_new(cfg, "prefix_projection", json_integer(j->prefix_projection));
+    /* the cache changes the rounding of the steps (backward.h): part of an exact resume */
+    if (j->method == PT_METHOD_DEEP && pp.n_deep > 0 && pp.deep_layers[0] > 0)
+        json_object_set_new(cfg, "act_cache_mb", json_integer((json_int_t)j->act_cache_mb));
+    if (!(run_path = pt_path_join(j->out, "run.json"))) goto done;
+    int exists = pt_file_exists(run_path);
+    if (j->resume) {
+        if (!exists) {
+            pt_set_error("--resume: %s has no run.json (start a new run without --resume)", j->out);
+            goto done;
+        }
+        if (run_json_check(j->out, run) || run_json_set_steps(j->out, j->steps)) goto done;
+    } else {
+        if (exists) {
+            pt_set_error("%s already holds a run (use --resume to continue it, or another --out)", j->out);
+            goto done;
+        }
+        /* the initial vectors first: a prior that fails leaves no directory */
+        pt_prior_ctx pc = {.model = m, .tok = tok};
+        if (j->prefix_projection) {
+            /* the embedding from the prior, the MLP like torch.nn.Linear */
+            if (pt_prior_sample_str(j->prior, &pc, pp.N, pp.d, j->seed, pp.p)) {
+                pt_wrap_error("--prior: ");
+                goto done;
+            }
+            pt_params_reparam_init_weights(&pp, j->seed);
+            pt_params_materialize(&pp);
+        } else if (run_sample_prior(&pp, &pc, j->prior, j->prior_at, j->n_prior_at, j->seed))
+            goto done;
+        if (new_run_dir(j, m, run, &pp)) goto done;
+    }
+
+    pt_train_opts o = {
+        .lr = j->lr,
+        .steps = j->steps,
+        .batch = j->batch,
+        .accum = j->accum,
+        .schedule = j->schedule,
+        .warmup = j->warmup,
+        .adamw = pt_adamw_defaults(),
+        .clip = j->clip,
+        .eval_every = j->eval_every,
+        .save_every = j->save_every ? j->save_every : (j->eval_every ? j->eval_every : 50),
+        .seed = j->seed,
+        .pad_id = c->pad_id >= 0 ? c->pad_id : 0,
+        .resume = j->resume,
+        .on_step = j->on_step,
+        .on_step_ctx = j->on_step_ctx,
+        .act_cache_mb = j->act_cache_mb,
+        .out_dir = j->out,
+    };
+    o.adamw.weight_decay = j->weight_decay;
+    if (pt_train(m, &rows, j->val ? &vrows : NULL, &pp, &o, res)) goto done;
+    rc = 0;
+done:
+    free(run_path);
+    json_decref(run);
+    pt_params_free(&pp);
+    pt_rows_free(&rows);
+    pt_rows_free(&vrows);
+    pt_dataset_free(&ds);
+    pt_dataset_free(&dv);
+    return rc;
+}

