@@ -33,3 +33,33 @@ if [ -f models/default/config.json ]; then
 else
     echo "SKIP cli_run: models/default absent"
 fi
+if [ -f models/default/config.json ]; then
+    # ptune sweep in-process with deep prompts (every tune flag): an uninterrupted sweep, and one
+    # killed midway (SIGKILL) then re-run; finished runs are left untouched and every run ends
+    # bit-identical to the uninterrupted sweep's
+    rn_sweep() { $P sweep --method deep --layers 0,2 --tokens 4 --priors "isotropic;vocab" --seeds 1,2 --lrs 3e-2 \
+        --data "$T/rn_tr.jsonl" --val "$T/rn_va.jsonl" --steps 40 --batch 4 --eval-every 10 --weight-decay 0.01 \
+        --clip 0.5 --out "$1"; }
+    rn_sweep "$T/sw_a" >/dev/null 2>&1
+    rn_sweep "$T/sw_b" >/dev/null 2>&1 &
+    pid=$!
+    for _ in $(seq 40); do # until the first run finished, at most 4 s
+        [ -f "$T/sw_b/isotropic-s1-lr3e-2/metrics.jsonl" ] &&
+            grep -q '"step": 40, "val_loss"' "$T/sw_b/isotropic-s1-lr3e-2/metrics.jsonl" && break
+        sleep 0.1
+    done
+    kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+    before=$(cd "$T/sw_b" && for d in */; do grep -q '"step": 40, "val_loss"' "$d/metrics.jsonl" 2>/dev/null &&
+        sha256sum "$d"adapter_model.safetensors "$d"metrics.jsonl "$d"run.json; done)
+    out=$(rn_sweep "$T/sw_b" 2>&1)
+    ok=1; why=""
+    [ -n "$before" ] && ! (cd "$T/sw_b" && sha256sum -c --quiet <<<"$before" >/dev/null 2>&1) && ok=0 why="a finished run changed"
+    n=0
+    for d in "$T"/sw_a/*/; do
+        r=$(basename "$d"); n=$((n + 1))
+        cmp -s "$d/adapter_model.safetensors" "$T/sw_b/$r/adapter_model.safetensors" || { ok=0; why="$why $r differs"; }
+    done
+    [ $n -eq 4 ] && [ $ok = 1 ] && pass sweep_deep_killed_and_rerun ||
+        fail sweep_deep_killed_and_rerun "$n runs; $why; $out"
+    echo "  sweep killed after $(grep -c . <<<"$before") finished-run files; re-run: $(grep -c 'finished before' <<<"$out") reused, all $n runs equal to the uninterrupted sweep"
+fi

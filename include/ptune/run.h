@@ -57,6 +57,13 @@ int pt_tune_job_check(const pt_tune_job *j, const pt_model *m);
  * steps). res may be NULL. */
 int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok, pt_train_result *res);
 
+/* Evaluates like `ptune eval`: the adapter in adapter_dir (a run or a PEFT
+ * directory; NULL: the plain model) on data (tmpl: its template, NULL for
+ * the default), rows truncated to max_len tokens (0: the context less the
+ * prompt and 32 generated tokens, at most 512). */
+int pt_run_eval(const pt_model *m, const pt_tokenizer *tok, const char *adapter_dir, const char *data,
+                const char *tmpl, int max_len, int eos, int batch, pt_eval_result *r);
+
 /* ---- reading runs --------------------------------------------------------------------- */
 
 /* A run directory's configuration and metrics. Loss arrays are in

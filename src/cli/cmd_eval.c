@@ -1,6 +1,7 @@
 /* cmd_eval.c: `ptune eval`: loss, exact match and F1 of a model, with or
  * without a trained prompt, on a data set. */
 #include "cli/cli.h"
+#include "ptune/run.h"
 #include "ptune/tune.h"
 
 #include <stdio.h>
@@ -66,42 +67,15 @@ int cmd_eval(int argc, char **argv) {
     pt_model *m = cli_model_load(model_path, a.compute, 0);
     pt_tokenizer *tok = NULL;
     char *tok_path = NULL;
-    pt_dataset ds = {0};
-    pt_rows rows = {0};
-    pt_prompt_params pp = {0};
-    int have_pp = 0;
     if (!m) goto fail;
-    const pt_config *c = &m->cfg;
-    if (adapter) {
-        if (pt_adapter_load(adapter, m, NULL, &pp)) goto fail;
-        have_pp = 1;
-    }
     tok_path = tok_arg ? pt_strdup(tok_arg) : pt_tokenizer_find_for_model(model_path);
     if (!tok_path) {
         rc = cli_failf(C, "%s: no tokenizer found; give --tokenizer PATH", model_path);
         goto done;
     }
     if (!(tok = pt_tokenizer_load(tok_path))) goto fail;
-    int N = have_pp ? pp.N : 0;
-    int room = c->max_seq - N - 32; /* room for the F1 generation */
-    if (room < 2) {
-        rc = cli_failf(C, "the model's context (%d) is too short for a %d-token prompt", c->max_seq, N);
-        goto done;
-    }
-    if (max_len == 0) max_len = room < 512 ? room : 512;
-    if (max_len > room) max_len = room;
-    if (pt_data_load(data, tmpl, &ds)) goto fail;
-    if (ds.n == 0) {
-        rc = cli_failf(C, "%s: no examples", data);
-        goto done;
-    }
-    if (pt_data_encode(tok, &ds, (int)max_len, eos ? PT_ENC_EOS : 0, &rows)) goto fail;
-    if (rows.n_truncated)
-        pt_info("eval: %d of %d rows lost input tokens on the left to fit %ld tokens (%s)", rows.n_truncated,
-                rows.n_rows, max_len,
-                max_len == room ? "the model's context less the prompt and 32 tokens for generation" : "--max-len");
     pt_eval_result r;
-    if (pt_eval(m, tok, &ds, &rows, have_pp ? &pp : NULL, (int)batch, &r)) goto fail;
+    if (pt_run_eval(m, tok, adapter, data, tmpl, (int)max_len, eos, (int)batch, &r)) goto fail;
     if (json) {
         printf("{\"loss\": %.6f, \"exact_match\": %.6f, \"f1\": %.6f, \"n\": %d, \"n_tokens\": %lld", r.loss,
                r.exact_match, r.f1, r.n, (long long)r.n_tokens);
@@ -117,9 +91,6 @@ int cmd_eval(int argc, char **argv) {
 fail:
     rc = cli_fail(C);
 done:
-    if (have_pp) pt_params_free(&pp);
-    pt_rows_free(&rows);
-    pt_dataset_free(&ds);
     pt_tokenizer_free(tok);
     free(tok_path);
     pt_model_free(m);

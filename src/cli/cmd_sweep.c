@@ -1,33 +1,33 @@
 /* cmd_sweep.c: `ptune sweep`: priors x seeds x learning rates, one run
- * directory each (by running `ptune tune` as a child process), then
- * summary.json, summary.md and report.html. */
-#include "cli/cli.h"
+ * directory each, tuned in this process through the run module (the model
+ * loaded once), then summary.json, summary.md and report.html. */
+#include "cli/tune_args.h"
+#include "ptune/backend.h"
 #include "ptune/core.h"
 #include "ptune/report.h"
 
 #include <ctype.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 int cmd_sweep(int argc, char **argv);
 
 static const char *usage_text =
-    "usage: ptune sweep --model M [--tokenizer T] [--method soft] [--tokens N]\n"
-    "                   --priors \"isotropic;fitted:source=vocab;exclusion\" --seeds 1,2,3 --lrs 5e-3[,1e-2]\n"
-    "                   --data D --val V --steps S [--batch B] [--eval-every K] [--eval] --out DIR\n"
-    "Runs every prior x seed x lr with `ptune tune` into DIR/<prior>-s<seed>-lr<lr>/ (a finished\n"
-    "run is reused), logs in DIR/logs/. Then writes DIR/summary.json, DIR/summary.md and\n"
-    "DIR/report.html. Per prior and lr: final validation loss mean +- std over seeds (sample\n"
-    "std), and steps to target: the first evaluated step whose validation loss is\n"
-    "<= 1.05 x the best final validation loss of all runs in the sweep (resolution:\n"
-    "--eval-every, default steps/20), averaged over the seeds that reach it.\n"
-    "--eval also runs `ptune eval --json` on --val for each run (exact match, F1).\n";
+    "usage: ptune sweep --model M [--tokenizer T] --priors \"isotropic;fitted:source=vocab;exclusion\"\n"
+    "                   --seeds 1,2,3 --lrs 5e-3[,1e-2] --data D --val V [--steps S] [--eval] --out DIR\n"
+    "                   [every flag of ptune tune but --prior, --seed, --lr, --out, --resume]\n"
+    "Tunes every prior x seed x lr into DIR/<prior>-s<seed>-lr<lr>/, in this process. A finished\n"
+    "run is reused; an interrupted one is resumed (bit-identically), so a killed sweep re-run\n"
+    "finishes the missing runs and leaves the finished ones untouched. Then writes\n"
+    "DIR/summary.json, DIR/summary.md and DIR/report.html. Per prior and lr: final validation\n"
+    "loss mean +- std over seeds (sample std), and steps to target: the first evaluated step\n"
+    "whose validation loss is <= 1.05 x the best final validation loss of all runs in the\n"
+    "sweep (resolution: --eval-every, default steps/20), averaged over the seeds that reach it.\n"
+    "--eval also evaluates each run on --val as ptune eval does (exact match, F1).\n"
+    "Defaults: --method soft --tokens 20 --steps 100 --batch 4 --seeds 1,2,3 --lrs 5e-3.\n";
 
 typedef struct {
     char name[160];
@@ -62,24 +62,6 @@ static void sanitize(const char *in, char *out, size_t n) {
     out[k] = 0;
 }
 
-/* Runs argv with stdout to out_path (or the log) and stderr to log_path. */
-static int run_child(char **av, const char *out_path, const char *log_path) {
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        int lf = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        int of = out_path ? open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644) : lf;
-        if (lf < 0 || of < 0) _exit(127);
-        dup2(of, 1), dup2(lf, 2);
-        execv("/proc/self/exe", av);
-        _exit(127);
-    }
-    int st;
-    if (waitpid(pid, &st, 0) < 0) return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 static int finished(const char *dir, long steps) {
     pt_run_info r;
     if (pt_run_load(dir, &r)) return 0;
@@ -96,27 +78,28 @@ int cmd_sweep(int argc, char **argv) {
         args_free(&a);
         return 0;
     }
-    const char *model = args_model(&a), *tok = args_str(&a, "--tokenizer");
-    const char *method = args_str(&a, "--method"), *priors_s = args_str(&a, "--priors");
-    const char *seeds_s = args_str(&a, "--seeds"), *lrs_s = args_str(&a, "--lrs");
-    const char *data = args_str(&a, "--data"), *val = args_str(&a, "--val"), *out = args_str(&a, "--out");
+    pt_tune_job job;
+    pt_tune_job_init(&job);
+    const char *model = args_model(&a), *tok_arg = args_str(&a, "--tokenizer");
+    const char *priors_s = args_str(&a, "--priors"), *seeds_s = args_str(&a, "--seeds");
+    const char *lrs_s = args_str(&a, "--lrs"), *out = args_str(&a, "--out");
     int do_eval = args_flag(&a, "--eval");
-    long tokens, steps, batch, eval_every;
-    if (args_int(&a, "--tokens", 20, &tokens) || args_int(&a, "--steps", 100, &steps) ||
-        args_int(&a, "--batch", 4, &batch) || args_int(&a, "--eval-every", 0, &eval_every) || args_finish(&a)) {
+    if (tune_args(&a, &job, 1) || args_finish(&a)) {
         args_free(&a);
         return 2;
     }
     args_free(&a);
+    const char *data = job.data, *val = job.val;
+    long steps = job.steps;
     if (!model || !priors_s || !data || !val || !out) {
         fputs(usage_text, stderr);
         return 2;
     }
-    if (!method) method = "soft";
     if (!seeds_s) seeds_s = "1,2,3";
     if (!lrs_s) lrs_s = "5e-3";
     if (steps < 1) return cli_failf("sweep", "--steps must be >= 1");
-    if (eval_every <= 0) eval_every = steps / 20 > 0 ? steps / 20 : 1;
+    if (job.eval_every < 0) job.eval_every = steps / 20 > 0 ? steps / 20 : 1;
+    long eval_every = job.eval_every;
 
     char *ps = strdup(priors_s), *ss = strdup(seeds_s), *ls = strdup(lrs_s);
     char *pr[64], *sd[64], *lr[64];
@@ -137,9 +120,16 @@ int cmd_sweep(int argc, char **argv) {
     if (!rc && (!np || !ns || !nl)) rc = cli_failf("sweep", "--priors, --seeds and --lrs need at least one value each");
     int nr = np * ns * nl;
     run_t *runs = rc ? NULL : calloc((size_t)nr, sizeof *runs);
-    char logdir[1100];
-    snprintf(logdir, sizeof logdir, "%s/logs", out);
-    if (!rc && (!runs || pt_mkdir_p(out) || pt_mkdir_p(logdir))) rc = cli_fail("sweep");
+    /* the template job checked once (a bad flag fails before any run) */
+    job.prior = np ? pr[0] : NULL, job.lr = nl ? lrs[0] : -1, job.out = out;
+    if (!rc && pt_tune_job_check(&job, NULL)) rc = cli_fail("sweep");
+    pt_model *m = rc ? NULL : cli_model_load(model, a.compute, 0);
+    char *tok_path = m ? (tok_arg ? pt_strdup(tok_arg) : pt_tokenizer_find_for_model(model)) : NULL;
+    pt_tokenizer *tok = tok_path ? pt_tokenizer_load(tok_path) : NULL;
+    if (!rc && (!m || !tok)) rc = m && !tok_path ? cli_failf("sweep", "%s: no tokenizer found; give --tokenizer PATH", model)
+                                                 : cli_fail("sweep");
+    if (!rc && (!runs || pt_mkdir_p(out))) rc = cli_fail("sweep");
+    job.model_path = model, job.tok_path = tok_path;
     double t0 = pt_now();
     for (int k = 0; k < nr && !rc; k++) {
         run_t *r = &runs[k];
@@ -149,31 +139,17 @@ int cmd_sweep(int argc, char **argv) {
         r->prior = pr[ip], r->seed = seeds[is], r->lr = lrs[il], r->em = r->f1 = NAN, r->steps_to = -1;
         snprintf(r->name, sizeof r->name, "%s-s%ld-lr%s", pn, r->seed, lr[il]);
         snprintf(r->dir, sizeof r->dir, "%s/%s", out, r->name);
-        char log[1400], seed_s[32], tok_s[32], steps_s[32], batch_s[32], ee_s[32];
-        snprintf(log, sizeof log, "%s/%s.log", logdir, r->name);
-        snprintf(seed_s, sizeof seed_s, "%ld", r->seed), snprintf(tok_s, sizeof tok_s, "%ld", tokens);
-        snprintf(steps_s, sizeof steps_s, "%ld", steps), snprintf(batch_s, sizeof batch_s, "%ld", batch);
-        snprintf(ee_s, sizeof ee_s, "%ld", eval_every);
         double t1 = pt_now();
         if (finished(r->dir, steps)) {
             printf("[%d/%d] %s: finished before, reused\n", k + 1, nr, r->name);
         } else {
-            char *av[40];
-            int n = 0;
-            av[n++] = "ptune", av[n++] = "tune", av[n++] = "--model", av[n++] = (char *)model;
-            if (tok) av[n++] = "--tokenizer", av[n++] = (char *)tok;
-            if (a.compute) av[n++] = "--compute", av[n++] = (char *)a.compute;
-            av[n++] = "--method", av[n++] = (char *)method, av[n++] = "--tokens", av[n++] = tok_s;
-            av[n++] = "--prior", av[n++] = pr[ip], av[n++] = "--seed", av[n++] = seed_s;
-            av[n++] = "--lr", av[n++] = lr[il], av[n++] = "--data", av[n++] = (char *)data;
-            av[n++] = "--val", av[n++] = (char *)val, av[n++] = "--steps", av[n++] = steps_s;
-            av[n++] = "--batch", av[n++] = batch_s, av[n++] = "--eval-every", av[n++] = ee_s;
-            av[n++] = "--quiet", av[n++] = "--out", av[n++] = r->dir;
-            if (pt_file_exists(r->dir)) av[n++] = "--resume";
-            av[n] = NULL;
-            int st = run_child(av, NULL, log);
-            if (st != 0) {
-                printf("[%d/%d] %s: ptune tune failed (exit %d), see %s\n", k + 1, nr, r->name, st, log);
+            pt_tune_job jr = job;
+            jr.prior = r->prior, jr.seed = (uint64_t)r->seed, jr.lr = r->lr, jr.out = r->dir;
+            char rj[1300];
+            snprintf(rj, sizeof rj, "%s/run.json", r->dir);
+            jr.resume = pt_file_exists(rj);
+            if (pt_tune_run(&jr, m, tok, NULL)) {
+                printf("[%d/%d] %s: tuning failed: %s\n", k + 1, nr, r->name, pt_last_error());
                 continue;
             }
         }
@@ -182,24 +158,11 @@ int cmd_sweep(int argc, char **argv) {
             continue;
         }
         r->ok = 1;
-        if (do_eval) {
-            char ej[1300];
-            snprintf(ej, sizeof ej, "%s/eval.json", r->dir);
-            char *av[20];
-            int n = 0;
-            av[n++] = "ptune", av[n++] = "eval", av[n++] = "--model", av[n++] = (char *)model;
-            if (tok) av[n++] = "--tokenizer", av[n++] = (char *)tok;
-            if (a.compute) av[n++] = "--compute", av[n++] = (char *)a.compute;
-            av[n++] = "--adapter", av[n++] = r->dir, av[n++] = "--data", av[n++] = (char *)val;
-            av[n++] = "--json", av[n] = NULL;
-            if (run_child(av, ej, log) == 0) {
-                json_t *j = json_load_file(ej, 0, NULL);
-                if (json_is_number(json_object_get(j, "exact_match")))
-                    r->em = json_number_value(json_object_get(j, "exact_match"));
-                if (json_is_number(json_object_get(j, "f1"))) r->f1 = json_number_value(json_object_get(j, "f1"));
-                json_decref(j);
-            }
-        }
+        pt_eval_result ev;
+        if (do_eval && pt_run_eval(m, tok, r->dir, val, job.tmpl, 0, job.eos, 8, &ev) == 0)
+            r->em = ev.exact_match, r->f1 = ev.f1;
+        else if (do_eval)
+            printf("[%d/%d] %s: eval failed: %s\n", k + 1, nr, r->name, pt_last_error());
         printf("[%d/%d] %s: final val %.4f (%.1f s)\n", k + 1, nr, r->name, r->info.final_val, pt_now() - t1);
         fflush(stdout);
     }
@@ -338,6 +301,9 @@ done2:
         if (!runs[k].ok) rc = rc ? rc : 1;
     }
 done:
+    pt_tokenizer_free(tok);
+    free(tok_path);
+    pt_model_free(m);
     if (runs)
         for (int k = 0; k < nr; k++) pt_run_free(&runs[k].info);
     free(runs), free(ps), free(ss), free(ls);

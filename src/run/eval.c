@@ -1,0 +1,40 @@
+/* eval.c: evaluating a run's adapter (or the plain model) on a data file,
+ * as `ptune eval` and `ptune sweep --eval` do (run.h). */
+#include "ptune/run.h"
+
+int pt_run_eval(const pt_model *m, const pt_tokenizer *tok, const char *adapter_dir, const char *data,
+                const char *tmpl, int max_len, int eos, int batch, pt_eval_result *r) {
+    pt_dataset ds = {0};
+    pt_rows rows = {0};
+    pt_prompt_params pp = {0};
+    int have_pp = 0, rc = PT_ERR;
+    if (adapter_dir) {
+        if (pt_adapter_load(adapter_dir, m, NULL, &pp)) return PT_ERR;
+        have_pp = 1;
+    }
+    int N = have_pp ? pp.N : 0;
+    int room = m->cfg.max_seq - N - 32; /* room for the F1 generation */
+    if (room < 2) {
+        pt_set_error("the model's context (%d) is too short for a %d-token prompt", m->cfg.max_seq, N);
+        goto done;
+    }
+    int user = max_len > 0;
+    if (!user) max_len = room < 512 ? room : 512;
+    if (max_len > room) max_len = room;
+    if (pt_data_load(data, tmpl, &ds)) goto done;
+    if (ds.n == 0) {
+        pt_set_error("%s: no examples", data);
+        goto done;
+    }
+    if (pt_data_encode(tok, &ds, max_len, eos ? PT_ENC_EOS : 0, &rows)) goto done;
+    if (rows.n_truncated)
+        pt_info("eval: %d of %d rows lost input tokens on the left to fit %d tokens (%s)", rows.n_truncated,
+                rows.n_rows, max_len,
+                max_len == room ? "the model's context less the prompt and 32 tokens for generation" : "--max-len");
+    rc = pt_eval(m, tok, &ds, &rows, have_pp ? &pp : NULL, batch, r);
+done:
+    if (have_pp) pt_params_free(&pp);
+    pt_rows_free(&rows);
+    pt_dataset_free(&ds);
+    return rc;
+}
