@@ -39,17 +39,16 @@ static int same_file(const char *a, const char *b) {
     return s;
 }
 
-/* First and last "train" losses of metrics.jsonl. */
+/* First and last train losses of metrics.jsonl (run.h's schema). */
 static int losses(const char *path, double *first, double *last) {
     FILE *f = fopen(path, "r");
     if (!f) return -1;
     char line[1024];
     int n = 0;
     while (fgets(line, sizeof line, f)) {
-        if (!strstr(line, "\"train\"")) continue;
-        char *p = strstr(line, "\"loss\":");
+        char *p = strstr(line, "\"train_loss\":");
         if (!p) continue;
-        double v = atof(p + 7);
+        double v = atof(p + 13);
         if (!n) *first = v;
         *last = v;
         n++;
@@ -150,12 +149,11 @@ TEST(pretrain_end_to_end) {
     char *mj = pt_read_file(p, &len);
     snprintf(p, sizeof p, "%s/eval1.txt", dir);
     char *ej = pt_read_file(p, &len);
-    char *vl = mj ? strstr(mj, "\"val\"") : NULL;
-    char *vloss = vl ? strstr(vl, "\"loss\":") : NULL, *vtok = vl ? strstr(vl, "\"tokens\":") : NULL;
+    char *vloss = mj ? strstr(mj, "\"val_loss\":") : NULL, *vtok = vloss ? strstr(vloss, "\"val_tokens\":") : NULL;
     char *eloss = ej ? strstr(ej, "\"loss\":") : NULL, *etok = ej ? strstr(ej, "\"n_tokens\":") : NULL;
     CHECK(vloss && vtok && eloss && etok, "no val line in metrics.jsonl or no loss in the eval output");
-    double lv = atof(vloss + 7), le = atof(eloss + 7);
-    long tv = atol(vtok + 9), te = atol(etok + 11);
+    double lv = atof(vloss + 11), le = atof(eloss + 7);
+    long tv = atol(vtok + 13), te = atol(etok + 11);
     printf("  --loss targets: val loss %.6f over %ld tokens, ptune eval --eos %.6f over %ld (%d target tokens + EOS "
            "of %d); |diff| %.2e\n",
            lv, tv, le, te, n_tgt - 1, n_tok, fabs(lv - le));

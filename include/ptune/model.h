@@ -118,6 +118,19 @@ pt_model *pt_model_load(const char *path);
 pt_model *pt_model_random(const pt_config *cfg, pt_dtype dtype, uint64_t seed);
 void pt_model_free(pt_model *m);
 
+/* The Hugging Face name of t, one of m's tensors (&m->tok_embd,
+ * &m->layers[l].w_up.w, ...), from the table the HF loader reads by, e.g.
+ * "model.layers.3.mlp.up_proj.weight". PT_ERR if t is not one of them. */
+int pt_model_hf_name(const pt_model *m, const pt_tensor *t, char *buf, size_t n);
+/* Writes a Llama-architecture model (no q/k/v biases, no rope_scaling) as a
+ * Hugging Face directory DIR (made if missing): model.safetensors (every
+ * tensor under its HF name, tied head omitted, in save_dtype: PT_F32, PT_BF16
+ * or PT_F16; metadata "format": "pt" then the pairs of meta = {key, value,
+ * ..., NULL}, meta may be NULL), config.json (LlamaForCausalLM,
+ * torch_dtype from save_dtype) and generation_config.json (bos/eos ids).
+ * Each file is written atomically (temporary name, then rename), the weights
+ * first. src/io/hf_write.c. */
+int pt_model_save_hf(const pt_model *m, const char *dir, pt_dtype save_dtype, const char *const *meta);
 /* Non-embedding parameter count (for the FLOP count of docs/architecture.md). */
 int64_t pt_model_nonembed_params(const pt_model *m);
 /* Checks shapes and presence of all tensors the architecture needs. */

@@ -39,6 +39,9 @@ const char *pt_schedule_name(pt_schedule s);
  *   cosine: base * 0.5 * (1 + cos(pi * (step-warmup)/(total-warmup))).
  * (Hugging Face's get_*_schedule_with_warmup, evaluated at the step taken.) */
 double pt_schedule_lr(pt_schedule s, double base, int64_t warmup, int64_t total, int64_t step);
+/* The same decaying to a floor instead of 0 (pretraining's cosine to --min-lr):
+ * the warm-up as above, then min + (base - min) * pt_schedule_lr(s, 1, ...). */
+double pt_schedule_lr_floor(pt_schedule s, double base, double min, int64_t warmup, int64_t total, int64_t step);
 
 /* Global L2 norm of g[0..n) (accumulated in double, in order). */
 double pt_grad_norm(const float *g, size_t n);

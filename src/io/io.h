@@ -43,6 +43,11 @@ typedef int (*pt_io_getter)(void *ctx, const char *name, pt_tensor *out);
 pt_tensor *pt_io_slot(pt_model *m, pt_slot slot, int layer);
 /* The namer that matches m->format and arch. */
 pt_io_namer pt_io_namer_for(const pt_model *m);
+/* Hugging Face's name of a slot (the table the HF loader reads by; the HF
+ * writer and the trainable model's parameter walk name tensors with it too). */
+void pt_io_name_hf(const pt_model *m, pt_slot slot, int layer, char *buf, size_t n);
+/* 0 unused, 1 optional, 2 required for m's architecture and config. */
+int pt_io_slot_use(const pt_model *m, pt_slot slot);
 /* Looks up every slot the architecture uses (required ones must exist), sets
  * lm_head to tok_embd when tied, then validates. `file` names the source in errors. */
 int pt_io_fill(pt_model *m, pt_io_getter get, void *ctx, const char *file);

@@ -347,6 +347,22 @@ static void name_llama2c(const pt_model *m, pt_slot s, int l, char *buf, size_t 
     else name_generic(m, s, l, buf, n);
 }
 
+void pt_io_name_hf(const pt_model *m, pt_slot s, int layer, char *buf, size_t n) { name_hf(m, s, layer, buf, n); }
+
+int pt_io_slot_use(const pt_model *m, pt_slot s) { return slot_use(m, s); }
+
+int pt_model_hf_name(const pt_model *m, const pt_tensor *t, char *buf, size_t n) {
+    for (int s = 0; s < PT_SLOT_COUNT; s++) {
+        int nl = s < PT_SLOT_N_GLOBAL ? 1 : m->cfg.n_layers;
+        for (int l = 0; l < nl && (s < PT_SLOT_N_GLOBAL || m->layers); l++)
+            if (pt_io_slot((pt_model *)m, (pt_slot)s, l) == t) {
+                name_hf(m, (pt_slot)s, l, buf, n);
+                return 0;
+            }
+    }
+    return pt_set_error("%s: not a tensor of the model", m->path ? m->path : "model");
+}
+
 pt_io_namer pt_io_namer_for(const pt_model *m) {
     if (strcmp(m->format, "hf") == 0) return name_hf;
     if (strcmp(m->format, "gguf") == 0) return name_gguf;

@@ -31,39 +31,41 @@ typedef struct {
     int decay;
 } slot;
 
-/* Fills up to cap slots (NULL: count only); returns the count. */
+/* Fills up to cap slots (NULL: count only); returns the count. The order is
+ * the flat vector's (and train_state.safetensors'); the names are the HF
+ * loader's (pt_model_hf_name), so a parameter is named as it is written and read. */
 static int walk(pt_model *m, slot *s, int cap) {
     int n = 0;
-#define ADD(tp, dec, ...)                                                                                              \
+#define ADD(tp, dec)                                                                                                   \
     do {                                                                                                               \
         if ((tp)->data || !s) {                                                                                        \
             if (s && n < cap) {                                                                                        \
                 s[n].t = (tp);                                                                                         \
                 s[n].decay = (dec);                                                                                    \
-                snprintf(s[n].name, sizeof s[n].name, __VA_ARGS__);                                                    \
+                pt_model_hf_name(m, (tp), s[n].name, sizeof s[n].name);                                                \
             }                                                                                                          \
             n++;                                                                                                       \
         }                                                                                                              \
     } while (0)
     const pt_config *c = &m->cfg;
-    ADD(&m->tok_embd, 0, "model.embed_tokens.weight");
+    ADD(&m->tok_embd, 0);
     for (int l = 0; l < c->n_layers; l++) {
         pt_layer *L = &m->layers[l];
-        ADD(&L->attn_norm, 0, "model.layers.%d.input_layernorm.weight", l);
-        ADD(&L->wq.w, 1, "model.layers.%d.self_attn.q_proj.weight", l);
-        if (c->qkv_bias) ADD(&L->wq.b, 0, "model.layers.%d.self_attn.q_proj.bias", l);
-        ADD(&L->wk.w, 1, "model.layers.%d.self_attn.k_proj.weight", l);
-        if (c->qkv_bias) ADD(&L->wk.b, 0, "model.layers.%d.self_attn.k_proj.bias", l);
-        ADD(&L->wv.w, 1, "model.layers.%d.self_attn.v_proj.weight", l);
-        if (c->qkv_bias) ADD(&L->wv.b, 0, "model.layers.%d.self_attn.v_proj.bias", l);
-        ADD(&L->wo.w, 1, "model.layers.%d.self_attn.o_proj.weight", l);
-        ADD(&L->mlp_norm, 0, "model.layers.%d.post_attention_layernorm.weight", l);
-        ADD(&L->w_gate.w, 1, "model.layers.%d.mlp.gate_proj.weight", l);
-        ADD(&L->w_up.w, 1, "model.layers.%d.mlp.up_proj.weight", l);
-        ADD(&L->w_down.w, 1, "model.layers.%d.mlp.down_proj.weight", l);
+        ADD(&L->attn_norm, 0);
+        ADD(&L->wq.w, 1);
+        if (c->qkv_bias) ADD(&L->wq.b, 0);
+        ADD(&L->wk.w, 1);
+        if (c->qkv_bias) ADD(&L->wk.b, 0);
+        ADD(&L->wv.w, 1);
+        if (c->qkv_bias) ADD(&L->wv.b, 0);
+        ADD(&L->wo.w, 1);
+        ADD(&L->mlp_norm, 0);
+        ADD(&L->w_gate.w, 1);
+        ADD(&L->w_up.w, 1);
+        ADD(&L->w_down.w, 1);
     }
-    ADD(&m->out_norm, 0, "model.norm.weight");
-    if (!c->tied_embeddings) ADD(&m->lm_head, 0, "lm_head.weight");
+    ADD(&m->out_norm, 0);
+    if (!c->tied_embeddings) ADD(&m->lm_head, 0);
 #undef ADD
     return n;
 }

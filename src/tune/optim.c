@@ -56,6 +56,11 @@ double pt_schedule_lr(pt_schedule s, double base, int64_t warmup, int64_t total,
     return base * 0.5 * (1.0 + cos(3.14159265358979323846 * frac));
 }
 
+double pt_schedule_lr_floor(pt_schedule s, double base, double min, int64_t warmup, int64_t total, int64_t step) {
+    if (warmup > 0 && step < warmup) return base * (double)(step + 1) / (double)warmup;
+    return min + (base - min) * pt_schedule_lr(s, 1.0, warmup, total, step);
+}
+
 double pt_grad_norm(const float *g, size_t n) {
     double s = 0;
     for (size_t i = 0; i < n; i++) s += (double)g[i] * (double)g[i];
