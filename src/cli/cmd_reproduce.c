@@ -2,20 +2,18 @@
  * 1-13 (PNG), metrics.json and report.html for any model, on offline stand-in
  * data unless SQuAD / MATH / C4-style files are given. The figures are the
  * experiments module (experiments.h); this file parses flags, supplies the
- * tuning runs (`ptune tune` child processes into OUT/runs/, finished runs are
+ * tuning runs (pt_tune_run in this process, into OUT/runs/; finished runs are
  * reused) and prints progress between the module's calls. */
 #include "cli/cli.h"
 #include "ptune/core.h"
 #include "ptune/experiments.h"
 #include "ptune/model.h"
+#include "ptune/run.h"
 #include "ptune/tokenizer.h"
 
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 int cmd_reproduce(int argc, char **argv);
 
@@ -29,53 +27,25 @@ static const char *usage_text =
     "Prompt tunings (soft, deep) run into DIR/runs/ and are reused when finished.\n"
     "--quick: fewer samples and steps (minutes on a tiny model).\n";
 
-/* ---- tuning runs (child processes) -------------------------------------------------*/
-static int run_child(char **av, const char *log_path) {
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        int lf = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (lf < 0) _exit(127);
-        dup2(lf, 1), dup2(lf, 2);
-        execv("/proc/self/exe", av);
-        _exit(127);
-    }
-    int st;
-    if (waitpid(pid, &st, 0) < 0) return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
-/* What every child gets besides the run itself. */
+/* ---- tuning runs, in this process (run.h) -------------------------------------------*/
 typedef struct {
-    const char *model_path, *tok_path, *compute;
-} child_args;
+    const char *model_path, *tok_path;
+    const pt_model *m;
+    const pt_tokenizer *tok;
+} tune_ctx;
 
-/* pt_exp_tune_fn: `ptune tune ...` re-executed into t->out, its output in t->out.log. */
-static int tune_child(void *user, const pt_exp_tune *t) {
-    const child_args *ca = user;
-    char log[1300], tok_s[32], steps_s[32], lr_s[32], ee_s[32], seed_s[32], layer_s[32], batch_s[32], ml_s[32];
-    snprintf(log, sizeof log, "%s.log", t->out);
-    snprintf(tok_s, sizeof tok_s, "%d", t->tokens), snprintf(steps_s, sizeof steps_s, "%d", t->steps);
-    snprintf(lr_s, sizeof lr_s, "%g", t->lr), snprintf(ee_s, sizeof ee_s, "%d", t->eval_every);
-    snprintf(seed_s, sizeof seed_s, "%llu", (unsigned long long)t->seed), snprintf(layer_s, sizeof layer_s, "%d", t->layer);
-    snprintf(batch_s, sizeof batch_s, "%d", t->batch), snprintf(ml_s, sizeof ml_s, "%d", t->max_len);
-    char *av[48];
-    int n = 0;
-    av[n++] = "ptune", av[n++] = "tune", av[n++] = "--model", av[n++] = (char *)ca->model_path;
-    if (ca->compute) av[n++] = "--compute", av[n++] = (char *)ca->compute;
-    if (ca->tok_path) av[n++] = "--tokenizer", av[n++] = (char *)ca->tok_path;
-    av[n++] = "--method", av[n++] = (char *)t->method, av[n++] = "--tokens", av[n++] = tok_s;
-    if (!strcmp(t->method, "deep")) av[n++] = "--layers", av[n++] = layer_s;
-    av[n++] = "--prior", av[n++] = (char *)t->prior, av[n++] = "--lr", av[n++] = lr_s;
-    av[n++] = "--data", av[n++] = (char *)t->data, av[n++] = "--val", av[n++] = (char *)t->val;
-    av[n++] = "--steps", av[n++] = steps_s, av[n++] = "--batch", av[n++] = batch_s;
-    av[n++] = "--eval-every", av[n++] = ee_s, av[n++] = "--seed", av[n++] = seed_s;
-    av[n++] = "--max-len", av[n++] = ml_s, av[n++] = "--quiet", av[n++] = "--out", av[n++] = (char *)t->out;
-    if (t->resume) av[n++] = "--resume";
-    av[n] = NULL;
-    int st = run_child(av, log);
-    return st ? pt_set_error("ptune tune %s failed (exit %d); see %s", t->name, st, log) : 0;
+/* pt_exp_tune_fn: one pt_tune_run into t->out (quiet; the module reports it). */
+static int tune_run(void *user, const pt_exp_tune *t) {
+    const tune_ctx *tc = user;
+    pt_tune_job j;
+    pt_tune_job_init(&j);
+    j.model_path = tc->model_path, j.tok_path = tc->tok_path;
+    if (pt_method_parse(t->method, &j.method)) return PT_ERR;
+    if (j.method == PT_METHOD_DEEP) j.layers[0] = t->layer, j.n_layers = 1;
+    j.tokens = t->tokens, j.prior = t->prior, j.lr = t->lr, j.data = t->data, j.val = t->val;
+    j.steps = t->steps, j.batch = t->batch, j.eval_every = t->eval_every, j.seed = t->seed;
+    j.max_len = t->max_len, j.out = t->out, j.resume = t->resume;
+    return pt_tune_run(&j, tc->m, tc->tok, NULL) ? pt_wrap_error("tuning run %s: ", t->name) : 0;
 }
 
 static void progress(const char *what, double t0) {
@@ -91,7 +61,9 @@ int cmd_reproduce(int argc, char **argv) {
         args_free(&a);
         return 0;
     }
-    child_args ca = {.model_path = args_model(&a), .tok_path = args_str(&a, "--tokenizer"), .compute = a.compute};
+    struct {
+        const char *model_path, *tok_path, *compute;
+    } ca = {.model_path = args_model(&a), .tok_path = args_str(&a, "--tokenizer"), .compute = a.compute};
     const char *out = args_str(&a, "--out");
     const char *squad = args_str(&a, "--squad"), *math = args_str(&a, "--math"), *c4 = args_str(&a, "--c4");
     int quick = args_flag(&a, "--quick");
@@ -121,7 +93,8 @@ int cmd_reproduce(int argc, char **argv) {
         goto done;
     }
     e.t0 = t0;
-    e.tune = tune_child, e.tune_user = &ca;
+    tune_ctx tc = {.model_path = ca.model_path, .tok_path = tp, .m = m, .tok = tok};
+    e.tune = tune_run, e.tune_user = &tc;
     if (pt_exp_data(&e, squad, math, c4)) goto fail;
     printf("reproduce: model d=%d L=%d V=%d, data ready (%.1f s)\n", e.d, e.L, e.V, pt_now() - t0);
     fflush(stdout);
