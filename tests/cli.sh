@@ -142,3 +142,4 @@ fi
 [ -f tests/cli_priors.sh ] && . tests/cli_priors.sh
 [ -f tests/cli_compute.sh ] && . tests/cli_compute.sh
 [ -f tests/cli_help.sh ] && . tests/cli_help.sh
+[ -f tests/cli_readme.sh ] && . tests/cli_readme.sh
