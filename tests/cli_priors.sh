@@ -1,7 +1,27 @@
 # cli_priors.sh: CLI checks of `ptune prior` and of priors in `ptune tune`.
-# Sourced by tests/cli.sh (uses its P, T, FX, pass, fail, expect_error).
+# Sourced by tests/cli.sh (uses its P, T, FX, pass, fail, skip, expect_error).
 out=$($P prior --help 2>&1); rc=$?
-[ $rc -eq 0 ] && grep -q "usage" <<<"$out" && grep -q exclusion <<<"$out" && pass help_prior || fail help_prior "rc=$rc"
+[ $rc -eq 0 ] && grep -q "usage" <<<"$out" && grep -q exclusion <<<"$out" && pass help_prior_lists_priors ||
+    fail help_prior_lists_priors "rc=$rc"
+# fit_d8 FILE: a Gaussian fit of dimension 8 (zero mean, identity covariance and Cholesky factor)
+# as `ptune prior fit` writes it: safetensors, mean [8], cov [8,8], chol [8,8], F64.
+fit_d8() {
+    local h='{"mean": {"dtype": "F64", "shape": [8], "data_offsets": [0, 64]}, '
+    h+='"cov": {"dtype": "F64", "shape": [8, 8], "data_offsets": [64, 576]}, '
+    h+='"chol": {"dtype": "F64", "shape": [8, 8], "data_offsets": [576, 1088]}}'
+    while [ $((${#h} % 8)) -ne 0 ]; do h+=' '; done
+    local one='\x00\x00\x00\x00\x00\x00\xf0\x3f' zero='\x00\x00\x00\x00\x00\x00\x00\x00' m i j
+    {
+        printf "$(printf '\\x%02x\\x%02x' $((${#h} & 255)) $((${#h} >> 8)))\\x00\\x00\\x00\\x00\\x00\\x00" # u64 LE
+        printf '%s' "$h"
+        for i in 0 1 2 3 4 5 6 7; do printf "$zero"; done
+        for m in cov chol; do
+            for i in 0 1 2 3 4 5 6 7; do for j in 0 1 2 3 4 5 6 7; do
+                [ $i = $j ] && printf "$one" || printf "$zero"
+            done; done
+        done
+    } >"$1"
+}
 if [ -n "$FX" ]; then
     M="--model $FX/aidreams260K.bin --tokenizer $FX/aidreams260K.tok512.bin"
     expect_error prior_unknown_key "takes no key 'bogus'" $P prior sample $M --prior fitted:bogus=1 -n 4 --seed 1 --out "$T/s.safetensors"
@@ -27,16 +47,8 @@ if [ -n "$FX" ]; then
         else fail "prior_threads_${sp%%:*}" "samples differ between OMP_NUM_THREADS=1 and 2"; fi
         rm -f "$T/t1.safetensors" "$T/t2.safetensors"
     done
-    # a fit of another dimension (d = 8, written with numpy) against the model's d = 64
-    /usr/bin/python3 -c '
-import json, struct, sys, numpy as np
-d = 8; m = np.zeros(d); c = np.eye(d)
-hdr = {"mean": {"dtype": "F64", "shape": [d], "data_offsets": [0, 8 * d]},
-       "cov": {"dtype": "F64", "shape": [d, d], "data_offsets": [8 * d, 8 * d + 8 * d * d]},
-       "chol": {"dtype": "F64", "shape": [d, d], "data_offsets": [8 * d + 8 * d * d, 8 * d + 16 * d * d]}}
-h = json.dumps(hdr).encode(); h += b" " * (-len(h) % 8)
-open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + m.tobytes() + c.tobytes() + c.tobytes())
-' "$T/fit8.safetensors"
+    # a fit of another dimension (d = 8) against the model's d = 64
+    fit_d8 "$T/fit8.safetensors"
     expect_error tune_prior_dim_mismatch "dimension 8" $P tune $M --method soft --tokens 2 --prior "fitted:fit=$T/fit8.safetensors" \
         --data "$T/text.jsonl" --lr 0.01 --steps 1 --batch 2 --quiet --out "$T/runp"
     expect_error prior_sample_dim_mismatch "dimension 8" $P prior sample $M --prior "exclusion:fit=$T/fit8.safetensors" -n 2 --out "$T/s.safetensors"
@@ -45,4 +57,6 @@ open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + m.tobytes() + c.to
         --prior-at 0=vocab:top=100 --prior-at "3=exclusion:fit=$T/fitv.safetensors" --data "$T/text.jsonl" --lr 0.01 \
         --steps 1 --batch 2 --quiet --seed 4 --out "$T/rund" >/dev/null 2>&1 && [ -f "$T/rund/prior.safetensors" ] \
         && pass tune_deep_priors || fail tune_deep_priors "exit $?"
+else
+    skip cli_priors "../shared/fixtures not found: prior fit/sample and tune --prior not checked"
 fi

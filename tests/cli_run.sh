@@ -22,7 +22,7 @@ if [ -f models/default/config.json ]; then
         rn_tune "$T/rn_bad" isotropic:sigma=0.02 2 && [ -f "$T/rn_bad/optimizer.safetensors" ] && pass "$name" ||
             fail "$name" "a retry with a good prior failed after '$bad'"
     done
-    [ -z "$bad_fit" ] && echo "SKIP tune_bad_prior_leaves_nothing_fitted: ../shared/fixtures/stories260K.bin absent"
+    [ -z "$bad_fit" ] && skip tune_bad_prior_leaves_nothing_fitted "../shared/fixtures/stories260K.bin absent"
     # --resume to more steps: run.json records them
     rn_tune "$T/rn_res" isotropic:sigma=0.02 2 >/dev/null 2>&1
     rn_tune "$T/rn_res" isotropic:sigma=0.02 5 --resume >/dev/null 2>&1
@@ -31,7 +31,7 @@ if [ -f models/default/config.json ]; then
     [ "$s" = 5 ] && [ "$l" = 5 ] && pass tune_resume_records_steps ||
         fail tune_resume_records_steps "run.json steps '$s', last metrics step '$l' (want 5 and 5)"
 else
-    echo "SKIP cli_run: models/default absent"
+    skip cli_run "models/default absent"
 fi
 if [ -f models/default/config.json ]; then
     # ptune sweep in-process with deep prompts (every tune flag): an uninterrupted sweep, and one

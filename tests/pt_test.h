@@ -3,7 +3,15 @@
  * Each test binary runs its cases with PT_RUN(fn); a case fails on the first
  * failed CHECK and prints the reason. The binary prints one line per case
  * ("PASS name", "FAIL name: why", "SKIP name: why") and exits 1 if any case
- * failed. tests/run.sh collects the lines into "N passed, N failed". */
+ * failed. tests/run.sh collects the lines into "N passed, N failed".
+ *
+ * Two kinds of skip. SKIP: something the set-up provides is missing (the
+ * shared fixtures, npm tokenizers, a Debian package, models/default); with
+ * CI=true in the environment (.ci/run) it is a failure, "FAIL name: CI=true:
+ * why", since CI installs everything (scripts/setup.sh) and a green run must
+ * have run the check. SKIP_HW: this machine cannot run the case (a CPU
+ * feature, a build without oneDNN); always a skip, and `why` names what is
+ * lacking (e.g. the CPU's flags). */
 #ifndef PT_TEST_H
 #define PT_TEST_H
 
@@ -15,6 +23,12 @@
 static int pt_test_failed, pt_test_passed, pt_test_skipped;
 static const char *pt_test_skip_reason;
 
+/* True when CI=true: a SKIP (set-up missing) then fails the case. */
+static inline int pt_test_ci(void) {
+    const char *ci = getenv("CI");
+    return ci && !strcmp(ci, "true");
+}
+
 #define CHECK(cond, ...)                                                        \
     do {                                                                        \
         if (!(cond)) {                                                          \
@@ -25,12 +39,22 @@ static const char *pt_test_skip_reason;
         }                                                                       \
     } while (0)
 
+/* Skip: the set-up lacks something (a failure under CI=true). */
 #define SKIP(...)                                                               \
     do {                                                                        \
         static char why_[512];                                                  \
         snprintf(why_, sizeof why_, __VA_ARGS__);                               \
         pt_test_skip_reason = why_;                                             \
         return 2;                                                               \
+    } while (0)
+
+/* Skip: the hardware (or a build without oneDNN) cannot run the case; never a failure. */
+#define SKIP_HW(...)                                                            \
+    do {                                                                        \
+        static char why_[512];                                                  \
+        snprintf(why_, sizeof why_, __VA_ARGS__);                               \
+        pt_test_skip_reason = why_;                                             \
+        return 3;                                                               \
     } while (0)
 
 #define TEST(name) static int name(const char *pt_test_name_)
@@ -41,7 +65,9 @@ static const char *pt_test_skip_reason;
         fflush(stdout);                                                         \
         int r_ = fn(#fn);                                                       \
         if (r_ == 0) printf("PASS %s\n", #fn), pt_test_passed++;                \
-        else if (r_ == 2) printf("SKIP %s: %s\n", #fn, pt_test_skip_reason), pt_test_skipped++; \
+        else if (r_ == 2 && pt_test_ci())                                       \
+            printf("FAIL %s: CI=true: %s\n", #fn, pt_test_skip_reason), pt_test_failed++; \
+        else if (r_ == 2 || r_ == 3) printf("SKIP %s: %s\n", #fn, pt_test_skip_reason), pt_test_skipped++; \
         else pt_test_failed++;                                                  \
         fflush(stdout);                                                         \
     } while (0)

@@ -34,7 +34,7 @@ static int expect(const char *what, const pt_backend_calls *c, int64_t lin, int6
            c->attention_bwd == attb;
 }
 
-/* Whether this build and CPU run the backend `name`; else why not (for SKIP). */
+/* Whether this build and CPU run the backend `name`; else why not (for SKIP_HW). */
 static const char *unavailable(const char *name) {
     static char why[400];
     if (pt_compute_resolve(name)) return NULL;
@@ -145,13 +145,13 @@ TEST(calls_per_step_fp32) { return calls_per_step(pt_test_name_, "fp32"); }
 /* The oneDNN path, emulated (every CPU) and native (AVX-512 only). */
 TEST(calls_per_step_bf16_emul) {
     const char *why = unavailable("bf16-emul");
-    if (why) SKIP("%s", why);
+    if (why) SKIP_HW("%s", why);
     return calls_per_step(pt_test_name_, "bf16-emul");
 }
 
 TEST(calls_per_step_bf16) {
     const char *why = unavailable("bf16");
-    if (why) SKIP("%s", why);
+    if (why) SKIP_HW("%s", why);
     return calls_per_step(pt_test_name_, "bf16");
 }
 
@@ -209,13 +209,13 @@ TEST(threads_fp32) { return threads_are_the_backends(pt_test_name_, "fp32"); }
 
 TEST(threads_bf16_emul) {
     const char *why = unavailable("bf16-emul");
-    if (why) SKIP("%s", why);
+    if (why) SKIP_HW("%s", why);
     return threads_are_the_backends(pt_test_name_, "bf16-emul");
 }
 
 TEST(threads_bf16) {
     const char *why = unavailable("bf16");
-    if (why) SKIP("%s", why);
+    if (why) SKIP_HW("%s", why);
     return threads_are_the_backends(pt_test_name_, "bf16");
 }
 

@@ -34,7 +34,7 @@
 
 static const char *paths[2] = {"bf16-emul", "bf16"};
 
-/* NULL when `name` runs here, else why not (for SKIP). */
+/* NULL when `name` runs here, else why not (for SKIP_HW: the CPU or the build). */
 static const char *unavailable(const char *name) {
     static char why[400];
     if (pt_compute_resolve(name)) return NULL;
@@ -144,7 +144,7 @@ static int products(const char *pt_test_name_, pt_be *b, const pt_linear *l0, in
 
 static int products_for(const char *pt_test_name_, const char *bname) {
     const char *why = unavailable(bname);
-    if (why) SKIP("%s", why);
+    if (why) SKIP_HW("%s", why);
     pt_dtype dts[3] = {PT_F32, PT_BF16, PT_F16};
     double worst_r = 0, least_u = 1e30;
     for (int t = 0; t < 3; t++) {
@@ -323,7 +323,7 @@ static int aidreams_case(const char *pt_test_name_, const char *bname, double *w
 
 static int accuracy_for(const char *pt_test_name_, const char *bname) {
     const char *why = unavailable(bname);
-    if (why) SKIP("%s", why);
+    if (why) SKIP_HW("%s", why);
     static const char *models[] = {"llama_tiny", "llama3_tiny", "qwen2_tiny", "gemma_tiny", "gpt2_tiny"};
     static const char *methods[] = {"soft", "deep", "prefix"};
     double wl = 0, wc = 1;
@@ -371,7 +371,7 @@ static int pretrain_step(const char *bname, double *loss, float **grad, int64_t 
 
 static int pretrain_for(const char *pt_test_name_, const char *bname) {
     const char *why = unavailable(bname);
-    if (why) SKIP("%s", why);
+    if (why) SKIP_HW("%s", why);
     double l32 = 0, l16 = 0;
     float *g32 = NULL, *g16 = NULL;
     int64_t n32, n16;
@@ -392,7 +392,7 @@ TEST(pretrain_bf16) { return pretrain_for(pt_test_name_, paths[1]); }
 
 static int greedy_for(const char *pt_test_name_, const char *bname) {
     const char *why = unavailable(bname);
-    if (why) SKIP("%s", why);
+    if (why) SKIP_HW("%s", why);
     const char *dir = pt_test_shared_fixtures();
     if (!dir) SKIP("../shared/fixtures not found: aidreams260K greedy text not compared");
     char mp[700], rp[800];
