@@ -1,7 +1,7 @@
 # tests/cli_compute.sh (sourced by tests/cli.sh): --compute and PTUNE_COMPUTE.
 # tests/run.sh pins PTUNE_COMPUTE=fp32; every command here names its path.
-expect_error compute_unknown "--compute tpu: unknown compute path 'tpu'" $P info --compute tpu
-expect_error compute_env_unknown "PTUNE_COMPUTE=tpu: unknown compute path" env PTUNE_COMPUTE=tpu $P info
+expect_error compute_unknown "--compute tpu: unknown compute path 'tpu'" $P info --model tests/fixtures/llama_tiny --compute tpu
+expect_error compute_env_unknown "PTUNE_COMPUTE=tpu: unknown compute path" env PTUNE_COMPUTE=tpu $P info --model tests/fixtures/llama_tiny
 flags=$cpu_flags
 emul=$($P info --compute bf16-emul 2>&1)
 if grep -q "built without oneDNN" <<<"$emul"; then

@@ -10,7 +10,7 @@
 #define PT_CMD(name) __attribute__((weak)) int cmd_##name(int argc, char **argv);
 PT_CMD(info) PT_CMD(tokenize) PT_CMD(detokenize) PT_CMD(generate) PT_CMD(tune) PT_CMD(eval)
 PT_CMD(prior) PT_CMD(data) PT_CMD(acts) PT_CMD(analyze) PT_CMD(sweep) PT_CMD(report)
-PT_CMD(reproduce) PT_CMD(pretrain) PT_CMD(bench) PT_CMD(demo)
+PT_CMD(reproduce) PT_CMD(pretrain) PT_CMD(bench)
 
 static const struct {
     const char *name;
@@ -32,7 +32,6 @@ static const struct {
     {"reproduce", cmd_reproduce, "the paper's figures and numbers for a model"},
     {"pretrain", cmd_pretrain, "train a small model from scratch"},
     {"bench", cmd_bench, "benchmarks: forward, tune, tokenize"},
-    {"demo", cmd_demo, "the main job on the embedded default model"},
 };
 
 static void usage(FILE *f) {
