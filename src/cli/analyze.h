@@ -20,8 +20,7 @@ const char *analyze_tok_str(const pt_tokenizer *tok, int id);
  * else one found next to the model; *tok NULL when none and !need_tok). */
 pt_model *analyze_load_model(pt_args *a, pt_tokenizer **tok, int need_tok);
 /* Soft prompt vectors [N, d] of a run's safetensors file (adapter or prior); malloc'd. */
-float *analyze_load_vectors(const char *path, int d, int *n);
+float *analyze_run_vectors(const char *run, int posterior, int d, int *n);
 /* `name` inside the run directory `run`, or `run` itself when it is a file; malloc'd. */
-char *analyze_run_file(const char *run, const char *name);
 
 #endif

@@ -23,9 +23,7 @@ int analyze_lens(pt_args *a) {
     int32_t *ids = NULL;
     pt_lens L = {0};
     if (run) {
-        char *ap = analyze_run_file(run, "adapter_model.safetensors");
-        soft = analyze_load_vectors(ap, m->cfg.dim, &ns);
-        free(ap);
+        soft = analyze_run_vectors(run, 1, m->cfg.dim, &ns);
         if (!soft) goto fail;
     }
     if (text && pt_tokenizer_encode(tok, text, strlen(text), !run, &ids, &nt)) goto fail;

@@ -80,8 +80,9 @@ int analyze_prompts(pt_args *a) {
     if (args_finish(a)) return pt_model_free(m), pt_tokenizer_free(tok), 1;
     if (!run) return pt_model_free(m), pt_tokenizer_free(tok), cli_failf("analyze", "give --run RUN_DIR");
     int d = m->cfg.dim, n = 0, n0 = 0, rc = 1;
-    char *ap = analyze_run_file(run, "adapter_model.safetensors"), *pp = pt_is_dir(run) ? pt_path_join(run, "prior.safetensors") : NULL;
-    float *P = analyze_load_vectors(ap, d, &n), *P0 = NULL;
+    char *ap = pt_is_dir(run) ? pt_path_join(run, "adapter_model.safetensors") : pt_strdup(run);
+    char *pp = pt_is_dir(run) ? pt_path_join(run, "prior.safetensors") : NULL;
+    float *P = analyze_run_vectors(run, 1, d, &n), *P0 = NULL;
     pt_gauss_fit fit;
     int have_fit = 0;
     pt_prompt_geom g = {0};
@@ -91,7 +92,7 @@ int analyze_prompts(pt_args *a) {
         goto done;
     }
     if (pp && pt_file_exists(pp)) {
-        P0 = analyze_load_vectors(pp, d, &n0);
+        P0 = analyze_run_vectors(run, 0, d, &n0);
         if (!P0) {
             cli_fail("analyze");
             goto done;

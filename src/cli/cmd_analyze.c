@@ -2,6 +2,7 @@
  * (docs/analysis.md): the dispatch, each analysis's usage, and the helpers
  * the analyses share (analyze.h); the analyses live in analyze_<name>.c. */
 #include "cli/analyze.h"
+#include "ptune/run.h"
 #include "ptune/analysis.h"
 #include "ptune/safetensors.h"
 
@@ -85,31 +86,39 @@ pt_model *analyze_load_model(pt_args *a, pt_tokenizer **tok, int need_tok) {
     return m;
 }
 
-/* Soft prompt vectors [N, d] from a run directory's file (adapter or prior). */
-float *analyze_load_vectors(const char *path, int d, int *n) {
-    pt_st_file *f = pt_st_open(path);
+/* Soft (or layer-0 deep) prompt vectors [N, d]: of a run directory through
+ * the run module (posterior: trained, else the prior), or of a safetensors
+ * file given directly (its prompt_embeddings or deep.layer_0). */
+float *analyze_run_vectors(const char *run, int posterior, int d, int *n) {
+    if (pt_is_dir(run)) {
+        int cols;
+        float *v = pt_run_vectors(run, posterior, 0, n, &cols);
+        if (v && cols != d) {
+            free(v);
+            pt_set_error("%s: its vectors have width %d but the model's dim is %d (prefix prompts live in key/value "
+                         "space; analyze soft or deep prompts)", run, cols, d);
+            return NULL;
+        }
+        return v;
+    }
+    pt_st_file *f = pt_st_open(run);
     if (!f) return NULL;
     pt_tensor t;
     const char *name = pt_st_has(f, "prompt_embeddings") ? "prompt_embeddings" : "deep.layer_0";
     if (pt_st_get(f, name, &t)) return pt_st_close(f), NULL;
-    if (t.ndim != 2 || t.shape[0] < 1) return pt_st_close(f), pt_set_error("%s: '%s' is not a matrix [N, d]", path, name), NULL;
+    if (t.ndim != 2 || t.shape[0] < 1) return pt_st_close(f), pt_set_error("%s: '%s' is not a matrix [N, d]", run, name), NULL;
     if (t.shape[1] != d) {
         pt_set_error("%s: '%s' has width %lld but the model's dim is %d (prefix prompts live in key/value space; "
-                     "analyze soft or deep prompts)", path, name, (long long)t.shape[1], d);
+                     "analyze soft or deep prompts)", run, name, (long long)t.shape[1], d);
         return pt_st_close(f), NULL;
     }
     if (t.dtype != PT_F32 && t.dtype != PT_F16 && t.dtype != PT_BF16)
-        return pt_st_close(f), pt_set_error("%s: '%s' must be F32, F16 or BF16", path, name), NULL;
+        return pt_st_close(f), pt_set_error("%s: '%s' must be F32, F16 or BF16", run, name), NULL;
     *n = (int)t.shape[0];
     float *v = malloc(sizeof(float) * (size_t)*n * d);
     if (v) pt_tensor_to_f32(&t, 0, (int64_t)*n * d, v);
     pt_st_close(f);
     return v;
-}
-
-char *analyze_run_file(const char *run, const char *name) {
-    if (!pt_is_dir(run)) return pt_strdup(run);
-    return pt_path_join(run, name);
 }
 
 int cmd_analyze(int argc, char **argv) {

@@ -53,18 +53,17 @@ int pt_exp_plan_runs(pt_exp *e) {
     return json_object_set_new(e->metrics, "runs", json_array()) ? pt_set_error("out of memory") : 0;
 }
 
-/* Tensor `name` [n, d] of a safetensors file in fp32 (malloc'd). */
-static float *load_vecs(const pt_exp *e, const char *path, const char *name, int n) {
-    pt_st_file *f = pt_st_open(path);
-    if (!f) return NULL;
-    pt_tensor t;
-    float *o = NULL;
-    if (!pt_st_get(f, name, &t) && t.ndim == 2 && t.shape[0] == n && t.shape[1] == e->d &&
-        (o = malloc((size_t)n * e->d * sizeof(float))))
-        pt_tensor_to_f32(&t, 0, (int64_t)n * e->d, o);
-    else if (!pt_last_error()[0]) pt_set_error("%s: unexpected tensor '%s'", path, name);
-    pt_st_close(f);
-    return o;
+/* The run's prior or trained vectors [tokens, d] (run.h), checked for shape. */
+static float *run_vecs(const pt_exp *e, const pt_exp_run *t, int posterior) {
+    int r, c;
+    float *v = pt_run_vectors(t->dir, posterior, t->layer, &r, &c);
+    if (v && (r != e->tokens || c != e->d)) {
+        free(v);
+        pt_set_error("%s: %s vectors are %d x %d, expected %d x %d", t->dir, posterior ? "trained" : "prior", r, c,
+                     e->tokens, e->d);
+        return NULL;
+    }
+    return v;
 }
 
 /* Makes the run unless it is already finished, then reads it back. */
@@ -72,30 +71,21 @@ static int make_run(pt_exp *e, pt_exp_run *t) {
     char rd[1100];
     snprintf(rd, sizeof rd, "%s/runs", e->out);
     if (pt_mkdir_p(rd)) return PT_ERR;
-    pt_run_info ri;
-    int done = 0;
-    if (!pt_run_load(t->dir, &ri)) {
-        done = ri.last_step >= e->steps;
-        pt_run_free(&ri);
-    }
-    if (!done) {
+    if (!pt_run_finished(t->dir, e->steps)) {
+        char rj[1300];
+        snprintf(rj, sizeof rj, "%s/run.json", t->dir);
         if (!e->tune) return pt_set_error("run %s: no tuning function given (pt_exp.tune)", t->name);
         pt_exp_tune q = {.name = t->name, .method = t->method, .layer = t->layer, .prior = t->prior, .lr = t->lr,
                          .tokens = e->tokens, .steps = e->steps, .batch = 4,
                          .eval_every = e->steps / 5 > 0 ? e->steps / 5 : 1, .max_len = 64, .seed = e->seed,
-                         .data = e->train, .val = e->val, .out = t->dir, .resume = pt_file_exists(t->dir)};
+                         .data = e->train, .val = e->val, .out = t->dir, .resume = pt_file_exists(rj)};
         pt_clear_error();
         if (e->tune(e->tune_user, &q))
             return pt_last_error()[0] ? PT_ERR : pt_set_error("run %s: the tuning function failed", t->name);
     }
     if (pt_run_load(t->dir, &t->info)) return PT_ERR;
-    char name[64], p0[1300], p1[1300];
-    if (!strcmp(t->method, "deep")) snprintf(name, sizeof name, "deep.layer_%d", t->layer);
-    else snprintf(name, sizeof name, "prompt_embeddings");
-    snprintf(p0, sizeof p0, "%s/prior.safetensors", t->dir);
-    snprintf(p1, sizeof p1, "%s/adapter_model.safetensors", t->dir);
-    t->P0 = load_vecs(e, p0, name, e->tokens);
-    t->P = load_vecs(e, p1, name, e->tokens);
+    t->P0 = run_vecs(e, t, 0);
+    t->P = run_vecs(e, t, 1);
     if (!t->P0 || !t->P) return PT_ERR;
     t->ok = 1;
     return 0;
