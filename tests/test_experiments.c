@@ -18,7 +18,7 @@ const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void) { return "leak:libfontconfig\n"; }
 
 typedef struct {
-    int calls, bad, L;
+    int calls, bad, L, ctx;
     char why[300];
 } stub;
 
@@ -29,11 +29,17 @@ static int stub_tune(void *user, const pt_exp_tune *t) {
     snprintf(want_tail, sizeof want_tail, "/runs/%s", t->name);
     size_t lo = strlen(t->out), lt = strlen(want_tail);
     int deep = !strcmp(t->method, "deep");
-    if (t->steps != 30 || t->tokens != 8 || t->batch != 4 || t->eval_every != 6 || t->max_len != 64 || t->resume)
+    /* the paper's settings, quick: 30 steps, 8 vectors, batch 2, rows cut to the context less the prompt */
+    if (t->steps != 30 || t->tokens != 8 || t->batch != 2 || t->eval_every != 6 || t->max_len != s->ctx - 8 ||
+        t->resume)
         snprintf(s->why, sizeof s->why, "%s: sizes %d/%d/%d/%d/%d resume %d", t->name, t->steps, t->tokens, t->batch,
                  t->eval_every, t->max_len, t->resume), s->bad++;
-    else if (deep ? t->layer != s->L - 1 : (t->layer != 0 || strcmp(t->method, "soft")))
-        snprintf(s->why, sizeof s->why, "%s: method %s layer %d", t->name, t->method, t->layer), s->bad++;
+    /* deep: block 0 and the last three (every block when L <= 4), the figures reading the last */
+    else if (deep ? t->layer != s->L - 1 || t->n_layers != (s->L <= 4 ? s->L : 4) || t->layers[0] != 0 ||
+                        t->layers[t->n_layers - 1] != s->L - 1
+                  : (t->layer != 0 || t->n_layers || strcmp(t->method, "soft")))
+        snprintf(s->why, sizeof s->why, "%s: method %s layer %d (%d layers)", t->name, t->method, t->layer,
+                 t->n_layers), s->bad++;
     else if (lo < lt || strcmp(t->out + lo - lt, want_tail) || access(t->data, R_OK) || access(t->val, R_OK))
         snprintf(s->why, sizeof s->why, "%s: out %s data %s val %s", t->name, t->out, t->data, t->val), s->bad++;
     return pt_set_error("stub: no training here (%s)", t->name);
@@ -51,7 +57,7 @@ TEST(figures_without_runs) {
     CHECK(m && tok, "fixture: %s", pt_last_error());
     static pt_exp e; /* large: keep it off the stack */
     CHECK(!pt_exp_init(&e, m, tok, mp, out, 1, 0), "init: %s", pt_last_error());
-    stub s = {.L = e.L};
+    stub s = {.L = e.L, .ctx = m->cfg.max_seq};
     e.tune = stub_tune, e.tune_user = &s;
     CHECK(!pt_exp_data(&e, NULL, NULL, NULL), "data: %s", pt_last_error());
     CHECK(!pt_exp_fig1(&e) && !pt_exp_fig2_3(&e) && !pt_exp_fig4(&e) && !pt_exp_fig5(&e), "figs 1-5: %s",

@@ -89,10 +89,17 @@ TEST(reproduce_quick) {
         CHECK(isfinite(f) && f < s0, "run %zu: val loss %g -> %g did not fall", i, s0, f);
         CHECK(json_is_integer(json_object_get(r, "posterior_effective_rank")), "run %zu: no effective rank", i);
     }
-    /* a higher lr moves the isotropic prompts farther from their prior */
+    /* a higher lr moves the isotropic prompts farther from their prior (the paper's rates: 5e-3, then 5e-4) */
     double d1 = num(json_array_get(runs, 0), "mean_drift_l2", NULL), d2 = num(json_array_get(runs, 1), "mean_drift_l2", NULL);
-    printf("  isotropic drift: lr 5e-3 %.3f, lr 5e-2 %.3f\n", d1, d2);
-    CHECK(d2 > d1, "drift at the higher lr not larger");
+    printf("  isotropic drift: lr 5e-3 %.3f, lr 5e-4 %.3f\n", d1, d2);
+    CHECK(d1 > d2, "drift at the higher lr not larger");
+    /* the settings are recorded, with the deep layers used (aidreams260K: 4 blocks -> every one) */
+    json_t *st = json_object_get(m, "settings"), *dl = json_object_get(st, "deep_layers_used");
+    CHECK(json_is_object(st) && !strcmp(json_string_value(json_object_get(st, "task")), "qa") &&
+              json_integer_value(json_object_get(st, "batch")) == 2 && json_array_size(dl) == 4 &&
+              json_integer_value(json_array_get(dl, 0)) == 0 && json_integer_value(json_array_get(dl, 3)) == 3,
+          "settings not recorded as the paper's");
+    CHECK(json_array_size(json_object_get(m, "runs_over_seeds")) == 10, "no runs_over_seeds");
     json_decref(m);
     snprintf(cmd, sizeof cmd, "bash tests/check_html.sh %s/r/report.html 23", dir);
     rc = system(cmd);

@@ -43,6 +43,34 @@
 #include "ptune/report.h"
 #include "ptune/tokenizer.h"
 
+/* Every setting of the paper's study that reproduce uses, with the paper's
+ * values as defaults (pt_exp_settings_default; docs/paper.md, and the same
+ * values in settings/paper.json, which a user copies, edits and passes with
+ * `ptune reproduce --settings FILE`). */
+typedef struct {
+    char task[16];         /* tuning data of figures 6-11: "qa" (SQuAD) or "arithmetic" (MATH) */
+    double lr_token[2];    /* figs 6-8: soft prompts from the vocabulary-level priors (5e-3, 5e-4) */
+    double lr_activation;  /* runs whose prior is fitted on activations, Xavier, and deep prompts (1e-3) */
+    int batch;             /* rows per step (2) */
+    int steps, tokens;     /* per run (110 steps, 20 vectors; --quick: 30, 8) */
+    int train_rows, val_rows; /* the tuning task's split (1000 / 1000; fewer when the data has fewer) */
+    int max_len;           /* tokens per tuning row (256) */
+    int acts_max_len;      /* tokens per row whose activations are captured (256: no SQuAD truncation) */
+    char pool[16];         /* per-sample pooling of figures 5, 13 and activation priors: mean | mean_pad | pad256 */
+    char deep_layers[96];  /* "paper" (0 and the last three blocks; every block when L <= 4) or "0,13,14,15" */
+    char interp[2][16];    /* figure 12's interpolation prior: new domain, pretraining domain ("arithmetic", "text") */
+    int n_seeds;           /* the runs repeat per seed; figures use the first, numbers give the spread */
+    uint64_t seeds[8];
+} pt_exp_settings;
+
+/* The paper's settings (quick: the small sizes for tests). */
+void pt_exp_settings_default(pt_exp_settings *s, int quick);
+/* Overrides from a JSON object file (keys as the fields; "_comment" keys are
+ * ignored; an unknown key or a wrong type is an error naming the file). */
+int pt_exp_settings_load(pt_exp_settings *s, const char *path);
+/* The deep runs' layers for a model of L layers; returns the count. */
+int pt_exp_deep_layers(const pt_exp_settings *s, int L, int *out, int max);
+
 /* One figure file made (or not) so far. */
 typedef struct {
     char file[64];     /* name inside out/, e.g. "fig01_vocab_tsne_trajectories.png" */
@@ -56,7 +84,9 @@ typedef struct {
 typedef struct {
     const char *name;    /* run name, the last component of out */
     const char *method;  /* "soft" or "deep" */
-    int layer;           /* deep: the block the vectors precede (--layers); soft: 0 */
+    int layer;           /* deep: the block the figures read (the last of layers); soft: 0 */
+    const int *layers;   /* deep: every prompted block (--layers), n_layers of them */
+    int n_layers;
     const char *prior;   /* prior spec (prior.h) */
     double lr;
     int tokens, steps, batch, eval_every, max_len;
@@ -74,14 +104,16 @@ typedef struct {
     char name[64], dir[1200], prior[2400];
     const char *method;  /* "soft" or "deep" (static strings) */
     double lr;
-    int layer;           /* deep: the block; soft: 0 */
+    int layer;           /* deep: the block the figures read (the last prompted one); soft: 0 */
+    int plan;            /* which of the plan's runs (the same for each seed) */
+    uint64_t seed;
     int ok;              /* finished and read back */
     pt_run_info info;
     float *P0, *P;       /* [tokens, d] prior and posterior vectors (ok only) */
 } pt_exp_run;
 
 #define PT_EXP_MAX_FIGS 40
-#define PT_EXP_MAX_RUNS 12
+#define PT_EXP_MAX_RUNS 80
 
 struct json_t; /* jansson */
 
@@ -93,7 +125,8 @@ typedef struct {
     const char *out;          /* output directory (borrowed) */
     int quick;                /* smaller samples and runs */
     uint64_t seed;
-    int steps, tokens;        /* per tuning run: 30 / 8 quick, 200 / 20 full */
+    pt_exp_settings set;      /* the study's settings (pt_exp_settings_default; change before pt_exp_data) */
+    int steps, tokens;        /* per tuning run: set.steps / set.tokens */
     int64_t max_rows;         /* token activations per cloud: 1500 quick, 4000 full */
     double t0;                /* pt_now() at the start (total_seconds); pt_exp_init sets now */
     /* ---- set by the caller */
@@ -111,8 +144,9 @@ typedef struct {
     struct json_t *metrics;   /* metrics.json as gathered so far (owned) */
     pt_exp_fig figs[PT_EXP_MAX_FIGS];
     int nfig;
-    pt_exp_run runs[PT_EXP_MAX_RUNS];
-    int nrun;
+    pt_exp_run runs[PT_EXP_MAX_RUNS]; /* the plan's runs for the first seed, then for each further seed */
+    int nrun, nplan;
+    int deep_layers[64], n_deep;
 } pt_exp;
 
 /* Sizes from quick, the fp32 embedding table, the vocabulary fit (a failed
@@ -132,10 +166,11 @@ int pt_exp_fig2_3(pt_exp *e);  /* text and QA-answer paths on last-layer activat
 int pt_exp_fig4(pt_exp *e);    /* density per layer (every 2nd), effective rank */
 int pt_exp_fig5(pt_exp *e);    /* per-sample task means (t-SNE), silhouette, k-means purity */
 
-/* The ten tuning runs of figures 6-12 (soft at two lrs from the isotropic,
- * fitted and exclusion priors; soft from fitted-on-QA and Xavier; deep before
- * the last block from fitted, Xavier and interpolation priors) into
- * e->runs, and an empty "runs" list in the metrics. */
+/* The ten tuning runs of figures 6-12 per seed of e->set (soft at the two
+ * token-level lrs from the isotropic and vocabulary-fitted priors, exclusion;
+ * soft from fitted-on-QA activations and Xavier; deep prompts at the
+ * settings' layers from fitted, Xavier and interpolation priors) into
+ * e->runs, the first seed's first, and an empty "runs" list in the metrics. */
 int pt_exp_plan_runs(pt_exp *e);
 /* Makes run i (through e->tune unless already finished), reads it back and
  * appends its numbers to the metrics ("runs"); PT_ERR when it failed (the

@@ -142,12 +142,16 @@ int pt_forward(const pt_model *m, pt_workspace *ws, const pt_batch *in, pt_forwa
  *   PT_POOL_MEAN     the mean over the row's real positions;
  *   PT_POOL_MEAN_PAD the mean over all positions of the row padded (with pad)
  *                    to the longest row of the whole set, so the vector does
- *                    not depend on the batching.
+ *                    not depend on the batching;
+ *   PT_POOL_PAD256   the paper notebooks' pooling: every row padded to 256
+ *                    positions and the mean taken over all 256, pads included
+ *                    (rows must be at most 256 tokens; the model's context at
+ *                    least 256).
  * After each batch fn gets v[l] [k, d] for each of the nl layers (k pooled
  * vectors), the token of each vector (the position's id; for a mean, the
  * row's last real token) and its row index. fn returns 0 to go on, 1 to stop
  * early (not an error) or PT_ERR. Returns 0 or PT_ERR. */
-typedef enum { PT_POOL_TOKEN = 0, PT_POOL_MEAN = 1, PT_POOL_MEAN_PAD = 2 } pt_pool;
+typedef enum { PT_POOL_TOKEN = 0, PT_POOL_MEAN = 1, PT_POOL_MEAN_PAD = 2, PT_POOL_PAD256 = 3 } pt_pool;
 struct pt_rows;
 typedef int (*pt_capture_fn)(void *user, const float *const *v, int k, const int32_t *tok, const int32_t *row);
 int pt_capture_rows(const pt_model *m, const struct pt_rows *rows, int32_t pad, const int *layers, int nl,

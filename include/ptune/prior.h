@@ -87,7 +87,7 @@ typedef struct {
     double jitter;
     char source[16]; /* "vocab", "acts", "matrix" */
     int layer;       /* hidden_states index for acts, else -1 */
-    char pool[16];   /* "token", "mean", "mean_pad", or "" */
+    char pool[16];   /* "token", "mean", "mean_pad", "pad256", or "" */
     char model[256]; /* model path (informational) */
     char model_sha[65];
 } pt_gauss_fit;
@@ -117,7 +117,7 @@ int pt_gauss_fit_matrix(const float *X, int64_t n, int d, pt_gauss_fit *out);
  * non-special ids (k <= 0 or k >= their count: all of them). tok may be NULL. */
 int pt_gauss_fit_vocab(const pt_model *m, const pt_tokenizer *tok, int64_t k, uint64_t seed, pt_gauss_fit *out);
 
-int pt_pool_parse(const char *s, pt_pool *out); /* "token", "mean", "mean_pad" */
+int pt_pool_parse(const char *s, pt_pool *out); /* "token", "mean", "mean_pad", "pad256" */
 const char *pt_pool_name(pt_pool p);
 
 /* Inputs of layer `layer` (hidden_states index 0..L) over a data file (any

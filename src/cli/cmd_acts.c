@@ -10,7 +10,7 @@
 int cmd_acts(int argc, char **argv);
 
 static void usage(void) {
-    printf("usage: ptune acts --model M [--tokenizer T] --data FILE --layers 0,4,8 [--pool token|mean|mean_pad]\n"
+    printf("usage: ptune acts --model M [--tokenizer T] --data FILE --layers 0,4,8 [--pool token|mean|mean_pad|pad256]\n"
            "                  [--max-n N] [--batch B] [--max-len T] --out FILE.safetensors\n"
            "Layers are Hugging Face hidden_states indices: 0 = embeddings, L = after the final norm.\n"
            "Writes acts [n, d] (first layer), acts.layer_L per layer, token_ids, sample_index.\n");

@@ -1,7 +1,7 @@
 /* cmd_prior.c: `ptune prior fit|sample`: fitted statistics and prior samples.
  *
  *   ptune prior fit --model M [--tokenizer T] --source vocab|acts [--layer L --data FILE
- *                   --pool mean|token|mean_pad] [--n K] [--seed S] [--max-len N] --out FILE
+ *                   --pool mean|token|mean_pad|pad256] [--n K] [--seed S] [--max-len N] --out FILE
  *   ptune prior sample --model M [--tokenizer T] --prior SPEC -n N --seed S [--layer L] --out FILE */
 #include "cli/cli.h"
 #include "ptune/core.h"
@@ -17,13 +17,14 @@ int cmd_prior(int argc, char **argv);
 static void prior_help(void) {
     printf(
         "usage: ptune prior fit --model M [--tokenizer T] --source vocab|acts [--layer L --data FILE\n"
-        "                       --pool mean|token|mean_pad] [--n K] [--seed S] [--max-len N] --out FILE\n"
+        "                       --pool mean|token|mean_pad|pad256] [--n K] [--seed S] [--max-len N] --out FILE\n"
         "       ptune prior sample --model M [--tokenizer T] --prior SPEC -n N --seed S [--layer L] --out FILE\n"
         "  fit     mean and full covariance (double precision) of the token-embedding rows (--source vocab;\n"
         "          --n K: a seeded random subset of K non-special rows, default all) or of the inputs of\n"
         "          layer L (Hugging Face hidden_states index, 0 = embeddings) on a data set (--source acts):\n"
         "          --pool token (every real token), mean (per-sample mean over real tokens, default) or\n"
-        "          mean_pad (per-sample mean including right pads up to the longest row, as the paper's code).\n"
+        "          mean_pad (per-sample mean including right pads up to the longest row), pad256 (every row padded\n"
+        "          to 256 positions, the mean over all of them, pads included: the paper's notebooks).\n"
         "          Writes safetensors mean [d], cov [d,d], chol [d,d] (F64) + metadata; a singular\n"
         "          covariance gets jitter automatically (reported). Reuse with fitted:fit=FILE.\n"
         "  sample  N vectors of size d (the model's dim) from a prior; writes samples [N, d] (F32) and\n"

@@ -18,14 +18,17 @@
 int cmd_reproduce(int argc, char **argv);
 
 static const char *usage_text =
-    "usage: ptune reproduce --model PATH [--tokenizer T] --out DIR [--quick]\n"
+    "usage: ptune reproduce --model PATH [--tokenizer T] --out DIR [--quick] [--settings FILE]\n"
     "                       [--squad FILE] [--math FILE] [--c4 FILE] [--seed S]\n"
     "Writes DIR/fig01_*.png .. fig13_*.png (the paper's figures for this model),\n"
     "DIR/metrics.json and DIR/report.html. Data: --squad (SQuAD JSON) for QA,\n"
     "--math (JSONL with input/target) for arithmetic, --c4 (text or {\"text\"} JSONL)\n"
     "for general text; otherwise `ptune data gen` stand-ins in DIR/data/.\n"
     "Prompt tunings (soft, deep) run into DIR/runs/ and are reused when finished.\n"
-    "--quick: fewer samples and steps (minutes on a tiny model).\n";
+    "--quick: fewer samples and steps (minutes on a tiny model).\n"
+    "--settings FILE: the study's settings (JSON; the paper's are the defaults and settings/paper.json,\n"
+    "which documents each key: tuning task, learning rates, batch, steps, deep layers, pooling,\n"
+    "interpolation domains, seeds). docs/paper.md.\n";
 
 /* ---- tuning runs, in this process (run.h) -------------------------------------------*/
 typedef struct {
@@ -41,7 +44,11 @@ static int tune_run(void *user, const pt_exp_tune *t) {
     pt_tune_job_init(&j);
     j.model_path = tc->model_path, j.tok_path = tc->tok_path;
     if (pt_method_parse(t->method, &j.method)) return PT_ERR;
-    if (j.method == PT_METHOD_DEEP) j.layers[0] = t->layer, j.n_layers = 1;
+    if (j.method == PT_METHOD_DEEP) {
+        for (int i = 0; i < t->n_layers && i < PT_MAX_DEEP; i++) j.layers[i] = t->layers[i];
+        j.n_layers = t->n_layers;
+        if (!j.n_layers) j.layers[0] = t->layer, j.n_layers = 1;
+    }
     j.tokens = t->tokens, j.prior = t->prior, j.lr = t->lr, j.data = t->data, j.val = t->val;
     j.steps = t->steps, j.batch = t->batch, j.eval_every = t->eval_every, j.seed = t->seed;
     j.max_len = t->max_len, j.out = t->out, j.resume = t->resume;
@@ -67,6 +74,7 @@ int cmd_reproduce(int argc, char **argv) {
     const char *out = args_str(&a, "--out");
     const char *squad = args_str(&a, "--squad"), *math = args_str(&a, "--math"), *c4 = args_str(&a, "--c4");
     int quick = args_flag(&a, "--quick");
+    const char *settings = args_str(&a, "--settings");
     long seed;
     if (args_int(&a, "--seed", 0, &seed) || args_finish(&a)) {
         args_free(&a);
@@ -78,6 +86,9 @@ int cmd_reproduce(int argc, char **argv) {
         return 2;
     }
     double t0 = pt_now();
+    pt_exp_settings st; /* read first: a bad file fails before anything loads */
+    pt_exp_settings_default(&st, quick);
+    if (settings && pt_exp_settings_load(&st, settings)) return cli_fail("reproduce");
     pt_model *m = cli_model_load(ca.model_path, ca.compute, 0);
     if (!m) return cli_fail("reproduce");
     const char *tp = ca.tok_path ? ca.tok_path : m->tokenizer_path;
@@ -93,6 +104,7 @@ int cmd_reproduce(int argc, char **argv) {
         goto done;
     }
     e.t0 = t0;
+    e.set = st;
     tune_ctx tc = {.model_path = ca.model_path, .tok_path = tp, .m = m, .tok = tok};
     e.tune = tune_run, e.tune_user = &tc;
     if (pt_exp_data(&e, squad, math, c4)) goto fail;

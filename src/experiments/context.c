@@ -17,8 +17,9 @@ int pt_exp_init(pt_exp *e, const pt_model *m, const pt_tokenizer *tok, const cha
     e->quick = quick, e->seed = seed;
     e->t0 = pt_now();
     e->d = m->cfg.dim, e->L = m->cfg.n_layers, e->V = m->cfg.vocab_size;
-    e->steps = quick ? 30 : 200;
-    e->tokens = quick ? 8 : 20;
+    pt_exp_settings_default(&e->set, quick);
+    e->steps = e->set.steps;
+    e->tokens = e->set.tokens;
     e->max_rows = quick ? 1500 : 4000;
     e->metrics = json_object();
     e->E = malloc((size_t)e->V * e->d * sizeof(float));
@@ -105,7 +106,9 @@ int pt_exp_data(pt_exp *e, const char *squad, const char *math, const char *c4) 
     if (gen(e, "cloze", nd, e->seed + 4, e->cloze, sizeof e->cloze, "cloze.jsonl")) return PT_ERR;
     snprintf(e->train, sizeof e->train, "%s/data/tune.train.jsonl", e->out);
     snprintf(e->val, sizeof e->val, "%s/data/tune.val.jsonl", e->out);
-    if (split_task(e, e->arith, e->quick ? 64 : 320, e->quick ? 16 : 60)) return PT_ERR;
+    e->steps = e->set.steps, e->tokens = e->set.tokens; /* the settings may have changed since init */
+    const char *task = !strcmp(e->set.task, "qa") ? e->qa : e->arith;
+    if (split_task(e, task, e->set.train_rows, e->set.val_rows)) return PT_ERR;
     pt_dataset_free(&e->texts), pt_dataset_free(&e->qas);
     if (pt_data_load(e->text, NULL, &e->texts) || pt_data_load(e->qa, NULL, &e->qas)) return PT_ERR;
     return 0;
@@ -170,7 +173,71 @@ static int write_report(pt_exp *e, double total) {
     return rc;
 }
 
+/* The settings as metrics.json records them. */
+static json_t *settings_json(const pt_exp *e) {
+    const pt_exp_settings *s = &e->set;
+    json_t *o = json_object(), *seeds = json_array(), *dl = json_array();
+    for (int i = 0; i < s->n_seeds; i++) json_array_append_new(seeds, json_integer((json_int_t)s->seeds[i]));
+    for (int i = 0; i < e->n_deep; i++) json_array_append_new(dl, json_integer(e->deep_layers[i]));
+    json_object_set_new(o, "task", json_string(s->task));
+    json_object_set_new(o, "lr_token", json_pack("[f, f]", s->lr_token[0], s->lr_token[1]));
+    json_object_set_new(o, "lr_activation", json_real(s->lr_activation));
+    json_object_set_new(o, "batch", json_integer(s->batch));
+    json_object_set_new(o, "steps", json_integer(s->steps));
+    json_object_set_new(o, "tokens", json_integer(s->tokens));
+    json_object_set_new(o, "train_rows", json_integer(s->train_rows));
+    json_object_set_new(o, "val_rows", json_integer(s->val_rows));
+    json_object_set_new(o, "max_len", json_integer(s->max_len));
+    json_object_set_new(o, "acts_max_len", json_integer(s->acts_max_len));
+    json_object_set_new(o, "pool", json_string(s->pool));
+    json_object_set_new(o, "deep_layers", json_string(s->deep_layers));
+    json_object_set_new(o, "deep_layers_used", dl);
+    json_object_set_new(o, "interpolation", json_pack("[s, s]", s->interp[0], s->interp[1]));
+    json_object_set_new(o, "seeds", seeds);
+    return o;
+}
+
+/* Per planned run, every number of its "runs" entries over the seeds: mean,
+ * sample standard deviation (null for one seed) and the count. */
+static json_t *spread_json(const pt_exp *e) {
+    json_t *runs = json_object_get(e->metrics, "runs"), *out = json_array();
+    for (int p = 0; p < e->nplan; p++) {
+        json_t *g = json_object(), *first = NULL;
+        size_t i;
+        json_t *r;
+        int n = 0;
+        json_array_foreach(runs, i, r) if (json_integer_value(json_object_get(r, "plan")) == p &&
+                                           json_is_true(json_object_get(r, "ok"))) {
+            if (!first) first = r;
+            n++;
+        }
+        json_object_set_new(g, "plan", json_integer(p));
+        json_object_set_new(g, "name", json_string(p < e->nrun ? e->runs[p].name : "?"));
+        json_object_set_new(g, "seeds", json_integer(n));
+        const char *key;
+        json_t *v;
+        if (first) json_object_foreach(first, key, v) {
+                if (!json_is_number(v) || !strcmp(key, "plan") || !strcmp(key, "seed") || !strcmp(key, "lr")) continue;
+                double s1 = 0, s2 = 0;
+                int k = 0;
+                json_array_foreach(runs, i, r) if (json_integer_value(json_object_get(r, "plan")) == p &&
+                                                   json_is_true(json_object_get(r, "ok"))) {
+                    json_t *x = json_object_get(r, key);
+                    if (json_is_number(x)) s1 += json_number_value(x), s2 += json_number_value(x) * json_number_value(x), k++;
+                }
+                double mean = k ? s1 / k : (double)NAN, var = k > 1 ? (s2 - k * mean * mean) / (k - 1) : (double)NAN;
+                json_object_set_new(g, key, json_pack("{s:o, s:o, s:i}", "mean", pt_exp_jnum(mean), "std",
+                                                      pt_exp_jnum(var > 0 ? sqrt(var) : k > 1 ? 0.0 : (double)NAN),
+                                                      "n", k));
+            }
+        json_array_append_new(out, g);
+    }
+    return out;
+}
+
 int pt_exp_write(pt_exp *e) {
+    json_object_set_new(e->metrics, "settings", settings_json(e));
+    if (e->nplan) json_object_set_new(e->metrics, "runs_over_seeds", spread_json(e));
     json_t *jf = json_object();
     for (int i = 0; i < e->nfig; i++)
         json_object_set_new(jf, e->figs[i].file,

@@ -55,4 +55,18 @@ double pt_exp_mahal_mean(const pt_exp *e, const float *X, int64_t n);
 /* A number for metrics.json: null when not finite. */
 json_t *pt_exp_jnum(double v);
 
+/* The settings' per-sample pooling (mean when it does not parse). */
+static inline pt_pool pt_exp_pool(const pt_exp *e) {
+    pt_pool p = PT_POOL_MEAN;
+    if (pt_pool_parse(e->set.pool, &p)) p = PT_POOL_MEAN;
+    return p;
+}
+
+/* A length setting cut to what the model's context holds after `reserve`
+ * positions (the prompt's). */
+static inline int pt_exp_fit_len(const pt_exp *e, int want, int reserve) {
+    int room = e->m->cfg.max_seq - reserve;
+    return want < room ? want : room;
+}
+
 #endif

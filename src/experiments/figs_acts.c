@@ -299,7 +299,7 @@ int pt_exp_fig5(pt_exp *e) {
     int64_t n[4] = {0}, tot = 0;
     int rc = 0;
     for (int i = 0; i < 4; i++) {
-        M[i] = pt_exp_acts(e, paths[i], e->L, PT_POOL_MEAN, e->quick ? 80 : 300, &n[i]);
+        M[i] = pt_exp_acts(e, paths[i], e->L, pt_exp_pool(e), e->quick ? 80 : 300, &n[i]);
         if (!M[i]) {
             rc = pt_exp_fig_na(f, pt_last_error());
             for (int k = 0; k < i; k++) free(M[k]);
@@ -374,12 +374,13 @@ int pt_exp_fig13(pt_exp *e) {
     pt_exp_fig *f = pt_exp_fig_new(e, "fig13_vae_prior_samples.png", "");
     int layer = e->L > 1 ? e->L - 1 : 0, rc; /* the deep runs' block: the last */
     char spec[1400];
-    snprintf(spec, sizeof spec, "vae:data=%s,layer=%d,pool=mean,epochs=%d", e->qa, layer, e->quick ? 15 : 30);
+    snprintf(spec, sizeof spec, "vae:data=%s,layer=%d,pool=%s,max_len=%d,epochs=%d", e->qa, layer, e->set.pool,
+             pt_exp_fit_len(e, e->set.acts_max_len, 0), e->quick ? 15 : 30);
     int n = e->quick ? 100 : 300;
     float *S = malloc((size_t)n * e->d * sizeof(float));
     pt_prior_ctx pc = {.model = e->m, .tok = e->tok, .layer = layer};
     int64_t nq = 0, nt = 0;
-    float *Q = pt_exp_acts(e, e->qa, layer, PT_POOL_MEAN, 0, &nq), *T = pt_exp_acts(e, e->text, layer, PT_POOL_MEAN, 0, &nt);
+    float *Q = pt_exp_acts(e, e->qa, layer, pt_exp_pool(e), 0, &nq), *T = pt_exp_acts(e, e->text, layer, pt_exp_pool(e), 0, &nt);
     if (!S || !Q || !T || pt_prior_sample_str(spec, &pc, n, e->d, e->seed, S)) {
         rc = pt_exp_fig_na(f, S ? pt_last_error() : "out of memory");
         free(S), free(Q), free(T);

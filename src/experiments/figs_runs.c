@@ -11,45 +11,73 @@
 #include <string.h>
 
 /* ---- the runs ----------------------------------------------------------------------*/
-/* Figs 6-8: soft, two lrs; 10: soft, fitted on QA acts / Xavier; 11-12: deep
- * before the last block. The %s / %d in priors are filled by pt_exp_plan_runs. */
+/* Figs 6-8: soft, the two token-level lrs; 10: soft, fitted on QA acts /
+ * Xavier; 11-12: deep prompts at the settings' layers. The priors' %s are
+ * filled by pt_exp_plan_runs (activation fits default to each prompted layer). */
 enum { R_ISO_LO, R_ISO_HI, R_FIT_LO, R_FIT_HI, R_EXCL, R_FITQA0, R_XAVIER, R_DEEP_FITQA, R_DEEP_XAVIER, R_DEEP_INTERP, R_N };
+enum { LR_TOK0, LR_TOK1, LR_ACT };
 
 static const struct {
     const char *name, *method, *prior;
-    double lr;
-    int deep;
+    int lr, deep;
 } plan[R_N] = {
-    {"isotropic-lr5e-3", "soft", "isotropic", 5e-3, 0},
-    {"isotropic-lr5e-2", "soft", "isotropic", 5e-2, 0},
-    {"fitted_vocab-lr5e-3", "soft", "fitted:source=vocab", 5e-3, 0},
-    {"fitted_vocab-lr5e-2", "soft", "fitted:source=vocab", 5e-2, 0},
-    {"exclusion-lr5e-2", "soft", "exclusion", 5e-2, 0},
-    {"fitted_qa_L0-lr5e-2", "soft", "fitted:source=acts,layer=0,data=%s", 5e-2, 0},
-    {"xavier-lr5e-2", "soft", "xavier", 5e-2, 0},
-    {"deep_fitted_qa-lr5e-2", "deep", "fitted:source=acts,layer=%d,data=%s", 5e-2, 1},
-    {"deep_xavier-lr5e-2", "deep", "xavier", 5e-2, 1},
-    {"deep_interpolation-lr5e-2", "deep", "interpolation:data1=%s,data2=%s,layer=%d", 5e-2, 1},
+    {"isotropic", "soft", "isotropic", LR_TOK0, 0},
+    {"isotropic", "soft", "isotropic", LR_TOK1, 0},
+    {"fitted_vocab", "soft", "fitted:source=vocab", LR_TOK0, 0},
+    {"fitted_vocab", "soft", "fitted:source=vocab", LR_TOK1, 0},
+    {"exclusion", "soft", "exclusion", LR_TOK0, 0},
+    {"fitted_qa_L0", "soft", "fitted:source=acts,layer=0,data=%s,pool=%s,max_len=%d", LR_ACT, 0},
+    {"xavier", "soft", "xavier", LR_ACT, 0},
+    {"deep_fitted_qa", "deep", "fitted:source=acts,data=%s,pool=%s,max_len=%d", LR_ACT, 1},
+    {"deep_xavier", "deep", "xavier", LR_ACT, 1},
+    {"deep_interpolation", "deep", "interpolation:data1=%s,data2=%s,pool=%s,max_len=%d", LR_ACT, 1},
 };
 
-/* The deep runs' block: the last one (the deepest a prompt can precede). */
-static int last_block(const pt_exp *e) { return e->L > 1 ? e->L - 1 : 0; }
+/* "5e-3" for 0.005: the run names' short form of a rate. */
+static void lr_str(double lr, char *out, size_t n) {
+    char b[32];
+    snprintf(b, sizeof b, "%.0e", lr);
+    char *e = strstr(b, "e-0");
+    if (!e) e = strstr(b, "e+0");
+    if (e) memmove(e + 2, e + 3, strlen(e + 3) + 1);
+    snprintf(out, n, "%s", b);
+}
+
+/* A data file of the settings' domain names. */
+static const char *domain(const pt_exp *e, const char *name) {
+    return !strcmp(name, "arithmetic") ? e->arith : !strcmp(name, "qa") ? e->qa : e->text;
+}
 
 int pt_exp_plan_runs(pt_exp *e) {
-    int Lm1 = last_block(e);
     for (int i = 0; i < e->nrun; i++) pt_run_free(&e->runs[i].info), free(e->runs[i].P0), free(e->runs[i].P);
     memset(e->runs, 0, sizeof e->runs);
-    for (int i = 0; i < R_N; i++) {
-        pt_exp_run *t = &e->runs[i];
-        snprintf(t->name, sizeof t->name, "%s", plan[i].name);
+    int nd = pt_exp_deep_layers(&e->set, e->L, e->deep_layers, 64);
+    if (nd < 1) return PT_ERR;
+    e->n_deep = nd;
+    int ns = e->set.n_seeds > 0 ? e->set.n_seeds : 1;
+    if (ns * R_N > PT_EXP_MAX_RUNS) return pt_set_error("experiments: at most %d seeds", PT_EXP_MAX_RUNS / R_N);
+    const char *pool = e->set.pool;
+    for (int k = 0; k < ns * R_N; k++) {
+        int i = k % R_N, si = k / R_N;
+        pt_exp_run *t = &e->runs[k];
+        double lr = plan[i].lr == LR_TOK0 ? e->set.lr_token[0] : plan[i].lr == LR_TOK1 ? e->set.lr_token[1]
+                                                                                       : e->set.lr_activation;
+        char ls[32], ss[40] = "";
+        lr_str(lr, ls, sizeof ls);
+        t->seed = ns > 1 || e->set.seeds[0] ? e->set.seeds[si] : e->seed;
+        if (ns > 1) snprintf(ss, sizeof ss, "-s%llu", (unsigned long long)t->seed);
+        snprintf(t->name, sizeof t->name, "%s-lr%s%s", plan[i].name, ls, ss);
         snprintf(t->dir, sizeof t->dir, "%s/runs/%s", e->out, t->name);
-        t->method = plan[i].method, t->lr = plan[i].lr, t->layer = plan[i].deep ? Lm1 : 0;
-        if (i == R_FITQA0) snprintf(t->prior, sizeof t->prior, plan[i].prior, e->qa);
-        else if (i == R_DEEP_FITQA) snprintf(t->prior, sizeof t->prior, plan[i].prior, Lm1, e->qa);
-        else if (i == R_DEEP_INTERP) snprintf(t->prior, sizeof t->prior, plan[i].prior, e->text, e->qa, Lm1);
+        t->method = plan[i].method, t->lr = lr, t->plan = i;
+        t->layer = plan[i].deep ? e->deep_layers[nd - 1] : 0;
+        if (i == R_FITQA0 || i == R_DEEP_FITQA)
+            snprintf(t->prior, sizeof t->prior, plan[i].prior, e->qa, pool, pt_exp_fit_len(e, e->set.acts_max_len, 0));
+        else if (i == R_DEEP_INTERP)
+            snprintf(t->prior, sizeof t->prior, plan[i].prior, domain(e, e->set.interp[0]), domain(e, e->set.interp[1]),
+                     pool, pt_exp_fit_len(e, e->set.acts_max_len, 0));
         else snprintf(t->prior, sizeof t->prior, "%s", plan[i].prior);
     }
-    e->nrun = R_N;
+    e->nrun = ns * R_N, e->nplan = R_N;
     return json_object_set_new(e->metrics, "runs", json_array()) ? pt_set_error("out of memory") : 0;
 }
 
@@ -75,9 +103,11 @@ static int make_run(pt_exp *e, pt_exp_run *t) {
         char rj[1300];
         snprintf(rj, sizeof rj, "%s/run.json", t->dir);
         if (!e->tune) return pt_set_error("run %s: no tuning function given (pt_exp.tune)", t->name);
-        pt_exp_tune q = {.name = t->name, .method = t->method, .layer = t->layer, .prior = t->prior, .lr = t->lr,
-                         .tokens = e->tokens, .steps = e->steps, .batch = 4,
-                         .eval_every = e->steps / 5 > 0 ? e->steps / 5 : 1, .max_len = 64, .seed = e->seed,
+        int deep = !strcmp(t->method, "deep");
+        pt_exp_tune q = {.name = t->name, .method = t->method, .layer = t->layer, .layers = deep ? e->deep_layers : NULL,
+                         .n_layers = deep ? e->n_deep : 0, .prior = t->prior, .lr = t->lr,
+                         .tokens = e->tokens, .steps = e->steps, .batch = e->set.batch,
+                         .eval_every = e->steps / 5 > 0 ? e->steps / 5 : 1, .max_len = pt_exp_fit_len(e, e->set.max_len, e->tokens), .seed = t->seed,
                          .data = e->train, .val = e->val, .out = t->dir, .resume = pt_file_exists(rj)};
         pt_clear_error();
         if (e->tune(e->tune_user, &q))
@@ -96,6 +126,8 @@ static int make_run(pt_exp *e, pt_exp_run *t) {
 static void run_metrics(const pt_exp *e, const pt_exp_run *t, json_t *arr) {
     json_t *o = json_object();
     json_object_set_new(o, "name", json_string(t->name));
+    json_object_set_new(o, "plan", json_integer(t->plan));
+    json_object_set_new(o, "seed", json_integer((json_int_t)t->seed));
     json_object_set_new(o, "method", json_string(t->method));
     json_object_set_new(o, "prior", json_string(t->prior));
     json_object_set_new(o, "lr", json_real(t->lr));
@@ -181,19 +213,23 @@ static int fig_prompts(pt_exp *e, const char *file, const char *title, const cha
 }
 
 int pt_exp_fig6_8(pt_exp *e) {
-    static const int r6[2] = {R_ISO_LO, R_ISO_HI}, r7[2] = {R_FIT_LO, R_FIT_HI}, r8[3] = {R_ISO_HI, R_FIT_HI, R_EXCL};
+    static const int r6[2] = {R_ISO_LO, R_ISO_HI}, r7[2] = {R_FIT_LO, R_FIT_HI}, r8[3] = {R_ISO_LO, R_FIT_LO, R_EXCL};
+    char a[32], b[32], c6[300], c7[300], t8[120], c8[300];
+    lr_str(e->set.lr_token[0], a, sizeof a), lr_str(e->set.lr_token[1], b, sizeof b);
+    snprintf(c6, sizeof c6,
+             "Fig. 6: soft prompts trained from the isotropic prior (sigma 0.02) at lr %s and %s, priors and "
+             "posteriors, in the PCA of the vocabulary.", a, b);
+    snprintf(c7, sizeof c7,
+             "Fig. 7: soft prompts trained from the Gaussian fitted to the vocabulary at lr %s and %s, in the PCA of "
+             "the vocabulary.", a, b);
+    snprintf(t8, sizeof t8, "Isotropic, fitted and exclusion priors at lr %s (PCA)", a);
+    snprintf(c8, sizeof c8,
+             "Fig. 8: the isotropic, fitted and exclusion runs at lr %s together, in the PCA of the vocabulary.", a);
     int rc = fig_prompts(e, "fig06_isotropic_prompts_vs_vocab.png", "Isotropic prior: soft prompts vs the vocabulary (PCA)",
-                         "Fig. 6: soft prompts trained from the isotropic prior (sigma 0.02) at lr 5e-3 and 5e-2, "
-                         "priors and posteriors, in the PCA of the vocabulary.",
-                         r6, 2);
-    rc |= fig_prompts(e, "fig07_fitted_prompts_vs_vocab.png", "Fitted prior: soft prompts vs the vocabulary (PCA)",
-                      "Fig. 7: soft prompts trained from the Gaussian fitted to the vocabulary at lr 5e-3 and 5e-2, in "
-                      "the PCA of the vocabulary.",
+                         c6, r6, 2);
+    rc |= fig_prompts(e, "fig07_fitted_prompts_vs_vocab.png", "Fitted prior: soft prompts vs the vocabulary (PCA)", c7,
                       r7, 2);
-    rc |= fig_prompts(e, "fig08_priors_high_lr_vs_vocab.png", "Isotropic, fitted and exclusion priors at lr 5e-2 (PCA)",
-                      "Fig. 8: the isotropic, fitted and exclusion runs at lr 5e-2 together, in the PCA of the "
-                      "vocabulary.",
-                      r8, 3);
+    rc |= fig_prompts(e, "fig08_priors_high_lr_vs_vocab.png", t8, c8, r8, 3);
     return rc ? PT_ERR : 0;
 }
 
@@ -289,19 +325,27 @@ static int fig_clouds(pt_exp *e, const char *file, const char *title, int layer,
 
 int pt_exp_fig10_12(pt_exp *e) {
     static const int r10[2] = {R_FITQA0, R_XAVIER}, r11[2] = {R_DEEP_FITQA, R_DEEP_XAVIER}, r12[1] = {R_DEEP_INTERP};
-    int Lm1 = last_block(e);
+    /* the deep runs' last prompted block: the figures read its vectors and its input's cloud */
+    int Lm1 = e->n_deep ? e->deep_layers[e->n_deep - 1] : (e->L > 1 ? e->L - 1 : 0);
+    char dl[200] = "", t12[160];
+    for (int i = 0, k = 0; i < e->n_deep && k < (int)sizeof dl - 8; i++)
+        k += snprintf(dl + k, sizeof dl - (size_t)k, i ? ",%d" : "%d", e->deep_layers[i]);
+    snprintf(t12, sizeof t12, "Interpolation prior (%s <-> %s) and its posterior", e->set.interp[0], e->set.interp[1]);
     int rc = fig_clouds(e, "fig10_layer0_clouds_fitted_xavier.png", "Layer 0: text and QA clouds, fitted and Xavier priors",
                         0, 0, r10, 2,
                         "Fig. 10: soft prompts from a Gaussian fitted to the QA inputs of layer 0 and from Xavier, "
                         "priors and posteriors.");
     char t11[200];
-    snprintf(t11, sizeof t11, "Last block input (hidden_states %d): clouds, fitted and Xavier priors", Lm1);
+    snprintf(t11, sizeof t11, "Deep prompts at %s, block %d input (hidden_states %d): fitted and Xavier priors", dl,
+             Lm1, Lm1);
     rc |= fig_clouds(e, "fig11_last_layer_clouds_fitted_xavier.png", t11, Lm1, 0, r11, 2,
-                     "Fig. 11: deep prompts inserted before the last block (the deepest layer a prompt can be placed "
-                     "at), from a Gaussian fitted to the QA activations there and from Xavier, priors and posteriors.");
-    rc |= fig_clouds(e, "fig12_interpolation_prior_clouds.png", "Interpolation prior (text <-> QA) and its posterior", Lm1,
+                     "Fig. 11: deep prompts (blocks as in the settings' deep_layers) shown at their last block, from "
+                     "Gaussians fitted to the QA activations at each prompted block and from Xavier, priors and "
+                     "posteriors.");
+    rc |= fig_clouds(e, "fig12_interpolation_prior_clouds.png", t12, Lm1,
                      1, r12, 1,
-                     "Fig. 12: a deep prompt before the last block from the interpolation prior between the text and "
-                     "QA activation fits, with its posterior, over text, QA and arithmetic clouds.");
+                     "Fig. 12: deep prompts from the interpolation prior between the new domain's and the pretraining "
+                     "domain's activation fits (settings: interpolation), shown at the last prompted block with the "
+                     "posterior, over text, QA and arithmetic clouds.");
     return rc ? PT_ERR : 0;
 }

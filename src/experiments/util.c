@@ -98,7 +98,7 @@ float *pt_exp_embed2(const pt_exp *e, const float *X, int64_t n, int d, int *use
 /* ---- activations -----------------------------------------------------------------------*/
 float *pt_exp_acts(const pt_exp *e, const char *data, int layer, pt_pool pool, int64_t max, int64_t *n) {
     float *X = NULL; /* pt_acts_matrix: pt_acts_collect -> pt_capture_rows */
-    if (pt_acts_matrix(e->m, e->tok, data, layer, pool, 64, &X, n)) return NULL;
+    if (pt_acts_matrix(e->m, e->tok, data, layer, pool, pt_exp_fit_len(e, e->set.acts_max_len, 0), &X, n)) return NULL;
     if (max > 0 && *n > max) *n = max;
     return X;
 }

@@ -14,6 +14,11 @@ int pt_capture_rows(const pt_model *m, const pt_rows *rows, int32_t pad, const i
         if (layers[i] < 0 || layers[i] > L)
             return pt_set_error("capture: layer %d is outside 0..%d (hidden_states index)", layers[i], L);
     if (rows->n_rows == 0 || T <= 0) return 0;
+    if (pool == PT_POOL_PAD256) {
+        if (T > 256) return pt_set_error("capture: pooling pad256 takes rows of at most 256 tokens (one has %d)", T);
+        if (m->cfg.max_seq < 256) return pt_set_error("capture: pooling pad256 needs a context of 256 (the model has %d)", m->cfg.max_seq);
+        T = 256;
+    }
     int32_t *ids = malloc((size_t)BS * T * sizeof(int32_t)), *lab = malloc((size_t)BS * T * sizeof(int32_t));
     int32_t *lens = malloc((size_t)BS * sizeof(int32_t)), *tok = malloc((size_t)BS * T * sizeof(int32_t));
     int32_t *row = malloc((size_t)BS * T * sizeof(int32_t));
@@ -30,7 +35,7 @@ int pt_capture_rows(const pt_model *m, const pt_rows *rows, int32_t pad, const i
     for (int r0 = 0; r0 < rows->n_rows; r0 += BS) {
         int B = rows->n_rows - r0 < BS ? rows->n_rows - r0 : BS;
         for (int b = 0; b < B; b++) idx[b] = r0 + b;
-        int Tn = pt_batch_T(rows, idx, B), Tb = pool == PT_POOL_MEAN_PAD ? T : Tn;
+        int Tn = pt_batch_T(rows, idx, B), Tb = pool == PT_POOL_MEAN_PAD || pool == PT_POOL_PAD256 ? T : Tn;
         if (pt_batch_rows(rows, idx, B, pad, ids, lab, lens) < 0) goto done;
         if (Tb != Tn) /* pt_batch_rows pads to the batch's longest row; re-lay to Tb */
             for (int b = B - 1; b >= 0; b--) {

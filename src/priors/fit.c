@@ -197,11 +197,14 @@ int pt_pool_parse(const char *s, pt_pool *out) {
     if (!strcmp(s, "token")) *out = PT_POOL_TOKEN;
     else if (!strcmp(s, "mean")) *out = PT_POOL_MEAN;
     else if (!strcmp(s, "mean_pad")) *out = PT_POOL_MEAN_PAD;
-    else return pt_set_error("pooling '%s': use token, mean or mean_pad", s);
+    else if (!strcmp(s, "pad256")) *out = PT_POOL_PAD256;
+    else return pt_set_error("pooling '%s': use token, mean, mean_pad or pad256", s);
     return 0;
 }
 
-const char *pt_pool_name(pt_pool p) { return p == PT_POOL_TOKEN ? "token" : p == PT_POOL_MEAN ? "mean" : "mean_pad"; }
+const char *pt_pool_name(pt_pool p) {
+    return p == PT_POOL_TOKEN ? "token" : p == PT_POOL_MEAN ? "mean" : p == PT_POOL_MEAN_PAD ? "mean_pad" : "pad256";
+}
 
 /* pt_capture_rows's batches handed to the caller's fn. */
 typedef struct {

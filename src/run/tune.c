@@ -166,6 +166,17 @@ done:
     return rc;
 }
 
+/* pp's starting vectors from the job's prior (deterministic in its seed). */
+static int initial_vectors(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok, pt_prompt_params *pp) {
+    pt_prior_ctx pc = {.model = m, .tok = tok};
+    if (!j->prefix_projection) return run_sample_prior(pp, &pc, j->prior, j->prior_at, j->n_prior_at, j->seed);
+    /* the embedding from the prior, the MLP like torch.nn.Linear */
+    if (pt_prior_sample_str(j->prior, &pc, pp->N, pp->d, j->seed, pp->p)) return pt_wrap_error("--prior: ");
+    pt_params_reparam_init_weights(pp, j->seed);
+    pt_params_materialize(pp);
+    return 0;
+}
+
 int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok, pt_train_result *res) {
     pt_train_result r0;
     if (!res) res = &r0;
@@ -225,29 +236,31 @@ int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok
         json_object_set_new(cfg, "act_cache_mb", json_integer((json_int_t)j->act_cache_mb));
     if (!(run_path = pt_path_join(j->out, "run.json"))) goto done;
     int exists = pt_file_exists(run_path);
+    /* a run killed before its first checkpoint has run.json and the initial
+     * adapter but no optimizer state: it starts over from the same prior */
+    int fresh = 0;
+    if (j->resume && exists) {
+        char *st = pt_path_join(j->out, "optimizer.safetensors");
+        if (!st) goto done;
+        fresh = !pt_file_exists(st);
+        free(st);
+    }
     if (j->resume) {
         if (!exists) {
             pt_set_error("--resume: %s has no run.json (start a new run without --resume)", j->out);
             goto done;
         }
         if (run_json_check(j->out, run) || run_json_set_steps(j->out, j->steps)) goto done;
-    } else {
+    }
+    if (fresh) {
+        if (initial_vectors(j, m, tok, &pp)) goto done;
+    } else if (!j->resume) {
         if (exists) {
             pt_set_error("%s already holds a run (use --resume to continue it, or another --out)", j->out);
             goto done;
         }
         /* the initial vectors first: a prior that fails leaves no directory */
-        pt_prior_ctx pc = {.model = m, .tok = tok};
-        if (j->prefix_projection) {
-            /* the embedding from the prior, the MLP like torch.nn.Linear */
-            if (pt_prior_sample_str(j->prior, &pc, pp.N, pp.d, j->seed, pp.p)) {
-                pt_wrap_error("--prior: ");
-                goto done;
-            }
-            pt_params_reparam_init_weights(&pp, j->seed);
-            pt_params_materialize(&pp);
-        } else if (run_sample_prior(&pp, &pc, j->prior, j->prior_at, j->n_prior_at, j->seed))
-            goto done;
+        if (initial_vectors(j, m, tok, &pp)) goto done;
         if (new_run_dir(j, m, run, &pp)) goto done;
     }
 
@@ -264,7 +277,7 @@ int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok
         .save_every = j->save_every ? j->save_every : (j->eval_every ? j->eval_every : 50),
         .seed = j->seed,
         .pad_id = c->pad_id >= 0 ? c->pad_id : 0,
-        .resume = j->resume,
+        .resume = j->resume && !fresh,
         .on_step = j->on_step,
         .on_step_ctx = j->on_step_ctx,
         .act_cache_mb = j->act_cache_mb,
