@@ -142,6 +142,7 @@ fi
 [ -f tests/cli_priors.sh ] && . tests/cli_priors.sh
 [ -f tests/cli_compute.sh ] && . tests/cli_compute.sh
 [ -f tests/cli_run.sh ] && . tests/cli_run.sh
+[ -f tests/cli_objective.sh ] && . tests/cli_objective.sh
 [ -f tests/cli_help.sh ] && . tests/cli_help.sh
 [ -f tests/cli_readme.sh ] && . tests/cli_readme.sh
 [ -f tests/cli_paper.sh ] && . tests/cli_paper.sh

@@ -123,6 +123,12 @@ typedef struct pt_rows {
     int n_rows;
     int max_len;     /* the longest row */
     int n_truncated; /* rows whose input was cut from the left */
+    /* The notebook objective (docs/objective.md; NULL / 0 for the target
+     * objective, whose labels follow n_prompt): */
+    int32_t *labels; /* per position of ids: the token the logits there must predict, -1 none */
+    int n_virtual;   /* each row starts with this many ids -1 (PT_TOK_EMBED, forward.h): the
+                        soft prompt's positions, so labels can sit on them */
+    int n_filled;    /* rows too short for the label span, extended with EOS tokens */
 } pt_rows;
 
 enum { PT_ENC_EOS = 1 }; /* flags of pt_data_encode: append EOS after the target */
@@ -132,11 +138,35 @@ void pt_rows_free(pt_rows *r);
 static inline int pt_rows_len(const pt_rows *r, int row) { return (int)(r->off[row + 1] - r->off[row]); }
 /* Target tokens of a row: ids + off[row] + n_prompt[row], count len - n_prompt. */
 
+/* ---- objectives (docs/objective.md) ---------------------------------------------
+ * target: the loss on the target tokens after the input (pt_data_encode).
+ * notebook: the paper notebooks' alignment, for comparison: the answer is
+ *   tokenized alone (with BOS), truncated and padded with EOS to ans_len (128)
+ *   ids a[0..ans_len), and the logits at sequence position p (counted from the
+ *   first virtual position for soft prompts, from the first token otherwise)
+ *   predict a[p+1] for p < ans_len - 1, every one counted (EOS pads too). */
+typedef enum { PT_OBJECTIVE_TARGET = 0, PT_OBJECTIVE_NOTEBOOK = 1 } pt_objective;
+enum { PT_NOTEBOOK_ANSWER_LEN = 128 };
+int pt_objective_parse(const char *s, pt_objective *out);
+const char *pt_objective_name(pt_objective o);
+/* Notebook rows from token ids: in[i] (n_in[i] ids, the input as the tokenizer
+ * encodes it with its special tokens) and ans[i] (the answer, likewise) for
+ * examples i < n. Row i: n_virtual ids -1, then the first
+ * max(0, ans_len - 1 - n_virtual) input ids (nothing later carries a label or
+ * can change one), extended with eos when the input is shorter (n_filled);
+ * labels as above. */
+int pt_rows_notebook(const int32_t *const *in, const int *n_in, const int32_t *const *ans, const int *n_ans, int n,
+                     int ans_len, int n_virtual, int32_t eos, pt_rows *out);
+/* Tokenizes ds (targets = answers) and calls pt_rows_notebook with
+ * PT_NOTEBOOK_ANSWER_LEN. n_virtual: the prompt length for soft prompts, 0
+ * for deep and prefix (their virtual positions are not in the output). */
+int pt_data_encode_notebook(const pt_tokenizer *tok, const pt_dataset *ds, int n_virtual, pt_rows *out);
+
 /* T for the rows idx[0..B): the longest of them. */
 int pt_batch_T(const pt_rows *r, const int *idx, int B);
 /* Fills ids[B*T], labels[B*T], lens[B] with T = pt_batch_T(r, idx, B) (see the
- * convention above). Returns the number of labelled positions (>= 0) or PT_ERR
- * for an out-of-range row index. */
+ * convention above; rows with r->labels take theirs). Returns the number of
+ * labelled positions (>= 0) or PT_ERR for an out-of-range row index. */
 int pt_batch_rows(const pt_rows *r, const int *idx, int B, int32_t pad_id, int32_t *ids, int32_t *labels,
                   int32_t *lens);
 /* Order of n items for `epoch`: a permutation that depends only on (seed, epoch). */

@@ -40,6 +40,7 @@ typedef struct {
     int resume;               /* continue the run in out (same settings; steps may grow) */
     pt_step_fn on_step;
     void *on_step_ctx;
+    pt_objective objective;   /* the loss (docs/objective.md); run.json records it unless target */
 } pt_tune_job;
 
 void pt_tune_job_init(pt_tune_job *j);

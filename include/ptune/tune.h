@@ -171,7 +171,18 @@ typedef struct {
  * be NULL (plain model). tok is needed for F1 (NULL: f1 = -1). */
 int pt_eval(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, const pt_rows *rows,
             pt_prompt_params *pp, int batch, pt_eval_result *res);
-/* Validation loss only: sum of target-token losses / count over all rows. */
+/* Rows whose first n_virtual ids are -1 (notebook rows of a soft prompt,
+ * pt_rows.n_virtual; docs/objective.md) take the prompt as input vectors so
+ * the loss can sit on its positions: the batch gets prompt = NULL and embeds
+ * = emb [B*T, d], filled by pt_virtual_embeds with P [N, d] at positions
+ * 0..N-1 of each row (the soft prompt's placement, backward.h). With
+ * pt_prompt_grad.embeds = gemb [B*T, d], pt_virtual_grad adds the sum over
+ * the rows of gemb at those positions into gP [N, d]. The trainer and
+ * pt_eval_loss do this by themselves. */
+void pt_virtual_embeds(int B, int T, int N, int d, const float *P, float *emb);
+void pt_virtual_grad(int B, int T, int N, int d, const float *gemb, float *gP);
+/* Validation loss only: sum of labelled-position losses / count over all rows
+ * (either objective; prompt->soft for rows with n_virtual). */
 int pt_eval_loss(const pt_model *m, pt_workspace *ws, const pt_rows *rows, const pt_prompt *prompt, int batch,
                  int32_t pad_id, double *loss, int64_t *n_tokens);
 

@@ -27,6 +27,9 @@ const char *const tune_args_help =
     "  --eval-every K    validation loss every K steps (default 50) and at the end\n"
     "  --save-every K    checkpoint every K steps (default: --eval-every) and at the end\n"
     "  --eos             append EOS to every target\n"
+    "  --objective O     target (default): the loss on the target tokens after the input;\n"
+    "                    notebook: the paper notebooks' alignment, answer ids (EOS-padded\n"
+    "                    to 128) as labels from the first position (docs/objective.md)\n"
     "  --prefix-projection H  prefix only: train an embedding [N, d] and an MLP\n"
     "                    (Linear d->H, tanh, Linear H->2*L*kv_dim) that produces the\n"
     "                    prefixes (P-Tuning v2 reparameterization); --prior sets the\n"
@@ -58,7 +61,7 @@ static int parse_layers(const char *s, int *out, int max, int *n) {
 int tune_args(pt_args *a, pt_tune_job *j, int sweep) {
     const char *C = a->cmd;
     const char *method_s = args_str(a, "--method"), *layers_s = args_str(a, "--layers");
-    const char *sched_s = args_str(a, "--schedule");
+    const char *sched_s = args_str(a, "--schedule"), *objective_s = args_str(a, "--objective");
     j->data = args_str(a, "--data"), j->val = args_str(a, "--val"), j->tmpl = args_str(a, "--template");
     j->n_prior_at = args_all(a, "--prior-at", j->prior_at, 64);
     if (j->n_prior_at > 64) return cli_failf(C, "--prior-at: at most 64");
@@ -85,6 +88,7 @@ int tune_args(pt_args *a, pt_tune_job *j, int sweep) {
     }
     if (pt_method_parse(method_s, &j->method)) return cli_fail(C);
     if (sched_s && pt_schedule_parse(sched_s, &j->schedule)) return cli_fail(C);
+    if (objective_s && pt_objective_parse(objective_s, &j->objective)) return cli_fail(C);
     if (layers_s && parse_layers(layers_s, j->layers, PT_MAX_DEEP, &j->n_layers)) return cli_fail(C);
     /* out of int range would wrap: leave those to the checks as an invalid value */
     j->tokens = tokens > 1 << 30 ? 0 : (int)tokens, j->steps = steps, j->batch = batch > 1 << 30 ? 0 : (int)batch;

@@ -14,6 +14,7 @@ void pt_rows_free(pt_rows *r) {
     free(r->off);
     free(r->n_prompt);
     free(r->example);
+    free(r->labels);
     memset(r, 0, sizeof *r);
 }
 
@@ -275,6 +276,15 @@ int pt_batch_rows(const pt_rows *r, const int *idx, int B, int32_t pad_id, int32
         const int32_t *src = r->ids + r->off[row];
         int32_t *di = ids + (size_t)b * T, *dl = labels + (size_t)b * T;
         lens[b] = L;
+        if (r->labels) { /* the notebook objective: explicit labels */
+            const int32_t *sl = r->labels + r->off[row];
+            for (int t = 0; t < T; t++) {
+                di[t] = t < L ? src[t] : pad_id;
+                dl[t] = t < L ? sl[t] : -1;
+                n_lab += dl[t] >= 0;
+            }
+            continue;
+        }
         for (int t = 0; t < T; t++) {
             di[t] = t < L ? src[t] : pad_id;
             int nxt = t + 1;

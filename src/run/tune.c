@@ -71,6 +71,8 @@ int pt_tune_job_check(const pt_tune_job *j, const pt_model *m) {
         return pt_set_error("--prefix-projection applies to --method prefix only");
     if (j->prefix_projection && j->n_prior_at)
         return pt_set_error("--prior-at does not apply with --prefix-projection (--prior sets the embedding)");
+    if (j->objective != PT_OBJECTIVE_TARGET && j->objective != PT_OBJECTIVE_NOTEBOOK)
+        return pt_set_error("--objective: unknown objective %d", (int)j->objective);
     if (m && j->tokens >= m->cfg.max_seq)
         return pt_set_error("--tokens %d does not fit the model's context of %d positions", j->tokens, m->cfg.max_seq);
     return 0;
@@ -212,15 +214,33 @@ int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok
         pt_set_error("%s: no examples", j->data);
         goto done;
     }
-    if (pt_data_encode(tok, &ds, max_len, enc, &rows)) goto done;
+    /* notebook: the soft prompt's positions are in the sequence (labels on them) */
+    int nb = j->objective == PT_OBJECTIVE_NOTEBOOK, nb_virtual = j->method == PT_METHOD_SOFT ? j->tokens : 0;
+    if (nb && j->eos) {
+        pt_set_error("--eos does not apply to --objective notebook (its answers are padded with EOS)");
+        goto done;
+    }
+    /* positions: soft max(N, 127) with the prompt inside the rows; deep, prefix 127 + N */
+    int span = PT_NOTEBOOK_ANSWER_LEN - 1, nb_need = nb_virtual ? (span > nb_virtual ? span : nb_virtual) : span + j->tokens;
+    if (nb && nb_need > c->max_seq) {
+        pt_set_error("--objective notebook needs %d positions; the model's context is %d", nb_need, c->max_seq);
+        goto done;
+    }
+    if (nb ? pt_data_encode_notebook(tok, &ds, nb_virtual, &rows) : pt_data_encode(tok, &ds, max_len, enc, &rows))
+        goto done;
     if (j->val) {
         if (pt_data_load(j->val, j->tmpl, &dv)) goto done;
         if (dv.n == 0) {
             pt_set_error("%s: no examples", j->val);
             goto done;
         }
-        if (pt_data_encode(tok, &dv, max_len, enc, &vrows)) goto done;
+        if (nb ? pt_data_encode_notebook(tok, &dv, nb_virtual, &vrows) : pt_data_encode(tok, &dv, max_len, enc, &vrows))
+            goto done;
     }
+    if (rows.n_filled || vrows.n_filled)
+        pt_info("tune: %d rows have fewer input tokens than the notebook's %d labelled positions; they are filled "
+                "with EOS tokens that the model attends to (the notebooks mask them): docs/objective.md",
+                rows.n_filled + vrows.n_filled, PT_NOTEBOOK_ANSWER_LEN - 1);
     if (rows.n_truncated)
         pt_info("tune: %d training rows lost input tokens on the left to fit --max-len %d", rows.n_truncated, max_len);
 
@@ -231,6 +251,9 @@ int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok
     json_object_set_new(cfg, "compute", json_string(pt_backend_name(pt_model_backend(m))));
     json_object_set_new(run, "compute_isa", json_string(pt_backend_isa(pt_model_backend(m))));
     json_object_set_new(cfg, "prefix_projection", json_integer(j->prefix_projection));
+    /* only when not the default, so runs from before --objective still resume */
+    if (j->objective != PT_OBJECTIVE_TARGET)
+        json_object_set_new(cfg, "objective", json_string(pt_objective_name(j->objective)));
     /* the cache changes the rounding of the steps (backward.h): part of an exact resume */
     if (j->method == PT_METHOD_DEEP && pp.n_deep > 0 && pp.deep_layers[0] > 0)
         json_object_set_new(cfg, "act_cache_mb", json_integer((json_int_t)j->act_cache_mb));

@@ -11,6 +11,11 @@
  * Accumulation: the gradient of one step is that of the mean cross-entropy
  * over ALL target tokens of its accum micro-batches (grad_scale = 1/Ntot).
  *
+ * Objectives: rows carry their labels (pt_batch_rows); notebook rows of a soft
+ * prompt (rows->n_virtual = N) start with N ids PT_TOK_EMBED and get the
+ * prompt as input vectors (pt_virtual_embeds), as the loss kernels label real
+ * positions only (docs/objective.md).
+ *
  * Activation cache (deep prompts whose lowest layer L0 > 0, opts->act_cache_mb):
  * each row's stream entering L0 is computed once and kept (backward.h). Rows
  * are filled lazily in fixed batches (rows kB .. kB+B-1 in index order, as
@@ -54,6 +59,7 @@ typedef struct {
     int *lens, *idx, *order;
     int64_t order_epoch;
     float *grad, *mom, *vel, *gkv;
+    float *emb, *gemb; /* [B*T, d] each: rows with virtual positions (notebook objective) */
     float **gptrs;
     int64_t step, cursor;
     pt_rng rng;
@@ -152,7 +158,28 @@ static int cache_rows(const pt_model *m, pt_workspace *ws, act_cache *ac, const 
     return 0;
 }
 
-/* Mean target-token loss over rows in batches of `batch`, index order. */
+void pt_virtual_embeds(int B, int T, int N, int d, const float *P, float *emb) {
+    for (int b = 0; b < B; b++) memcpy(emb + (size_t)b * T * d, P, sizeof(float) * (size_t)N * (size_t)d);
+}
+
+void pt_virtual_grad(int B, int T, int N, int d, const float *gemb, float *gP) {
+    size_t nd = (size_t)N * (size_t)d;
+    for (int b = 0; b < B; b++) {
+        const float *g = gemb + (size_t)b * T * d;
+        for (size_t i = 0; i < nd; i++) gP[i] += g[i];
+    }
+}
+
+/* Whether rows with virtual positions fit the prompt. */
+static int check_virtual(const pt_rows *rows, const pt_prompt *prompt) {
+    if (!rows || !rows->n_virtual) return 0;
+    if (!prompt || !prompt->soft || prompt->n_virtual != rows->n_virtual)
+        return pt_set_error("rows with %d virtual positions need a soft prompt of %d vectors", rows->n_virtual,
+                            rows->n_virtual);
+    return 0;
+}
+
+/* Mean labelled-position loss over rows in batches of `batch`, index order. */
 static int loss_over(const pt_model *m, pt_workspace *ws, const pt_rows *rows, const pt_prompt *prompt, int batch,
                      int32_t pad_id, act_cache *ac, double *loss, int64_t *n_tokens) {
     int T = 0;
@@ -162,10 +189,11 @@ static int loss_over(const pt_model *m, pt_workspace *ws, const pt_rows *rows, c
     int *lens = pt_malloc(sizeof(int) * (size_t)batch * 2);
     double *rl = pt_malloc(sizeof(double) * (size_t)batch);
     int32_t *rc = pt_malloc(sizeof(int32_t) * (size_t)batch);
-    int st = PT_ERR;
+    int st = PT_ERR, nv = rows->n_virtual, d = m->cfg.dim;
+    float *emb = nv ? pt_malloc_aligned(sizeof(float) * (size_t)batch * (size_t)T * (size_t)d) : NULL;
     double sum = 0;
     int64_t cnt = 0;
-    if (!ids || !lens || !rl || !rc) goto done;
+    if (!ids || !lens || !rl || !rc || (nv && !emb) || check_virtual(rows, prompt)) goto done;
     int32_t *labels = ids + (size_t)batch * T;
     int *idx = lens + batch;
     for (int r0 = 0; r0 < rows->n_rows; r0 += batch) {
@@ -176,6 +204,10 @@ static int loss_over(const pt_model *m, pt_workspace *ws, const pt_rows *rows, c
         pt_resid rs = {.layer = ac ? ac->layer : 0, .rows = ac ? ac->ptr : NULL};
         if (ac && cache_rows(m, ws, ac, idx, B, pad_id)) goto done;
         pt_batch in = {.B = B, .T = Tb, .ids = ids, .lens = lens, .prompt = prompt, .resid = ac ? &rs : NULL};
+        if (nv) {
+            pt_virtual_embeds(B, Tb, nv, d, prompt->soft, emb);
+            in.prompt = NULL, in.embeds = emb;
+        }
         if (pt_loss_forward(m, ws, &in, labels, rl, rc)) goto done;
         for (int b = 0; b < B; b++) sum += rl[b], cnt += rc[b];
     }
@@ -183,6 +215,7 @@ static int loss_over(const pt_model *m, pt_workspace *ws, const pt_rows *rows, c
     if (n_tokens) *n_tokens = cnt;
     st = 0;
 done:
+    pt_free_aligned(emb);
     free(ids);
     free(lens);
     free(rl);
@@ -323,6 +356,16 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
     t.metrics_path = pt_path_join(o->out_dir, "metrics.jsonl");
     t.state_path = pt_path_join(o->out_dir, "optimizer.safetensors");
     t.adapter_path = pt_path_join(o->out_dir, "adapter_model.safetensors");
+    int nvirt = train->n_virtual, d = m->cfg.dim;
+    if (nvirt || (val && val->n_virtual)) {
+        if (pp->method != PT_METHOD_SOFT || nvirt != pp->N || (val && val->n_rows && val->n_virtual != nvirt)) {
+            pt_set_error("rows with virtual positions (the notebook objective) need a soft prompt of as many vectors");
+            goto done;
+        }
+        t.emb = pt_malloc_aligned(sizeof(float) * (size_t)B * (size_t)t.T * (size_t)d * 2);
+        if (!t.emb) goto done;
+        t.gemb = t.emb + (size_t)B * t.T * d;
+    }
     if (!t.ws || !t.ids || !t.lens || !t.order || !t.grad || !t.gkv || !t.gptrs || !t.metrics_path || !t.state_path ||
         !t.adapter_path)
         goto done;
@@ -410,11 +453,19 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
             double ls = 0;
             int64_t nt = 0;
             g.accumulate = k > 0;
+            pt_prompt_grad gv = {.embeds = t.gemb}; /* notebook rows: the prompt's gradient via its input vectors */
+            if (nvirt) {
+                pt_virtual_embeds(B, Tb, nvirt, d, prompt.soft, t.emb);
+                in.prompt = NULL, in.embeds = t.emb;
+                memset(t.gemb, 0, sizeof(float) * (size_t)B * (size_t)Tb * (size_t)d);
+                if (k == 0) memset(g.soft, 0, sizeof(float) * (size_t)nvirt * (size_t)d);
+            }
             if (pt_loss_forward_backward(m, t.ws, &in, t.labels, ntot > 0 ? (float)(1.0 / (double)ntot) : 1.0f, &ls,
-                                         &nt, &g))
+                                         &nt, nvirt ? &gv : &g))
                 goto done;
+            if (nvirt) pt_virtual_grad(B, Tb, nvirt, d, t.gemb, g.soft);
             loss_sum += ls;
-            for (int b = 0; b < B; b++) positions += t.lens[b] + pp->N;
+            for (int b = 0; b < B; b++) positions += t.lens[b] + (nvirt ? 0 : pp->N);
         }
         double loss = ntot ? loss_sum / (double)ntot : 0.0;
         pt_params_reparam_backward(pp, t.gkv, t.grad);
@@ -457,6 +508,7 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
 done:
     if (t.metrics) fclose(t.metrics);
     pt_workspace_free(t.ws);
+    pt_free_aligned(t.emb);
     cache_free(t.ctrain);
     cache_free(t.cval);
     free(t.ids);
