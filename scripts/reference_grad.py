@@ -23,8 +23,13 @@ Placement (as include/ptune/backward.h):
           cut; unlisted layers see the T tokens at positions 0..T-1. Layer 0 = the
           input-level vectors (GPT-2: prepended after wte + wpe, no wpe of their own;
           Gemma: prepended after the sqrt(d) scale, not scaled themselves);
-  prefix: per layer K/V prefixes before the real keys, no RoPE on them, real tokens at
-          positions 0..T-1 see all N prefix entries.
+  prefix: as Hugging Face + PEFT (PREFIX_TUNING, prefix_projection false): the rows
+          [K_0|V_0|K_1|V_1|...] of PEFT's prompt_embeddings [N, 2*L*kv_dim] are viewed
+          and permuted as PeftModel.get_prompt does into past_key_values, a cache of N
+          entries per layer, used as given (no RoPE on them: HF caches hold rotated
+          keys). The real tokens then get position ids N..N+T-1 (LlamaModel and
+          GPT2Model number new tokens from the cache length; GPT-2 adds wpe[N + t]),
+          and each real query sees all N cache entries plus the causal real keys.
 
 Run from the repository root:   /usr/bin/python3 scripts/reference_grad.py
 Deterministic: a rerun rewrites byte-identical files.
@@ -75,22 +80,24 @@ class Model:
         self.hd = self.d // self.H if self.gpt2 else R.head_dim(c)
         self.kvd = self.KV * self.hd
 
-    def embed(self, ids, P):
+    def embed(self, ids, P, pos0=0):
+        """Input rows at positions pos0.. (pos0 = the cache length, HF's offset)."""
         W = self.W
         if self.gpt2:
             x = W["wte.weight"][ids]
             if P is not None:
                 x = torch.cat([P[None].expand(ids.shape[0], -1, -1), x], 1)
-            return x + W["wpe.weight"][: x.shape[1]][None]
+            return x + W["wpe.weight"][pos0: pos0 + x.shape[1]][None]
         x = W["model.embed_tokens.weight"][ids]
         if P is not None:
             x = torch.cat([P[None].expand(ids.shape[0], -1, -1), x], 1)
         return x if self.emb_scale is None else x * self.emb_scale
 
-    def layer(self, l, x, kvlen, prefix=None):
-        """x [B,S,d] at positions 0..S-1; prefix (K [N,kvd], V [N,kvd]) or None."""
+    def layer(self, l, x, kvlen, past=None, pos0=0):
+        """x [B,S,d] at positions pos0..pos0+S-1; past = this layer's cache entries
+        (K, V [B,KV,Np,hd], used as given) or None."""
         W, B, S, H, KV, hd = self.W, x.shape[0], x.shape[1], self.H, self.KV, self.hd
-        Np = 0 if prefix is None else prefix[0].shape[0]
+        Np = 0 if past is None else past[0].shape[2]
         kvl = [k + Np for k in kvlen]
         if self.gpt2:
             p = "h.%d." % l
@@ -102,7 +109,7 @@ class Model:
             def lin(t, name):
                 y = t @ W[name + ".weight"].T
                 return y + W[name + ".bias"] if name + ".bias" in W else y
-            ang = torch.arange(S).double()[:, None] * R.rope_inv_freq(self.cfg, hd)[None]
+            ang = (pos0 + torch.arange(S)).double()[:, None] * R.rope_inv_freq(self.cfg, hd)[None]
             cos, sin = ang.cos(), ang.sin()
             def rope(t):
                 a, b = t[..., : hd // 2], t[..., hd // 2:]
@@ -111,10 +118,8 @@ class Model:
             q = rope(lin(h, p + "self_attn.q_proj").view(B, S, H, hd).transpose(1, 2))
             k = rope(lin(h, p + "self_attn.k_proj").view(B, S, KV, hd).transpose(1, 2))
             v = lin(h, p + "self_attn.v_proj").view(B, S, KV, hd).transpose(1, 2)
-        if prefix is not None:
-            pk = prefix[0].view(Np, KV, hd).transpose(0, 1)[None].expand(B, -1, -1, -1)
-            pv = prefix[1].view(Np, KV, hd).transpose(0, 1)[None].expand(B, -1, -1, -1)
-            k, v = torch.cat([pk, k], 2), torch.cat([pv, v], 2)
+        if past is not None:  # the cache update: its entries first, then the new keys
+            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
         o = attend(q, k, v, kvl, Np).transpose(1, 2).reshape(B, S, H * hd)
         if self.gpt2:
             x = x + conv(o, p + "attn.c_proj")
@@ -123,6 +128,17 @@ class Model:
         x = x + lin(o, p + "self_attn.o_proj")
         h = R.rmsnorm(x, self.nw(W[p + "post_attention_layernorm.weight"]), self.eps)
         return x + lin(self.act(lin(h, p + "mlp.gate_proj")) * lin(h, p + "mlp.up_proj"), p + "mlp.down_proj")
+
+    def peft_past(self, K, V, B):
+        """PEFT's get_prompt for PREFIX_TUNING: prompt_embeddings [N, 2*L*kvd] with rows
+        [K_0|V_0|K_1|V_1|...] (ptune's export, src/tune/adapter.c) repeated over the batch,
+        viewed [B, N, 2L, KV, hd], permuted to [2L, B, KV, N, hd] and split in (K, V)
+        pairs per layer."""
+        Nv = K[0].shape[0]
+        emb = torch.cat([t for l in range(self.L) for t in (K[l], V[l])], 1)
+        pkv = emb[None].expand(B, -1, -1).reshape(B, Nv, 2 * self.L, self.KV, self.hd)
+        pkv = pkv.permute(2, 0, 3, 1, 4).split(2)
+        return [(kv[0], kv[1]) for kv in pkv]
 
     def loss(self, ids, lens, labels, method, prm):
         """Mean cross-entropy over labelled real positions."""
@@ -142,9 +158,11 @@ class Model:
                 else:
                     x = self.layer(l, x, lens)
         else:
-            x = self.embed(ids, None)
+            past = self.peft_past(prm["K"], prm["V"], ids.shape[0])
+            Np = past[0][0].shape[2]  # the cache length: real tokens start there
+            x = self.embed(ids, None, Np)
             for l in range(self.L):
-                x = self.layer(l, x, lens, (prm["K"][l], prm["V"][l]))
+                x = self.layer(l, x, lens, past[l], Np)
         if self.gpt2:
             x = R.layernorm(x, W["ln_f.weight"], W["ln_f.bias"], self.eps)
             head = W["wte.weight"]

@@ -6,13 +6,52 @@
  * deep (layers 0,1) and prefix (every layer). For each, ptune's
  * pt_loss_forward_backward must give every gradient within
  * max|ours - ref| / max|ref| <= 1e-4 and the mean loss within 1e-5 relative;
- * pt_loss_forward must give the same loss. */
+ * pt_loss_forward must give the same loss, and so must the KV cache of
+ * generation (pt_kv_set_prompt, then the row's tokens one at a time, the
+ * cross-entropy of each labelled position's logits).
+ *
+ * The prefix references are Hugging Face + PEFT's placement: the prefix is a
+ * cache of N entries, so the real tokens sit at positions N..N+T-1 (RoPE, and
+ * GPT-2's position embedding); the fixtures from before that change put them
+ * at 0..T-1. */
 #include "pt_test.h"
 #include "ptune/backward.h"
 #include "ptune/safetensors.h"
 
 #define TOL_GRAD 1e-4
 #define TOL_LOSS 1e-5
+
+/* Mean cross-entropy over the labelled positions through the KV cache: the
+ * prompt once, then each row's tokens one by one (-1: error). */
+static double kv_loss(const pt_model *m, const pt_prompt *pr, const int32_t *ids, const int32_t *lens,
+                      const int32_t *labels, int B, int T) {
+    int V = m->cfg.vocab_size;
+    pt_kv_cache *kc = pt_kv_new(m, pr->n_virtual + T, 1);
+    float *lg = malloc((size_t)V * sizeof(float));
+    double sum = 0;
+    int n = 0;
+    if (!kc || !lg || pt_kv_set_prompt(m, kc, pr)) goto fail;
+    for (int b = 0; b < B; b++) {
+        pt_kv_reset(kc);
+        for (int t = 0; t < lens[b]; t++) {
+            if (pt_kv_append(m, kc, ids + (size_t)b * T + t, NULL, 1, lg)) goto fail;
+            int y = labels[b * T + t];
+            if (y < 0) continue;
+            double mx = lg[0], z = 0;
+            for (int i = 1; i < V; i++) mx = fmax(mx, (double)lg[i]);
+            for (int i = 0; i < V; i++) z += exp((double)lg[i] - mx);
+            sum += mx + log(z) - (double)lg[y];
+            n++;
+        }
+    }
+    pt_kv_free(kc);
+    free(lg);
+    return n ? sum / n : -1;
+fail:
+    pt_kv_free(kc);
+    free(lg);
+    return -1;
+}
 
 static const char *fixtures(void) { return pt_test_fixtures("grad_llama_tiny_soft.safetensors"); }
 
@@ -130,6 +169,13 @@ static int check(const char *model, const char *method) {
     double lerr = fabs(loss - (double)ref_loss[0]) / fabs((double)ref_loss[0]);
     printf("  %s %s: loss %.7f ref %.7f rel err %.3g (loss-only forward rel err %.3g)\n", model, method, loss,
            (double)ref_loss[0], lerr, fabs(loss2 - (double)ref_loss[0]) / fabs((double)ref_loss[0]));
+    double kl = kv_loss(m, &pr, ids, lens, labels, B, T);
+    if (kl < 0) {
+        printf("  KV cache: %s\n", pt_last_error());
+        goto out;
+    }
+    double kerr = fabs(kl - (double)ref_loss[0]) / fabs((double)ref_loss[0]);
+    printf("  %s %s: KV cache (generation) loss %.7f rel err %.3g\n", model, method, kl, kerr);
     double worst = 0;
     const char *wname = "";
     for (int i = 0; i < nt; i++) {
@@ -140,7 +186,7 @@ static int check(const char *model, const char *method) {
            method, worst, wname, nt);
     if (worst > worst_grad) worst_grad = worst;
     rc = !(lerr <= TOL_LOSS && fabs(loss2 - (double)ref_loss[0]) / fabs((double)ref_loss[0]) <= TOL_LOSS &&
-           worst <= TOL_GRAD);
+           worst <= TOL_GRAD && kerr <= TOL_LOSS);
 out:
     for (int i = 0; i < nt; i++) free(ours[i]);
     pt_workspace_free(ws);

@@ -5,12 +5,16 @@
  *   equal pt_run_vectors(prior) of a run that trained (same seed);
  * - pt_run_vectors against the adapter loader (pt_adapter_load, a separate
  *   reader) for soft, deep (layers 0,2) and prefix, every layer;
+ * - a prefix run records "prefix_positions": "peft"; without it (a run from
+ *   before the real tokens moved to positions N..) the adapter loader and
+ *   --resume refuse it, while pt_run_vectors still reads it;
  * - pt_run_list lists exactly the runs, sorted; pt_run_finished;
  * - the callback sees every step in order, the first with the val loss. */
 #include "pt_test.h"
 #include "ptune/backend.h"
 #include "ptune/run.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -86,6 +90,40 @@ static int check_vectors(const char *pt_test_name_, const pt_model *m, const cha
     return 0;
 }
 
+/* The prefix run d-prefix, then the same with run.json as an older ptune
+ * wrote it (no "prefix_positions"). */
+static int old_prefix_run(const char *pt_test_name_, const pt_model *m, const pt_tokenizer *tok) {
+    char d[128], rp[160];
+    snprintf(d, sizeof d, "%s/d-prefix", dir);
+    snprintf(rp, sizeof rp, "%s/run.json", d);
+    json_error_t je;
+    json_t *rj = json_load_file(rp, 0, &je), *cfg = json_object_get(rj, "config");
+    const char *pos = json_string_value(json_object_get(cfg, "prefix_positions"));
+    CHECK(pos && !strcmp(pos, "peft"), "run.json config.prefix_positions: %s", pos ? pos : "absent");
+    json_object_del(cfg, "prefix_positions");
+    char *txt = json_dumps(rj, JSON_INDENT(2));
+    json_decref(rj);
+    CHECK(txt && pt_write_file_atomic(rp, txt, strlen(txt)) == 0, "rewrite %s", rp);
+    free(txt);
+    pt_prompt_params pp;
+    CHECK(pt_adapter_load(d, m, NULL, &pp) == PT_ERR && strstr(pt_last_error(), "prefix_positions"),
+          "an old prefix run loaded: %s", pt_last_error());
+    printf("  old prefix run, loader: %s\n", pt_last_error());
+    int r, c;
+    float *v = pt_run_vectors(d, 1, 0, &r, &c);
+    CHECK(v, "pt_run_vectors of an old prefix run: %s", pt_last_error());
+    free(v);
+    pt_tune_job j;
+    pt_tune_job_init(&j);
+    j.model_path = "models/default", j.method = PT_METHOD_PREFIX, j.tokens = 3, j.data = data_path(),
+    j.val = data_path();
+    j.lr = 3e-2, j.steps = 3, j.batch = 4, j.eval_every = 2, j.seed = 7, j.out = d, j.resume = 1;
+    CHECK(pt_tune_run(&j, m, tok, NULL) == PT_ERR && strstr(pt_last_error(), "cannot be continued"),
+          "an old prefix run resumed: %s", pt_last_error());
+    printf("  old prefix run, --resume: %s\n", pt_last_error());
+    return 0;
+}
+
 TEST(run_module) {
     if (access("models/default/config.json", R_OK)) SKIP("models/default absent");
     snprintf(dir, sizeof dir, "/tmp/pt_test_runXXXXXX");
@@ -124,7 +162,7 @@ TEST(run_module) {
     CHECK(run(m, tok, "c-deep", PT_METHOD_DEEP, 2, &c2) == 0, "%s", pt_last_error());
     CHECK(run(m, tok, "d-prefix", PT_METHOD_PREFIX, 2, &c3) == 0, "%s", pt_last_error());
     if (check_vectors(pt_test_name_, m, "a-soft") || check_vectors(pt_test_name_, m, "c-deep") ||
-        check_vectors(pt_test_name_, m, "d-prefix"))
+        check_vectors(pt_test_name_, m, "d-prefix") || old_prefix_run(pt_test_name_, m, tok))
         return 1;
     int rr, cc;
     char c_dir[128];

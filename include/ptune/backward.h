@@ -30,9 +30,13 @@
  * prefix (P-Tuning v2; pt_prompt.prefix_k[l], prefix_v[l] [N, kv_dim] with
  *   kv_dim = n_kv_heads * head_dim, for every layer l; a NULL entry means no
  *   prefix in that layer): the N prefix entries are placed before the real
- *   keys/values of layer l. RoPE is not applied to them; real tokens keep
- *   positions 0..T-1 and every real query sees all N prefix entries (plus the
- *   causal real keys below lens[b]). The optional reparameterization MLP lives
+ *   keys/values of layer l and used as given (no RoPE: like a Hugging Face
+ *   cache entry, which PEFT's prefix is). Real token t sits at position N + t
+ *   in every layer (RoPE; GPT-2 adds its position embedding N + t), as HF
+ *   numbers tokens after a cache of N entries, so a PEFT PREFIX_TUNING
+ *   adapter scores the same; every real query sees all N prefix entries (plus
+ *   the causal real keys below lens[b]). No activation cache with a prefix
+ *   (it would hold positions 0..). The optional reparameterization MLP lives
  *   in the trainer: it maps its parameters to these K/V and backpropagates the
  *   gradients below itself.
  *

@@ -38,7 +38,8 @@
  * deep:   deep_layers [n_deep] ascending in 0..L-1 (0 = input-level vectors),
  *         deep_vecs[i] [N, d] prepended to layer deep_layers[i]'s input.
  * prefix: prefix_k[l], prefix_v[l] [N, n_kv_heads*head_dim] per layer (an entry
- *         may be NULL: no prefix there), before the real keys, no RoPE. */
+ *         may be NULL: no prefix there), before the real keys, no RoPE; the
+ *         real tokens at positions N..N+T-1 in every layer (HF's cache offset). */
 typedef struct {
     int n_virtual;               /* N */
     const float *soft;           /* [N, d] or NULL */
@@ -53,7 +54,7 @@ typedef struct {
 /* Frozen-prefix activations (backward.h, "activation cache"): the residual
  * stream entering layer `layer` (1..L-1) of each batch row, as pt_resid_fill
  * wrote it. Valid only when no prompt reaches below that layer (deep prompts
- * whose lowest listed layer is >= layer; no soft prompt, no prefix below it):
+ * whose lowest listed layer is >= layer; no soft prompt, no prefix):
  * then the stream there depends on the row's tokens alone. rows[b] holds
  * room for lens[b] positions (T when lens is NULL) of d floats, positions 0..
  * in order. The loss functions given a cache skip the embedding and layers
@@ -179,9 +180,10 @@ int pt_kv_len(const pt_kv_cache *c); /* real positions held (prompt entries not 
  * backward.h) in front of everything the cache will hold, computing the
  * virtual entries once: soft runs its N vectors through the model; deep
  * computes each listed layer's K/V of its vectors (positions 0..N-1); prefix
- * copies its K/V. Later appends then give the same logits as pt_forward with
- * that prompt. Empties the cache first; pt_kv_reset keeps the prompt; p ==
- * NULL removes it. The prompt takes N of the capacity. */
+ * copies its K/V (the real tokens then start at position N). Later appends
+ * then give the same logits as pt_forward with that prompt. Empties the cache
+ * first; pt_kv_reset keeps the prompt; p == NULL removes it. The prompt takes
+ * N of the capacity. */
 int pt_kv_set_prompt(const pt_model *m, pt_kv_cache *c, const pt_prompt *p);
 /* Appends n positions (ids with PT_TOK_EMBED taking rows of embeds [n, d], as
  * in pt_batch; ids == NULL: all from embeds) at positions len..len+n-1, and

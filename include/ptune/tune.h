@@ -95,10 +95,18 @@ static inline size_t pt_params_prefix_k(const pt_prompt_params *pp, int l) { ret
 int pt_adapter_save_tensors(const pt_prompt_params *pp, const float *p, const char *path);
 /* Writes adapter_config.json (PEFT) for pp into dir. */
 int pt_adapter_save_config(const pt_prompt_params *pp, const pt_config *c, const char *base_model, const char *dir);
+/* Where a prefix run's real tokens sit, recorded in run.json's config as
+ * "prefix_positions": "peft" = positions N..N+T-1 after the N prefix entries,
+ * as Hugging Face + PEFT place them (backward.h). Prefix runs without the key
+ * were trained with the tokens at 0..T-1 and are refused by the loader and by
+ * --resume (docs/run-dir.md). */
+#define PT_PREFIX_POSITIONS "peft"
+
 /* Loads an adapter from a ptune run directory or a PEFT prompt/prefix-tuning
  * directory and checks it against model m: shapes always; with a run.json the
  * recorded model sha256 must equal model_sha (when model_sha != NULL), else a
- * one-line "was trained on a different model" error. pp is initialised. */
+ * one-line "was trained on a different model" error, and a prefix run must
+ * record PT_PREFIX_POSITIONS. pp is initialised. */
 int pt_adapter_load(const char *dir, const pt_model *m, const char *model_sha, pt_prompt_params *pp);
 /* sha256 of the model's weights: a single file's sha256, or for a directory
  * the sha256 of "name sha256\n" lines over its *.safetensors / *.bin /

@@ -25,7 +25,9 @@ struct pt_kv_cache {
     const pt_model *m;
     int cap, chunk, len, n_layers;
     /* prompt (pt_kv_set_prompt): per layer virtual entries np[l] and RoPE
-     * offset po[l]; learned-position offset emb_off; nv = max np. */
+     * offset po[l] (N for soft and prefix in every layer, N for deep in its
+     * listed layers); learned-position offset emb_off (N for soft and prefix);
+     * nv = max np. */
     int *np, *po, emb_off, nv;
     float **k, **v;   /* [n_layers] -> [cap, kvd] inside `store` */
     float *store;
@@ -238,6 +240,10 @@ int pt_kv_set_prompt(const pt_model *m, pt_kv_cache *c, const pt_prompt *p) {
             memcpy(c->v[l], v, (size_t)N * kvd * sizeof(float));
             c->np[l] = N;
         }
+        /* the real tokens follow the N cache entries at positions N.. in every
+         * layer, as in the packed runner (backward.h) and Hugging Face */
+        for (int l = 0; l < L; l++) c->po[l] = N;
+        c->emb_off = N;
     }
     c->nv = N;
     return 0;

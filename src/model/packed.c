@@ -13,7 +13,9 @@
  * positions 0.., offsets ws->offN / ws->offT; a listed deep layer first
  * expands the stream with its prompt rows and compacts it again afterwards.
  * Prefix layers attend over a concatenated K/V buffer [prefix; own keys] with
- * causal offset N. The plain forward is this runner with no prompt rows.
+ * causal offset N, and the real tokens sit at positions N.. in every layer
+ * (geo.pos0; Hugging Face's cache offset, so a PEFT prefix adapter scores the
+ * same). The plain forward is this runner with no prompt rows.
  *
  * With store_acts each layer writes its q/k/v, attention output and MLP
  * pre-activations straight into its own stored buffers and copies its input
@@ -182,6 +184,7 @@ size_t pt_workspace_bytes(const pt_workspace *ws) {
 struct geo {
     int B, T, N;        /* T: max of tb */
     int Ns;             /* prompt rows in front of each stream row: N (soft) or 0 */
+    int pos0;           /* position of real token 0 in the N-less layout: N (prefix) or 0 */
     int Tin;            /* row stride of the caller's ids/embeds/labels (T <= Tin) */
     int soft, deep, prefix;
     const pt_prompt *p;
@@ -258,18 +261,22 @@ static int setup(const pt_model *m, pt_workspace *ws, const pt_batch *in, geo *g
         if (!g->soft && !g->deep && !g->prefix) g->N = 0;
     }
     g->Ns = g->soft ? g->N : 0;
+    /* A prefix is a cache of N entries in Hugging Face (PEFT passes it as
+     * past_key_values), so the real tokens take positions N.. in every layer,
+     * RoPE and GPT-2's learned embedding alike. */
+    g->pos0 = g->prefix ? g->N : 0;
     const pt_resid *rs = g->rs = in->resid;
     if (rs) {
         if (resid_check(rs, g->B, c->n_layers, "forward")) return PT_ERR;
         if (g->soft) return pt_set_error("forward: activation cache with a soft prompt (it enters below every layer)");
         if (g->deep && p->deep_layers[0] < rs->layer)
             return pt_set_error("forward: deep layer %d lies below the cached layer %d", p->deep_layers[0], rs->layer);
-        for (int l = 0; g->prefix && l < rs->layer; l++)
-            if (p->prefix_k && p->prefix_k[l])
-                return pt_set_error("forward: prefix at layer %d lies below the cached layer %d", l, rs->layer);
+        if (g->prefix) /* the cache holds positions 0..; a prefix moves every layer's tokens to N.. */
+            return pt_set_error("forward: activation cache with a prefix prompt (it moves every layer's positions)");
     }
-    if (ws->blk.ops.learned_pos && g->Ns + g->T > c->max_seq)
-        return pt_set_error("forward: %d positions exceed the model's %d learned positions", g->Ns + g->T, c->max_seq);
+    if (ws->blk.ops.learned_pos && g->Ns + g->pos0 + g->T > c->max_seq)
+        return pt_set_error("forward: %d positions exceed the model's %d learned positions", g->Ns + g->pos0 + g->T,
+                            c->max_seq);
     int n = g->B * g->T;
     const int32_t *ids = in->ids;
     if (!ids && !in->embeds) return pt_set_error("forward: neither ids nor embeds given");
@@ -313,11 +320,13 @@ static void compact(const pt_workspace *ws, const geo *g, float *x, int d) {
 /* Layer l runs with the N prompt rows (soft, listed deep layers) or without. */
 static int layer_withN(const pt_workspace *ws, const geo *g, int l) { return g->soft || ws->listed[l] >= 0; }
 
-/* RoPE position of every row of layer l's layout; returns the row count. */
+/* RoPE position of every row of layer l's layout (from 0 with the prompt
+ * rows; from g->pos0 without); returns the row count. */
 static int layer_positions(pt_workspace *ws, const geo *g, int withN) {
     const int32_t *off = withN ? ws->offN : ws->offT;
+    int p0 = withN ? 0 : g->pos0;
     for (int b = 0; b < g->B; b++)
-        for (int e = 0, r = off[b]; r < off[b + 1]; e++, r++) ws->pos[r] = e;
+        for (int e = 0, r = off[b]; r < off[b + 1]; e++, r++) ws->pos[r] = p0 + e;
     return off[g->B];
 }
 
@@ -383,7 +392,8 @@ static void embed(const pt_model *m, pt_workspace *ws, const pt_batch *in, const
         if (t < 0) pt_block_embed_row(&ws->blk, xr, PT_TOK_EMBED, g->p->soft + (size_t)e * d, e);
         else {
             int id = in->ids ? in->ids[b * g->Tin + t] : PT_TOK_EMBED;
-            pt_block_embed_row(&ws->blk, xr, id, id == PT_TOK_EMBED ? in->embeds + ((size_t)b * g->Tin + t) * d : NULL, e);
+            pt_block_embed_row(&ws->blk, xr, id, id == PT_TOK_EMBED ? in->embeds + ((size_t)b * g->Tin + t) * d : NULL,
+                               g->pos0 + e);
         }
     }
 }

@@ -85,6 +85,8 @@ json_t *run_json_new(const pt_tune_job *jb, const pt_model *m, const pt_prompt_p
     json_object_set_new(c, "save_every", json_integer(jb->save_every));
     json_object_set_new(c, "seed", json_integer((json_int_t)jb->seed));
     json_object_set_new(c, "eos", json_boolean(jb->eos));
+    /* prefix runs from before this key put the real tokens at 0..T-1 (tune.h) */
+    if (jb->method == PT_METHOD_PREFIX) json_object_set_new(c, "prefix_positions", json_string(PT_PREFIX_POSITIONS));
     json_object_set_new(run, "config", c);
     const pt_config *mc = &m->cfg;
     json_object_set_new(md, "arch", json_string(pt_family_of(mc->arch)->name));
@@ -159,6 +161,13 @@ int run_json_check(const char *dir, json_t *run) {
             rc = pt_set_error("--resume: %s was trained with --compute %s, this run computes %s; resume with "
                               "--compute %s",
                               path, ca, cb, ca);
+            goto out;
+        }
+        if (json_object_get(b, "prefix_positions") && !json_object_get(a, "prefix_positions")) {
+            rc = pt_set_error("--resume: %s is a prefix run from before ptune placed the real tokens after the "
+                              "prefix (positions N.., as PEFT); its steps so far saw positions 0.., so it cannot "
+                              "be continued: start a new run (docs/run-dir.md)",
+                              path);
             goto out;
         }
         json_object_del(a, "steps");

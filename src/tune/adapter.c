@@ -245,6 +245,18 @@ int pt_adapter_load(const char *dir, const pt_model *m, const char *model_sha, p
                 goto done;
             }
         }
+        /* a ptune prefix run trained with the real tokens at 0..T-1 (before
+         * PT_PREFIX_POSITIONS) scores differently under today's placement */
+        json_t *rcfg = json_object_get(run, "config");
+        const char *rm = json_string_value(json_object_get(rcfg, "method"));
+        const char *ppos = json_string_value(json_object_get(rcfg, "prefix_positions"));
+        if (rm && !strcmp(rm, "prefix") && (!ppos || strcmp(ppos, PT_PREFIX_POSITIONS) != 0)) {
+            pt_set_error("%s: a prefix run from before ptune placed the real tokens after the prefix (positions N.., "
+                         "as PEFT; run.json has no \"prefix_positions\": \"%s\"): it was trained with them at 0.. "
+                         "and would score differently now; retrain it (docs/run-dir.md)",
+                         dir, PT_PREFIX_POSITIONS);
+            goto done;
+        }
     }
     const char *pt = json_string_value(json_object_get(cfg, "peft_type"));
     const char *pm = json_string_value(json_object_get(cfg, "ptune_method"));
