@@ -144,3 +144,4 @@ fi
 [ -f tests/cli_run.sh ] && . tests/cli_run.sh
 [ -f tests/cli_help.sh ] && . tests/cli_help.sh
 [ -f tests/cli_readme.sh ] && . tests/cli_readme.sh
+[ -f tests/cli_data.sh ] && . tests/cli_data.sh
