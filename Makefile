@@ -5,7 +5,7 @@ OPT     ?= -O2 -march=native
 WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wdouble-promotion -Wno-unused-parameter
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fopenmp -Iinclude -Isrc $(shell pkg-config --cflags openblas jansson libpcre2-8 cairo 2>/dev/null)
-LDLIBS  += -lopenblas -llapacke -ljansson -lpcre2-8 -lcairo -lpng -lm -fopenmp -lpthread
+LDLIBS  += -lopenblas -llapacke -ljansson -lpcre2-8 -lcairo -lpng -lz -lm -fopenmp -lpthread
 BUILD   ?= build
 # oneDNN (Debian libdnnl-dev) gives the bf16 backends; without it ptune builds
 # fp32 only and says so. DNNL=0 leaves it out on purpose.

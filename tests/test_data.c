@@ -18,6 +18,7 @@
 #include <jansson.h>
 #include <stdint.h>
 #include <unistd.h>
+#include <zlib.h>
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
@@ -903,6 +904,230 @@ TEST(cli_data_gen) {
     return 0;
 }
 
+/* ---- published formats (tests/fixtures/data) ------------------------------------------------ */
+
+static int load_opts_expect_error(const char *pt_test_name_, const char *path, int format, const char *needle) {
+    pt_dataset ds;
+    pt_data_opts o = {.format = format};
+    int rc = pt_data_load_opts(path, NULL, &o, &ds);
+    const char *e = pt_last_error();
+    printf("  %s as %s -> \"%s\"\n", strrchr(path, '/') + 1, pt_data_format_name(format), rc ? e : "(loaded)");
+    CHECK(rc != 0, "%s: loading as %s must fail", path, pt_data_format_name(format));
+    CHECK(ds.n == 0 && ds.ex == NULL, "a failed load leaves the data set empty");
+    CHECK(strstr(e, path) && strstr(e, needle), "the error names the file and says \"%s\": %s", needle, e);
+    CHECK(!strchr(e, '\n'), "one line: %s", e);
+    return 0;
+}
+
+TEST(published_math_txt) {
+    const char *p = "tests/fixtures/data/arithmetic__add_or_sub.txt";
+    pt_dataset ds;
+    CHECK(pt_data_load(p, NULL, &ds) == 0, "%s", pt_last_error());
+    CHECK(ds.format == PT_DATA_MATH_TXT && ds.n == 8, "detected format %s, n %d", pt_data_format_name(ds.format),
+          ds.n);
+    CHECK(!strcmp(ds.ex[0].input, "Question: What is -0.2 + 4913?\nAnswer:") && !strcmp(ds.ex[0].target, "4912.8") &&
+              ds.ex[0].line == 1 && !ds.ex[0].lm && ds.ex[0].n_answers == 1,
+          "pair 0: \"%s\" -> \"%s\" line %d", ds.ex[0].input, ds.ex[0].target, ds.ex[0].line);
+    CHECK(!strcmp(ds.ex[1].input, "Question: Work out 0.1 - -2263.\nAnswer:") && !strcmp(ds.ex[1].target, "2263.1") &&
+              ds.ex[1].line == 3,
+          "pair 1: \"%s\" -> \"%s\"", ds.ex[1].input, ds.ex[1].target);
+    CHECK(!strcmp(ds.ex[7].input, "Question: Sum 5 and -96.\nAnswer:") && !strcmp(ds.ex[7].target, "-91") &&
+              ds.ex[7].line == 15,
+          "pair 7: \"%s\" -> \"%s\" line %d", ds.ex[7].input, ds.ex[7].target, ds.ex[7].line);
+    pt_dataset_free(&ds);
+    /* a template override, CRLF and a trailing blank line, forced */
+    p = write_tmp("m_crlf.txt", "Calculate 1 + 2.\r\n3\r\nWhat is 5 - 7?\r\n-2\r\n\r\n");
+    pt_data_opts o = {.format = PT_DATA_MATH_TXT};
+    CHECK(pt_data_load_opts(p, "Q: {question} A:", &o, &ds) == 0, "%s", pt_last_error());
+    CHECK(ds.n == 2 && !strcmp(ds.ex[1].input, "Q: What is 5 - 7? A:") && !strcmp(ds.ex[1].target, "-2"),
+          "crlf: n %d \"%s\" -> \"%s\"", ds.n, ds.ex[1].input, ds.ex[1].target);
+    pt_dataset_free(&ds);
+    /* not MATH by content: plain text stays plain text */
+    const char *texts[] = {"One sentence.\nAnother one.\nA third.\nA fourth.\n", /* answers end in '.' */
+                           "What is 1 + 1?\n2\nWhat is 2 + 2?\n4\nWhat is 3 + 3?\n", /* odd */
+                           "What is 1 + 1?\n2\n\nWhat is 2 + 2?\n4\n",                /* a blank line */
+                           "What is 1 + 1?\n2\n"};                                       /* one pair */
+    for (int i = 0; i < 4; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "notmath%d.txt", i);
+        CHECK(pt_data_load(write_tmp(name, texts[i]), NULL, &ds) == 0 && ds.format == PT_DATA_TEXT,
+              "case %d: format %s", i, pt_data_format_name(ds.format));
+        pt_dataset_free(&ds);
+    }
+    /* forced on files that are not pairs: one line naming the file and line */
+    if (load_opts_expect_error(pt_test_name_, tmp_path("notmath1.txt"), PT_DATA_MATH_TXT,
+                               ":5: odd number of lines (5)"))
+        return 1;
+    if (load_opts_expect_error(pt_test_name_, tmp_path("notmath2.txt"), PT_DATA_MATH_TXT, ":3: empty line"))
+        return 1;
+    return 0;
+}
+
+TEST(published_squad_jsonl) {
+    const char *p = "tests/fixtures/data/squad_hf.jsonl";
+    pt_dataset ds;
+    CHECK(pt_data_load(p, NULL, &ds) == 0, "%s", pt_last_error());
+    CHECK(ds.format == PT_DATA_SQUAD_JSONL && ds.n == 3, "format %s n %d", pt_data_format_name(ds.format), ds.n);
+    const char *ctx = "Super Bowl 50 was an American football game played on February 7, 2016, at Levi's Stadium in "
+                      "Santa Clara, California.";
+    char want[400];
+    snprintf(want, sizeof want, "%s\nQuestion: Where was Super Bowl 50 played?\nAnswer:", ctx);
+    CHECK(!strcmp(ds.ex[0].input, want), "input 0 \"%s\"", ds.ex[0].input);
+    CHECK(!strcmp(ds.ex[0].target, "Levi's Stadium") && ds.ex[0].n_answers == 3 &&
+              !strcmp(ds.ex[0].answers[0], "Levi's Stadium") &&
+              !strcmp(ds.ex[0].answers[1], "Levi's Stadium in Santa Clara, California") &&
+              !strcmp(ds.ex[0].answers[2], "Santa Clara, California") && !ds.ex[0].lm && ds.ex[0].line == 1,
+          "answers of 0: target \"%s\", %d answers", ds.ex[0].target, ds.ex[0].n_answers);
+    CHECK(!strcmp(ds.ex[1].target, "February 7, 2016") && ds.ex[1].n_answers == 1 && ds.ex[1].line == 2,
+          "example 1: \"%s\"", ds.ex[1].target);
+    CHECK(!strcmp(ds.ex[2].input, "Atop the Main Building's gold dome is a golden statue of the Virgin Mary.\n"
+                                  "Question: What sits on top of the Main Building?\nAnswer:") &&
+              !strcmp(ds.ex[2].target, "a golden statue of the Virgin Mary") && ds.ex[2].line == 3,
+          "example 2: \"%s\"", ds.ex[2].input);
+    CHECK(pt_squad_exact_match_max("Santa Clara, California", ds.ex[0].answers, ds.ex[0].n_answers) == 1,
+          "EM over every gold answer");
+    pt_dataset_free(&ds);
+    /* the same as SQuAD JSON would give: template and answers */
+    p = write_tmp("squad_same.json",
+                  "{\"data\": [{\"title\": \"T\", \"paragraphs\": [{\"context\": \"Ann lives in Oslo.\", \"qas\": "
+                  "[{\"id\": \"1\", \"question\": \"Where?\", \"answers\": [{\"text\": \"Oslo\", \"answer_start\": 13}, "
+                  "{\"text\": \"in Oslo\", \"answer_start\": 10}]}]}]}]}");
+    const char *q = write_tmp("squad_same.jsonl",
+                              "{\"id\": \"1\", \"title\": \"T\", \"context\": \"Ann lives in Oslo.\", \"question\": "
+                              "\"Where?\", \"answers\": {\"text\": [\"Oslo\", \"in Oslo\"], \"answer_start\": [13, 10]}}\n"
+                              "{\"id\": \"2\", \"title\": \"T\", \"context\": \"C.\", \"question\": \"Q?\", "
+                              "\"answers\": {\"text\": [], \"answer_start\": []}}\n");
+    pt_dataset a, b;
+    CHECK(pt_data_load(p, NULL, &a) == 0 && pt_data_load(q, NULL, &b) == 0, "%s", pt_last_error());
+    CHECK(b.n == 1 && !strcmp(a.ex[0].input, b.ex[0].input) && a.ex[0].n_answers == b.ex[0].n_answers &&
+              !strcmp(a.ex[0].answers[1], b.ex[0].answers[1]),
+          "SQuAD JSON and its JSONL export read alike (unanswerable skipped): n %d", b.n);
+    pt_dataset_free(&a);
+    pt_dataset_free(&b);
+    /* forced: a record that is not SQuAD names its line; SQuAD JSON forced on JSON Lines */
+    p = write_tmp("squad_bad.jsonl", "{\"context\": \"c\", \"question\": \"q\", \"answers\": {\"text\": [\"a\"]}}\n"
+                                     "{\"input\": \"x\", \"target\": \"y\"}\n");
+    if (load_opts_expect_error(pt_test_name_, p, PT_DATA_SQUAD_JSONL, ":2: not a SQuAD record")) return 1;
+    if (load_opts_expect_error(pt_test_name_, "tests/fixtures/data/squad_hf.jsonl", PT_DATA_SQUAD,
+                               "not SQuAD JSON"))
+        return 1;
+    return 0;
+}
+
+/* Writes `text` gzip-compressed (members: split at `split` bytes into two members when > 0). */
+static const char *write_gz(const char *name, const char *text, size_t split) {
+    const char *p = tmp_path(name);
+    size_t n = strlen(text), cut = split && split < n ? split : n;
+    gzFile f = gzopen(p, "wb");
+    if (!f) return p;
+    gzwrite(f, text, (unsigned)cut);
+    gzclose(f);
+    if (cut < n) {
+        f = gzopen(p, "ab");
+        gzwrite(f, text + cut, (unsigned)(n - cut));
+        gzclose(f);
+    }
+    return p;
+}
+
+TEST(published_c4_gz) {
+    const char *p = "tests/fixtures/data/c4_sample.json.gz";
+    pt_dataset ds;
+    CHECK(pt_data_load(p, NULL, &ds) == 0, "%s", pt_last_error());
+    CHECK(ds.format == PT_DATA_C4 && ds.n == 3, "format %s n %d", pt_data_format_name(ds.format), ds.n);
+    for (int i = 0; i < 3; i++)
+        CHECK(ds.ex[i].lm && !strcmp(ds.ex[i].input, "") && ds.ex[i].line == i + 1, "example %d is an LM text", i);
+    CHECK(!strcmp(ds.ex[0].target, "Beginners BBQ Class Taking Place in Missoula!\nDo you want to get better at "
+                                   "making delicious BBQ? You will have the opportunity, put this on your calendar now."),
+          "text 0 \"%s\"", ds.ex[0].target);
+    CHECK(!strcmp(ds.ex[2].target, "Foil plaid lycra and spandex shortall with metallic slinky insets. Attached "
+                                   "metallic elastic belt with O-ring."),
+          "text 2 \"%s\"", ds.ex[2].target);
+    pt_dataset_free(&ds);
+    /* any .gz: a TSV in two gzip members, the suffix seen through ".gz" */
+    p = write_gz("qa.tsv.gz", "What is 2+3?\t5\nCapital of France?\tParis\n", 16);
+    CHECK(pt_data_load(p, NULL, &ds) == 0, "%s", pt_last_error());
+    CHECK(ds.format == PT_DATA_TSV && ds.n == 2 && !strcmp(ds.ex[1].target, "Paris"), "tsv.gz: format %s n %d",
+          pt_data_format_name(ds.format), ds.n);
+    pt_dataset_free(&ds);
+    /* a truncated gzip file and a C4 record without text */
+    {
+        size_t len = 0;
+        char *raw = pt_read_file("tests/fixtures/data/c4_sample.json.gz", &len);
+        CHECK(raw && len > 60, "read the fixture");
+        const char *tp = tmp_path("trunc.json.gz");
+        FILE *f = fopen(tp, "wb");
+        CHECK(f && fwrite(raw, 1, len / 2, f) == len / 2, "write");
+        fclose(f);
+        free(raw);
+        if (load_expect_error(pt_test_name_, tp, NULL, "truncated gzip file")) return 1;
+    }
+    p = write_gz("c4_bad.json.gz", "{\"text\": \"a\", \"url\": \"u\", \"timestamp\": \"t\"}\n{\"url\": \"v\"}\n", 0);
+    if (load_expect_error(pt_test_name_, p, NULL, ":2: C4 record has no \"text\" string")) return 1;
+    return 0;
+}
+
+TEST(rows_subset) {
+    buf_t b = {0};
+    char line[64];
+    for (int i = 0; i < 200; i++) {
+        snprintf(line, sizeof line, "{\"input\": \"q%d\", \"target\": \"a%d\"}\n", i, i);
+        badd(&b, line);
+    }
+    const char *p = write_tmp("rows.jsonl", b.p);
+    free(b.p);
+    pt_dataset a, a2, c, all;
+    pt_data_opts o = {.rows = 10, .seed = 7};
+    CHECK(pt_data_load_opts(p, NULL, &o, &a) == 0 && pt_data_load_opts(p, NULL, &o, &a2) == 0, "%s",
+          pt_last_error());
+    o.seed = 8;
+    CHECK(pt_data_load_opts(p, NULL, &o, &c) == 0, "%s", pt_last_error());
+    CHECK(a.n == 10 && c.n == 10, "10 rows: %d, %d", a.n, c.n);
+    int same = 1, differ = 0;
+    for (int i = 0; i < 10; i++) {
+        same &= a.ex[i].line == a2.ex[i].line && !strcmp(a.ex[i].target, a2.ex[i].target);
+        differ |= a.ex[i].line != c.ex[i].line;
+        if (i) CHECK(a.ex[i].line > a.ex[i - 1].line, "file order kept: line %d after %d", a.ex[i].line,
+                     a.ex[i - 1].line);
+        snprintf(line, sizeof line, "a%d", a.ex[i].line - 1);
+        CHECK(!strcmp(a.ex[i].target, line), "example of line %d is that line's record: %s", a.ex[i].line,
+              a.ex[i].target);
+    }
+    CHECK(same, "the same seed gives the same subset");
+    CHECK(differ, "another seed gives another subset");
+    pt_dataset_free(&a);
+    pt_dataset_free(&a2);
+    pt_dataset_free(&c);
+    /* more rows than examples: all of them, in order; NULL options: as pt_data_load */
+    o.rows = 1000;
+    CHECK(pt_data_load_opts(p, NULL, &o, &all) == 0 && all.n == 200 && all.ex[199].line == 200, "rows > n: %d",
+          all.n);
+    pt_dataset_free(&all);
+    CHECK(pt_data_load_opts(p, NULL, NULL, &all) == 0 && all.n == 200, "NULL options");
+    pt_dataset_free(&all);
+    /* uniform: over 400 seeds, each of 20 records is drawn about 400 * 5/20 = 100 times (sd 8.7) */
+    const char *q = write_tmp("rows20.txt", "l0\nl1\nl2\nl3\nl4\nl5\nl6\nl7\nl8\nl9\nl10\nl11\nl12\nl13\nl14\nl15\n"
+                                            "l16\nl17\nl18\nl19\n");
+    int count[20] = {0};
+    for (uint64_t s = 0; s < 400; s++) {
+        pt_data_opts u = {.rows = 5, .seed = s};
+        CHECK(pt_data_load_opts(q, NULL, &u, &all) == 0 && all.n == 5, "%s", pt_last_error());
+        for (int i = 0; i < 5; i++) count[all.ex[i].line - 1]++;
+        pt_dataset_free(&all);
+    }
+    for (int i = 0; i < 20; i++) CHECK(count[i] > 60 && count[i] < 140, "record %d drawn %d times of ~100", i, count[i]);
+    o.rows = -1;
+    CHECK(pt_data_load_opts(p, NULL, &o, &all) != 0 && strstr(pt_last_error(), "--rows"), "negative rows: %s",
+          pt_last_error());
+    int f = -1;
+    CHECK(pt_data_format_parse("math-txt", &f) == 0 && f == PT_DATA_MATH_TXT, "parse math-txt");
+    CHECK(pt_data_format_parse("c4", &f) == 0 && f == PT_DATA_C4 && pt_data_format_parse(NULL, &f) == 0 && f == 0,
+          "parse c4 / NULL");
+    CHECK(pt_data_format_parse("csv", &f) != 0 && strstr(pt_last_error(), "squad-jsonl"), "unknown: %s",
+          pt_last_error());
+    return 0;
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/pt_data_test_%d", (int)getpid());
     pt_mkdir_p(tmpdir);
@@ -911,6 +1136,10 @@ int main(void) {
     PT_RUN(tsv_and_text_formats);
     PT_RUN(templates);
     PT_RUN(bad_input_files);
+    PT_RUN(published_math_txt);
+    PT_RUN(published_squad_jsonl);
+    PT_RUN(published_c4_gz);
+    PT_RUN(rows_subset);
     PT_RUN(alignment_bytelevel);
     PT_RUN(alignment_sentencepiece);
     PT_RUN(alignment_llama2c);

@@ -47,6 +47,9 @@ typedef struct {
  * counted in out->n_bad. */
 int pt_acts_capture(const pt_model *m, const pt_tokenizer *tok, const char *data_path, const pt_acts_opts *o,
                     pt_acts *out);
+/* The same, reading the data file with dopts (format, seeded subset; NULL: detected, all). */
+int pt_acts_capture_data(const pt_model *m, const pt_tokenizer *tok, const char *data_path,
+                         const pt_data_opts *dopts, const pt_acts_opts *o, pt_acts *out);
 /* Builds an activations set from a matrix (tests, other tools); copies X. */
 int pt_acts_from_matrix(const float *X, int64_t n, int d, int layer, pt_acts *out);
 int pt_acts_save(const pt_acts *a, const char *path, const char *model_path, const char *data_path);

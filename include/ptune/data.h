@@ -8,7 +8,7 @@
  * (lm = 1, from {"text"} records and plain text) has input "" and the text as
  * target: the loss sits on every token after the first.
  *
- * ---- Formats (pt_data_load detects them) -----------------------------------
+ * ---- Formats (pt_data_load detects them; pt_data_opts.format names one) -----
  *  - JSON Lines, one object per line. The target is "target", "completion",
  *    "answer" or "output" (a string, or a number written as JSON wrote it).
  *    The prompt fields are "input" or "prompt", "question", "context".
@@ -24,10 +24,28 @@
  *  - TSV question<TAB>answer (the file ends in .tsv, or every non-empty line
  *    holds a TAB): template "Question: {question}\nAnswer:". The answer is
  *    everything after the first TAB.
+ *  - SQuAD as Hugging Face `datasets` exports it to JSON Lines (squad-jsonl):
+ *    {"id","title","context","question","answers":{"text":[...],
+ *    "answer_start":[...]}} per line, read like SQuAD JSON (same template,
+ *    every answer kept); a record with an empty answer list (SQuAD v2
+ *    unanswerable) is skipped. Detected when the first record's "answers" is
+ *    such an object.
+ *  - C4 (c4): JSON Lines {"text","timestamp","url"}, one LM example per
+ *    document. Detected when the first record holds "text" and "url".
+ *  - DeepMind mathematics_dataset .txt (math-txt): question and answer on
+ *    alternating lines; template "Question: {question}\nAnswer:", target the
+ *    answer line. Detected only when the file has at least 2 pairs, an even
+ *    number of lines, no blank line but at the end, no TAB, every question
+ *    line ends in '?' or '.' and every answer line is at most 100 bytes and
+ *    does not end in '.', '?', '!', ':' or ','.
  *  - Plain text, anything else: one LM example per paragraph (blocks separated
  *    by blank lines, inner newlines kept); a file without blank lines gives
- *    one example per non-empty line.
- *  Files ending in .json/.jsonl are always parsed as JSON.
+ *    one example per non-empty line. A detected plain-text file that looks
+ *    like another format (MATH pairs that break a rule above, JSON objects on
+ *    most lines, SQuAD keys) gets a warning through pt_info.
+ *  Files ending in .json/.jsonl are always parsed as JSON. A gzip file (magic
+ *  1f 8b, such as C4's .json.gz) is decompressed first; a ".gz" suffix is
+ *  ignored for the extension rules.
  *
  * ---- Templates (--template) --------------------------------------------------
  * Placeholders: {input} (the input/prompt field; for TSV and SQuAD the
@@ -91,7 +109,15 @@ typedef struct {
     int line;       /* 1-based source line (JSONL/TSV/text) or record number (SQuAD) */
 } pt_example;
 
-enum { PT_DATA_JSONL = 1, PT_DATA_SQUAD = 2, PT_DATA_TSV = 3, PT_DATA_TEXT = 4 };
+enum {
+    PT_DATA_JSONL = 1,
+    PT_DATA_SQUAD = 2,
+    PT_DATA_TSV = 3,
+    PT_DATA_TEXT = 4,
+    PT_DATA_MATH_TXT = 5,    /* DeepMind mathematics_dataset question/answer lines */
+    PT_DATA_SQUAD_JSONL = 6, /* SQuAD exported by Hugging Face datasets */
+    PT_DATA_C4 = 7           /* {"text","timestamp","url"} lines (often .json.gz) */
+};
 
 typedef struct {
     pt_example *ex;
@@ -103,10 +129,27 @@ typedef struct {
 /* Loads `path`, detecting the format (see above). template_override: NULL for
  * each format's default. On failure *out is left empty. */
 int pt_data_load(const char *path, const char *template_override, pt_dataset *out);
+
+/* How to read a file: a named format and a seeded subset. Zero-initialized:
+ * detect the format, every example. */
+typedef struct {
+    int format;    /* 0: detect; else PT_DATA_*: read as that format (a file that is not one is an
+                    * error naming the file and line) */
+    long rows;     /* > 0: keep `rows` examples drawn uniformly without replacement (all of them when
+                    * the file has fewer), in file order. Reservoir sampling: memory holds at most
+                    * `rows` examples; every record is still parsed and checked */
+    uint64_t seed; /* the draw: the same (file, rows, seed) gives the same subset */
+} pt_data_opts;
+
+/* pt_data_load with options (o NULL: as pt_data_load). */
+int pt_data_load_opts(const char *path, const char *template_override, const pt_data_opts *o, pt_dataset *out);
+/* "jsonl", "squad", "squad-jsonl", "tsv", "text", "math-txt", "c4" -> PT_DATA_*,
+ * "auto" -> 0; PT_ERR naming the accepted names otherwise. */
+int pt_data_format_parse(const char *s, int *format);
 void pt_dataset_free(pt_dataset *ds);
 /* Appends a copy of one example (answers = {target}). */
 int pt_dataset_add(pt_dataset *ds, const char *input, const char *target, int lm);
-/* "jsonl", "squad", "tsv", "text" (or "?"). */
+/* "jsonl", "squad", "tsv", "text", "math-txt", "squad-jsonl", "c4" (or "?"). */
 const char *pt_data_format_name(int format);
 /* Renders a template with the given fields (NULL = absent). Decodes \n, \t,
  * \\ and {{ }}. Returns a malloc'd string, or NULL with an error naming the

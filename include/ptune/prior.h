@@ -30,6 +30,7 @@
 
 #include <stdint.h>
 
+#include "ptune/data.h"
 #include "ptune/forward.h"
 #include "ptune/model.h"
 #include "ptune/tokenizer.h"
@@ -137,6 +138,12 @@ int pt_acts_matrix(const pt_model *m, const pt_tokenizer *tok, const char *data_
                    int max_len, float **out, int64_t *n);
 int pt_gauss_fit_acts(const pt_model *m, const pt_tokenizer *tok, const char *data_path, int layer, pt_pool pool,
                       int max_len, pt_gauss_fit *out);
+/* The same, reading the data with dopts (format, seeded subset; NULL: detected, all). */
+int pt_acts_collect_opts(const pt_model *m, const pt_tokenizer *tok, const char *data_path, const pt_data_opts *dopts,
+                         int layer, pt_pool pool, int max_len, int (*fn)(const float *rows, int n, void *user),
+                         void *user);
+int pt_gauss_fit_acts_opts(const pt_model *m, const pt_tokenizer *tok, const char *data_path,
+                           const pt_data_opts *dopts, int layer, pt_pool pool, int max_len, pt_gauss_fit *out);
 
 int pt_gauss_save(const pt_gauss_fit *g, const char *path);
 /* Loads a saved fit; PT_ERR naming the file on a missing tensor, bad shape or

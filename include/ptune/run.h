@@ -41,6 +41,9 @@ typedef struct {
     pt_step_fn on_step;
     void *on_step_ctx;
     pt_objective objective;   /* the loss (docs/objective.md); run.json records it unless target */
+    /* how data and val are read (data.h pt_data_opts; 0: as detected, every example) */
+    int data_format;          /* --format: PT_DATA_* */
+    long rows, val_rows;      /* --rows, --val-rows: a subset of that many examples drawn with seed */
 } pt_tune_job;
 
 void pt_tune_job_init(pt_tune_job *j);
@@ -64,6 +67,10 @@ int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok
  * prompt and 32 generated tokens, at most 512). */
 int pt_run_eval(const pt_model *m, const pt_tokenizer *tok, const char *adapter_dir, const char *data,
                 const char *tmpl, int max_len, int eos, int batch, pt_eval_result *r);
+/* The same, reading data with dopts (format, seeded subset; NULL: as pt_run_eval). */
+int pt_run_eval_opts(const pt_model *m, const pt_tokenizer *tok, const char *adapter_dir, const char *data,
+                     const pt_data_opts *dopts, const char *tmpl, int max_len, int eos, int batch,
+                     pt_eval_result *r);
 
 /* ---- reading runs --------------------------------------------------------------------- */
 

@@ -94,6 +94,11 @@ static int acts_take(void *user, const float *const *v, int k, const int32_t *to
 
 int pt_acts_capture(const pt_model *m, const pt_tokenizer *tok, const char *data_path, const pt_acts_opts *o,
                     pt_acts *out) {
+    return pt_acts_capture_data(m, tok, data_path, NULL, o, out);
+}
+
+int pt_acts_capture_data(const pt_model *m, const pt_tokenizer *tok, const char *data_path,
+                         const pt_data_opts *dopts, const pt_acts_opts *o, pt_acts *out) {
     memset(out, 0, sizeof *out);
     int d = m->cfg.dim, L = m->cfg.n_layers;
     if (!o || o->n_layers < 1 || !o->layers) return pt_set_error("acts: empty layer list (give --layers, e.g. 0,4,8)");
@@ -109,7 +114,7 @@ int pt_acts_capture(const pt_model *m, const pt_tokenizer *tok, const char *data
     int max_len = o->max_len > 0 ? o->max_len : 256;
     if (m->cfg.max_seq > 0 && max_len > m->cfg.max_seq) max_len = m->cfg.max_seq;
     pt_dataset ds;
-    if (pt_data_load(data_path, NULL, &ds)) return PT_ERR;
+    if (pt_data_load_opts(data_path, NULL, dopts, &ds)) return PT_ERR;
     if (ds.n == 0) return pt_dataset_free(&ds), pt_set_error("%s: empty data (no examples)", data_path);
     pt_rows rows;
     if (pt_data_encode(tok, &ds, max_len, 0, &rows)) return pt_dataset_free(&ds), PT_ERR;

@@ -11,7 +11,10 @@ int cmd_acts(int argc, char **argv);
 
 static void usage(void) {
     printf("usage: ptune acts --model M [--tokenizer T] --data FILE --layers 0,4,8 [--pool token|mean|mean_pad|pad256]\n"
-           "                  [--max-n N] [--batch B] [--max-len T] --out FILE.safetensors\n"
+           "                  [--max-n N] [--batch B] [--max-len T] [--format F] [--rows N --seed S]\n"
+           "                  --out FILE.safetensors\n"
+           "--format F reads --data as jsonl, squad, squad-jsonl, tsv, text, math-txt or c4 (default:\n"
+           "detected); --rows N keeps a subset of N examples drawn with --seed (default 0), in file order.\n"
            "Layers are Hugging Face hidden_states indices: 0 = embeddings, L = after the final norm.\n"
            "Writes acts [n, d] (first layer), acts.layer_L per layer, token_ids, sample_index.\n");
 }
@@ -38,9 +41,11 @@ int cmd_acts(int argc, char **argv) {
     if (args_help(&a)) return usage(), args_free(&a), 0;
     const char *mp = args_model(&a), *tp = args_str(&a, "--tokenizer"), *dp = args_str(&a, "--data");
     const char *ls = args_str(&a, "--layers"), *ps = args_str(&a, "--pool"), *op = args_str(&a, "--out");
-    long max_n, batch, max_len;
+    const char *fs = args_str(&a, "--format");
+    long max_n, batch, max_len, rows, seed;
     if (args_int(&a, "--max-n", 0, &max_n) || args_int(&a, "--batch", 8, &batch) ||
-        args_int(&a, "--max-len", 256, &max_len) || args_finish(&a))
+        args_int(&a, "--max-len", 256, &max_len) || args_int(&a, "--rows", 0, &rows) ||
+        args_int(&a, "--seed", 0, &seed) || args_finish(&a))
         return args_free(&a), 1;
     args_free(&a);
     if (!mp || !dp || !op) return cli_failf("acts", "give --model, --data and --out (see --help)");
@@ -48,8 +53,11 @@ int cmd_acts(int argc, char **argv) {
     int nl = ls ? parse_layers(ls, layers, 64) : 0;
     if (nl < 0) return cli_failf("acts", "--layers '%s': give comma-separated indices, e.g. 0,4,8", ls);
     if (nl == 0) return cli_failf("acts", "empty layer list (give --layers, e.g. 0,4,8)");
+    if (rows < 0) return cli_failf("acts", "--rows must be >= 1, got %ld", rows);
     pt_acts_opts o = {layers, nl, PT_POOL_TOKEN, max_n, (int)batch, (int)max_len};
+    pt_data_opts dopts = {0, rows, (uint64_t)seed};
     if (ps && pt_pool_parse(ps, &o.pool)) return cli_fail("acts");
+    if (pt_data_format_parse(fs, &dopts.format)) return cli_fail("acts");
     pt_model *m = cli_model_load(mp, a.compute, 0);
     if (!m) return cli_fail("acts");
     char *found = tp ? NULL : pt_tokenizer_find_for_model(mp);
@@ -61,7 +69,7 @@ int cmd_acts(int argc, char **argv) {
     }
     pt_acts acts;
     double t0 = pt_now();
-    int rc = pt_acts_capture(m, tok, dp, &o, &acts);
+    int rc = pt_acts_capture_data(m, tok, dp, &dopts, &o, &acts);
     if (!rc) rc = pt_acts_save(&acts, op, mp, dp);
     if (rc) {
         pt_tokenizer_free(tok), pt_model_free(m);

@@ -2,6 +2,7 @@
  *
  *   ptune data gen arithmetic|qa|cloze|text --n N --seed S --out FILE.jsonl [--variant 0|1]
  *   ptune data check --data FILE [--template T] [--tokenizer PATH | --model PATH] [--max-len L] [--eos]
+ *                    [--format F] [--rows N] [--seed S] [--examples]
  *   ptune data bpe --corpus FILE[,FILE...] --vocab N --out DIR [--min-freq F] [--specials A,B] [--no-bos]
  *
  * gen writes N JSONL records atomically (same arguments => byte-identical
@@ -16,6 +17,7 @@
 #include "ptune/data.h"
 #include "ptune/tokenizer.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,12 +27,17 @@ int cmd_data(int argc, char **argv);
 static void data_help(void) {
     printf("usage: ptune data gen arithmetic|qa|cloze|text --n N --seed S --out FILE.jsonl [--variant 0|1]\n"
            "       ptune data check --data FILE [--template T] [--tokenizer PATH | --model PATH] [--max-len L] [--eos]\n"
+           "                        [--format F] [--rows N] [--seed S] [--examples]\n"
            "       ptune data bpe --corpus FILE[,FILE...] --vocab N --out DIR [--min-freq F] [--specials A,B] [--no-bos]\n"
            "  gen    writes N records of an offline task (docs/data.md); the same seed gives the same file.\n"
            "         --variant 1 uses the held-out phrasing / entity family that the default never produces.\n"
-           "  check  loads a data file (JSONL, SQuAD JSON, TSV or text; --template overrides the prompt\n"
-           "         template with {input} {question} {context} {text}) and reports its format and size;\n"
-           "         with a tokenizer, encodes it into rows of at most --max-len tokens (default 512).\n"
+           "  check  loads a data file (JSONL, SQuAD JSON or Hugging Face JSONL, C4, TSV, DeepMind MATH .txt\n"
+           "         pairs or text, .gz read directly; --template overrides the prompt template with {input}\n"
+           "         {question} {context} {text}) and reports its format and size; with a tokenizer, encodes\n"
+           "         it into rows of at most --max-len tokens (default 512). --format F names the format\n"
+           "         (jsonl, squad, squad-jsonl, tsv, text, math-txt, c4; default: detected); --rows N keeps\n"
+           "         N examples drawn with --seed (default 0), in file order; --examples prints each example\n"
+           "         as a JSON line {\"line\", \"input\", \"target\", \"answers\", \"lm\"}.\n"
            "  bpe    trains a byte-level BPE tokenizer (digits split one by one) of N ids on UTF-8 text files\n"
            "         (.jsonl/.json: each record as the model reads it, {\"text\"} or input + \" \" + target)\n"
            "         and writes DIR/tokenizer.json + tokenizer_config.json. --specials (default <|endoftext|>):\n"
@@ -93,12 +100,26 @@ static int data_check(int argc, char **argv) {
     long max_len = 512;
     const char *path = args_str(&a, "--data"), *tmpl = args_str(&a, "--template");
     const char *tokp = args_str(&a, "--tokenizer"), *model = args_str(&a, "--model");
-    int eos = args_flag(&a, "--eos");
+    const char *format_s = args_str(&a, "--format");
+    int eos = args_flag(&a, "--eos"), examples = args_flag(&a, "--examples");
+    long rows_n = 0, seed = 0;
+    pt_data_opts dopts = {0};
     pt_dataset ds = {0};
     pt_rows rows = {0};
     pt_tokenizer *tok = NULL;
     char *found = NULL;
-    if (args_int(&a, "--max-len", 512, &max_len) != 0 || args_finish(&a) != 0) goto done;
+    if (args_int(&a, "--max-len", 512, &max_len) != 0 || args_int(&a, "--rows", 0, &rows_n) != 0 ||
+        args_int(&a, "--seed", 0, &seed) != 0 || args_finish(&a) != 0)
+        goto done;
+    if (rows_n < 0) {
+        cli_failf(cmd, "--rows must be >= 1, got %ld", rows_n);
+        goto done;
+    }
+    dopts.rows = rows_n, dopts.seed = (uint64_t)seed;
+    if (pt_data_format_parse(format_s, &dopts.format)) {
+        cli_fail(cmd);
+        goto done;
+    }
     if (!path) {
         cli_failf(cmd, "give --data FILE");
         goto done;
@@ -107,13 +128,31 @@ static int data_check(int argc, char **argv) {
         cli_failf(cmd, "--max-len must be between 2 and 16777216 (got %ld)", max_len);
         goto done;
     }
-    if (pt_data_load(path, tmpl, &ds) != 0) {
+    if (pt_data_load_opts(path, tmpl, &dopts, &ds) != 0) {
         cli_fail(cmd);
         goto done;
     }
     int lm = 0;
     for (int i = 0; i < ds.n; i++) lm += ds.ex[i].lm;
     printf("format %s, %d examples (%d language-model)\n", pt_data_format_name(ds.format), ds.n, lm);
+    for (int i = 0; examples && i < ds.n; i++) {
+        const pt_example *e = &ds.ex[i];
+        json_t *ans = json_array(), *o = json_object();
+        for (int k = 0; k < e->n_answers; k++) json_array_append_new(ans, json_string(e->answers[k]));
+        json_object_set_new(o, "line", json_integer(e->line));
+        json_object_set_new(o, "input", json_string(e->input));
+        json_object_set_new(o, "target", json_string(e->target));
+        json_object_set_new(o, "answers", ans);
+        json_object_set_new(o, "lm", json_boolean(e->lm));
+        char *s = json_dumps(o, JSON_PRESERVE_ORDER | JSON_COMPACT);
+        json_decref(o);
+        if (!s) {
+            cli_failf(cmd, "out of memory");
+            goto done;
+        }
+        printf("%s\n", s);
+        free(s);
+    }
     if (tokp || model) {
         if (!tokp) {
             found = pt_tokenizer_find_for_model(model);

@@ -13,6 +13,7 @@ int cmd_eval(int argc, char **argv);
 static const char *help =
     "usage: ptune eval --model PATH [--tokenizer PATH] [--adapter RUN_DIR] --data PATH\n"
     "                  [--template S] [--batch B] [--max-len N] [--eos] [--positions] [--json]\n"
+    "                  [--format F] [--rows N [--seed S]]\n"
     "  loss         mean cross-entropy over the target tokens\n"
     "  exact_match  greedy generation of exactly len(target) tokens equals the target\n"
     "  f1           SQuAD token F1 of a greedy generation stopped at EOS, a newline or 32 tokens\n"
@@ -20,6 +21,8 @@ static const char *help =
     "               trained on another model (run.json's sha256) is refused\n"
     "  --json       print {\"loss\", \"exact_match\", \"f1\", \"n\", \"n_tokens\"} on one line\n"
     "  --batch B    rows per forward (default 8)\n"
+    "  --format F   read --data as jsonl, squad, squad-jsonl, tsv, text, math-txt or c4 (default: detected)\n"
+    "  --rows N     evaluate a subset of N examples drawn with --seed (default 0), in file order\n"
     "  --positions  also accuracy (argmax == target, teacher-forced) and loss of the first 8\n"
     "               target tokens counted from the start and of the last 8 counted from the\n"
     "               end (place values of numeric answers: last = units, or EOS with --eos);\n"
@@ -51,10 +54,11 @@ int cmd_eval(int argc, char **argv) {
     if (args_help(&a)) return fputs(help, stdout), args_free(&a), 0;
     const char *model_path = args_model(&a), *tok_arg = args_str(&a, "--tokenizer");
     const char *adapter = args_str(&a, "--adapter"), *data = args_str(&a, "--data");
-    const char *tmpl = args_str(&a, "--template");
+    const char *tmpl = args_str(&a, "--template"), *format_s = args_str(&a, "--format");
     int json = args_flag(&a, "--json"), eos = args_flag(&a, "--eos"), positions = args_flag(&a, "--positions");
-    long batch, max_len;
-    if (args_int(&a, "--batch", 8, &batch) || args_int(&a, "--max-len", 0, &max_len) || args_finish(&a))
+    long batch, max_len, rows, seed;
+    if (args_int(&a, "--batch", 8, &batch) || args_int(&a, "--max-len", 0, &max_len) ||
+        args_int(&a, "--rows", 0, &rows) || args_int(&a, "--seed", 0, &seed) || args_finish(&a))
         return args_free(&a), 2;
     args_free(&a);
     const char *C = "eval";
@@ -62,6 +66,9 @@ int cmd_eval(int argc, char **argv) {
     if (!data) return cli_failf(C, "--data PATH is required");
     if (batch < 1 || batch > 256) return cli_failf(C, "--batch must be in 1..256, got %ld", batch);
     if (max_len < 0) return cli_failf(C, "--max-len must be >= 1, got %ld", max_len);
+    if (rows < 0) return cli_failf(C, "--rows must be >= 1, got %ld", rows);
+    pt_data_opts dopts = {0, rows, (uint64_t)seed};
+    if (pt_data_format_parse(format_s, &dopts.format)) return cli_fail(C);
 
     int rc = 1;
     pt_model *m = cli_model_load(model_path, a.compute, 0);
@@ -75,7 +82,7 @@ int cmd_eval(int argc, char **argv) {
     }
     if (!(tok = pt_tokenizer_load(tok_path))) goto fail;
     pt_eval_result r;
-    if (pt_run_eval(m, tok, adapter, data, tmpl, (int)max_len, eos, (int)batch, &r)) goto fail;
+    if (pt_run_eval_opts(m, tok, adapter, data, &dopts, tmpl, (int)max_len, eos, (int)batch, &r)) goto fail;
     if (json) {
         printf("{\"loss\": %.6f, \"exact_match\": %.6f, \"f1\": %.6f, \"n\": %d, \"n_tokens\": %lld", r.loss,
                r.exact_match, r.f1, r.n, (long long)r.n_tokens);

@@ -1,7 +1,8 @@
 /* cmd_prior.c: `ptune prior fit|sample`: fitted statistics and prior samples.
  *
  *   ptune prior fit --model M [--tokenizer T] --source vocab|acts [--layer L --data FILE
- *                   --pool mean|token|mean_pad|pad256] [--n K] [--seed S] [--max-len N] --out FILE
+ *                   --pool mean|token|mean_pad|pad256] [--n K] [--seed S] [--max-len N] [--format F]
+ *                   [--rows N] --out FILE
  *   ptune prior sample --model M [--tokenizer T] --prior SPEC -n N --seed S [--layer L] --out FILE */
 #include "cli/cli.h"
 #include "ptune/core.h"
@@ -17,7 +18,8 @@ int cmd_prior(int argc, char **argv);
 static void prior_help(void) {
     printf(
         "usage: ptune prior fit --model M [--tokenizer T] --source vocab|acts [--layer L --data FILE\n"
-        "                       --pool mean|token|mean_pad|pad256] [--n K] [--seed S] [--max-len N] --out FILE\n"
+        "                       --pool mean|token|mean_pad|pad256] [--n K] [--seed S] [--max-len N] [--format F]\n"
+        "                       [--rows N] --out FILE\n"
         "       ptune prior sample --model M [--tokenizer T] --prior SPEC -n N --seed S [--layer L] --out FILE\n"
         "  fit     mean and full covariance (double precision) of the token-embedding rows (--source vocab;\n"
         "          --n K: a seeded random subset of K non-special rows, default all) or of the inputs of\n"
@@ -27,6 +29,8 @@ static void prior_help(void) {
         "          to 256 positions, the mean over all of them, pads included: the paper's notebooks).\n"
         "          Writes safetensors mean [d], cov [d,d], chol [d,d] (F64) + metadata; a singular\n"
         "          covariance gets jitter automatically (reported). Reuse with fitted:fit=FILE.\n"
+        "          --format F reads --data as jsonl, squad, squad-jsonl, tsv, text, math-txt or c4\n"
+        "          (default: detected); --rows N fits on a subset of N examples drawn with --seed.\n"
         "  sample  N vectors of size d (the model's dim) from a prior; writes samples [N, d] (F32) and\n"
         "          metadata (spec, seed, acceptance rate for exclusion, ...). --layer sets the default\n"
         "          layer of activation fits (default 0).\n"
@@ -35,7 +39,8 @@ static void prior_help(void) {
         "  vocab[:top=K[,freq=FILE]]  (FILE: one count per id, or 'id count' lines; without it the first K\n"
         "                             non-special ids in merge-rank order)\n"
         "  text:\"...\"  file:PATH[,key=NAME]\n"
-        "  fitted:source=vocab[,n=20000,fitseed=0] | fitted:source=acts,data=FILE[,layer=L,pool=mean,max_len=256]\n"
+        "  fitted:source=vocab[,n=20000,fitseed=0] | fitted:source=acts,data=FILE[,layer=L,pool=mean,max_len=256,\n"
+        "        rows=N,format=F]  (rows: a subset of N examples drawn with fitseed)\n"
         "        | fitted:fit=FILE;  eps=E adds E*I (default 0 for vocab, 1e-3 for activations)\n"
         "  exclusion[:c=5,standardize=1,max_proposals=1e7, + the keys of fitted]  (Gaussian exclusion)\n"
         "  interpolation:a=uniform|A,fit1=F,fit2=G  or  data1=F,data2=G[,layer=L,pool=mean]\n"
@@ -71,11 +76,20 @@ static int prior_fit(int argc, char **argv) {
     pt_tokenizer *tok = NULL;
     pt_gauss_fit g = {0};
     const char *src = args_str(&a, "--source"), *out = args_str(&a, "--out"), *data = args_str(&a, "--data");
-    const char *pool_s = args_str(&a, "--pool");
-    long layer = 0, n = 0, seed = 0, max_len = 256;
+    const char *pool_s = args_str(&a, "--pool"), *format_s = args_str(&a, "--format");
+    long layer = 0, n = 0, seed = 0, max_len = 256, rows = 0;
     if (args_int(&a, "--layer", 0, &layer) || args_int(&a, "--n", 0, &n) || args_int(&a, "--seed", 0, &seed) ||
-        args_int(&a, "--max-len", 256, &max_len))
+        args_int(&a, "--max-len", 256, &max_len) || args_int(&a, "--rows", 0, &rows))
         goto done;
+    pt_data_opts dopts = {.rows = rows, .seed = (uint64_t)seed};
+    if (rows < 0) {
+        cli_failf(cmd, "--rows must be >= 1, got %ld", rows);
+        goto done;
+    }
+    if (pt_data_format_parse(format_s, &dopts.format)) {
+        cli_fail(cmd);
+        goto done;
+    }
     if (!(m = load_model_tok(&a, cmd, &tok))) goto done;
     if (args_finish(&a)) goto done;
     if (!out) {
@@ -99,7 +113,7 @@ static int prior_fit(int argc, char **argv) {
             cli_fail(cmd);
             goto done;
         }
-        if (pt_gauss_fit_acts(m, tok, data, (int)layer, pool, (int)max_len, &g)) {
+        if (pt_gauss_fit_acts_opts(m, tok, data, &dopts, (int)layer, pool, (int)max_len, &g)) {
             cli_fail(cmd);
             goto done;
         }

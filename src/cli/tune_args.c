@@ -16,8 +16,13 @@ const char *const tune_args_help =
     "                    interpolation:data1=F,data2=G, vae:data=F (see ptune prior --help);\n"
     "                    activation fits default to the prompted layer\n"
     "  --prior-at L=SPEC a different prior for deep/prefix layer L\n"
-    "  --data, --val     JSONL {input,target} / {text}, SQuAD JSON, TSV or text;\n"
+    "  --data, --val     JSONL {input,target} / {text}, SQuAD JSON or Hugging Face JSONL, C4 JSONL,\n"
+    "                    TSV, DeepMind MATH .txt pairs or text (.gz read directly);\n"
     "                    without --val no validation loss is computed\n"
+    "  --format F        read --data and --val as jsonl, squad, squad-jsonl, tsv, text, math-txt\n"
+    "                    or c4 (default: detected, docs/data.md)\n"
+    "  --rows N, --val-rows N  a subset of N examples of --data / --val drawn with the run's\n"
+    "                    seed, in file order (default: all)\n"
     "  --batch N --accum K  K micro-batches of N rows per optimizer step\n"
     "  --lr F            peak learning rate of AdamW (betas 0.9/0.999, eps 1e-8)\n"
     "  --schedule S      constant (default), linear or cosine decay after --warmup N steps\n"
@@ -66,6 +71,9 @@ int tune_args(pt_args *a, pt_tune_job *j, int sweep) {
     j->n_prior_at = args_all(a, "--prior-at", j->prior_at, 64);
     if (j->n_prior_at > 64) return cli_failf(C, "--prior-at: at most 64");
     j->eos = args_flag(a, "--eos");
+    const char *format_s = args_str(a, "--format");
+    if (pt_data_format_parse(format_s, &j->data_format)) return cli_fail(C);
+    if (args_int(a, "--rows", 0, &j->rows) || args_int(a, "--val-rows", 0, &j->val_rows)) return 1;
     long tokens, steps, batch, accum, warmup, max_len, eval_every, save_every, seed = 0, proj;
     double cache_mb;
     if (!sweep) {

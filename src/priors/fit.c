@@ -219,13 +219,19 @@ static int collect_take(void *user, const float *const *v, int k, const int32_t 
 
 int pt_acts_collect(const pt_model *m, const pt_tokenizer *tok, const char *data_path, int layer, pt_pool pool,
                     int max_len, int (*fn)(const float *rows, int n, void *user), void *user) {
+    return pt_acts_collect_opts(m, tok, data_path, NULL, layer, pool, max_len, fn, user);
+}
+
+int pt_acts_collect_opts(const pt_model *m, const pt_tokenizer *tok, const char *data_path, const pt_data_opts *dopts,
+                         int layer, pt_pool pool, int max_len, int (*fn)(const float *rows, int n, void *user),
+                         void *user) {
     if (!tok) return pt_set_error("activation fit needs a tokenizer (--tokenizer PATH)");
     if (layer < 0 || layer > m->cfg.n_layers)
         return pt_set_error("activation fit: layer %d is outside 0..%d (hidden_states index)", layer, m->cfg.n_layers);
     if (max_len <= 0) max_len = 256;
     if (max_len > m->cfg.max_seq && m->cfg.max_seq > 0) max_len = m->cfg.max_seq;
     pt_dataset ds;
-    if (pt_data_load(data_path, NULL, &ds)) return PT_ERR;
+    if (pt_data_load_opts(data_path, NULL, dopts, &ds)) return PT_ERR;
     if (ds.n == 0) return pt_dataset_free(&ds), pt_set_error("%s: empty data (no examples)", data_path);
     pt_rows rows;
     if (pt_data_encode(tok, &ds, max_len, 0, &rows)) return pt_dataset_free(&ds), PT_ERR;
@@ -241,9 +247,14 @@ static int acc_cb(const float *rows, int n, void *user) { return pt_cov_acc_add(
 
 int pt_gauss_fit_acts(const pt_model *m, const pt_tokenizer *tok, const char *data_path, int layer, pt_pool pool,
                       int max_len, pt_gauss_fit *out) {
+    return pt_gauss_fit_acts_opts(m, tok, data_path, NULL, layer, pool, max_len, out);
+}
+
+int pt_gauss_fit_acts_opts(const pt_model *m, const pt_tokenizer *tok, const char *data_path,
+                           const pt_data_opts *dopts, int layer, pt_pool pool, int max_len, pt_gauss_fit *out) {
     pt_cov_acc a;
     if (pt_cov_acc_init(&a, m->cfg.dim)) return PT_ERR;
-    int rc = pt_acts_collect(m, tok, data_path, layer, pool, max_len, acc_cb, &a);
+    int rc = pt_acts_collect_opts(m, tok, data_path, dopts, layer, pool, max_len, acc_cb, &a);
     if (!rc) rc = pt_cov_acc_finish(&a, out);
     pt_cov_acc_free(&a);
     if (rc) return PT_ERR;

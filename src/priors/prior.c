@@ -18,8 +18,8 @@ static const prior_info priors[] = {
     {"isotropic", "sigma", NULL}, {"normal", "mean std", NULL}, {"xavier", "gain dist", NULL},
     {"uniform", "a", NULL},       {"vocab", "top freq", NULL},  {"text", "text", "text"},
     {"file", "path key", "path"},
-    {"fitted", "source n fitseed layer data pool fit eps max_len", NULL},
-    {"exclusion", "source n fitseed layer data pool fit eps max_len c standardize max_proposals", NULL},
+    {"fitted", "source n fitseed layer data pool fit eps max_len rows format", NULL},
+    {"exclusion", "source n fitseed layer data pool fit eps max_len rows format c standardize max_proposals", NULL},
     {"interpolation", "a fit1 fit2 data1 data2 layer pool eps max_len", NULL},
     {"vae", "layer data pool hidden latent epochs batch lr beta max_len", NULL},
 };
@@ -288,7 +288,14 @@ static int obtain_fit(const pt_prior_spec *s, const pt_prior_ctx *ctx, int d, co
         pt_pool pool = PT_POOL_MEAN;
         const char *ps = pt_prior_spec_get(s, "pool");
         if (ps && pt_pool_parse(ps, &pool)) return pt_wrap_error("prior %s: ", s->name);
-        if (pt_gauss_fit_acts(ctx->model, ctx->tok, data, (int)lay, pool, (int)ml, g)) return pt_wrap_error("prior %s: ", s->name);
+        /* rows=N: a subset of N examples drawn with fitseed; format=F: read data as F (data.h) */
+        double rows;
+        pt_data_opts dopts = {.seed = (uint64_t)fs};
+        if (get_num(s, "rows", 0, &rows)) return PT_ERR;
+        dopts.rows = (long)rows;
+        if (pt_data_format_parse(pt_prior_spec_get(s, "format"), &dopts.format)) return pt_wrap_error("prior %s: ", s->name);
+        if (pt_gauss_fit_acts_opts(ctx->model, ctx->tok, data, &dopts, (int)lay, pool, (int)ml, g))
+            return pt_wrap_error("prior %s: ", s->name);
         is_acts = 1;
     } else {
         return pt_set_error("prior %s: source must be vocab or acts (got '%s')", s->name, src);

@@ -4,6 +4,12 @@
 
 int pt_run_eval(const pt_model *m, const pt_tokenizer *tok, const char *adapter_dir, const char *data,
                 const char *tmpl, int max_len, int eos, int batch, pt_eval_result *r) {
+    return pt_run_eval_opts(m, tok, adapter_dir, data, NULL, tmpl, max_len, eos, batch, r);
+}
+
+int pt_run_eval_opts(const pt_model *m, const pt_tokenizer *tok, const char *adapter_dir, const char *data,
+                     const pt_data_opts *dopts, const char *tmpl, int max_len, int eos, int batch,
+                     pt_eval_result *r) {
     pt_dataset ds = {0};
     pt_rows rows = {0};
     pt_prompt_params pp = {0};
@@ -21,7 +27,7 @@ int pt_run_eval(const pt_model *m, const pt_tokenizer *tok, const char *adapter_
     int user = max_len > 0;
     if (!user) max_len = room < 512 ? room : 512;
     if (max_len > room) max_len = room;
-    if (pt_data_load(data, tmpl, &ds)) goto done;
+    if (pt_data_load_opts(data, tmpl, dopts, &ds)) goto done;
     if (ds.n == 0) {
         pt_set_error("%s: no examples", data);
         goto done;

@@ -53,6 +53,8 @@ int pt_tune_job_check(const pt_tune_job *j, const pt_model *m) {
     if (j->eval_every < 0 || j->save_every < 0) return pt_set_error("--eval-every and --save-every must be >= 0");
     if (j->max_len < 0) return pt_set_error("--max-len must be >= 1, got %d", j->max_len);
     if (j->act_cache_mb < 0) return pt_set_error("--act-cache-mb must be >= 0, got %g", j->act_cache_mb);
+    if (j->rows < 0 || j->val_rows < 0) return pt_set_error("--rows and --val-rows must be >= 1");
+    if (j->val_rows && !j->val) return pt_set_error("--val-rows needs --val");
     if (j->n_layers && j->method != PT_METHOD_DEEP) return pt_set_error("--layers applies to --method deep only");
     if (!j->prior) return pt_set_error("no prior");
     pt_prior_spec spec;
@@ -209,7 +211,8 @@ int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok
         goto done;
     }
     int enc = j->eos ? PT_ENC_EOS : 0;
-    if (pt_data_load(j->data, j->tmpl, &ds)) goto done;
+    pt_data_opts dopts = {j->data_format, j->rows, j->seed}, vopts = {j->data_format, j->val_rows, j->seed};
+    if (pt_data_load_opts(j->data, j->tmpl, &dopts, &ds)) goto done;
     if (ds.n == 0) {
         pt_set_error("%s: no examples", j->data);
         goto done;
@@ -229,7 +232,7 @@ int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok
     if (nb ? pt_data_encode_notebook(tok, &ds, nb_virtual, &rows) : pt_data_encode(tok, &ds, max_len, enc, &rows))
         goto done;
     if (j->val) {
-        if (pt_data_load(j->val, j->tmpl, &dv)) goto done;
+        if (pt_data_load_opts(j->val, j->tmpl, &vopts, &dv)) goto done;
         if (dv.n == 0) {
             pt_set_error("%s: no examples", j->val);
             goto done;
@@ -254,6 +257,10 @@ int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok
     /* only when not the default, so runs from before --objective still resume */
     if (j->objective != PT_OBJECTIVE_TARGET)
         json_object_set_new(cfg, "objective", json_string(pt_objective_name(j->objective)));
+    /* set only when given, so runs made before these flags resume as they were */
+    if (j->data_format) json_object_set_new(cfg, "data_format", json_string(pt_data_format_name(j->data_format)));
+    if (j->rows) json_object_set_new(cfg, "rows", json_integer(j->rows));
+    if (j->val_rows) json_object_set_new(cfg, "val_rows", json_integer(j->val_rows));
     /* the cache changes the rounding of the steps (backward.h): part of an exact resume */
     if (j->method == PT_METHOD_DEEP && pp.n_deep > 0 && pp.deep_layers[0] > 0)
         json_object_set_new(cfg, "act_cache_mb", json_integer((json_int_t)j->act_cache_mb));
