@@ -59,6 +59,7 @@ typedef struct {
     char pool[16];         /* per-sample pooling of figures 5, 13 and activation priors: mean | mean_pad | pad256 */
     char deep_layers[96];  /* "paper" (0 and the last three blocks; every block when L <= 4) or "0,13,14,15" */
     char interp[2][16];    /* figure 12's interpolation prior: new domain, pretraining domain ("arithmetic", "text") */
+    char objective[16];    /* the tunings' loss: "target" (after the input, as PEFT) or "notebook" (docs/objective.md) */
     int n_seeds;           /* the runs repeat per seed; figures use the first, numbers give the spread */
     uint64_t seeds[8];
 } pt_exp_settings;
@@ -92,6 +93,7 @@ typedef struct {
     int tokens, steps, batch, eval_every, max_len;
     uint64_t seed;
     const char *data, *val; /* train / validation files */
+    const char *objective;  /* "target" or "notebook" */
     const char *out;     /* run directory */
     int resume;          /* out exists from an unfinished run: continue it */
 } pt_exp_tune;

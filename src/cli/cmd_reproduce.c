@@ -52,6 +52,7 @@ static int tune_run(void *user, const pt_exp_tune *t) {
     j.tokens = t->tokens, j.prior = t->prior, j.lr = t->lr, j.data = t->data, j.val = t->val;
     j.steps = t->steps, j.batch = t->batch, j.eval_every = t->eval_every, j.seed = t->seed;
     j.max_len = t->max_len, j.out = t->out, j.resume = t->resume;
+    if (t->objective && pt_objective_parse(t->objective, &j.objective)) return PT_ERR;
     return pt_tune_run(&j, tc->m, tc->tok, NULL) ? pt_wrap_error("tuning run %s: ", t->name) : 0;
 }
 

@@ -190,6 +190,7 @@ static json_t *settings_json(const pt_exp *e) {
     json_object_set_new(o, "max_len", json_integer(s->max_len));
     json_object_set_new(o, "acts_max_len", json_integer(s->acts_max_len));
     json_object_set_new(o, "pool", json_string(s->pool));
+    json_object_set_new(o, "objective", json_string(s->objective));
     json_object_set_new(o, "deep_layers", json_string(s->deep_layers));
     json_object_set_new(o, "deep_layers_used", dl);
     json_object_set_new(o, "interpolation", json_pack("[s, s]", s->interp[0], s->interp[1]));

@@ -108,6 +108,7 @@ static int make_run(pt_exp *e, pt_exp_run *t) {
                          .n_layers = deep ? e->n_deep : 0, .prior = t->prior, .lr = t->lr,
                          .tokens = e->tokens, .steps = e->steps, .batch = e->set.batch,
                          .eval_every = e->steps / 5 > 0 ? e->steps / 5 : 1, .max_len = pt_exp_fit_len(e, e->set.max_len, e->tokens), .seed = t->seed,
+                         .objective = e->set.objective,
                          .data = e->train, .val = e->val, .out = t->dir, .resume = pt_file_exists(rj)};
         pt_clear_error();
         if (e->tune(e->tune_user, &q))

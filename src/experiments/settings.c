@@ -22,6 +22,7 @@ void pt_exp_settings_default(pt_exp_settings *s, int quick) {
     snprintf(s->deep_layers, sizeof s->deep_layers, "paper");
     snprintf(s->interp[0], sizeof s->interp[0], "arithmetic");
     snprintf(s->interp[1], sizeof s->interp[1], "text");
+    snprintf(s->objective, sizeof s->objective, "target");
     s->n_seeds = 1, s->seeds[0] = 0;
 }
 
@@ -60,7 +61,8 @@ int pt_exp_settings_load(pt_exp_settings *s, const char *path) {
     if (!o) return pt_set_error("%s: line %d: %s", path, je.line, je.text);
     if (!json_is_object(o)) return json_decref(o), pt_set_error("%s: not a JSON object", path);
     static const char *const tasks[] = {"qa", "arithmetic", NULL}, *const pools[] = {"mean", "mean_pad", "pad256", NULL},
-                             *const doms[] = {"arithmetic", "text", "qa", NULL};
+                             *const doms[] = {"arithmetic", "text", "qa", NULL},
+                             *const objs[] = {"target", "notebook", NULL};
     const char *key;
     json_t *v;
     int rc = 0;
@@ -80,6 +82,7 @@ int pt_exp_settings_load(pt_exp_settings *s, const char *path) {
         else if (!strcmp(key, "max_len")) rc = want_int(v, path, key, 2, 1 << 20, &s->max_len);
         else if (!strcmp(key, "acts_max_len")) rc = want_int(v, path, key, 2, 1 << 20, &s->acts_max_len);
         else if (!strcmp(key, "pool")) rc = want_str(v, path, key, pools, s->pool, sizeof s->pool);
+        else if (!strcmp(key, "objective")) rc = want_str(v, path, key, objs, s->objective, sizeof s->objective);
         else if (!strcmp(key, "deep_layers")) {
             rc = want_str(v, path, key, NULL, s->deep_layers, sizeof s->deep_layers);
             int tmp[64];
