@@ -15,9 +15,10 @@ and HF's causal-LM loss: logits[:, :-1] against labels[:, 1:], mean over labels 
 The tokenizer is replaced by fixed token lists (BOS first, as Llama's tokenizer
 adds it) and the lengths are scaled to the tiny model: max_length 24 for the
 input, 16 for the answer (the notebook's 512 and 128), N = 5 virtual tokens.
-Both inputs are longer than the labelled span (15 - 5 positions), the case
-where ptune's rows are exact (docs/objective.md); one answer is longer than 16
-ids, so truncation is covered.
+The first input is longer than the labelled span (15 - 5 positions); the
+second (6 ids) is shorter, so 4 of its labelled positions are EOS pads that the
+attention mask hides (keys) while their queries still predict labels; one
+answer is longer than 16 ids, so truncation is covered.
 
 Writes tests/fixtures/notebook_llama_tiny.safetensors:
   input_ids I32 [2,24] (EOS-padded, as the notebook's), input_lens I32 [2],
@@ -39,7 +40,7 @@ from reference_grad import Model  # noqa: E402  (the same float64 model as test_
 
 torch.set_default_dtype(torch.float64)
 N, INPUT_LEN, ANS_LEN = 5, 24, 16
-IN_LENS, ANS_RAW = [14, 22], [4, 20]  # with BOS
+IN_LENS, ANS_RAW = [14, 6], [4, 20]  # with BOS
 
 
 def main():

@@ -74,8 +74,10 @@ TEST(notebook_labels_match_reference) {
     pt_rows r;
     CHECK(fx_rows(&x, &r) == 0, "%s", pt_last_error());
     int S = x.ans_len - 1; /* N < ans_len - 1 here: rows are the labelled span */
-    CHECK(r.n_rows == 2 && r.max_len == S && r.n_virtual == x.N && r.n_filled == 0, "rows %d, len %d, virtual %d, filled %d",
-          r.n_rows, r.max_len, r.n_virtual, r.n_filled);
+    /* the second input is shorter than the span: its last positions are unattended EOS pads */
+    CHECK(r.n_rows == 2 && r.max_len == S && r.n_virtual == x.N && r.n_filled == 1 &&
+              r.real_len[1] == x.N + 6 && r.real_len[0] == S,
+          "rows %d, len %d, virtual %d, filled %d", r.n_rows, r.max_len, r.n_virtual, r.n_filled);
     for (int b = 0; b < 2; b++) {
         const int32_t *id = r.ids + r.off[b], *lb = r.labels + r.off[b], *ref = x.labels + (size_t)b * x.Lw;
         for (int p = 0; p < S; p++) {
@@ -171,7 +173,9 @@ TEST(notebook_rows_edges) {
               r.labels[p]);
     int idx = 0;
     int32_t ids[9], lb[9], lens[1];
-    CHECK(pt_batch_rows(&r, &idx, 1, 0, ids, lb, lens) == 9 && lens[0] == 9 && lb[8] == 2, "batch labels");
+    /* the EOS pads past the input (positions 6-8) keep their labels but are not attended to: lens 6 */
+    CHECK(pt_batch_rows(&r, &idx, 1, 0, ids, lb, lens) == 9 && lens[0] == 6 && lb[8] == 2 && ids[7] == 2,
+          "batch labels (lens %d)", lens[0]);
     pt_rows_free(&r);
     /* more virtual positions than the span: the row is the prompt, labels on 0..ans_len-2 */
     CHECK(pt_rows_notebook(in, n_in, ans, n_ans, 1, 4, 6, 2, &r) == 0, "%s", pt_last_error());

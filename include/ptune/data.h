@@ -171,7 +171,10 @@ typedef struct pt_rows {
     int32_t *labels; /* per position of ids: the token the logits there must predict, -1 none */
     int n_virtual;   /* each row starts with this many ids -1 (PT_TOK_EMBED, forward.h): the
                         soft prompt's positions, so labels can sit on them */
-    int n_filled;    /* rows too short for the label span, extended with EOS tokens */
+    int n_filled;    /* rows too short for the label span, extended with EOS pads */
+    int32_t *real_len; /* per row, or NULL (the whole row): the positions attended to; the rest
+                          are pads (EOS) whose labels still count, as in the notebooks (the
+                          batch then sets labels_on_pads, forward.h) */
 } pt_rows;
 
 enum { PT_ENC_EOS = 1 }; /* flags of pt_data_encode: append EOS after the target */

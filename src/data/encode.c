@@ -15,6 +15,7 @@ void pt_rows_free(pt_rows *r) {
     free(r->n_prompt);
     free(r->example);
     free(r->labels);
+    free(r->real_len);
     memset(r, 0, sizeof *r);
 }
 
@@ -275,7 +276,7 @@ int pt_batch_rows(const pt_rows *r, const int *idx, int B, int32_t pad_id, int32
         int row = idx[b], L = pt_rows_len(r, row), np = r->n_prompt[row];
         const int32_t *src = r->ids + r->off[row];
         int32_t *di = ids + (size_t)b * T, *dl = labels + (size_t)b * T;
-        lens[b] = L;
+        lens[b] = r->real_len ? r->real_len[row] : L;
         if (r->labels) { /* the notebook objective: explicit labels */
             const int32_t *sl = r->labels + r->off[row];
             for (int t = 0; t < T; t++) {

@@ -43,7 +43,8 @@ int pt_rows_notebook(const int32_t *const *in, const int *n_in, const int32_t *c
     out->off = malloc(sizeof(int64_t) * ((size_t)n + 1));
     out->n_prompt = malloc(sizeof(int32_t) * (size_t)n);
     out->example = malloc(sizeof(int32_t) * (size_t)n);
-    if (!out->ids || !out->labels || !out->off || !out->n_prompt || !out->example) {
+    out->real_len = malloc(sizeof(int32_t) * (size_t)n);
+    if (!out->ids || !out->labels || !out->off || !out->n_prompt || !out->example || !out->real_len) {
         pt_rows_free(out);
         return pt_set_error("data: out of memory");
     }
@@ -52,6 +53,8 @@ int pt_rows_notebook(const int32_t *const *in, const int *n_in, const int32_t *c
         for (int p = 0; p < n_virtual; p++) id[p] = -1;
         for (int t = 0; t < k; t++) id[n_virtual + t] = t < n_in[i] ? in[i][t] : eos;
         if (n_in[i] < k) out->n_filled++;
+        /* the EOS pads past the input are not attended to (the notebook's attention mask) */
+        out->real_len[i] = n_virtual + (n_in[i] < k ? n_in[i] : k);
         for (int p = 0; p < S; p++) {
             int q = p + 1; /* a[q]: the answer's ids, truncated and EOS-padded to ans_len */
             lb[p] = p >= span ? -1 : q < n_ans[i] ? ans[i][q] : eos;

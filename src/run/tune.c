@@ -241,8 +241,8 @@ int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok
             goto done;
     }
     if (rows.n_filled || vrows.n_filled)
-        pt_info("tune: %d rows have fewer input tokens than the notebook's %d labelled positions; they are filled "
-                "with EOS tokens that the model attends to (the notebooks mask them): docs/objective.md",
+        pt_info("tune: %d rows have fewer input tokens than the notebook's %d labelled positions; their EOS pads "
+                "carry labels, unattended, as in the notebooks (docs/objective.md)",
                 rows.n_filled + vrows.n_filled, PT_NOTEBOOK_ANSWER_LEN - 1);
     if (rows.n_truncated)
         pt_info("tune: %d training rows lost input tokens on the left to fit --max-len %d", rows.n_truncated, max_len);
