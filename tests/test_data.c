@@ -932,14 +932,15 @@ TEST(generator_arithmetic_digits2) {
             snprintf(want, sizeof want, "Question: %s\nAnswer:", q);
             CHECK(!strcmp(in, want), "template: %s", in);
             long val;
-            CHECK(arith_eval(q, h, 2, &val), "digits 2, %s: not a phrasing of this set, or operands beyond 0..99: \"%s\"",
-                  h ? "heldout" : "train", q);
+            CHECK(arith_eval(q, h, 2, &val), "digits 2, %s: not a phrasing of this set, or operands beyond 0..99: "
+                  "\"%s\"", h ? "heldout" : "train", q);
             char w[32];
             snprintf(w, sizeof w, "%ld", val);
             CHECK(!strcmp(w, tg), "\"%s\": target %s, want %s", q, tg, w);
             CHECK(!strchr(q, '-') || strstr(q, " - "), "no negative operand: %s", q);
             neg += val < 0;
-            sub += tg[0] == '-' || strstr(q, " - ") || strstr(q, "ubtract") || strstr(q, "ecrease") || strstr(q, "down");
+            sub += tg[0] == '-' || strstr(q, " - ") || strstr(q, "ubtract") || strstr(q, "ecrease") ||
+                   strstr(q, "down");
             char sh[200];
             arith_shape(q, sh, sizeof sh);
             set_add(&shapes[h], sh);
@@ -1030,7 +1031,8 @@ TEST(generator_qa_extract) {
             const char *pq = q;
             person[0] = 0;
             for (; *pq; pq++)
-                if (pq > q && pq[-1] == ' ' && *pq >= 'A' && *pq <= 'Z' && sscanf(pq, "%31[A-Za-z] %31[A-Za-z]", first, last) == 2) {
+                if (pq > q && pq[-1] == ' ' && *pq >= 'A' && *pq <= 'Z' &&
+                    sscanf(pq, "%31[A-Za-z] %31[A-Za-z]", first, last) == 2) {
                     snprintf(person, sizeof person, "%s %s", first, last);
                     break;
                 }
@@ -1139,7 +1141,8 @@ TEST(generator_settings_deterministic) {
         {"arithmetic", {.digits = 3, .heldout = 1}, "a37f1c79e364c591cdd4dc5c93a863865979bef47a7277d086fbcf10b376f53d"},
         {"arithmetic", {0}, "709b12f983dc6366d321502566b671eda907805a7639ca0a17c38465f6b7a214"},
         {"qa", {.level = PT_GEN_QA_BIND}, "8c59d589b0e2ae77ecba03d7efbfc405da9b43acf051e7361164cd8c91acf9b8"},
-        {"qa", {.level = PT_GEN_QA_BIND, .heldout = 1}, "ab74edab2a76c7cc7f0da4a6c0a3575ed0961f06e7363bbee9f1e883f824b814"},
+        {"qa", {.level = PT_GEN_QA_BIND, .heldout = 1},
+         "ab74edab2a76c7cc7f0da4a6c0a3575ed0961f06e7363bbee9f1e883f824b814"},
         {"cloze", {0}, "04a95fbd72931f11c910b41fbe441a5b0b39c1facfc2f322bcbedd172494ea26"},
         {"cloze", {.heldout = 1}, "8bd26152d9b80f9f6219de12cdae472a2708359ea48b2b99260393a7a6079abc"},
         {"text", {0}, "9c75fa59675d21e8e3456cf370edc18c45ee2f8a6f6d3716e8ade9fbe3f40b7e"},
@@ -1174,13 +1177,51 @@ TEST(cli_data_gen) {
     CHECK(f && g && !strcmp(f, g), "the CLI writes what pt_data_generate gives");
     free(f);
     free(g);
+    /* --variant is --phrasing's old name; the settings reach the library */
+    static const struct {
+        const char *a, *b;
+    } same[] = {{"arithmetic --variant 1", "arithmetic --phrasing heldout"},
+                {"cloze --variant 0", "cloze --phrasing train"},
+                {"arithmetic", "arithmetic --digits 3 --phrasing train"},
+                {"qa --level bind --variant 1", "qa --phrasing heldout"}};
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        snprintf(cmd, sizeof cmd,
+                 "./ptune data gen %s --n 40 --seed 2 --out %s 2>/dev/null && "
+                 "./ptune data gen %s --n 40 --seed 2 --out %s 2>/dev/null && cmp -s %s %s",
+                 same[i].a, a, same[i].b, b, a, b);
+        CHECK(system(cmd) == 0, "not the same file: %s", cmd);
+    }
+    snprintf(cmd, sizeof cmd,
+             "./ptune data gen arithmetic --digits 2 --phrasing heldout --n 30 --seed 4 --out %s 2>/dev/null", a);
+    CHECK(system(cmd) == 0, "%s", cmd);
+    pt_data_gen_opts o2 = {.digits = 2, .heldout = 1};
+    f = pt_read_file(a, &l);
+    g = pt_data_generate_opts("arithmetic", &o2, 30, 4, NULL);
+    CHECK(f && g && !strcmp(f, g), "--digits 2 --phrasing heldout gives what pt_data_generate_opts gives");
+    free(f);
+    free(g);
+    snprintf(cmd, sizeof cmd, "./ptune data gen qa --level extract --n 30 --seed 4 --out %s 2>/dev/null", a);
+    CHECK(system(cmd) == 0, "%s", cmd);
+    pt_data_gen_opts oq = {.level = PT_GEN_QA_EXTRACT};
+    f = pt_read_file(a, &l);
+    g = pt_data_generate_opts("qa", &oq, 30, 4, NULL);
+    CHECK(f && g && !strcmp(f, g), "--level extract gives what pt_data_generate_opts gives");
+    free(f);
+    free(g);
     static const struct {
         const char *args, *needle;
     } bad[] = {{"gen arithmetic --n 0 --seed 1 --out /tmp/x.jsonl", "--n must be"},
                {"gen poetry --n 3 --seed 1 --out /tmp/x.jsonl", "unknown data kind"},
                {"gen qa --n 3 --seed 1 --out /nonexistent_dir/x.jsonl", "/nonexistent_dir/x.jsonl"},
                {"gen qa --n 3 --seed 1", "--out"},
-               {"gen qa --n 3 --bogus 1 --out /tmp/x.jsonl", "--bogus"}};
+               {"gen qa --n 3 --bogus 1 --out /tmp/x.jsonl", "--bogus"},
+               {"gen qa --n 3 --phrasing test --out /tmp/x.jsonl", "--phrasing must be train or heldout"},
+               {"gen qa --n 3 --phrasing heldout --variant 0 --out /tmp/x.jsonl", "contradicts"},
+               {"gen qa --n 3 --variant 2 --out /tmp/x.jsonl", "--variant must be"},
+               {"gen qa --n 3 --digits 2 --out /tmp/x.jsonl", "--digits applies to arithmetic"},
+               {"gen arithmetic --n 3 --digits 1 --out /tmp/x.jsonl", "--digits must be 2"},
+               {"gen arithmetic --n 3 --level extract --out /tmp/x.jsonl", "--level applies to qa"},
+               {"gen qa --n 3 --level easy --out /tmp/x.jsonl", "--level must be bind or extract"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(cmd, sizeof cmd, "./ptune data %s 2>%s", bad[i].args, err);
         int rc = system(cmd);

@@ -295,7 +295,8 @@ static const char *const QX_SENT[QX_N][2][2] = {
     {{"{a} plays the {b}.", "{a} can play the {b}."}, {"{a} performs on the {b}.", "{a} performs music on the {b}."}},
 };
 static const char *const QX_Q[QX_N][2][2] = {
-    {{"Where does {a} live?", "Which city does {a} live in?"}, {"In what city is {a}'s home?", "Name the city {a} calls home."}},
+    {{"Where does {a} live?", "Which city does {a} live in?"},
+     {"In what city is {a}'s home?", "Name the city {a} calls home."}},
     {{"In which year was {a} born?", "When was {a} born?"},
      {"What year did {a} come into the world?", "Name the year {a} entered the world."}},
     {{"What is {a}'s favourite colour?", "Which colour does {a} like best?"},
