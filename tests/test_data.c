@@ -699,7 +699,7 @@ static const char *js(json_t *o, const char *k) { return json_string_value(json_
 
 /* Parses an arithmetic question back: returns 1 and the value, 0 if no known phrasing matches.
  * Phrasings and their meaning, written here independently of the generator. */
-static int arith_eval(const char *q, int family, long *val) {
+static int arith_eval(const char *q, int family, int digits, long *val) {
     static const struct {
         const char *fmt; /* %ld %ld, and a trailing %n to check the whole string matched */
         int op;          /* +1 a+b, -1 a-b, -2 b-a (operands in reading order) */
@@ -717,12 +717,20 @@ static int arith_eval(const char *q, int family, long *val) {
         {"Decrease %ld by %ld.%n", -1, 1},      {"What do you get if you decrease %ld by %ld?%n", -1, 1},
         {"Start at %ld and go down by %ld. Where do you end up?%n", -1, 1},
     };
+    /* the 8 training phrasings of --digits 2 (indices into P) */
+    static const int D2[] = {0, 1, 4, 8, 11, 12, 14, 17};
     for (size_t i = 0; i < sizeof P / sizeof P[0]; i++) {
         long a, b;
         int used = -1;
         if (sscanf(q, P[i].fmt, &a, &b, &used) == 2 && used == (int)strlen(q)) {
             if (P[i].family != family) return 0;
-            if (a < -999 || a > 999 || b < -999 || b > 999) return 0;
+            if (digits == 2 && family == 0) {
+                int in = 0;
+                for (int k = 0; k < 8; k++) in |= D2[k] == (int)i;
+                if (!in) return 0;
+            }
+            long lo = digits == 2 ? 0 : -999, hi = digits == 2 ? 99 : 999;
+            if (a < lo || a > hi || b < lo || b > hi) return 0;
             *val = P[i].op == 1 ? a + b : P[i].op == -1 ? a - b : b - a;
             return 1;
         }
@@ -768,7 +776,7 @@ TEST(generator_arithmetic_answers) {
             CHECK(sscanf(in, "Question: %299[^\n]\nAnswer:", q) == 1 && !strcmp(strchr(in, '\n'), "\nAnswer:"),
                   "template: %s", in);
             long val;
-            CHECK(arith_eval(q, v, &val), "variant %d: phrasing not recognised (or from the other family): \"%s\"", v,
+            CHECK(arith_eval(q, v, 3, &val), "variant %d: phrasing not recognised (or from the other family): \"%s\"", v,
                   q);
             char want[32];
             snprintf(want, sizeof want, "%ld", val);
@@ -873,6 +881,290 @@ TEST(generator_cloze_and_text) {
     return 0;
 }
 
+/* ---- the generator's settings (--digits, --phrasing, --level) -------------------- */
+
+/* A question with its numbers replaced by '#' (its phrasing). */
+static void arith_shape(const char *q, char *out, size_t cap) {
+    size_t k = 0;
+    for (const char *p = q; *p && k + 2 < cap;) {
+        if ((*p >= '0' && *p <= '9') || (*p == '-' && p[1] >= '0' && p[1] <= '9')) {
+            out[k++] = '#';
+            p++;
+            while (*p >= '0' && *p <= '9') p++;
+        } else
+            out[k++] = *p++;
+    }
+    out[k] = 0;
+}
+
+/* Distinct strings (at most 64 of them, 200 bytes each). */
+typedef struct {
+    char s[64][200];
+    int n;
+} strset;
+
+static void set_add(strset *st, const char *x) {
+    for (int i = 0; i < st->n; i++)
+        if (!strcmp(st->s[i], x)) return;
+    if (st->n < 64) snprintf(st->s[st->n++], sizeof st->s[0], "%s", x);
+}
+
+static int sets_meet(const strset *a, const strset *b) {
+    for (int i = 0; i < a->n; i++)
+        for (int j = 0; j < b->n; j++)
+            if (!strcmp(a->s[i], b->s[j])) return 1;
+    return 0;
+}
+
+TEST(generator_arithmetic_digits2) {
+    strset shapes[2] = {{.n = 0}, {.n = 0}};
+    for (int h = 0; h < 2; h++) {
+        pt_data_gen_opts o = {.heldout = h, .digits = 2};
+        char *buf = pt_data_generate_opts("arithmetic", &o, 3000, 11, NULL);
+        CHECK(buf, "%s", pt_last_error());
+        int n, neg = 0, sub = 0;
+        json_t **r = parse_lines(buf, &n);
+        CHECK(n == 3000, "%d records", n);
+        for (int i = 0; i < n; i++) {
+            const char *q = js(r[i], "question"), *tg = js(r[i], "target"), *in = js(r[i], "input");
+            CHECK(q && tg && in, "record %d fields", i);
+            char want[400];
+            snprintf(want, sizeof want, "Question: %s\nAnswer:", q);
+            CHECK(!strcmp(in, want), "template: %s", in);
+            long val;
+            CHECK(arith_eval(q, h, 2, &val), "digits 2, %s: not a phrasing of this set, or operands beyond 0..99: "
+                  "\"%s\"", h ? "heldout" : "train", q);
+            char w[32];
+            snprintf(w, sizeof w, "%ld", val);
+            CHECK(!strcmp(w, tg), "\"%s\": target %s, want %s", q, tg, w);
+            CHECK(!strchr(q, '-') || strstr(q, " - "), "no negative operand: %s", q);
+            neg += val < 0;
+            sub += tg[0] == '-' || strstr(q, " - ") || strstr(q, "ubtract") || strstr(q, "ecrease") ||
+                   strstr(q, "down");
+            char sh[200];
+            arith_shape(q, sh, sizeof sh);
+            set_add(&shapes[h], sh);
+        }
+        printf("  digits 2, %s phrasings: %d questions recomputed, %d phrasings, %d negative results\n",
+               h ? "heldout" : "train", n, shapes[h].n, neg);
+        CHECK(shapes[h].n == (h ? 7 : 8), "%d phrasings", shapes[h].n);
+        CHECK(neg > n / 10 && sub > n / 4 && sub < 3 * n / 4, "signs and operations vary");
+        free_lines(r, n);
+        free(buf);
+    }
+    CHECK(!sets_meet(&shapes[0], &shapes[1]), "the training and held-out phrasings share a phrasing");
+    return 0;
+}
+
+/* QA extract, checked without the generator's tables: the attribute the question asks
+ * for (from its words), and the answer must stand in the context right after a phrase
+ * naming that attribute. */
+static int qx_attr(const char *q) {
+    if (strstr(q, "live") || strstr(q, "city") || strstr(q, "home")) return 0;
+    if (strstr(q, "born") || strstr(q, "year")) return 1;
+    if (strstr(q, "colour")) return 2;
+    if (strstr(q, "instrument") || strstr(q, "play") || strstr(q, "perform")) return 3;
+    return -1;
+}
+
+static int qx_next_to(const char *ctx, int attr, const char *ans) {
+    static const char *const cues[4][6] = {
+        {"lives in", "moved to", "has a home in", "'s home is in", NULL},
+        {"was born in", "born in the year", "came into the world in", "entered the world in", NULL},
+        {"favourite colour is", "best colour is", "loves most is", "loves the colour", NULL},
+        {"plays the", "play the", "performs on the", "performs music on the", NULL},
+    };
+    for (int i = 0; cues[attr][i]; i++) {
+        char pat[128];
+        snprintf(pat, sizeof pat, "%s %s", cues[attr][i], ans);
+        const char *p = strstr(ctx, pat);
+        size_t l = strlen(pat);
+        if (p && (p[l] == '.' || p[l] == ' ')) return 1;
+    }
+    return 0;
+}
+
+/* A QA sentence with the person ({a}) and the value ({b}, a whole word) taken out: its phrasing. */
+static void qx_shape(const char *s, const char *person, const char *val, char *out, size_t cap) {
+    size_t k = 0;
+    size_t lp = strlen(person), lv = val ? strlen(val) : 0;
+    for (const char *p = s; *p && k + 4 < cap;) {
+        if (!strncmp(p, person, lp)) {
+            k += (size_t)snprintf(out + k, cap - k, "{a}");
+            p += lp;
+        } else if (lv && p > s && p[-1] == ' ' && !strncmp(p, val, lv) && (p[lv] == '.' || p[lv] == ' ')) {
+            k += (size_t)snprintf(out + k, cap - k, "{b}");
+            p += lv;
+        } else
+            out[k++] = *p++;
+    }
+    out[k] = 0;
+}
+
+TEST(generator_qa_extract) {
+    strset qs[2] = {{.n = 0}, {.n = 0}}, ss[2] = {{.n = 0}, {.n = 0}};
+    for (int h = 0; h < 2; h++) {
+        pt_data_gen_opts o = {.heldout = h, .level = PT_GEN_QA_EXTRACT};
+        char *buf = pt_data_generate_opts("qa", &o, 2000, 13, NULL);
+        CHECK(buf, "%s", pt_last_error());
+        int n, types[4] = {0};
+        json_t **r = parse_lines(buf, &n);
+        for (int i = 0; i < n; i++) {
+            const char *in = js(r[i], "input"), *tg = js(r[i], "target"), *ctx = js(r[i], "context"),
+                       *q = js(r[i], "question"), *ty = js(r[i], "type");
+            CHECK(in && tg && ctx && q && ty, "record %d fields", i);
+            char want[3000];
+            snprintf(want, sizeof want, "%s\nQuestion: %s\nAnswer:", ctx, q);
+            CHECK(!strcmp(in, want), "template");
+            int at = qx_attr(q);
+            CHECK(at >= 0, "question names no attribute: %s", q);
+            static const char *const tn[4] = {"city", "year", "colour", "instrument"};
+            CHECK(!strcmp(ty, tn[at]), "type %s, question asks for %s: %s", ty, tn[at], q);
+            CHECK(qx_next_to(ctx, at, tg), "answer \"%s\" is not next to the %s in: %s", tg, tn[at], ctx);
+            CHECK(!strstr(q, tg), "the question gives the answer away");
+            types[at]++;
+            char first[32], last[32], person[70];
+            int sentences = 0;
+            for (const char *p = ctx; *p; p++) sentences += *p == '.' && (p[1] == ' ' || p[1] == 0);
+            CHECK(sentences >= 2 && sentences <= 3, "%d facts", sentences);
+            /* the person: the name in the question is the one every sentence mentions */
+            const char *pq = q;
+            person[0] = 0;
+            for (; *pq; pq++)
+                if (pq > q && pq[-1] == ' ' && *pq >= 'A' && *pq <= 'Z' &&
+                    sscanf(pq, "%31[A-Za-z] %31[A-Za-z]", first, last) == 2) {
+                    snprintf(person, sizeof person, "%s %s", first, last);
+                    break;
+                }
+            CHECK(person[0], "no person in the question: %s", q);
+            char sent[400];
+            const char *p = ctx;
+            while (*p) {
+                const char *e = strstr(p, ". ");
+                size_t l = e ? (size_t)(e - p) + 1 : strlen(p);
+                snprintf(sent, sizeof sent, "%.*s", (int)l, p);
+                CHECK(strstr(sent, person), "a sentence about someone else: %s (%s)", sent, person);
+                char sh[200];
+                /* the answer's sentence, person and answer taken out, is one phrasing of the set */
+                if (strstr(sent, tg)) {
+                    qx_shape(sent, person, tg, sh, sizeof sh);
+                    if (strstr(sh, "{b}")) set_add(&ss[h], sh);
+                }
+                p += l;
+                while (*p == ' ') p++;
+            }
+            char qsh[200];
+            qx_shape(q, person, NULL, qsh, sizeof qsh);
+            set_add(&qs[h], qsh);
+        }
+        printf("  qa extract, %s: %d questions (city %d, year %d, colour %d, instrument %d), %d question and %d "
+               "answer-sentence phrasings\n",
+               h ? "heldout" : "train", n, types[0], types[1], types[2], types[3], qs[h].n, ss[h].n);
+        for (int k = 0; k < 4; k++) CHECK(types[k] > n / 8, "type %d is rare", k);
+        CHECK(qs[h].n == 8 && ss[h].n == 8, "8 question and 8 sentence phrasings");
+        free_lines(r, n);
+        free(buf);
+    }
+    CHECK(!sets_meet(&qs[0], &qs[1]) && !sets_meet(&ss[0], &ss[1]), "the training and held-out phrasings meet");
+    return 0;
+}
+
+/* The held-out phrasings' fixed words (written here from docs/data.md) never occur in a
+ * large file of training phrasings. */
+TEST(generator_heldout_never_in_train) {
+    static const char *const arith_h[] = {"Increase ", " by ", "What do you get if you increase ", "Start at ",
+                                          " and go up by ", ". Where do you end up?", "What number is ", " more than ",
+                                          "Decrease ", "What do you get if you decrease ", " and go down by ",
+                                          "increase", "decrease", "Where", NULL};
+    static const char *const qa_h[] = {"has a home in", "'s home is in", "came into the world", "entered the world",
+                                       "The colour ", "loves most", "loves the colour", "performs on the",
+                                       "performs music on the", "In what city is", "'s home?", "Name the city",
+                                       "calls home", "What year did", "Name the year", "Name the colour",
+                                       "What colour does", "love most?", "On what does", "perform?",
+                                       "Name the instrument", "performs on.", NULL};
+    struct {
+        const char *kind;
+        pt_data_gen_opts o;
+        const char *const *frag;
+    } cases[] = {{"arithmetic", {.digits = 2}, arith_h},
+                 {"arithmetic", {.digits = 3}, arith_h},
+                 {"qa", {.level = PT_GEN_QA_EXTRACT}, qa_h}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        size_t len;
+        char *tr = pt_data_generate_opts(cases[c].kind, &cases[c].o, 50000, 17, &len);
+        pt_data_gen_opts oh = cases[c].o;
+        oh.heldout = 1;
+        char *he = pt_data_generate_opts(cases[c].kind, &oh, 2000, 17, NULL);
+        CHECK(tr && he, "%s", pt_last_error());
+        for (int i = 0; cases[c].frag[i]; i++) {
+            CHECK(strstr(he, cases[c].frag[i]), "\"%s\" is not in the held-out output (test out of date)",
+                  cases[c].frag[i]);
+            CHECK(!strstr(tr, cases[c].frag[i]), "%s: held-out words \"%s\" in the training output", cases[c].kind,
+                  cases[c].frag[i]);
+        }
+        printf("  %s (digits %d, level %d): 50000 training records (%zu bytes) hold none of the held-out words\n",
+               cases[c].kind, cases[c].o.digits, cases[c].o.level, len);
+        free(tr);
+        free(he);
+    }
+    return 0;
+}
+
+TEST(generator_settings_deterministic) {
+    struct {
+        const char *kind;
+        pt_data_gen_opts o;
+    } cases[] = {{"arithmetic", {.digits = 2}},
+                 {"arithmetic", {.digits = 2, .heldout = 1}},
+                 {"qa", {.level = PT_GEN_QA_EXTRACT}},
+                 {"qa", {.level = PT_GEN_QA_EXTRACT, .heldout = 1}}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        size_t l1, l2, l3;
+        char *a = pt_data_generate_opts(cases[c].kind, &cases[c].o, 200, 21, &l1),
+             *b = pt_data_generate_opts(cases[c].kind, &cases[c].o, 200, 21, &l2),
+             *d = pt_data_generate_opts(cases[c].kind, &cases[c].o, 200, 22, &l3);
+        CHECK(a && b && d, "%s", pt_last_error());
+        CHECK(l1 == l2 && !memcmp(a, b, l1), "case %zu: same seed, different bytes", c);
+        CHECK(l1 != l3 || memcmp(a, d, l1), "case %zu: another seed gives the same file", c);
+        free(a);
+        free(b);
+        free(d);
+    }
+    /* the default forms are byte for byte what they were before --digits and --level
+     * (sha256 of `ptune data gen KIND --n 200 --seed 5 [--variant 1]` from the binary before) */
+    static const struct {
+        const char *kind;
+        pt_data_gen_opts o;
+        const char *sha;
+    } old[] = {
+        {"arithmetic", {.digits = 3}, "709b12f983dc6366d321502566b671eda907805a7639ca0a17c38465f6b7a214"},
+        {"arithmetic", {.digits = 3, .heldout = 1}, "a37f1c79e364c591cdd4dc5c93a863865979bef47a7277d086fbcf10b376f53d"},
+        {"arithmetic", {0}, "709b12f983dc6366d321502566b671eda907805a7639ca0a17c38465f6b7a214"},
+        {"qa", {.level = PT_GEN_QA_BIND}, "8c59d589b0e2ae77ecba03d7efbfc405da9b43acf051e7361164cd8c91acf9b8"},
+        {"qa", {.level = PT_GEN_QA_BIND, .heldout = 1},
+         "ab74edab2a76c7cc7f0da4a6c0a3575ed0961f06e7363bbee9f1e883f824b814"},
+        {"cloze", {0}, "04a95fbd72931f11c910b41fbe441a5b0b39c1facfc2f322bcbedd172494ea26"},
+        {"cloze", {.heldout = 1}, "8bd26152d9b80f9f6219de12cdae472a2708359ea48b2b99260393a7a6079abc"},
+        {"text", {0}, "9c75fa59675d21e8e3456cf370edc18c45ee2f8a6f6d3716e8ade9fbe3f40b7e"},
+        {"text", {.heldout = 1}, "6a55042758cb3d28db23df08e829beca013724833959d6bb3e4ac12ee6a28392"},
+    };
+    for (size_t i = 0; i < sizeof old / sizeof old[0]; i++) {
+        size_t l;
+        char *buf = pt_data_generate_opts(old[i].kind, &old[i].o, 200, 5, &l), h[65];
+        CHECK(buf, "%s", pt_last_error());
+        pt_sha256(buf, l, h);
+        CHECK(!strcmp(h, old[i].sha), "%s (heldout %d): sha256 %s, was %s", old[i].kind, old[i].o.heldout, h,
+              old[i].sha);
+        free(buf);
+    }
+    pt_data_gen_opts bad = {.digits = 4};
+    size_t l;
+    CHECK(!pt_data_generate_opts("arithmetic", &bad, 5, 1, &l) && strstr(pt_last_error(), "digits"), "digits 4");
+    bad = (pt_data_gen_opts){.level = 2};
+    CHECK(!pt_data_generate_opts("qa", &bad, 5, 1, &l) && strstr(pt_last_error(), "level"), "level 2");
+    return 0;
+}
+
 TEST(cli_data_gen) {
     if (!pt_file_exists("./ptune")) SKIP("./ptune not built (run from the repository root after make)");
     char cmd[1200];
@@ -885,13 +1177,51 @@ TEST(cli_data_gen) {
     CHECK(f && g && !strcmp(f, g), "the CLI writes what pt_data_generate gives");
     free(f);
     free(g);
+    /* --variant is --phrasing's old name; the settings reach the library */
+    static const struct {
+        const char *a, *b;
+    } same[] = {{"arithmetic --variant 1", "arithmetic --phrasing heldout"},
+                {"cloze --variant 0", "cloze --phrasing train"},
+                {"arithmetic", "arithmetic --digits 3 --phrasing train"},
+                {"qa --level bind --variant 1", "qa --phrasing heldout"}};
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        snprintf(cmd, sizeof cmd,
+                 "./ptune data gen %s --n 40 --seed 2 --out %s 2>/dev/null && "
+                 "./ptune data gen %s --n 40 --seed 2 --out %s 2>/dev/null && cmp -s %s %s",
+                 same[i].a, a, same[i].b, b, a, b);
+        CHECK(system(cmd) == 0, "not the same file: %s", cmd);
+    }
+    snprintf(cmd, sizeof cmd,
+             "./ptune data gen arithmetic --digits 2 --phrasing heldout --n 30 --seed 4 --out %s 2>/dev/null", a);
+    CHECK(system(cmd) == 0, "%s", cmd);
+    pt_data_gen_opts o2 = {.digits = 2, .heldout = 1};
+    f = pt_read_file(a, &l);
+    g = pt_data_generate_opts("arithmetic", &o2, 30, 4, NULL);
+    CHECK(f && g && !strcmp(f, g), "--digits 2 --phrasing heldout gives what pt_data_generate_opts gives");
+    free(f);
+    free(g);
+    snprintf(cmd, sizeof cmd, "./ptune data gen qa --level extract --n 30 --seed 4 --out %s 2>/dev/null", a);
+    CHECK(system(cmd) == 0, "%s", cmd);
+    pt_data_gen_opts oq = {.level = PT_GEN_QA_EXTRACT};
+    f = pt_read_file(a, &l);
+    g = pt_data_generate_opts("qa", &oq, 30, 4, NULL);
+    CHECK(f && g && !strcmp(f, g), "--level extract gives what pt_data_generate_opts gives");
+    free(f);
+    free(g);
     static const struct {
         const char *args, *needle;
     } bad[] = {{"gen arithmetic --n 0 --seed 1 --out /tmp/x.jsonl", "--n must be"},
                {"gen poetry --n 3 --seed 1 --out /tmp/x.jsonl", "unknown data kind"},
                {"gen qa --n 3 --seed 1 --out /nonexistent_dir/x.jsonl", "/nonexistent_dir/x.jsonl"},
                {"gen qa --n 3 --seed 1", "--out"},
-               {"gen qa --n 3 --bogus 1 --out /tmp/x.jsonl", "--bogus"}};
+               {"gen qa --n 3 --bogus 1 --out /tmp/x.jsonl", "--bogus"},
+               {"gen qa --n 3 --phrasing test --out /tmp/x.jsonl", "--phrasing must be train or heldout"},
+               {"gen qa --n 3 --phrasing heldout --variant 0 --out /tmp/x.jsonl", "contradicts"},
+               {"gen qa --n 3 --variant 2 --out /tmp/x.jsonl", "--variant must be"},
+               {"gen qa --n 3 --digits 2 --out /tmp/x.jsonl", "--digits applies to arithmetic"},
+               {"gen arithmetic --n 3 --digits 1 --out /tmp/x.jsonl", "--digits must be 2"},
+               {"gen arithmetic --n 3 --level extract --out /tmp/x.jsonl", "--level applies to qa"},
+               {"gen qa --n 3 --level easy --out /tmp/x.jsonl", "--level must be bind or extract"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(cmd, sizeof cmd, "./ptune data %s 2>%s", bad[i].args, err);
         int rc = system(cmd);
@@ -1154,6 +1484,10 @@ int main(void) {
     PT_RUN(generator_arithmetic_answers);
     PT_RUN(generator_qa_extractive);
     PT_RUN(generator_cloze_and_text);
+    PT_RUN(generator_arithmetic_digits2);
+    PT_RUN(generator_qa_extract);
+    PT_RUN(generator_heldout_never_in_train);
+    PT_RUN(generator_settings_deterministic);
     PT_RUN(cli_data_gen);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);

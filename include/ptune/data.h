@@ -229,9 +229,18 @@ int pt_squad_exact_match_max(const char *prediction, char *const *golds, int n);
 double pt_squad_f1_max(const char *prediction, char *const *golds, int n);
 
 /* ---- generators (ptune data gen) ------------------------------------------------
- * kind: "arithmetic", "qa", "cloze", "text"; variant 0 = default phrasing
- * family, 1 = the held-out family (docs/data.md). Returns a malloc'd JSONL
- * buffer of n records (byte-identical for the same arguments). */
+ * kind: "arithmetic", "qa", "cloze", "text" (docs/data.md). Returns a malloc'd
+ * JSONL buffer of n records (byte-identical for the same arguments). A zeroed
+ * pt_data_gen_opts gives the default forms (training phrasings, 3-digit
+ * arithmetic, qa bind), the ones the embedded model was trained on. */
+enum { PT_GEN_QA_BIND = 0, PT_GEN_QA_EXTRACT = 1 };
+typedef struct {
+    int heldout; /* 0: training phrasings; 1: the held-out family they never produce */
+    int digits;  /* arithmetic: 2 (operands 0..99, 8 phrasings) or 3 (-999..999, 20); 0 = 3 */
+    int level;   /* qa: PT_GEN_QA_BIND (3-5 people, today's) or PT_GEN_QA_EXTRACT (one person) */
+} pt_data_gen_opts;
+char *pt_data_generate_opts(const char *kind, const pt_data_gen_opts *opts, long n, uint64_t seed, size_t *len);
+/* The same with only the phrasing: variant 0 = training, 1 = held-out. */
 char *pt_data_generate(const char *kind, int variant, long n, uint64_t seed, size_t *len);
 
 #endif

@@ -1,6 +1,7 @@
 /* cmd_data.c: `ptune data`: offline task data and data-file checks.
  *
- *   ptune data gen arithmetic|qa|cloze|text --n N --seed S --out FILE.jsonl [--variant 0|1]
+ *   ptune data gen arithmetic|qa|cloze|text --n N --seed S --out FILE.jsonl [--phrasing train|heldout]
+ *                    [--digits 2|3] [--level bind|extract]
  *   ptune data check --data FILE [--template T] [--tokenizer PATH | --model PATH] [--max-len L] [--eos]
  *                    [--format F] [--rows N] [--seed S] [--examples]
  *   ptune data bpe --corpus FILE[,FILE...] --vocab N --out DIR [--min-freq F] [--specials A,B] [--no-bos]
@@ -25,12 +26,16 @@
 int cmd_data(int argc, char **argv);
 
 static void data_help(void) {
-    printf("usage: ptune data gen arithmetic|qa|cloze|text --n N --seed S --out FILE.jsonl [--variant 0|1]\n"
+    printf("usage: ptune data gen arithmetic|qa|cloze|text --n N --seed S --out FILE.jsonl [--phrasing train|heldout]\n"
+           "                     [--digits 2|3] [--level bind|extract]\n"
            "       ptune data check --data FILE [--template T] [--tokenizer PATH | --model PATH] [--max-len L] [--eos]\n"
            "                        [--format F] [--rows N] [--seed S] [--examples]\n"
            "       ptune data bpe --corpus FILE[,FILE...] --vocab N --out DIR [--min-freq F] [--specials A,B] [--no-bos]\n"
            "  gen    writes N records of an offline task (docs/data.md); the same seed gives the same file.\n"
-           "         --variant 1 uses the held-out phrasing / entity family that the default never produces.\n"
+           "         --phrasing heldout (alias --variant 1) uses the held-out phrasing / entity family that\n"
+           "         the training phrasings (the default, --variant 0) never produce. arithmetic --digits 2:\n"
+           "         operands 0..99 in 8 phrasings; 3 (default for now): -999..999 in 20. qa --level extract:\n"
+           "         one person, 2-3 facts of different kinds; bind (default for now): 3-5 people.\n"
            "  check  loads a data file (JSONL, SQuAD JSON or Hugging Face JSONL, C4, TSV, DeepMind MATH .txt\n"
            "         pairs or text, .gz read directly; --template overrides the prompt template with {input}\n"
            "         {question} {context} {text}) and reports its format and size; with a tokenizer, encodes\n"
@@ -50,13 +55,46 @@ static int data_gen(int argc, char **argv) {
     pt_args a;
     if (args_init(&a, cmd, argc, argv) != 0) return cli_failf(cmd, "out of memory");
     int rc = 1;
-    long n = 0, seed = 0, variant = 0;
+    long n = 0, seed = 0, variant = -1, digits = 0;
     const char *kind = argc > 0 ? argv[0] : NULL;
     const char *out = args_str(&a, "--out");
+    const char *phrasing = args_str(&a, "--phrasing"), *level = args_str(&a, "--level");
     if (args_int(&a, "--n", 0, &n) != 0 || args_int(&a, "--seed", 0, &seed) != 0 ||
-        args_int(&a, "--variant", 0, &variant) != 0)
+        args_int(&a, "--variant", -1, &variant) != 0 || args_int(&a, "--digits", 0, &digits) != 0)
         goto done;
     if (args_finish(&a) != 0) goto done;
+    pt_data_gen_opts o = {0};
+    if (phrasing && strcmp(phrasing, "train") && strcmp(phrasing, "heldout")) {
+        cli_failf(cmd, "--phrasing must be train or heldout (got '%s')", phrasing);
+        goto done;
+    }
+    if (variant != -1 && variant != 0 && variant != 1) {
+        cli_failf(cmd, "--variant must be 0 (= --phrasing train) or 1 (= --phrasing heldout), got %ld", variant);
+        goto done;
+    }
+    o.heldout = phrasing ? !strcmp(phrasing, "heldout") : variant == 1;
+    if (phrasing && variant != -1 && o.heldout != (variant == 1)) {
+        cli_failf(cmd, "--variant %ld contradicts --phrasing %s (--variant is its old name)", variant, phrasing);
+        goto done;
+    }
+    if (digits && (!kind || strcmp(kind, "arithmetic"))) {
+        cli_failf(cmd, "--digits applies to arithmetic only");
+        goto done;
+    }
+    if (digits && digits != 2 && digits != 3) {
+        cli_failf(cmd, "--digits must be 2 (operands 0..99) or 3 (operands -999..999), got %ld", digits);
+        goto done;
+    }
+    o.digits = (int)digits;
+    if (level && (!kind || strcmp(kind, "qa"))) {
+        cli_failf(cmd, "--level applies to qa only");
+        goto done;
+    }
+    if (level && strcmp(level, "bind") && strcmp(level, "extract")) {
+        cli_failf(cmd, "--level must be bind or extract (got '%s')", level);
+        goto done;
+    }
+    o.level = level && !strcmp(level, "extract") ? PT_GEN_QA_EXTRACT : PT_GEN_QA_BIND;
     if (!kind || kind[0] == '-') {
         cli_failf(cmd, "give the kind: arithmetic, qa, cloze or text");
         goto done;
@@ -74,7 +112,7 @@ static int data_gen(int argc, char **argv) {
         goto done;
     }
     size_t len = 0;
-    char *buf = pt_data_generate(kind, (int)variant, n, (uint64_t)seed, &len);
+    char *buf = pt_data_generate_opts(kind, &o, n, (uint64_t)seed, &len);
     if (!buf) {
         cli_fail(cmd);
         goto done;

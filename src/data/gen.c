@@ -1,8 +1,10 @@
 /* gen.c: offline stand-ins for the paper's data sets (`ptune data gen`).
  * Every generator draws from one pt_rng seeded with the seed, so the same
- * (kind, variant, n, seed) gives a byte-identical JSONL buffer. The tasks and
- * their fixed difficulty are described in docs/data.md; variant 1 is a
- * held-out family never produced by variant 0. */
+ * (kind, options, n, seed) gives a byte-identical JSONL buffer. The tasks and
+ * their difficulty settings are described in docs/data.md; the held-out
+ * phrasings (opts.heldout = 1, the old --variant 1) are a family never
+ * produced by the training phrasings. The default forms (arithmetic digits 3,
+ * qa level bind) are kept byte for byte: the embedded model was trained on them. */
 #include "ptune/data.h"
 
 #include "ptune/core.h"
@@ -104,7 +106,7 @@ static const phrasing ARITH[] = {
     {"What is {b} less than {a}?", -1}, {"Take {b} from {a}.", -1},        {"{a} - {b}", -1},
     {"What is {a} minus {b}?", -1},     {"Evaluate {a} - {b}.", -1},
 };
-/* held-out family (--variant 1): never produced by default */
+/* held-out family (--phrasing heldout): never produced by the training phrasings */
 static const phrasing ARITH_VARIANT[] = {
     {"Increase {a} by {b}.", 1},
     {"What do you get if you increase {a} by {b}?", 1},
@@ -130,11 +132,27 @@ static void expand(char *out, size_t cap, const char *fmt, const char *a, const 
     out[k] = 0;
 }
 
-static void gen_arith(gbuf *b, pt_rng *r, int variant) {
-    const phrasing *ph = variant ? ARITH_VARIANT : ARITH;
-    int nph = variant ? NA(ARITH_VARIANT) : NA(ARITH);
+/* --digits 2: operands 0..99, 8 training phrasings (a subset of ARITH, so a
+ * model sees a few shapes often); the held-out family is ARITH_VARIANT, whose
+ * fixed words ("increase", "by", "more than", ...) none of these use. */
+static const phrasing ARITH2[] = {
+    {"What is {a} + {b}?", 1}, {"Calculate {a} + {b}.", 1},    {"Add {a} and {b}.", 1}, {"{a} + {b}", 1},
+    {"What is {a} - {b}?", -1}, {"Calculate {a} - {b}.", -1}, {"Subtract {b} from {a}.", -1}, {"{a} - {b}", -1},
+};
+
+static void gen_arith(gbuf *b, pt_rng *r, const pt_data_gen_opts *o) {
+    int two = o->digits == 2;
+    const phrasing *ph = o->heldout ? ARITH_VARIANT : two ? ARITH2 : ARITH;
+    int nph = o->heldout ? NA(ARITH_VARIANT) : two ? NA(ARITH2) : NA(ARITH);
     const phrasing *p = &ph[pick(r, nph)];
-    int x = pick(r, 1999) - 999, y = pick(r, 1999) - 999;
+    int x, y;
+    if (two) {
+        x = pick(r, 100);
+        y = pick(r, 100);
+    } else {
+        x = pick(r, 1999) - 999;
+        y = pick(r, 1999) - 999;
+    }
     char sa[16], sb[16], q[256], in[320], tg[16];
     snprintf(sa, sizeof sa, "%d", x);
     snprintf(sb, sizeof sb, "%d", y);
@@ -176,7 +194,8 @@ static const char *QA_FILLER[] = {
 static const char *QA_INSTR[] = {"{a} plays the {b}.", "{a} has played the {b} since childhood.",
                                  "In the evenings, {a} practises the {b}."};
 
-static void gen_qa(gbuf *b, pt_rng *r, int variant) {
+/* --level bind (today's qa): 3-5 people, the answer bound to the asked person. */
+static void gen_qa_bind(gbuf *b, pt_rng *r, int variant) {
     int k = 3 + pick(r, 3); /* 3..5 people */
     int fi[5], li[5], ci[5], yi[5], co[5], ins[5];
     pick_distinct(r, NA(FIRST), k, fi);
@@ -259,6 +278,65 @@ static void gen_qa(gbuf *b, pt_rng *r, int variant) {
     g_str(b, "]}\n");
 }
 
+/* --level extract: one person and 2-3 facts of different kinds (city, birth
+ * year, favourite colour, instrument), one sentence each, in random order; the
+ * question names one of the attributes. Nothing has to be bound among people:
+ * the answer is the value written next to the asked attribute. The held-out
+ * phrasings use other sentence and question words for every attribute. */
+enum { QX_CITY, QX_YEAR, QX_COLOUR, QX_INSTRUMENT, QX_N };
+static const char *const QX_TYPE[QX_N] = {"city", "year", "colour", "instrument"};
+/* [attribute][heldout]: sentence ({a} person, {b} value) and questions ({a}) */
+static const char *const QX_SENT[QX_N][2][2] = {
+    {{"{a} lives in {b}.", "{a} moved to {b}."}, {"{a} has a home in {b}.", "{a}'s home is in {b}."}},
+    {{"{a} was born in {b}.", "{a} was born in the year {b}."},
+     {"{a} came into the world in {b}.", "{a} entered the world in {b}."}},
+    {{"{a}'s favourite colour is {b}.", "{a} says the best colour is {b}."},
+     {"The colour {a} loves most is {b}.", "{a} loves the colour {b} most."}},
+    {{"{a} plays the {b}.", "{a} can play the {b}."}, {"{a} performs on the {b}.", "{a} performs music on the {b}."}},
+};
+static const char *const QX_Q[QX_N][2][2] = {
+    {{"Where does {a} live?", "Which city does {a} live in?"},
+     {"In what city is {a}'s home?", "Name the city {a} calls home."}},
+    {{"In which year was {a} born?", "When was {a} born?"},
+     {"What year did {a} come into the world?", "Name the year {a} entered the world."}},
+    {{"What is {a}'s favourite colour?", "Which colour does {a} like best?"},
+     {"Name the colour {a} loves most.", "What colour does {a} love most?"}},
+    {{"Which instrument does {a} play?", "What does {a} play?"},
+     {"On what does {a} perform?", "Name the instrument {a} performs on."}},
+};
+
+static void gen_qa_extract(gbuf *b, pt_rng *r, int heldout) {
+    char person[64], year[16];
+    snprintf(person, sizeof person, "%s %s", FIRST[pick(r, NA(FIRST))], LAST[pick(r, NA(LAST))]);
+    snprintf(year, sizeof year, "%d", 1850 + pick(r, 171));
+    const char *val[QX_N] = {CITY[pick(r, NA(CITY))], year, COLOUR[pick(r, NA(COLOUR))],
+                             INSTRUMENT[pick(r, NA(INSTRUMENT))]};
+    int k = 2 + pick(r, 2), at[QX_N]; /* 2..3 facts, of distinct kinds */
+    pick_distinct(r, QX_N, k, at);
+    char ctx[1024] = "", s[256];
+    size_t cl = 0;
+    for (int i = 0; i < k; i++) {
+        expand(s, sizeof s, QX_SENT[at[i]][heldout][pick(r, 2)], person, val[at[i]], NULL, NULL);
+        cl += (size_t)snprintf(ctx + cl, sizeof ctx - cl, "%s%s", cl ? " " : "", s);
+    }
+    int t = at[pick(r, k)];
+    char q[256], in[1400];
+    expand(q, sizeof q, QX_Q[t][heldout][pick(r, 2)], person, NULL, NULL, NULL);
+    snprintf(in, sizeof in, "%s\nQuestion: %s\nAnswer:", ctx, q);
+    g_str(b, "{");
+    g_field(b, "input", in, 1);
+    g_field(b, "target", val[t], 0);
+    g_field(b, "context", ctx, 0);
+    g_field(b, "question", q, 0);
+    g_field(b, "type", QX_TYPE[t], 0);
+    g_str(b, "}\n");
+}
+
+static void gen_qa(gbuf *b, pt_rng *r, const pt_data_gen_opts *o) {
+    if (o->level == PT_GEN_QA_EXTRACT) gen_qa_extract(b, r, o->heldout);
+    else gen_qa_bind(b, r, o->heldout);
+}
+
 /* ---- cloze ---------------------------------------------------------------------------
  * One word masked in a sentence whose answer the lexicon fixes (a relation
  * between two words). */
@@ -291,7 +369,7 @@ static const relation CLOZE[] = {
      {{"grass", "green"}, {"snow", "white"}, {"coal", "black"}, {"blood", "red"}, {"the sky", "blue"},
       {"milk", "white"}, {"soot", "black"}, {"ripe corn", "yellow"}}},
 };
-/* held-out relation (--variant 1) */
+/* held-out relation (--phrasing heldout) */
 static const relation CLOZE_VARIANT = {
     {"A young {a} is called a ___.", "The baby of a {a} is a ___.", "A newborn {a} is a ___."},
     {{"cat", "kitten"}, {"dog", "puppy"}, {"cow", "calf"}, {"sheep", "lamb"}, {"horse", "foal"},
@@ -304,7 +382,8 @@ static int n_pairs(const relation *rel) {
     return n;
 }
 
-static void gen_cloze(gbuf *b, pt_rng *r, int variant) {
+static void gen_cloze(gbuf *b, pt_rng *r, const pt_data_gen_opts *o) {
+    int variant = o->heldout;
     const relation *rel = variant ? &CLOZE_VARIANT : &CLOZE[pick(r, NA(CLOZE))];
     const char *frame = rel->frames[pick(r, 3)];
     int pi = pick(r, n_pairs(rel));
@@ -329,7 +408,7 @@ static const char *VI[] = {"slept", "waited", "laughed", "ran", "sang", "rested"
 static const char *VT[] = {"saw", "found", "followed", "painted", "carried", "watched", "helped", "heard"};
 static const char *ADV[] = {"slowly", "happily", "quietly", "again", "all day", "at night"};
 static const char *PREP[] = {"near", "under", "behind", "beside", "across", "inside"};
-/* held-out lexicon (--variant 1): a sea-and-sky vocabulary never used by default */
+/* held-out lexicon (--phrasing heldout): a sea-and-sky vocabulary the training phrasings never use */
 static const char *NOUN_V[] = {"sailor", "whale", "comet", "lighthouse", "gull", "captain", "island", "storm"};
 
 static void np(char *out, size_t cap, pt_rng *r, int variant, int cap_first) {
@@ -347,7 +426,8 @@ static void np(char *out, size_t cap, pt_rng *r, int variant, int cap_first) {
     else snprintf(out, cap, "%s %s", d, n);
 }
 
-static void gen_text(gbuf *b, pt_rng *r, int variant) {
+static void gen_text(gbuf *b, pt_rng *r, const pt_data_gen_opts *o) {
+    int variant = o->heldout;
     int ns = 1 + pick(r, 3);
     char text[1024] = "";
     size_t tl = 0;
@@ -376,7 +456,16 @@ static void gen_text(gbuf *b, pt_rng *r, int variant) {
 }
 
 char *pt_data_generate(const char *kind, int variant, long n, uint64_t seed, size_t *len) {
-    void (*fn)(gbuf *, pt_rng *, int) = NULL;
+    if (variant < 0 || variant > 1) {
+        pt_set_error("variant must be 0 (default) or 1 (held-out), got %d", variant);
+        return NULL;
+    }
+    pt_data_gen_opts o = {.heldout = variant};
+    return pt_data_generate_opts(kind, &o, n, seed, len);
+}
+
+char *pt_data_generate_opts(const char *kind, const pt_data_gen_opts *opts, long n, uint64_t seed, size_t *len) {
+    void (*fn)(gbuf *, pt_rng *, const pt_data_gen_opts *) = NULL;
     if (!kind) kind = "";
     if (!strcmp(kind, "arithmetic")) fn = gen_arith;
     else if (!strcmp(kind, "qa")) fn = gen_qa;
@@ -390,14 +479,24 @@ char *pt_data_generate(const char *kind, int variant, long n, uint64_t seed, siz
         pt_set_error("--n must be between 1 and 100000000 (got %ld)", n);
         return NULL;
     }
-    if (variant < 0 || variant > 1) {
-        pt_set_error("variant must be 0 (default) or 1 (held-out), got %d", variant);
+    pt_data_gen_opts o = opts ? *opts : (pt_data_gen_opts){0};
+    if (o.heldout < 0 || o.heldout > 1) {
+        pt_set_error("phrasing must be 0 (train) or 1 (heldout), got %d", o.heldout);
+        return NULL;
+    }
+    if (o.digits == 0) o.digits = 3;
+    if (o.digits != 2 && o.digits != 3) {
+        pt_set_error("--digits must be 2 (operands 0..99) or 3 (operands -999..999), got %d", o.digits);
+        return NULL;
+    }
+    if (o.level != PT_GEN_QA_BIND && o.level != PT_GEN_QA_EXTRACT) {
+        pt_set_error("qa level must be bind or extract (got %d)", o.level);
         return NULL;
     }
     pt_rng r;
     pt_rng_seed(&r, seed);
     gbuf b = {0};
-    for (long i = 0; i < n && !b.oom; i++) fn(&b, &r, variant);
+    for (long i = 0; i < n && !b.oom; i++) fn(&b, &r, &o);
     if (b.oom) {
         free(b.p);
         pt_set_error("data gen: out of memory");
