@@ -37,11 +37,13 @@ if [ -f models/default/config.json ]; then
     # ptune sweep in-process with deep prompts (every tune flag): an uninterrupted sweep, and one
     # killed midway (SIGKILL) then re-run; finished runs are left untouched and every run ends
     # bit-identical to the uninterrupted sweep's
-    rn_sweep() { $P sweep --method deep --layers 0,2 --tokens 4 --priors "isotropic;vocab" --seeds 1,2 --lrs 3e-2 \
-        --data "$T/rn_tr.jsonl" --val "$T/rn_va.jsonl" --steps 40 --batch 4 --eval-every 10 --weight-decay 0.01 \
-        --clip 0.5 --out "$1"; }
+    sw_args=(sweep --method deep --layers 0,2 --tokens 4 --priors "isotropic;vocab" --seeds 1,2 --lrs 3e-2
+        --data "$T/rn_tr.jsonl" --val "$T/rn_va.jsonl" --steps 40 --batch 4 --eval-every 10 --weight-decay 0.01
+        --clip 0.5)
+    rn_sweep() { $P "${sw_args[@]}" --out "$1"; }
     rn_sweep "$T/sw_a" >/dev/null 2>&1
-    rn_sweep "$T/sw_b" >/dev/null 2>&1 &
+    # ptune itself in the background (not a shell function's subshell), so the kill reaches it
+    $P "${sw_args[@]}" --out "$T/sw_b" >/dev/null 2>&1 &
     pid=$!
     for _ in $(seq 40); do # until the first run finished, at most 4 s
         [ -f "$T/sw_b/isotropic-s1-lr3e-2/metrics.jsonl" ] &&

@@ -93,7 +93,7 @@ int pt_run_load(const char *dir, pt_run_info *out);
 void pt_run_free(pt_run_info *r);
 /* First step whose validation loss is <= target (-1 when none). */
 long pt_run_steps_to(const pt_run_info *r, double target);
-/* Whether DIR holds a run whose metrics reached `steps` (a finished run). */
+/* Whether DIR holds a finished run: its last checkpoint reached `steps`. */
 int pt_run_finished(const char *dir, long steps);
 
 /* A run's vectors: posterior = 0 reads the prior (prior.safetensors), 1 the

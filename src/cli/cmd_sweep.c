@@ -62,7 +62,10 @@ static void sanitize(const char *in, char *out, size_t n) {
     out[k] = 0;
 }
 
+/* A run to reuse: its checkpoint reached the steps and its metrics hold the
+ * last validation (written after that checkpoint). */
 static int finished(const char *dir, long steps) {
+    if (!pt_run_finished(dir, steps)) return 0;
     pt_run_info r;
     if (pt_run_load(dir, &r)) return 0;
     int done = r.last_step >= steps && r.n_val > 0 && r.val_step[r.n_val - 1] >= (double)steps;

@@ -382,11 +382,18 @@ int run_json_set_steps(const char *dir, long steps) {
     return rc;
 }
 
+/* Finished = the last checkpoint (optimizer.safetensors' step) reached
+ * `steps`: the metrics' last line is written before a step's checkpoint, so
+ * a run killed in between is not finished. */
 int pt_run_finished(const char *dir, long steps) {
-    pt_run_info r;
-    if (pt_run_load(dir, &r)) return 0;
-    int done = r.last_step >= steps;
-    pt_run_free(&r);
+    char *p = pt_path_join(dir, "optimizer.safetensors");
+    pt_st_file *f = p && pt_file_exists(p) ? pt_st_open(p) : NULL;
+    free(p);
+    if (!f) return pt_clear_error(), 0;
+    pt_tensor t;
+    int done = !pt_st_get(f, "step", &t) && t.dtype == PT_I64 && pt_tensor_numel(&t) == 1 &&
+               *(const int64_t *)t.data >= steps;
+    pt_st_close(f);
     return done;
 }
 

@@ -324,11 +324,17 @@ static int trim_metrics(trainer *t) {
     return rc;
 }
 
+/* The validation loss (NAN without validation rows); its metrics line is
+ * val_line's, written after the step's checkpoint. */
 static int validate(trainer *t, const pt_prompt *prompt, double *out) {
     if (!t->val || t->val->n_rows == 0) return *out = NAN, 0;
-    if (loss_over(t->m, t->ws, t->val, prompt, t->o->batch, t->o->pad_id, t->cval, out, NULL)) return PT_ERR;
+    return loss_over(t->m, t->ws, t->val, prompt, t->o->batch, t->o->pad_id, t->cval, out, NULL);
+}
+
+static int val_line(trainer *t, double v) {
+    if (isnan(v)) return 0;
     char line[128];
-    pt_metrics_val_line(line, sizeof line, t->step, *out, -1);
+    pt_metrics_val_line(line, sizeof line, t->step, v, -1);
     return write_metric(t, line);
 }
 
@@ -417,7 +423,7 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
     pt_params_grad(pp, t.gkv, t.gptrs, &g);
 
     if (t.step == 0) {
-        if (validate(&t, &prompt, &res->first_val_loss)) goto done;
+        if (validate(&t, &prompt, &res->first_val_loss) || val_line(&t, res->first_val_loss)) goto done;
         res->last_val_loss = res->first_val_loss;
         pt_step_info si = {.step = 0, .steps = o->steps, .train_loss = NAN, .lr = NAN, .grad_norm = NAN,
                            .val_loss = val && val->n_rows ? res->first_val_loss : (double)NAN};
@@ -494,6 +500,9 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
             if (save_checkpoint(&t)) goto done;
             last_good = t.step;
         }
+        /* after the checkpoint: a run whose metrics show the last step's val
+         * loss has its last checkpoint written (sweeps reuse such runs) */
+        if (val_line(&t, vl)) goto done;
         double el = pt_now() - t0;
         double sps = el / (double)(t.step - start_step);
         pt_step_info si = {.step = t.step, .steps = o->steps, .train_loss = loss, .lr = lr, .grad_norm = gnorm,
