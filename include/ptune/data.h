@@ -238,7 +238,13 @@ typedef struct {
     int heldout; /* 0: training phrasings; 1: the held-out family they never produce */
     int digits;  /* arithmetic: 2 (operands 0..99, 8 phrasings) or 3 (-999..999, 20); 0 = 3 */
     int level;   /* qa: PT_GEN_QA_BIND (3-5 people, today's) or PT_GEN_QA_EXTRACT (one person) */
+    int pairs;   /* arithmetic --digits 2: PT_GEN_PAIRS_ALL, _TRAIN (90% of the unordered operand
+                    pairs) or _TEST (the other 10%, pt_data_arith_test_pair) */
 } pt_data_gen_opts;
+enum { PT_GEN_PAIRS_ALL = 0, PT_GEN_PAIRS_TRAIN = 1, PT_GEN_PAIRS_TEST = 2 };
+/* 1 when the unordered two-digit operand pair {a, b} (0..99) is reserved for
+ * evaluation: a fixed hash of (min, max) falls in one bucket of ten. */
+int pt_data_arith_test_pair(int a, int b);
 char *pt_data_generate_opts(const char *kind, const pt_data_gen_opts *opts, long n, uint64_t seed, size_t *len);
 /* The same with only the phrasing: variant 0 = training, 1 = held-out. */
 char *pt_data_generate(const char *kind, int variant, long n, uint64_t seed, size_t *len);

@@ -27,7 +27,7 @@ int cmd_data(int argc, char **argv);
 
 static void data_help(void) {
     printf("usage: ptune data gen arithmetic|qa|cloze|text --n N --seed S --out FILE.jsonl [--phrasing train|heldout]\n"
-           "                     [--digits 2|3] [--level bind|extract]\n"
+           "                     [--digits 2|3 [--pairs train|test]] [--level bind|extract]\n"
            "       ptune data check --data FILE [--template T] [--tokenizer PATH | --model PATH] [--max-len L] [--eos]\n"
            "                        [--format F] [--rows N] [--seed S] [--examples]\n"
            "       ptune data bpe --corpus FILE[,FILE...] --vocab N --out DIR [--min-freq F] [--specials A,B] [--no-bos]\n"
@@ -36,6 +36,8 @@ static void data_help(void) {
            "         the training phrasings (the default, --variant 0) never produce. arithmetic --digits 2:\n"
            "         operands 0..99 in 8 phrasings; 3 (default for now): -999..999 in 20. qa --level extract:\n"
            "         one person, 2-3 facts of different kinds; bind (default for now): 3-5 people.\n"
+           "         --pairs train|test (arithmetic --digits 2): only the 90%% / 10%% of the unordered operand\n"
+           "         pairs a fixed hash assigns to that split, so evaluation pairs are never trained on.\n"
            "  check  loads a data file (JSONL, SQuAD JSON or Hugging Face JSONL, C4, TSV, DeepMind MATH .txt\n"
            "         pairs or text, .gz read directly; --template overrides the prompt template with {input}\n"
            "         {question} {context} {text}) and reports its format and size; with a tokenizer, encodes\n"
@@ -59,6 +61,7 @@ static int data_gen(int argc, char **argv) {
     const char *kind = argc > 0 ? argv[0] : NULL;
     const char *out = args_str(&a, "--out");
     const char *phrasing = args_str(&a, "--phrasing"), *level = args_str(&a, "--level");
+    const char *pairs = args_str(&a, "--pairs");
     if (args_int(&a, "--n", 0, &n) != 0 || args_int(&a, "--seed", 0, &seed) != 0 ||
         args_int(&a, "--variant", -1, &variant) != 0 || args_int(&a, "--digits", 0, &digits) != 0)
         goto done;
@@ -94,6 +97,15 @@ static int data_gen(int argc, char **argv) {
         cli_failf(cmd, "--level must be bind or extract (got '%s')", level);
         goto done;
     }
+    if (pairs && strcmp(pairs, "train") && strcmp(pairs, "test")) {
+        cli_failf(cmd, "--pairs must be train or test (got '%s')", pairs);
+        goto done;
+    }
+    if (pairs && (!kind || strcmp(kind, "arithmetic") || digits != 2)) {
+        cli_failf(cmd, "--pairs applies to arithmetic --digits 2 only");
+        goto done;
+    }
+    o.pairs = !pairs ? PT_GEN_PAIRS_ALL : !strcmp(pairs, "train") ? PT_GEN_PAIRS_TRAIN : PT_GEN_PAIRS_TEST;
     o.level = level && !strcmp(level, "extract") ? PT_GEN_QA_EXTRACT : PT_GEN_QA_BIND;
     if (!kind || kind[0] == '-') {
         cli_failf(cmd, "give the kind: arithmetic, qa, cloze or text");

@@ -140,6 +140,15 @@ static const phrasing ARITH2[] = {
     {"What is {a} - {b}?", -1}, {"Calculate {a} - {b}.", -1}, {"Subtract {b} from {a}.", -1}, {"{a} - {b}", -1},
 };
 
+int pt_data_arith_test_pair(int a, int b) {
+    uint32_t lo = (uint32_t)(a < b ? a : b), hi = (uint32_t)(a < b ? b : a);
+    uint32_t h = (lo * 100u + hi + 1u) * 2654435761u; /* Knuth's multiplicative hash */
+    h ^= h >> 15;
+    h *= 2246822519u;
+    h ^= h >> 13;
+    return h % 10u == 0;
+}
+
 static void gen_arith(gbuf *b, pt_rng *r, const pt_data_gen_opts *o) {
     int two = o->digits == 2;
     const phrasing *ph = o->heldout ? ARITH_VARIANT : two ? ARITH2 : ARITH;
@@ -147,8 +156,10 @@ static void gen_arith(gbuf *b, pt_rng *r, const pt_data_gen_opts *o) {
     const phrasing *p = &ph[pick(r, nph)];
     int x, y;
     if (two) {
-        x = pick(r, 100);
-        y = pick(r, 100);
+        do { /* rejection keeps the pairs of the other split out */
+            x = pick(r, 100);
+            y = pick(r, 100);
+        } while (o->pairs != PT_GEN_PAIRS_ALL && pt_data_arith_test_pair(x, y) != (o->pairs == PT_GEN_PAIRS_TEST));
     } else {
         x = pick(r, 1999) - 999;
         y = pick(r, 1999) - 999;
@@ -485,6 +496,14 @@ char *pt_data_generate_opts(const char *kind, const pt_data_gen_opts *opts, long
         return NULL;
     }
     if (o.digits == 0) o.digits = 3;
+    if (o.pairs < PT_GEN_PAIRS_ALL || o.pairs > PT_GEN_PAIRS_TEST) {
+        pt_set_error("pairs must be all, train or test (got %d)", o.pairs);
+        return NULL;
+    }
+    if (o.pairs != PT_GEN_PAIRS_ALL && (strcmp(kind, "arithmetic") || o.digits != 2)) {
+        pt_set_error("--pairs applies to arithmetic --digits 2 only");
+        return NULL;
+    }
     if (o.digits != 2 && o.digits != 3) {
         pt_set_error("--digits must be 2 (operands 0..99) or 3 (operands -999..999), got %d", o.digits);
         return NULL;
