@@ -956,6 +956,63 @@ TEST(generator_arithmetic_digits2) {
     return 0;
 }
 
+/* --pairs: the train and test files never share an unordered operand pair,
+ * together they cover (nearly) all 5,050, the test share is about a tenth,
+ * and a file's pairs all answer pt_data_arith_test_pair as its split says. */
+static int operand_pair(const char *q, int *lo, int *hi) {
+    int v[2], k = 0;
+    for (const char *s = q; *s && k < 3;) {
+        if (*s >= '0' && *s <= '9') {
+            char *e;
+            long x = strtol(s, &e, 10);
+            if (k < 2) v[k] = (int)x;
+            k++;
+            s = e;
+        } else
+            s++;
+    }
+    if (k != 2) return 0;
+    *lo = v[0] < v[1] ? v[0] : v[1];
+    *hi = v[0] < v[1] ? v[1] : v[0];
+    return 1;
+}
+
+TEST(generator_arithmetic_pairs_split) {
+    static unsigned char seen[2][100][100];
+    for (int sp = 0; sp < 2; sp++)
+        for (int h = 0; h < 2; h++) {
+            pt_data_gen_opts o = {.heldout = h, .digits = 2, .pairs = sp ? PT_GEN_PAIRS_TEST : PT_GEN_PAIRS_TRAIN};
+            char *buf = pt_data_generate_opts("arithmetic", &o, 20000, 5 + (uint64_t)h, NULL);
+            CHECK(buf, "%s", pt_last_error());
+            int n;
+            json_t **r = parse_lines(buf, &n);
+            for (int i = 0; i < n; i++) {
+                int lo, hi;
+                const char *q = js(r[i], "question");
+                CHECK(q && operand_pair(q, &lo, &hi) && hi <= 99, "two operands 0..99: %s", q ? q : "");
+                CHECK(pt_data_arith_test_pair(lo, hi) == sp, "%s pair {%d, %d} in the %s file", sp ? "train" : "test",
+                      lo, hi, sp ? "test" : "train");
+                seen[sp][lo][hi] = 1;
+            }
+            free_lines(r, n);
+            free(buf);
+        }
+    int ntr = 0, nte = 0, both = 0;
+    for (int a = 0; a < 100; a++)
+        for (int b = a; b < 100; b++) {
+            ntr += seen[0][a][b];
+            nte += seen[1][a][b];
+            both += seen[0][a][b] && seen[1][a][b];
+        }
+    printf("  --pairs: %d train and %d test unordered pairs of 5050 seen, %d in both\n", ntr, nte, both);
+    CHECK(both == 0, "%d pairs in both splits", both);
+    CHECK(nte > 400 && nte < 610 && ntr + nte > 5000, "test share %d of %d", nte, ntr + nte);
+    pt_data_gen_opts bad = {.digits = 3, .pairs = PT_GEN_PAIRS_TEST};
+    char *x = pt_data_generate_opts("arithmetic", &bad, 10, 1, NULL);
+    CHECK(!x && strstr(pt_last_error(), "--digits 2"), "--pairs with 3 digits refused: %s", pt_last_error());
+    return 0;
+}
+
 /* QA extract, checked without the generator's tables: the attribute the question asks
  * for (from its words), and the answer must stand in the context right after a phrase
  * naming that attribute. */
@@ -1485,6 +1542,7 @@ int main(void) {
     PT_RUN(generator_qa_extractive);
     PT_RUN(generator_cloze_and_text);
     PT_RUN(generator_arithmetic_digits2);
+    PT_RUN(generator_arithmetic_pairs_split);
     PT_RUN(generator_qa_extract);
     PT_RUN(generator_heldout_never_in_train);
     PT_RUN(generator_settings_deterministic);
