@@ -48,6 +48,7 @@ setup:
 
 # The whole suite: normal build, then the fast unit tests again under ASan+UBSan.
 test: setup
+	@bash scripts/setup-corpus.sh
 	$(MAKE) ptune tests
 	$(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow" tests
 	@bash tests/run.sh

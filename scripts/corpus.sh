@@ -29,19 +29,23 @@ done
 
 rm -rf "$OUT.tmp"
 mkdir -p "$OUT.tmp/tasks" "$OUT.tmp/heldout"
-# Task data at the generators' fixed difficulty, default phrasing (variant 0):
-# training seeds 101-104, validation seeds 201-204.
+# Task data at the harder tier (3-digit arithmetic, QA that binds among 3-5
+# people: the forms the default model's first pretraining stage saw; the
+# generators' defaults are now the easier tier of the second stage,
+# scripts/train-default.sh), training phrasing (variant 0): training seeds
+# 101-104, validation seeds 201-204.
 seed=101
 for kind in arithmetic qa cloze text; do
     case $kind in arithmetic) n=$N_ARITH ;; qa) n=$N_QA ;; cloze) n=$N_CLOZE ;; text) n=$N_TEXT ;; esac
-    ./ptune data gen $kind --n "$n" --seed $seed --out "$OUT.tmp/tasks/$kind.train.jsonl" 2>/dev/null
-    ./ptune data gen $kind --n $N_VALID --seed $((seed + 100)) --out "$OUT.tmp/tasks/$kind.valid.jsonl" 2>/dev/null
+    tier=(); case $kind in arithmetic) tier=(--digits 3) ;; qa) tier=(--level bind) ;; esac
+    ./ptune data gen $kind "${tier[@]}" --n "$n" --seed $seed --out "$OUT.tmp/tasks/$kind.train.jsonl" 2>/dev/null
+    ./ptune data gen $kind "${tier[@]}" --n $N_VALID --seed $((seed + 100)) --out "$OUT.tmp/tasks/$kind.valid.jsonl" 2>/dev/null
     # Held-out variants (--variant 1, seeds 301-304): never in the pretraining text;
     # kept for the prompt-tuning experiments (train/valid halves by seed).
-    ./ptune data gen $kind --n $N_HELDOUT --seed $((seed + 200)) --variant 1 --out "$OUT.tmp/heldout/$kind.v1.train.jsonl" 2>/dev/null
-    ./ptune data gen $kind --n $N_HELDOUT --seed $((seed + 300)) --variant 1 --out "$OUT.tmp/heldout/$kind.v1.valid.jsonl" 2>/dev/null
+    ./ptune data gen $kind "${tier[@]}" --n $N_HELDOUT --seed $((seed + 200)) --variant 1 --out "$OUT.tmp/heldout/$kind.v1.train.jsonl" 2>/dev/null
+    ./ptune data gen $kind "${tier[@]}" --n $N_HELDOUT --seed $((seed + 300)) --variant 1 --out "$OUT.tmp/heldout/$kind.v1.valid.jsonl" 2>/dev/null
     # Unseen default-variant data for evaluation (seeds 501-504): exact match on unseen problems.
-    ./ptune data gen $kind --n $N_HELDOUT --seed $((seed + 400)) --out "$OUT.tmp/heldout/$kind.test.jsonl" 2>/dev/null
+    ./ptune data gen $kind "${tier[@]}" --n $N_HELDOUT --seed $((seed + 400)) --out "$OUT.tmp/heldout/$kind.test.jsonl" 2>/dev/null
     seed=$((seed + 1))
 done
 node scripts/corpus.js "$OUT.tmp" "$OUT.tmp/tasks"

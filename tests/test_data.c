@@ -766,7 +766,8 @@ TEST(generators_deterministic) {
 
 TEST(generator_arithmetic_answers) {
     for (int v = 0; v < 2; v++) {
-        char *buf = pt_data_generate("arithmetic", v, 2000, 5, NULL);
+        pt_data_gen_opts o3 = {.digits = 3, .heldout = v}; /* the harder tier */
+        char *buf = pt_data_generate_opts("arithmetic", &o3, 2000, 5, NULL);
         int n, neg = 0, big = 0, sub = 0;
         json_t **r = parse_lines(buf, &n);
         for (int i = 0; i < n; i++) {
@@ -798,7 +799,8 @@ TEST(generator_arithmetic_answers) {
 
 TEST(generator_qa_extractive) {
     for (int v = 0; v < 2; v++) {
-        char *buf = pt_data_generate("qa", v, 500, 9, NULL);
+        pt_data_gen_opts ob = {.level = PT_GEN_QA_BIND, .heldout = v}; /* the harder tier */
+        char *buf = pt_data_generate_opts("qa", &ob, 500, 9, NULL);
         int n;
         json_t **r = parse_lines(buf, &n);
         int types[5] = {0};
@@ -1010,6 +1012,12 @@ TEST(generator_arithmetic_pairs_split) {
     pt_data_gen_opts bad = {.digits = 3, .pairs = PT_GEN_PAIRS_TEST};
     char *x = pt_data_generate_opts("arithmetic", &bad, 10, 1, NULL);
     CHECK(!x && strstr(pt_last_error(), "--digits 2"), "--pairs with 3 digits refused: %s", pt_last_error());
+    size_t l1, l2;
+    pt_data_gen_opts all = {.digits = 2}, dflt = {.pairs = PT_GEN_PAIRS_ALL};
+    char *y = pt_data_generate_opts("arithmetic", &all, 300, 9, &l1), *z = pt_data_generate_opts("arithmetic", &dflt, 300, 9, &l2);
+    CHECK(y && z && l1 == l2 && !memcmp(y, z, l1), "without --pairs every pair is drawn, as before");
+    free(y);
+    free(z);
     return 0;
 }
 
@@ -1187,8 +1195,10 @@ TEST(generator_settings_deterministic) {
         free(b);
         free(d);
     }
-    /* the default forms are byte for byte what they were before --digits and --level
-     * (sha256 of `ptune data gen KIND --n 200 --seed 5 [--variant 1]` from the binary before) */
+    /* the harder tier (--digits 3, --level bind) and the other kinds are byte for byte
+     * what the defaults gave before --digits and --level (sha256 of `ptune data gen
+     * KIND --n 200 --seed 5 [--variant 1]` from the binary before): the first
+     * pretraining stage's corpus (scripts/corpus.sh) is unchanged */
     static const struct {
         const char *kind;
         pt_data_gen_opts o;
@@ -1196,7 +1206,6 @@ TEST(generator_settings_deterministic) {
     } old[] = {
         {"arithmetic", {.digits = 3}, "709b12f983dc6366d321502566b671eda907805a7639ca0a17c38465f6b7a214"},
         {"arithmetic", {.digits = 3, .heldout = 1}, "a37f1c79e364c591cdd4dc5c93a863865979bef47a7277d086fbcf10b376f53d"},
-        {"arithmetic", {0}, "709b12f983dc6366d321502566b671eda907805a7639ca0a17c38465f6b7a214"},
         {"qa", {.level = PT_GEN_QA_BIND}, "8c59d589b0e2ae77ecba03d7efbfc405da9b43acf051e7361164cd8c91acf9b8"},
         {"qa", {.level = PT_GEN_QA_BIND, .heldout = 1},
          "ab74edab2a76c7cc7f0da4a6c0a3575ed0961f06e7363bbee9f1e883f824b814"},
@@ -1214,11 +1223,27 @@ TEST(generator_settings_deterministic) {
               old[i].sha);
         free(buf);
     }
+    /* the defaults are the tier the default model does: 2 digits, extract */
+    static const struct {
+        const char *kind;
+        pt_data_gen_opts o;
+    } dflt[] = {{"arithmetic", {.digits = 2}}, {"arithmetic", {.digits = 2, .heldout = 1}},
+                {"qa", {.level = PT_GEN_QA_EXTRACT}}, {"qa", {.level = PT_GEN_QA_EXTRACT, .heldout = 1}}};
+    for (size_t i = 0; i < sizeof dflt / sizeof dflt[0]; i++) {
+        size_t l1, l2;
+        pt_data_gen_opts z = {.heldout = dflt[i].o.heldout};
+        char *x = pt_data_generate_opts(dflt[i].kind, &z, 200, 5, &l1);
+        char *y = pt_data_generate_opts(dflt[i].kind, &dflt[i].o, 200, 5, &l2);
+        CHECK(x && y && l1 == l2 && !memcmp(x, y, l1), "%s (heldout %d): the default is not the explicit tier",
+              dflt[i].kind, dflt[i].o.heldout);
+        free(x);
+        free(y);
+    }
     pt_data_gen_opts bad = {.digits = 4};
     size_t l;
     CHECK(!pt_data_generate_opts("arithmetic", &bad, 5, 1, &l) && strstr(pt_last_error(), "digits"), "digits 4");
-    bad = (pt_data_gen_opts){.level = 2};
-    CHECK(!pt_data_generate_opts("qa", &bad, 5, 1, &l) && strstr(pt_last_error(), "level"), "level 2");
+    bad = (pt_data_gen_opts){.level = 3};
+    CHECK(!pt_data_generate_opts("qa", &bad, 5, 1, &l) && strstr(pt_last_error(), "level"), "level 3");
     return 0;
 }
 
@@ -1239,8 +1264,8 @@ TEST(cli_data_gen) {
         const char *a, *b;
     } same[] = {{"arithmetic --variant 1", "arithmetic --phrasing heldout"},
                 {"cloze --variant 0", "cloze --phrasing train"},
-                {"arithmetic", "arithmetic --digits 3 --phrasing train"},
-                {"qa --level bind --variant 1", "qa --phrasing heldout"}};
+                {"arithmetic", "arithmetic --digits 2 --phrasing train"},
+                {"qa --level extract --variant 1", "qa --phrasing heldout"}};
     for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
         snprintf(cmd, sizeof cmd,
                  "./ptune data gen %s --n 40 --seed 2 --out %s 2>/dev/null && "
@@ -1278,7 +1303,9 @@ TEST(cli_data_gen) {
                {"gen qa --n 3 --digits 2 --out /tmp/x.jsonl", "--digits applies to arithmetic"},
                {"gen arithmetic --n 3 --digits 1 --out /tmp/x.jsonl", "--digits must be 2"},
                {"gen arithmetic --n 3 --level extract --out /tmp/x.jsonl", "--level applies to qa"},
-               {"gen qa --n 3 --level easy --out /tmp/x.jsonl", "--level must be bind or extract"}};
+               {"gen qa --n 3 --level easy --out /tmp/x.jsonl", "--level must be bind or extract"},
+               {"gen arithmetic --n 3 --digits 3 --pairs test --out /tmp/x.jsonl", "--pairs applies to arithmetic --digits 2"},
+               {"gen arithmetic --n 3 --pairs some --out /tmp/x.jsonl", "--pairs must be train or test"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(cmd, sizeof cmd, "./ptune data %s 2>%s", bad[i].args, err);
         int rc = system(cmd);

@@ -231,13 +231,14 @@ double pt_squad_f1_max(const char *prediction, char *const *golds, int n);
 /* ---- generators (ptune data gen) ------------------------------------------------
  * kind: "arithmetic", "qa", "cloze", "text" (docs/data.md). Returns a malloc'd
  * JSONL buffer of n records (byte-identical for the same arguments). A zeroed
- * pt_data_gen_opts gives the default forms (training phrasings, 3-digit
- * arithmetic, qa bind), the ones the embedded model was trained on. */
-enum { PT_GEN_QA_BIND = 0, PT_GEN_QA_EXTRACT = 1 };
+ * pt_data_gen_opts gives the default forms (training phrasings, 2-digit
+ * arithmetic, qa extract), the ones the embedded model does; the harder tier
+ * (3 digits, bind) is what its first pretraining stage saw (scripts/corpus.sh). */
+enum { PT_GEN_QA_DEFAULT = 0, PT_GEN_QA_EXTRACT = 1, PT_GEN_QA_BIND = 2 };
 typedef struct {
     int heldout; /* 0: training phrasings; 1: the held-out family they never produce */
-    int digits;  /* arithmetic: 2 (operands 0..99, 8 phrasings) or 3 (-999..999, 20); 0 = 3 */
-    int level;   /* qa: PT_GEN_QA_BIND (3-5 people, today's) or PT_GEN_QA_EXTRACT (one person) */
+    int digits;  /* arithmetic: 2 (operands 0..99, 8 phrasings) or 3 (-999..999, 20); 0 = 2 */
+    int level;   /* qa: PT_GEN_QA_EXTRACT (one person; = PT_GEN_QA_DEFAULT) or PT_GEN_QA_BIND (3-5 people) */
     int pairs;   /* arithmetic --digits 2: PT_GEN_PAIRS_ALL, _TRAIN (90% of the unordered operand
                     pairs) or _TEST (the other 10%, pt_data_arith_test_pair) */
 } pt_data_gen_opts;

@@ -34,8 +34,8 @@ static void data_help(void) {
            "  gen    writes N records of an offline task (docs/data.md); the same seed gives the same file.\n"
            "         --phrasing heldout (alias --variant 1) uses the held-out phrasing / entity family that\n"
            "         the training phrasings (the default, --variant 0) never produce. arithmetic --digits 2:\n"
-           "         operands 0..99 in 8 phrasings; 3 (default for now): -999..999 in 20. qa --level extract:\n"
-           "         one person, 2-3 facts of different kinds; bind (default for now): 3-5 people.\n"
+           "         operands 0..99 in 8 phrasings (the default); 3: -999..999 in 20. qa --level extract (the\n"
+           "         default): one person, 2-3 facts of different kinds; bind: the answer bound among 3-5 people.\n"
            "         --pairs train|test (arithmetic --digits 2): only the 90%% / 10%% of the unordered operand\n"
            "         pairs a fixed hash assigns to that split, so evaluation pairs are never trained on.\n"
            "  check  loads a data file (JSONL, SQuAD JSON or Hugging Face JSONL, C4, TSV, DeepMind MATH .txt\n"
@@ -101,12 +101,12 @@ static int data_gen(int argc, char **argv) {
         cli_failf(cmd, "--pairs must be train or test (got '%s')", pairs);
         goto done;
     }
-    if (pairs && (!kind || strcmp(kind, "arithmetic") || digits != 2)) {
+    if (pairs && (!kind || strcmp(kind, "arithmetic") || digits == 3)) {
         cli_failf(cmd, "--pairs applies to arithmetic --digits 2 only");
         goto done;
     }
     o.pairs = !pairs ? PT_GEN_PAIRS_ALL : !strcmp(pairs, "train") ? PT_GEN_PAIRS_TRAIN : PT_GEN_PAIRS_TEST;
-    o.level = level && !strcmp(level, "extract") ? PT_GEN_QA_EXTRACT : PT_GEN_QA_BIND;
+    o.level = level && !strcmp(level, "bind") ? PT_GEN_QA_BIND : PT_GEN_QA_EXTRACT;
     if (!kind || kind[0] == '-') {
         cli_failf(cmd, "give the kind: arithmetic, qa, cloze or text");
         goto done;

@@ -495,7 +495,8 @@ char *pt_data_generate_opts(const char *kind, const pt_data_gen_opts *opts, long
         pt_set_error("phrasing must be 0 (train) or 1 (heldout), got %d", o.heldout);
         return NULL;
     }
-    if (o.digits == 0) o.digits = 3;
+    if (o.digits == 0) o.digits = 2;
+    if (o.level == PT_GEN_QA_DEFAULT) o.level = PT_GEN_QA_EXTRACT;
     if (o.pairs < PT_GEN_PAIRS_ALL || o.pairs > PT_GEN_PAIRS_TEST) {
         pt_set_error("pairs must be all, train or test (got %d)", o.pairs);
         return NULL;
