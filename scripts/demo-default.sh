@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # `make demo` on the embedded default model (models/default, no --model given:
 # ptune's default). Offline, a few minutes on 2 cores:
-#   1. info and a greedy answer from the model as pretrained;
-#   2. a task it never saw: DEMO_TASK (default arithmetic) in its held-out
-#      phrasing (`ptune data gen ... --variant 1`; docs/corpus.md);
+#   1. info, and the model's greedy answers to one question in a phrasing it
+#      was trained on and in a held-out phrasing it never saw;
+#   2. the task in its held-out phrasings: DEMO_TASK (default arithmetic, on
+#      operand pairs never trained on; or qa), `ptune data gen ... --phrasing
+#      heldout` (docs/data.md);
 #   3. soft prompts of 20 vectors from three priors: isotropic (the paper's
 #      baseline), a Gaussian fitted on the vocabulary, and Gaussian exclusion
 #      (samples far from the vocabulary); same data, steps and seed;
-#   4. a table: prior, validation loss, exact match, mean L2 distance of the
-#      tuned vectors to their nearest vocabulary row, effective rank (95%
-#      energy) of the set (`ptune analyze prompts --json`);
-#   5. a PCA figure per run (vocabulary, prior, posterior) and an HTML report
+#   4. a table: prior, validation loss, exact match without the prompt and
+#      with it, mean L2 distance of the tuned vectors to their nearest
+#      vocabulary row, effective rank (95% energy) of the set (`ptune analyze
+#      prompts --json`);
+#   5. a validation example the model gets wrong without the prompt and right
+#      with it;
+#   6. a PCA figure per run (vocabulary, prior, posterior) and an HTML report
 #      (`ptune report`) with the loss curves, the table and the figures.
 # DEMO_OUT (default runs/demo), DEMO_TASK (arithmetic|qa), DEMO_STEPS.
 set -euo pipefail
@@ -26,25 +31,33 @@ t0=$(date +%s)
 
 echo "=== the embedded default model (models/default)"
 $P info
-echo "--- greedy answer, default phrasing (seen in pretraining):"
-$P generate --prompt $'Question: What is 25 + 17?\nAnswer:' -n 6 --temp 0
-echo "--- greedy answer, held-out phrasing (never seen):"
-$P generate --prompt $'Question: Increase 25 by 17.\nAnswer:' -n 6 --temp 0
+ask() { # PROMPT: the greedy answer, up to the end of its line
+    local g
+    g=$($P generate --prompt "$1" -n 8 --temp 0 2>/dev/null)
+    g=${g#"$1"}
+    g=${g#" "}
+    echo "${g%%$'\n'*}"
+}
+echo "--- greedy answers (25 + 17 = 42):"
+echo "    trained phrasing   'What is 25 + 17?'    -> $(ask $'Question: What is 25 + 17?\nAnswer:')"
+echo "    held-out phrasing  'Increase 25 by 17.'  -> $(ask $'Question: Increase 25 by 17.\nAnswer:')"
 
 case "$task" in
-arithmetic | qa) ;;
+arithmetic) flags=(--pairs train) vflags=(--pairs test) ;;
+qa) flags=() vflags=() ;;
 *) echo "demo: DEMO_TASK must be arithmetic or qa" >&2; exit 2 ;;
 esac
-# the held-out variant files of docs/corpus.md: seeds 301/401 (arithmetic), 302/402 (qa)
-s1=301; [ "$task" = qa ] && s1=302
-$P data gen "$task" --variant 1 --n 2000 --seed $s1 --out "$out/train.jsonl"
-$P data gen "$task" --variant 1 --n 200 --seed $((s1 + 100)) --out "$out/val.jsonl"
-echo "=== soft prompts (20 vectors, $steps steps, lr 3e-2) on $task, held-out phrasing (variant 1)"
+# held-out phrasings only: prompts are tuned on seed 301, validated on seed 401
+# (arithmetic: tuned on training operand pairs, validated on pairs never trained on)
+$P data gen "$task" --phrasing heldout "${flags[@]}" --n 2000 --seed 301 --out "$out/train.jsonl" 2>/dev/null
+$P data gen "$task" --phrasing heldout "${vflags[@]}" --n 200 --seed 401 --out "$out/val.jsonl" 2>/dev/null
+echo "=== soft prompts (20 vectors, $steps steps, lr 3e-2) on $task in its held-out phrasings"
 
 jf() { sed -nE "s/.*\"$2\": *([-0-9.eE+]+).*/\1/p" <<<"$1" | head -n 1; }
 base=$($P eval --data "$out/val.jsonl" --json)
+em0=$(jf "$base" exact_match)
 rows=()
-rows+=("$(printf '%-34s %9.3f %7.3f %12s %9s' "no prompt" "$(jf "$base" loss)" "$(jf "$base" exact_match)" "-" "-")")
+rows+=("$(printf '%-34s %9.3f %-23s %12s %9s' "no prompt" "$(jf "$base" loss)" "$(printf '%.3f' "$em0")" "-" "-")")
 runs=()
 for spec in "isotropic isotropic:sigma=0.02" "fitted fitted:source=vocab" "exclusion exclusion:c=5"; do
     read -r name prior <<<"$spec"
@@ -54,23 +67,32 @@ for spec in "isotropic isotropic:sigma=0.02" "fitted fitted:source=vocab" "exclu
         --lr 3e-2 --steps "$steps" --batch 16 --seed 1 --eval-every 50 --quiet --out "$run" >/dev/null
     r=$($P eval --adapter "$run" --data "$out/val.jsonl" --json)
     g=$($P analyze prompts --run "$run" --json --png "$run/prompts_pca.png")
-    rows+=("$(printf '%-34s %9.3f %7.3f %12.3f %9s' "$name ($prior)" "$(jf "$r" loss)" "$(jf "$r" exact_match)" \
-        "$(jf "$g" mean_nn_l2)" "$(jf "$g" effective_rank_95)")")
+    rows+=("$(printf '%-34s %9.3f %-23s %12.3f %9s' "$name ($prior)" "$(jf "$r" loss)" \
+        "$(printf '%.3f -> %.3f' "$em0" "$(jf "$r" exact_match)")" "$(jf "$g" mean_nn_l2)" "$(jf "$g" effective_rank_95)")")
     runs+=("$run")
 done
 {
-    printf '%-34s %9s %7s %12s %9s\n' "prior" "val loss" "EM" "NN-vocab L2" "eff. rank"
+    printf '%-34s %9s %-23s %12s %9s\n' "prior" "val loss" "EM (no prompt -> tuned)" "NN-vocab L2" "eff. rank"
     printf '%s\n' "${rows[@]}"
 } | tee "$out/table.txt"
-$P report "${runs[@]}" --title "ptune demo: soft prompts from three priors ($task, held-out phrasing)" \
+$P report "${runs[@]}" --title "ptune demo: soft prompts from three priors ($task, held-out phrasings)" \
     --summary "$out/table.txt" --out "$out/report.html"
-first=$(sed -nE '1s/.*"input": "(([^"\\]|\\.)*)".*/\1/p' "$out/val.jsonl")
+# the first validation example (of 40) the model gets wrong alone and right with the prompt
 echo "--- a validation example, without and with the tuned prompt ($out/soft-fitted):"
-printf '%b\n' "$first"
-echo "    gold: $(sed -nE '1s/.*"target": "([^"]*)".*/\1/p' "$out/val.jsonl")"
-q=$(printf '%b' "$first")
-g0=$($P generate --prompt "$q" -n 8 --temp 0 2>/dev/null); g0=${g0#"$q"}
-g1=$($P generate --adapter "$out/soft-fitted" --prompt "$q" -n 8 --temp 0 2>/dev/null); g1=${g1#"$q"}
-echo "    no prompt: ${g0%%$'\n'*}"
-echo "    tuned:     ${g1%%$'\n'*}"
+found=0
+for i in $(seq 1 40); do
+    q=$(sed -nE "${i}s/.*\"input\": \"(([^\"\\\\]|\\\\.)*)\".*/\\1/p" "$out/val.jsonl")
+    gold=$(sed -nE "${i}s/.*\"target\": \"([^\"]*)\".*/\\1/p" "$out/val.jsonl")
+    q=$(printf '%b' "$q")
+    g0=$(ask "$q")
+    [ "$g0" = "$gold" ] && continue
+    g1=$($P generate --adapter "$out/soft-fitted" --prompt "$q" -n 8 --temp 0 2>/dev/null)
+    g1=${g1#"$q"}; g1=${g1#" "}; g1=${g1%%$'\n'*}
+    [ "$g1" = "$gold" ] || continue
+    printf '%s\n' "$q" | sed 's/^/    /'
+    echo "    gold: $gold    no prompt: $g0    with the prompt: $g1   (validation row $i)"
+    found=1
+    break
+done
+[ $found = 1 ] || echo "    none among the first 40 validation rows"
 echo "demo: $(($(date +%s) - t0)) s; report $out/report.html; run directories (PEFT-loadable adapters) in $out/"
