@@ -6,7 +6,11 @@
  * metrics.jsonl gives a one-line error naming the file. */
 #include "pt_test.h"
 
+#include "ptune/plot.h"
+
+#include <cairo.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -160,6 +164,66 @@ TEST(report_bad_input) {
     return 0;
 }
 
+/* Pixels of the PNG within 3 of the colour key's palette colour. */
+static long color_pixels(const char *png, const char *key) {
+    cairo_surface_t *s = cairo_image_surface_create_from_png(png);
+    if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS) {
+        cairo_surface_destroy(s);
+        return -1;
+    }
+    double rgb[3];
+    pt_plot_color(key, rgb);
+    int w = cairo_image_surface_get_width(s), h = cairo_image_surface_get_height(s);
+    int stride = cairo_image_surface_get_stride(s);
+    const unsigned char *d = cairo_image_surface_get_data(s);
+    long n = 0;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            uint32_t px;
+            memcpy(&px, d + (size_t)y * stride + (size_t)x * 4, 4);
+            int r = (px >> 16) & 255, g = (px >> 8) & 255, b = px & 255, ok = 1;
+            int want[3] = {(int)(rgb[0] * 255 + 0.5), (int)(rgb[1] * 255 + 0.5), (int)(rgb[2] * 255 + 0.5)};
+            int got[3] = {r, g, b};
+            for (int c = 0; c < 3; c++) ok &= abs(got[c] - want[c]) <= 3;
+            n += ok;
+        }
+    cairo_surface_destroy(s);
+    return n;
+}
+
+/* report --curves: each requested key is drawn in its colour (and a key not asked
+ * for is not), nested and array paths work, bad input gives one line naming the
+ * file and writes nothing. */
+TEST(report_curves) {
+    if (access("./ptune", X_OK)) SKIP("./ptune not built");
+    char cmd[4096], f[600], png[600];
+    snprintf(f, sizeof f, "%s/log.jsonl", dir);
+    snprintf(png, sizeof png, "%s/curves.png", dir);
+    FILE *o = fopen(f, "w");
+    CHECK(o, "write %s", f);
+    for (int i = 1; i <= 6; i++)
+        fprintf(o, "{\"step\": %d, \"ar_em\": %g, \"pos\": [{\"acc\": %g}], \"qa_em\": %g}\n", i * 100, 0.1 * i,
+                1 - 0.1 * i, 0.5);
+    fclose(o);
+    snprintf(cmd, sizeof cmd, "./ptune report --curves %s --x step --y ar_em,pos.0.acc --out %s >/dev/null", f, png);
+    CHECK(sh(cmd) == 0, "report --curves failed: %s", cmd);
+    long a = color_pixels(png, "ar_em"), b = color_pixels(png, "pos.0.acc"), c = color_pixels(png, "qa_em");
+    printf("  pixels in the series colours: ar_em %ld, pos.0.acc %ld, qa_em (not drawn) %ld\n", a, b, c);
+    CHECK(a > 100 && b > 100, "a requested series is missing from the figure");
+    CHECK(c < a / 10, "a series that was not asked for is drawn");
+    snprintf(cmd, sizeof cmd,
+             "rm -f %s && ./ptune report --curves %s --x step --y nope --out %s 2>&1 | grep -q 'log.jsonl: no line has numbers "
+             "under both \"step\" and \"nope\"' && test ! -e %s",
+             png, f, png, png);
+    CHECK(sh(cmd) == 0, "an unknown key was not refused with the file's name, or a figure was written");
+    snprintf(cmd, sizeof cmd,
+             "printf '{\"step\": 1}\\n[1]\\n' > %s/bad.jsonl && ./ptune report --curves %s/bad.jsonl --x step --y a "
+             "--out %s 2>&1 | grep -q 'bad.jsonl:2: not a JSON object' && test ! -e %s",
+             dir, dir, png, png);
+    CHECK(sh(cmd) == 0, "a malformed line was not refused with file and line");
+    return 0;
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/pt_test_report_%d", (int)getpid());
     char cmd[600];
@@ -168,6 +232,7 @@ int main(void) {
     PT_RUN(sweep_summary);
     PT_RUN(report_chromium);
     PT_RUN(report_bad_input);
+    PT_RUN(report_curves);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd)) printf("# could not remove %s\n", dir);
     return PT_DONE();

@@ -8,13 +8,18 @@
 #include <string.h>
 
 int cmd_report(int argc, char **argv);
+int report_curves(const char *path, const char *xkey, const char *ykeys, const char *out, const char *title,
+                  const char *ylabel);
 
 static const char *usage_text =
     "usage: ptune report RUN_DIR... --out report.html [--title T] [--summary FILE]\n"
     "One self-contained HTML page (images inlined): validation loss of all runs,\n"
     "a metrics table (method, prior, lr, seed, steps, final train/val loss),\n"
     "then per run its loss curve, the .png/.svg figures in the directory and run.json.\n"
-    "--summary FILE: a text table (UTF-8) shown first, as preformatted text.\n";
+    "--summary FILE: a text table (UTF-8) shown first, as preformatted text.\n"
+    "       ptune report --curves FILE.jsonl --x KEY --y KEY[,KEY...] --out FIG.png|svg [--title T] [--ylabel L]\n"
+    "Line plot of numeric fields of a JSON Lines log (metrics.jsonl, the slices.jsonl of\n"
+    "scripts/train-default.sh) against the field --x; a.b reaches into nested objects, a.0 into arrays.\n";
 
 int cmd_report(int argc, char **argv) {
     pt_args a;
@@ -25,7 +30,13 @@ int cmd_report(int argc, char **argv) {
         return 0;
     }
     const char *out = args_str(&a, "--out"), *title = args_str(&a, "--title");
-    const char *summary = args_str(&a, "--summary");
+    const char *summary = args_str(&a, "--summary"), *curves = args_str(&a, "--curves");
+    if (curves) {
+        const char *xk = args_str(&a, "--x"), *yk = args_str(&a, "--y"), *yl = args_str(&a, "--ylabel");
+        int bad = args_finish(&a);
+        args_free(&a);
+        return bad ? 2 : report_curves(curves, xk, yk, out, title, yl);
+    }
     /* positional arguments: everything not consumed by a flag */
     const char *dirs[512];
     int nd = 0;
