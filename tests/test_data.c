@@ -1025,9 +1025,9 @@ TEST(generator_arithmetic_pairs_split) {
  * for (from its words), and the answer must stand in the context right after a phrase
  * naming that attribute. */
 static int qx_attr(const char *q) {
-    if (strstr(q, "live") || strstr(q, "city") || strstr(q, "home")) return 0;
-    if (strstr(q, "born") || strstr(q, "year")) return 1;
-    if (strstr(q, "colour")) return 2;
+    if (strstr(q, "live") || strstr(q, "city") || strstr(q, "town")) return 0;
+    if (strstr(q, "born") || strstr(q, "year") || strstr(q, "date")) return 1;
+    if (strstr(q, "colour") || strstr(q, "shade")) return 2;
     if (strstr(q, "instrument") || strstr(q, "play") || strstr(q, "perform")) return 3;
     return -1;
 }
@@ -1143,10 +1143,10 @@ TEST(generator_heldout_never_in_train) {
                                           "increase", "decrease", "Where", NULL};
     static const char *const qa_h[] = {"has a home in", "'s home is in", "came into the world", "entered the world",
                                        "The colour ", "loves most", "loves the colour", "performs on the",
-                                       "performs music on the", "In what city is", "'s home?", "Name the city",
-                                       "calls home", "What year did", "Name the year", "Name the colour",
-                                       "What colour does", "love most?", "On what does", "perform?",
-                                       "Name the instrument", "performs on.", NULL};
+                                       "performs music on the", "Which town is", "'s home?", "Name the town",
+                                       "calls home", "On what date did", "Name the date", "Name the shade",
+                                       "Which shade does", "love most?", "On what does", "perform?",
+                                       "Name the thing", "performs on.", NULL};
     struct {
         const char *kind;
         pt_data_gen_opts o;

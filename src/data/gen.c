@@ -307,13 +307,13 @@ static const char *const QX_SENT[QX_N][2][2] = {
 };
 static const char *const QX_Q[QX_N][2][2] = {
     {{"Where does {a} live?", "Which city does {a} live in?"},
-     {"In what city is {a}'s home?", "Name the city {a} calls home."}},
+     {"Which town is {a}'s home?", "Name the town {a} calls home."}},
     {{"In which year was {a} born?", "When was {a} born?"},
-     {"What year did {a} come into the world?", "Name the year {a} entered the world."}},
+     {"On what date did {a} come into the world?", "Name the date {a} entered the world."}},
     {{"What is {a}'s favourite colour?", "Which colour does {a} like best?"},
-     {"Name the colour {a} loves most.", "What colour does {a} love most?"}},
+     {"Name the shade {a} loves most.", "Which shade does {a} love most?"}},
     {{"Which instrument does {a} play?", "What does {a} play?"},
-     {"On what does {a} perform?", "Name the instrument {a} performs on."}},
+     {"On what does {a} perform?", "Name the thing {a} performs on."}},
 };
 
 static void gen_qa_extract(gbuf *b, pt_rng *r, int heldout) {
