@@ -3,9 +3,9 @@
 # ptune's default). Offline, a few minutes on 2 cores:
 #   1. info, and the model's greedy answers to one question in a phrasing it
 #      was trained on and in a held-out phrasing it never saw;
-#   2. the task in its held-out phrasings: DEMO_TASK (default arithmetic, on
-#      operand pairs never trained on; or qa), `ptune data gen ... --phrasing
-#      heldout` (docs/data.md);
+#   2. a held-out phrasing: DEMO_TASK arithmetic (default: "Increase a by b.",
+#      on operand pairs never trained on) or qa (all held-out phrasings),
+#      `ptune data gen ... --phrasing heldout` (docs/data.md);
 #   3. soft prompts of 20 vectors from three priors: isotropic (the paper's
 #      baseline), a Gaussian fitted on the vocabulary, and Gaussian exclusion
 #      (samples far from the vocabulary); same data, steps and seed;
@@ -42,16 +42,26 @@ echo "--- greedy answers (25 + 17 = 42):"
 echo "    trained phrasing   'What is 25 + 17?'    -> $(ask $'Question: What is 25 + 17?\nAnswer:')"
 echo "    held-out phrasing  'Increase 25 by 17.'  -> $(ask $'Question: Increase 25 by 17.\nAnswer:')"
 
+# held-out phrasings only: prompts are tuned on seed 301, validated on seed 401.
+# arithmetic: the held-out phrasing "Increase a by b." (a prompt per phrasing:
+# one prompt for all seven held-out phrasings does not get there in 300 steps,
+# docs/pretrain.md), tuned on training operand pairs, validated on pairs never
+# trained on; qa: all held-out phrasings.
 case "$task" in
-arithmetic) flags=(--pairs train) vflags=(--pairs test) ;;
-qa) flags=() vflags=() ;;
+arithmetic)
+    $P data gen arithmetic --phrasing heldout --pairs train --n 14000 --seed 301 --out "$out/all.jsonl" 2>/dev/null
+    grep -F '"question": "Increase ' "$out/all.jsonl" | head -n 2000 >"$out/train.jsonl"
+    $P data gen arithmetic --phrasing heldout --pairs test --n 1400 --seed 401 --out "$out/all.jsonl" 2>/dev/null
+    grep -F '"question": "Increase ' "$out/all.jsonl" | head -n 200 >"$out/val.jsonl"
+    rm -f "$out/all.jsonl"
+    what="arithmetic, held-out phrasing 'Increase a by b.'" ;;
+qa)
+    $P data gen qa --phrasing heldout --n 2000 --seed 301 --out "$out/train.jsonl" 2>/dev/null
+    $P data gen qa --phrasing heldout --n 200 --seed 401 --out "$out/val.jsonl" 2>/dev/null
+    what="qa, held-out phrasings" ;;
 *) echo "demo: DEMO_TASK must be arithmetic or qa" >&2; exit 2 ;;
 esac
-# held-out phrasings only: prompts are tuned on seed 301, validated on seed 401
-# (arithmetic: tuned on training operand pairs, validated on pairs never trained on)
-$P data gen "$task" --phrasing heldout "${flags[@]}" --n 2000 --seed 301 --out "$out/train.jsonl" 2>/dev/null
-$P data gen "$task" --phrasing heldout "${vflags[@]}" --n 200 --seed 401 --out "$out/val.jsonl" 2>/dev/null
-echo "=== soft prompts (20 vectors, $steps steps, lr 3e-2) on $task in its held-out phrasings"
+echo "=== soft prompts (20 vectors, $steps steps, lr 3e-2): $what ($(wc -l <"$out/train.jsonl") training rows, $(wc -l <"$out/val.jsonl") validation rows)"
 
 jf() { sed -nE "s/.*\"$2\": *([-0-9.eE+]+).*/\1/p" <<<"$1" | head -n 1; }
 base=$($P eval --data "$out/val.jsonl" --json)
@@ -75,7 +85,7 @@ done
     printf '%-34s %9s %-23s %12s %9s\n' "prior" "val loss" "EM (no prompt -> tuned)" "NN-vocab L2" "eff. rank"
     printf '%s\n' "${rows[@]}"
 } | tee "$out/table.txt"
-$P report "${runs[@]}" --title "ptune demo: soft prompts from three priors ($task, held-out phrasings)" \
+$P report "${runs[@]}" --title "ptune demo: soft prompts from three priors ($what)" \
     --summary "$out/table.txt" --out "$out/report.html"
 # the first validation example (of 40) the model gets wrong alone and right with the prompt
 echo "--- a validation example, without and with the tuned prompt ($out/soft-fitted):"
