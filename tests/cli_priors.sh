@@ -60,3 +60,22 @@ if [ -n "$FX" ]; then
 else
     skip cli_priors "../shared/fixtures not found: prior fit/sample and tune --prior not checked"
 fi
+# exclusion:margin=Q on the default model (d = 128): proposals from the fitted Gaussian kept beyond the
+# chi2_128 Q-quantile radius, so the acceptance rate is about 1 - Q (0.10; 50 samples, ~500 proposals,
+# binomial sd ~0.013: 0.05..0.2 is sane); the metadata holds the achieved radii and nearest-token distances.
+if [ -f models/default/config.json ]; then
+    err=$($P prior sample --prior exclusion:margin=0.9 -n 50 --seed 3 --out "$T/em.safetensors" 2>&1 >/dev/null)
+    rate=$(sed -n 's/.*margin=0.9.*acceptance rate \([0-9.]*\) .*/\1/p' <<<"$err")
+    if [ -n "$rate" ] && awk -v r="$rate" 'BEGIN { exit !(r > 0.05 && r < 0.2) }' && grep -q "nearest-token L2 distance" <<<"$err" &&
+        grep -q '"radius_quantiles"' "$T/em.safetensors" && grep -q '"nn_distance"' "$T/em.safetensors"; then
+        pass prior_exclusion_margin
+    else
+        fail prior_exclusion_margin "acceptance rate '${rate}': $err"
+    fi
+    expect_error prior_exclusion_margin_range "prior 'exclusion:margin=1.5': margin must be in (0, 1)" $P prior sample \
+        --prior exclusion:margin=1.5 -n 2 --out "$T/em.safetensors"
+    expect_error prior_exclusion_c_and_margin "give c or margin, not both" $P prior sample \
+        --prior exclusion:c=5,margin=0.9 -n 2 --out "$T/em.safetensors"
+else
+    skip prior_exclusion_margin "models/default absent"
+fi

@@ -331,6 +331,302 @@ TEST(exclusion_threshold_and_rate) {
     return 0;
 }
 
+/* ---- exclusion: margin (chi2 quantile radius) and nn_min (nearest-row distance) -------- */
+
+/* chi2_k quantiles {k, p, x} from scipy.stats.chi2.ppf, each confirmed by mpmath at
+ * 50 digits (scripts/chi2_reference.py prints this table). */
+static const double chi2_ref[][3] = {
+    {1, 1e-06, 1.5707963267957189e-12},
+    {1, 0.01, 0.00015708785790970198},
+    {1, 0.1, 0.015790774093431227},
+    {1, 0.5, 0.45493642311957275},
+    {1, 0.9, 2.7055434540954149},
+    {1, 0.95, 3.8414588206941245},
+    {1, 0.99, 6.6348966010212136},
+    {1, 0.999, 10.827566170662731},
+    {1, 0.999999, 23.928126976879469},
+    {2, 1e-06, 2.0000010000006666e-6},
+    {2, 0.01, 0.020100671707002883},
+    {2, 0.1, 0.21072103131565261},
+    {2, 0.5, 1.3862943611198906},
+    {2, 0.9, 4.6051701859880918},
+    {2, 0.95, 5.9914645471079802},
+    {2, 0.99, 9.210340371976181},
+    {2, 0.999, 13.815510557964272},
+    {2, 0.999999, 27.631021115871037},
+    {3, 1e-06, 0.00024181048720124282},
+    {3, 0.01, 0.11483180189911704},
+    {3, 0.1, 0.58437437415518328},
+    {3, 0.5, 2.3659738843753383},
+    {3, 0.9, 6.2513886311703237},
+    {3, 0.95, 7.814727903251178},
+    {3, 0.99, 11.34486673014437},
+    {3, 0.999, 16.266236196238129},
+    {3, 0.999999, 30.664849706154268},
+    {8, 1e-06, 0.14198478271724219},
+    {8, 0.01, 1.6464973726907703},
+    {8, 0.1, 3.4895391256498228},
+    {8, 0.5, 7.3441214977017922},
+    {8, 0.9, 13.361566136511728},
+    {8, 0.95, 15.507313055865451},
+    {8, 0.99, 20.090235029663231},
+    {8, 0.999, 26.124481558376139},
+    {8, 0.999999, 42.700913926477887},
+    {64, 1e-06, 23.747764297114189},
+    {64, 0.01, 40.648562828972492},
+    {64, 0.1, 49.996290213437658},
+    {64, 0.5, 63.334582023531966},
+    {64, 0.9, 78.859642499111604},
+    {64, 0.95, 83.675260742720979},
+    {64, 0.99, 93.216859660238411},
+    {64, 0.999, 104.71632526304058},
+    {64, 0.999999, 132.78749090303686},
+    {128, 1e-06, 65.757873306065807},
+    {128, 0.01, 93.740812788775944},
+    {128, 0.1, 107.97096370086415},
+    {128, 0.5, 127.33395414332766},
+    {128, 0.9, 148.88525547499116},
+    {128, 0.95, 155.40472085148204},
+    {128, 0.99, 168.1332030666649},
+    {128, 0.999, 183.18643733447225},
+    {128, 0.999999, 218.90637608330186},
+    {512, 1e-06, 374.01298639986194},
+    {512, 0.01, 440.5098636566911},
+    {512, 0.1, 471.44240513339855},
+    {512, 0.5, 511.33348787447402},
+    {512, 0.9, 553.41402466453173},
+    {512, 0.95, 565.74758432459765},
+    {512, 0.99, 589.37054256616844},
+    {512, 0.999, 616.61145865356086},
+    {512, 0.999999, 678.7481155260799},
+    {2048, 1e-06, 1758.0447315784054},
+    {2048, 0.01, 1902.0611438958349},
+    {2048, 0.1, 1966.4208609980939},
+    {2048, 0.5, 2047.3333719273362},
+    {2048, 0.9, 2130.4356209029109},
+    {2048, 0.95, 2154.3953384149876},
+    {2048, 0.99, 2199.8208525806901},
+    {2048, 0.999, 2251.4874675711731},
+    {2048, 0.999999, 2366.7405867255404},
+    {4096, 1e-06, 3680.072791904827},
+    {4096, 0.01, 3888.3886907431252},
+    {4096, 0.1, 3980.4438674627086},
+    {4096, 0.5, 4095.3333526268956},
+    {4096, 0.9, 4212.4126231009164},
+    {4096, 0.95, 4246.0034833375278},
+    {4096, 0.99, 4309.4935704899958},
+    {4096, 0.999, 4381.4048761582036},
+    {4096, 0.999999, 4540.7165623737458},
+    {8192, 1e-06, 7597.8930164890228},
+    {8192, 0.01, 7897.1718753771293},
+    {8192, 0.1, 8028.3956071868728},
+    {8192, 0.5, 8191.3333429792548},
+    {8192, 0.9, 8356.4608877057949},
+    {8192, 0.95, 8403.6721465838877},
+    {8192, 0.99, 8492.7105182036734},
+    {8192, 0.999, 8593.2560709088307},
+    {8192, 0.999999, 8814.898355761727},
+};
+
+TEST(chi2_quantile_reference) {
+    double max_abs = 0, max_rel = 0, max_rt = 0;
+    int n = (int)(sizeof chi2_ref / sizeof chi2_ref[0]);
+    for (int i = 0; i < n; i++) {
+        double k = chi2_ref[i][0], p = chi2_ref[i][1], ref = chi2_ref[i][2], x = pt_chi2_quantile(p, k);
+        max_abs = fmax(max_abs, fabs(x - ref));
+        max_rel = fmax(max_rel, fabs(x - ref) / ref);
+        /* round trip through the library's CDF, and the CDF against this file's own gammp */
+        double F = pt_chi2_cdf(ref, k), G = gammp(k / 2, ref / 2);
+        max_rt = fmax(max_rt, fabs(F - p) / fmin(p, 1 - p));
+        CHECK(fabs(x - ref) <= 1e-11 * ref, "chi2_%g quantile %g: %.17g vs scipy/mpmath %.17g", k, p, x, ref);
+        CHECK(fabs(F - G) < 1e-9, "chi2_%g cdf at %.17g: %.17g vs gammp %.17g", k, ref, F, G);
+    }
+    printf("  %d reference quantiles (k = 1..8192, p = 1e-6..1-1e-6): max abs diff %.3g, max rel diff %.3g "
+           "(limit 1e-11 rel); cdf(reference) vs p: max rel diff %.3g of min(p, 1-p)\n",
+           n, max_abs, max_rel, max_rt);
+    CHECK(max_rt < 1e-9, "cdf round trip %.3g", max_rt);
+    CHECK(isnan(pt_chi2_quantile(0, 8)) && isnan(pt_chi2_quantile(1, 8)) && isnan(pt_chi2_quantile(0.5, 0)),
+          "out-of-range arguments give NAN");
+    return 0;
+}
+
+/* Samples with m2 <= thr (exact comparison), the smallest m2 and the m2 values (m2 may be NULL). */
+static int inside_count(const pt_gauss_fit *g, const float *X, int n, double thr, double *min_m2, double *m2) {
+    int bad = 0;
+    *min_m2 = INFINITY;
+    for (int i = 0; i < n; i++) {
+        double m = maha2(g, X + (size_t)i * g->d);
+        if (m2) m2[i] = m;
+        *min_m2 = fmin(*min_m2, m);
+        bad += !(m > thr);
+    }
+    return bad;
+}
+
+/* KS distance of m2 against chi2_d truncated to m2 > x_Q: F(x) = (P(x) - Q) / (1 - Q). */
+static double ks_trunc_chi2(double *m2, int n, int d, double Q) {
+    qsort(m2, (size_t)n, sizeof(double), cmp_d);
+    double D = 0;
+    for (int i = 0; i < n; i++) {
+        double F = (gammp(d / 2.0, m2[i] / 2) - Q) / (1 - Q);
+        D = fmax(D, fmax(fabs(F - (double)i / n), fabs((double)(i + 1) / n - F)));
+    }
+    return D;
+}
+
+TEST(exclusion_margin_threshold_and_rate) {
+    int d = 8, n = 5000;
+    double Q = 0.9, thr_ref = 13.361566136511728; /* chi2_8 0.9-quantile (chi2_ref) */
+    pt_gauss_fit g;
+    CHECK(make_fit(d, 9, -2.0, &g) == 0, "%s", pt_last_error());
+    float *X = malloc((size_t)n * d * sizeof(float));
+    double *m2 = malloc((size_t)n * sizeof(double)), mn;
+    for (int stdz = 1; stdz >= 0; stdz--) {
+        pt_excl_opts o = {.margin = Q, .standardize = stdz};
+        pt_excl_stats st;
+        CHECK(pt_exclusion_sample_opts(&g, &o, n, 7, X, &st) == 0, "%s", pt_last_error());
+        CHECK(fabs(st.threshold - thr_ref) < 1e-12 * thr_ref && st.c_dim == 1, "threshold %.17g", st.threshold);
+        int bad = inside_count(&g, X, n, st.threshold, &mn, m2);
+        printf("  standardize %d: min m2 %.6f vs threshold %.6f (excess %.3g): %d of %d inside\n", stdz, mn, st.threshold,
+               mn - st.threshold, bad, n);
+        CHECK(bad == 0, "a margin sample lies inside the chi2 %.2f-quantile (standardize %d)", Q, stdz);
+        /* acceptance ~ 1 - Q: binomial over the proposals */
+        double p = 1 - Q, se = sqrt(p * (1 - p) / (double)st.proposals), z = (st.rate - p) / se;
+        printf("  standardize %d: acceptance %.5f (%d / %lld) vs 1 - Q = %.2f: z %.2f (limit 4)\n", stdz, st.rate, n,
+               (long long)st.proposals, p, z);
+        CHECK(fabs(z) < 4, "acceptance %.5f vs %.2f", st.rate, p);
+        CHECK(st.radius[0] > sqrt(st.threshold) && fabs(st.radius[0] * st.radius[0] - mn) < 1e-9 * mn,
+              "reported min radius %.9g vs min sqrt(m2) %.9g", st.radius[0], sqrt(mn));
+        /* the accepted m2 follow chi2_8 truncated at the quantile (no shell, no distortion) */
+        double D = ks_trunc_chi2(m2, n, d, Q), crit = 1.63 / sqrt(n);
+        printf("  standardize %d: m2 vs chi2_8 truncated at the %.2f-quantile: KS D %.4f (critical %.4f at alpha 0.01)\n",
+               stdz, Q, D, crit);
+        CHECK(D < crit, "truncated chi2 KS");
+        CHECK(st.nn[0] == -1, "nn reported without ref");
+    }
+    /* NEGATIVE CONTROL: plain fitted samples violate the threshold at rate ~ Q */
+    CHECK(pt_gauss_sample(&g, n, 7, X) == 0, "%s", pt_last_error());
+    int bad = inside_count(&g, X, n, thr_ref, &mn, NULL);
+    double r = (double)bad / n, z = (r - Q) / sqrt(Q * (1 - Q) / n);
+    printf("  NEGATIVE CONTROL plain fitted: %d of %d inside (rate %.4f vs Q %.2f, z %.2f), min m2 %.4f\n", bad, n, r, Q,
+           z, mn);
+    CHECK(bad > 0 && fabs(z) < 4, "plain fitted samples: inside rate %.4f", r);
+    /* NEGATIVE CONTROL for the KS: proposals from 1.1^2 Sigma cut at the same radius pass the threshold, not the law */
+    pt_gauss_fit w = g;
+    w.chol = malloc(sizeof(double) * d * d);
+    for (int i = 0; i < d * d; i++) w.chol[i] = g.chol[i] * 1.1;
+    pt_excl_opts o = {.margin = Q, .standardize = 0};
+    CHECK(pt_exclusion_sample_opts(&w, &o, n, 7, X, NULL) == 0, "%s", pt_last_error());
+    free(w.chol);
+    CHECK(inside_count(&g, X, n, thr_ref, &mn, m2) == 0, "control must pass the threshold");
+    double D = ks_trunc_chi2(m2, n, d, Q), crit = 1.63 / sqrt(n);
+    printf("  NEGATIVE CONTROL 1.1^2 Sigma cut at the same radius: KS D %.4f (critical %.4f)\n", D, crit);
+    CHECK(!(D < crit), "KS negative control passed");
+    free(X), free(m2);
+    pt_gauss_free(&g);
+    return 0;
+}
+
+/* Smallest L2 distance (brute force, double) from x to the rows of E [V, d]. */
+static double nn_brute(const float *E, int V, int d, const float *x) {
+    double best = INFINITY;
+    for (int r = 0; r < V; r++) {
+        double s = 0;
+        for (int j = 0; j < d; j++) {
+            double t = (double)x[j] - (double)E[(size_t)r * d + j];
+            s += t * t;
+        }
+        best = fmin(best, s);
+    }
+    return sqrt(best);
+}
+
+/* Samples within D of a row; min distance and all distances in dist (may be NULL). */
+static int near_count(const float *E, int V, int d, const float *X, int n, double D, double *mind, double *dist) {
+    int bad = 0;
+    *mind = INFINITY;
+    for (int i = 0; i < n; i++) {
+        double v = nn_brute(E, V, d, X + (size_t)i * d);
+        if (dist) dist[i] = v;
+        *mind = fmin(*mind, v);
+        bad += !(v > D);
+    }
+    return bad;
+}
+
+static double median_of(double *v, int n) {
+    qsort(v, (size_t)n, sizeof(double), cmp_d);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* nn_min on a "vocabulary" of V rows drawn from a d-dimensional fit, stored as F32
+ * and as BF16 (the widened BF16 values are then the rows), with the c rule and
+ * with margin; d > 64 exercises the early exit of the nearest-row scan. */
+static int nn_case(const char *pt_test_name_, int d, int n, int V) {
+    pt_gauss_fit g;
+    CHECK(make_fit(d, 13, 1.0, &g) == 0, "%s", pt_last_error());
+    float *E = malloc(sizeof(float) * V * d), *Eb = malloc(sizeof(float) * V * d), *X = malloc(sizeof(float) * n * d);
+    uint16_t *E16 = malloc(sizeof(uint16_t) * V * d);
+    double *dist = malloc(sizeof(double) * n), mind;
+    CHECK(pt_gauss_sample(&g, V, 99, E) == 0, "%s", pt_last_error());
+    for (int i = 0; i < V * d; i++) E16[i] = pt_f32_to_bf16(E[i]), Eb[i] = pt_bf16_to_f32(E16[i]);
+    pt_tensor T32 = {.dtype = PT_F32, .ndim = 2, .shape = {V, d}, .data = E};
+    pt_tensor T16 = {.dtype = PT_BF16, .ndim = 2, .shape = {V, d}, .data = E16};
+    /* D = the median nearest-row distance of plain fitted samples: half of them violate it */
+    CHECK(pt_gauss_sample(&g, n, 5, X) == 0, "%s", pt_last_error());
+    near_count(E, V, d, X, n, 0, &mind, dist);
+    double D = median_of(dist, n);
+    int bad = near_count(E, V, d, X, n, D, &mind, NULL);
+    printf("  d %d: NEGATIVE CONTROL plain fitted: %d of %d within D = %.4f of a row (min distance %.4f)\n", d, bad, n, D,
+           mind);
+    CHECK(bad > n / 4, "plain fitted samples should often lie within D");
+    const pt_tensor *tabs[2] = {&T32, &T16};
+    const float *rows[2] = {E, Eb};
+    for (int t = 0; t < 2; t++)
+        for (int mode = 0; mode < 2; mode++) { /* c rule + nn_min, margin + nn_min */
+            pt_excl_opts o = {.c = 5, .margin = mode ? 0.5 : 0, .nn_min = D, .ref = tabs[t], .standardize = 1};
+            pt_excl_stats st;
+            CHECK(pt_exclusion_sample_opts(&g, &o, n, 11, X, &st) == 0, "%s", pt_last_error());
+            bad = near_count(rows[t], V, d, X, n, D, &mind, dist);
+            double mn2, med = median_of(dist, n), mx = dist[n - 1];
+            int inside = inside_count(&g, X, n, st.threshold, &mn2, NULL);
+            printf("  d %d, %s, %s: min nearest distance %.6f vs D %.6f (excess %.3g), %d of %d within; reported "
+                   "nn %.6f/%.6f/%.6f (brute force %.6f/%.6f/%.6f); acceptance %.4f, %d of %lld past the radius rule "
+                   "kept\n",
+                   d, t ? "BF16 rows" : "F32 rows", mode ? "margin=0.5" : "c=5", mind, D, mind - D, bad, n, st.nn[0],
+                   st.nn[1], st.nn[2], mind, med, mx, st.rate, n, (long long)st.radius_passed);
+            CHECK(bad == 0, "a sample lies within nn_min of a row");
+            CHECK(fabs(st.nn[0] - mind) <= 1e-12 * mind && fabs(st.nn[1] - med) <= 1e-12 * med &&
+                      fabs(st.nn[2] - mx) <= 1e-12 * mx,
+                  "reported nn %.17g/%.17g/%.17g", st.nn[0], st.nn[1], st.nn[2]);
+            CHECK(!mode || inside == 0, "margin + nn_min: a sample inside the radius threshold");
+            CHECK(st.radius_passed >= n && st.accepted == n, "counts");
+        }
+    free(E), free(Eb), free(E16), free(X), free(dist);
+    pt_gauss_free(&g);
+    return 0;
+}
+
+TEST(exclusion_nn_min) {
+    if (nn_case(pt_test_name_, 8, 2000, 500) || nn_case(pt_test_name_, 100, 1000, 400)) return 1;
+    /* nn_min = 0 with ref: nothing rejected for distance, distances still reported */
+    int d = 8;
+    pt_gauss_fit g;
+    CHECK(make_fit(d, 13, 1.0, &g) == 0, "%s", pt_last_error());
+    float E[40 * 8], X[50 * 8];
+    CHECK(pt_gauss_sample(&g, 40, 1, E) == 0, "%s", pt_last_error());
+    pt_tensor T = {.dtype = PT_F32, .ndim = 2, .shape = {40, d}, .data = E};
+    pt_excl_opts o = {.margin = 0.5, .ref = &T};
+    pt_excl_stats st;
+    CHECK(pt_exclusion_sample_opts(&g, &o, 50, 3, X, &st) == 0 && st.radius_passed == 50 && st.nn[0] > 0, "report only");
+    o.nn_min = -1;
+    CHECK(pt_exclusion_sample_opts(&g, &o, 50, 3, X, NULL) != 0, "nn_min < 0 accepted");
+    o.nn_min = 1, o.ref = NULL;
+    CHECK(pt_exclusion_sample_opts(&g, &o, 50, 3, X, NULL) != 0, "nn_min without rows accepted");
+    pt_gauss_free(&g);
+    return 0;
+}
+
 static int interp_ok(const pt_gauss_fit *g1, const pt_gauss_fit *g2, double Ea, double Ea2, double E1a2, const float *X,
                      int n, const char *what) {
     int d = g1->d;
@@ -411,14 +707,19 @@ TEST(thread_identity) {
     pt_gauss_fit g, g2;
     CHECK(make_fit(d, 31, 0.5, &g) == 0 && make_fit(d, 32, 0, &g2) == 0, "%s", pt_last_error());
     float *A = malloc((size_t)n * d * sizeof(float)), *B = malloc((size_t)n * d * sizeof(float));
-    for (int which = 0; which < 4; which++) {
+    float *E = malloc((size_t)200 * d * sizeof(float));
+    CHECK(pt_gauss_sample(&g2, 200, 8, E) == 0, "%s", pt_last_error());
+    pt_tensor T = {.dtype = PT_F32, .ndim = 2, .shape = {200, d}, .data = E};
+    pt_excl_opts mo = {.margin = 0.8, .nn_min = 1.0, .ref = &T, .standardize = 1};
+    for (int which = 0; which < 5; which++) {
         for (int t = 1; t <= 2; t++) {
             omp_set_num_threads(t);
             float *o = t == 1 ? A : B;
             int rc = which == 0   ? pt_gauss_sample(&g, n, 3, o)
                      : which == 1 ? pt_exclusion_sample(&g, 5, 1, 0, n, 3, o, NULL)
                      : which == 2 ? pt_interp_sample(&g, &g2, -1, n, 3, o)
-                                  : pt_prior_sample_str("xavier", NULL, n, d, 3, o);
+                     : which == 3 ? pt_prior_sample_str("xavier", NULL, n, d, 3, o)
+                                  : pt_exclusion_sample_opts(&g, &mo, n, 3, o, NULL);
             CHECK(rc == 0, "%s", pt_last_error());
         }
         CHECK(!memcmp(A, B, sizeof(float) * n * d), "sampler %d differs between 1 and 2 threads", which);
@@ -444,7 +745,7 @@ TEST(thread_identity) {
     int same = !memcmp(A, B, sizeof(float) * n * d);
     printf("  NEGATIVE CONTROL (per-thread streams): %s\n", same ? "identical (control did not bite)" : "differs");
     CHECK(!same, "negative control gave identical samples");
-    free(A), free(B);
+    free(A), free(B), free(E);
     pt_gauss_free(&g), pt_gauss_free(&g2);
     return 0;
 }
@@ -497,6 +798,26 @@ TEST(bad_input) {
           "%s", pt_last_error());
     printf("  mismatch: %s\n", pt_last_error());
     CHECK(pt_prior_sample_str("fitted:fit=/tmp/test_priors_d8.safetensors", NULL, 2, 8, 1, x) == 0, "%s",
+          pt_last_error());
+    /* exclusion margin / nn_min refusals: one line naming the spec */
+    static const char *const bad_excl[][2] = {
+        {"margin=1.5", "margin must be in (0, 1)"},
+        {"margin=0", "margin must be in (0, 1)"},
+        {"c=5,margin=0.9", "give c or margin, not both"},
+        {"nn_min=-0.5", "nn_min must be >= 0"},
+        {"margin=0.9,nn_min=1", "needs a model"},
+        {"margin=0.999999,max_proposals=100", "reached the proposal cap"},
+    };
+    for (size_t i = 0; i < sizeof bad_excl / sizeof bad_excl[0]; i++) {
+        char spec[160], want[200];
+        snprintf(spec, sizeof spec, "exclusion:fit=/tmp/test_priors_d8.safetensors,%s", bad_excl[i][0]);
+        snprintf(want, sizeof want, "prior '%s'", spec);
+        int rc = pt_prior_sample_str(spec, NULL, 2, 8, 1, x);
+        const char *e = pt_last_error();
+        printf("  %s\n", e);
+        CHECK(rc != 0 && strstr(e, want) && strstr(e, bad_excl[i][1]) && !strchr(e, '\n'), "%s: %s", spec, e);
+    }
+    CHECK(pt_prior_sample_str("exclusion:fit=/tmp/test_priors_d8.safetensors,margin=0.9", NULL, 2, 8, 1, x) == 0, "%s",
           pt_last_error());
     /* empty data */
     pt_cov_acc a;
@@ -618,6 +939,9 @@ int main(void) {
     PT_RUN(jitter_rank_deficient);
     PT_RUN(fitted_moments_and_chi2);
     PT_RUN(exclusion_threshold_and_rate);
+    PT_RUN(chi2_quantile_reference);
+    PT_RUN(exclusion_margin_threshold_and_rate);
+    PT_RUN(exclusion_nn_min);
     PT_RUN(interpolation_moments);
     PT_RUN(xavier_bound);
     PT_RUN(thread_identity);

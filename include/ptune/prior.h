@@ -161,19 +161,50 @@ int pt_gauss_sample(const pt_gauss_fit *g, int n, uint64_t seed, float *out);
 
 typedef struct {
     int64_t proposals, accepted;
+    int64_t radius_passed; /* proposals that passed the radius rule (before nn_min) */
     double rate;      /* accepted / proposals */
-    double threshold; /* m2 beyond which the acceptance probability is > 0 */
-    double c_dim;
+    double threshold; /* c: m2 beyond which the acceptance probability is > 0; margin: the chi2_d Q-quantile */
+    double c_dim;     /* proposal scale (1 with margin) */
+    double radius[3]; /* min, median, max of sqrt(m2) of the accepted samples under cov + jitter I */
+    double nn[3];     /* min, median, max L2 distance of the accepted samples to their nearest row of
+                       * opts.ref; -1 without ref */
 } pt_excl_stats;
-/* Gaussian exclusion (docs/priors.md): propose x ~ N(mu, c_dim Sigma), c_dim =
- * c^(2/d), accept with probability max(0, 1 - c exp(-m2 (1 - 1/c_dim) / 2)),
+
+/* Gaussian exclusion (docs/priors.md), one of two radius rules:
+ *   c (margin = 0): propose x ~ N(mu, c_dim Sigma), c_dim = c^(2/d), accept with
+ *     probability max(0, 1 - c exp(-m2 (1 - 1/c_dim) / 2)) (the paper's rule);
+ *   margin = Q in (0, 1): propose x ~ N(mu, Sigma), accept where m2 > the Q-quantile
+ *     of chi2_d (pt_chi2_quantile), the exact law of m2 under the fit, checked on
+ *     the stored (float) sample; acceptance 1 - Q;
  * m2 the squared Mahalanobis distance under Sigma = cov + jitter I (the matrix
- * chol factors). standardize: factor the correlation matrix D^-1 Sigma D^-1
- * (+ its own jitter when needed) and map back with D (the
- * paper's code standardized each dimension first). max_proposals <= 0: 1e7.
- * PT_ERR when the cap is reached before n samples. */
+ * chol factors). nn_min > 0 (needs ref, a [V, d] table in any dtype): a proposal
+ * that passed the radius rule is also rejected when its stored (float) value
+ * lies within L2 distance nn_min of a row of ref. With ref the nearest-row
+ * distances of the accepted samples are reported (st->nn) whether or not nn_min
+ * is set. standardize: factor the correlation matrix D^-1 Sigma D^-1 (+ its own
+ * jitter when needed) and map back with D (the paper's code standardized each
+ * dimension first). max_proposals <= 0: 1e7, split evenly over the rows; PT_ERR
+ * when reached before n samples. */
+typedef struct {
+    double c;       /* > 1 when margin is 0 */
+    double margin;  /* 0 (off) or in (0, 1) */
+    double nn_min;  /* >= 0; > 0 needs ref */
+    const pt_tensor *ref; /* e.g. &model->tok_embd, or NULL */
+    int standardize;
+    int64_t max_proposals;
+} pt_excl_opts;
+int pt_exclusion_sample_opts(const pt_gauss_fit *g, const pt_excl_opts *o, int n, uint64_t seed, float *out,
+                             pt_excl_stats *st);
+/* The c rule alone (no margin, no ref). */
 int pt_exclusion_sample(const pt_gauss_fit *g, double c, int standardize, int64_t max_proposals, int n, uint64_t seed,
                         float *out, pt_excl_stats *st);
+
+/* chi2_k distribution function and its inverse (src/priors/chi2.c): P(k/2, x/2)
+ * with the regularized incomplete gamma to ~1e-15 relative; the quantile by
+ * safeguarded Newton steps (NAN unless 0 < p < 1 and k > 0). test_priors checks it
+ * against scipy/mpmath values (scripts/chi2_reference.py) for k = 1..8192. */
+double pt_chi2_cdf(double x, double k);
+double pt_chi2_quantile(double p, double k);
 /* e = a x + (1 - a) y, x ~ fit1, y ~ fit2 independent; a fixed (0..1) or,
  * when a < 0, a ~ U[0, 1] per sample. */
 int pt_interp_sample(const pt_gauss_fit *g1, const pt_gauss_fit *g2, double a, int n, uint64_t seed, float *out);
@@ -205,6 +236,9 @@ void pt_spread(const float *X, int64_t n, int d, double *mean_std, double *trace
 typedef struct {
     double acceptance; /* exclusion: acceptance rate, else -1 */
     int64_t proposals;
+    double threshold;  /* exclusion: the m2 threshold (pt_excl_stats), else -1 */
+    double radius[3];  /* exclusion: min, median, max sqrt(m2) of the samples, else -1 */
+    double nn[3];      /* exclusion with the model's embeddings: min, median, max nearest-token L2, else -1 */
     double jitter;     /* fitted priors: jitter used, else -1 */
     char note[256];    /* e.g. the VAE's spread vs the data's */
 } pt_prior_report;

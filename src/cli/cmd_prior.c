@@ -32,7 +32,8 @@ static void prior_help(void) {
         "          --format F reads --data as jsonl, squad, squad-jsonl, tsv, text, math-txt or c4\n"
         "          (default: detected); --rows N fits on a subset of N examples drawn with --seed.\n"
         "  sample  N vectors of size d (the model's dim) from a prior; writes samples [N, d] (F32) and\n"
-        "          metadata (spec, seed, acceptance rate for exclusion, ...). --layer sets the default\n"
+        "          metadata (spec, seed, jitter; exclusion: acceptance_rate, proposals, m2_threshold,\n"
+        "          radius_quantiles and nn_distance as min,median,max). --layer sets the default\n"
         "          layer of activation fits (default 0).\n"
         "Priors (SPEC = name[:key=value,...]):\n"
         "  isotropic[:sigma=0.02]  normal[:mean=0,std=1]  xavier[:gain=1]  uniform[:a=0.5]\n"
@@ -42,7 +43,9 @@ static void prior_help(void) {
         "  fitted:source=vocab[,n=20000,fitseed=0] | fitted:source=acts,data=FILE[,layer=L,pool=mean,max_len=256,\n"
         "        rows=N,format=F]  (rows: a subset of N examples drawn with fitseed)\n"
         "        | fitted:fit=FILE;  eps=E adds E*I (default 0 for vocab, 1e-3 for activations)\n"
-        "  exclusion[:c=5,standardize=1,max_proposals=1e7, + the keys of fitted]  (Gaussian exclusion)\n"
+        "  exclusion[:c=5|margin=Q,nn_min=D,standardize=1,max_proposals=1e7, + the keys of fitted]  (Gaussian\n"
+        "        exclusion: c widens the proposals (the paper); margin=Q in (0,1) keeps fitted-Gaussian samples beyond\n"
+        "        the chi2_d Q-quantile radius; nn_min=D keeps samples farther than D (L2) from every token embedding)\n"
         "  interpolation:a=uniform|A,fit1=F,fit2=G  or  data1=F,data2=G[,layer=L,pool=mean]\n"
         "  vae:data=FILE[,layer=L,pool=mean,hidden=128,latent=16,epochs=30,batch=32,lr=1e-3,beta=1]\n");
 }
@@ -138,6 +141,14 @@ done:
     return rc;
 }
 
+/* "min,median,max" under key (nothing when absent, v[0] < 0). */
+static int meta_triple(pt_st_writer *w, const char *key, const double v[3]) {
+    char b[96];
+    if (v[0] < 0) return 0;
+    snprintf(b, sizeof b, "%.6g,%.6g,%.6g", v[0], v[1], v[2]);
+    return pt_st_writer_meta(w, key, b);
+}
+
 static int prior_sample(int argc, char **argv) {
     const char *cmd = "prior sample";
     pt_args a;
@@ -188,6 +199,9 @@ static int prior_sample(int argc, char **argv) {
         e = e || pt_st_writer_meta(w, "acceptance_rate", b);
         snprintf(b, sizeof b, "%lld", (long long)rep.proposals);
         e = e || pt_st_writer_meta(w, "proposals", b);
+        snprintf(b, sizeof b, "%.9g", rep.threshold);
+        e = e || pt_st_writer_meta(w, "m2_threshold", b);
+        e = e || meta_triple(w, "radius_quantiles", rep.radius) || meta_triple(w, "nn_distance", rep.nn);
     }
     if (rep.jitter >= 0) {
         snprintf(b, sizeof b, "%.6g", rep.jitter);

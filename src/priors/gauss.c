@@ -2,6 +2,7 @@
  * Gaussian interpolation (see include/ptune/prior.h). No BLAS on the sampling
  * path and one RNG stream per row, so results do not depend on threads. */
 #include "ptune/core.h"
+#include "ptune/kernels.h"
 #include "ptune/prior.h"
 
 #include <math.h>
@@ -60,97 +61,233 @@ int pt_gauss_sample(const pt_gauss_fit *g, int n, uint64_t seed, float *out) {
     return fail ? pt_set_error("fitted prior: out of memory") : 0;
 }
 
-int pt_exclusion_sample(const pt_gauss_fit *g, double c, int standardize, int64_t max_proposals, int n, uint64_t seed,
-                        float *out, pt_excl_stats *st) {
+/* ---- Gaussian exclusion ------------------------------------------------------ */
+
+/* The proposal factor as U = (D L)^T: L = chol(Sigma), or with standardize the
+ * Cholesky factor of the correlation matrix D^-1 Sigma D^-1, D = sqrt(diag Sigma). */
+static double *excl_factor(const pt_gauss_fit *g, int standardize) {
     int d = g->d;
-    if (!(c > 1)) return pt_set_error("exclusion prior: c must be > 1 (got %g): with c <= 1 nothing is ever accepted", c);
-    if (n <= 0) return pt_set_error("exclusion prior: bad sample count %d", n);
-    if (max_proposals <= 0) max_proposals = 10000000;
-    double cd = exp(2.0 / d * log(c));
-    double k = 0.5 * (1 - 1 / cd);
-    double thr = log(c) / k; /* ratio c exp(-k m2) < 1  <=>  m2 > ln c / k */
-    const double *L = g->chol;
-    double *Lstd = NULL, *D = NULL;
-    if (standardize) {
-        pt_gauss_fit s = {0};
-        s.d = d;
-        D = pt_malloc((size_t)d * sizeof(double));
-        s.cov = pt_malloc((size_t)d * d * sizeof(double));
-        if (!D || !s.cov) return free(D), free(s.cov), PT_ERR;
-        /* Sigma here is the fit's cov + jitter I (the matrix its chol factors) */
-        for (int i = 0; i < d; i++) {
-            double v = g->cov[(size_t)i * d + i] + g->jitter;
-            D[i] = sqrt(v > 0 ? v : 1e-30);
-        }
-        for (int i = 0; i < d; i++)
-            for (int j = 0; j < d; j++)
-                s.cov[(size_t)i * d + j] = (g->cov[(size_t)i * d + j] + (i == j ? g->jitter : 0)) / (D[i] * D[j]);
-        int rc = pt_gauss_factor(&s, 0);
-        free(s.cov);
-        if (rc) return free(D), free(s.chol), pt_wrap_error("exclusion prior (standardized): ");
-        Lstd = s.chol;
-        L = Lstd;
+    if (!standardize) return transpose_factor(g->chol, d, NULL);
+    pt_gauss_fit s = {0};
+    s.d = d;
+    double *D = pt_malloc((size_t)d * sizeof(double));
+    s.cov = pt_malloc((size_t)d * d * sizeof(double));
+    if (!D || !s.cov) return free(D), free(s.cov), NULL;
+    /* Sigma here is the fit's cov + jitter I (the matrix its chol factors) */
+    for (int i = 0; i < d; i++) {
+        double v = g->cov[(size_t)i * d + i] + g->jitter;
+        D[i] = sqrt(v > 0 ? v : 1e-30);
     }
-    double *U = transpose_factor(L, d, D);
-    free(Lstd);
-    free(D);
-    if (!U) return PT_ERR;
-    int64_t cap_row = (max_proposals + n - 1) / n;
-    int64_t total = 0;
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j < d; j++)
+            s.cov[(size_t)i * d + j] = (g->cov[(size_t)i * d + j] + (i == j ? g->jitter : 0)) / (D[i] * D[j]);
+    int rc = pt_gauss_factor(&s, 0);
+    free(s.cov);
+    double *U = rc ? NULL : transpose_factor(s.chol, d, D);
+    if (rc) pt_wrap_error("exclusion prior (standardized): ");
+    free(s.chol), free(D);
+    return U;
+}
+
+/* Squared Mahalanobis distance of x [d] under cov + jitter I (forward
+ * substitution with chol; y [d] scratch). */
+static double maha2(const pt_gauss_fit *g, const float *x, double *y) {
+    int d = g->d;
+    double s = 0;
+    for (int i = 0; i < d; i++) {
+        const double *L = g->chol + (size_t)i * d;
+        double v = (double)x[i] - g->mean[i];
+        for (int j = 0; j < i; j++) v -= L[j] * y[j];
+        y[i] = v / L[i];
+        s += y[i] * y[i];
+    }
+    return s;
+}
+
+#define NN_ROWS 256
+
+/* Smallest squared L2 distance (in double, from the float values) of x [d] to
+ * the rows of E [V, d]. Rows are widened NN_ROWS at a time into buf unless E is
+ * F32; a row's sum stops once it exceeds the best so far (exact). Returns as
+ * soon as a row lies within sqrt(stop2) (stop2 < 0: never). */
+static double nearest_row2(const pt_tensor *E, const float *x, float *buf, double stop2) {
+    int64_t V = E->shape[0];
+    int d = (int)E->shape[1];
+    double best = INFINITY;
+    for (int64_t r0 = 0; r0 < V; r0 += NN_ROWS) {
+        int64_t nr = V - r0 < NN_ROWS ? V - r0 : NN_ROWS;
+        const float *rows = (const float *)E->data + (size_t)r0 * d;
+        if (E->dtype != PT_F32) pt_rows_to_f32_serial(E, r0, nr, buf), rows = buf;
+        for (int64_t r = 0; r < nr; r++) {
+            const float *e = rows + (size_t)r * d;
+            double s = 0;
+            for (int j0 = 0; j0 < d && s < best; j0 += 64) {
+                int j1 = j0 + 64 < d ? j0 + 64 : d;
+                for (int j = j0; j < j1; j++) {
+                    double t = (double)x[j] - (double)e[j];
+                    s += t * t;
+                }
+            }
+            if (s < best) best = s;
+            if (best <= stop2) return best;
+        }
+    }
+    return best;
+}
+
+typedef struct {
+    const pt_gauss_fit *g;
+    const pt_excl_opts *o;
+    const double *U;
+    double cd, k, thr, nn2; /* proposal scale, c rule's rate, m2 threshold, nn_min^2 (-1: off) */
+    int64_t cap_row;
+} excl_plan;
+
+/* Per-thread scratch: z, x, y [d] double, xf [d] float, buf [NN_ROWS, d] float. */
+typedef struct {
+    double *z, *x, *y;
+    float *xf, *buf;
+} excl_scratch;
+
+/* Radius rule for a proposal with |z|^2 = q (c: draws the uniform). */
+static int radius_ok(const excl_plan *p, pt_rng *r, double q) {
+    double m2 = p->cd * q;
+    if (p->o->margin > 0) return m2 > p->thr;
+    return pt_rng_uniform(r) < 1 - p->o->c * exp(-p->k * m2);
+}
+
+/* Row i: proposals from stream (seed, i) until one is accepted into out [d]
+ * (its m2 and squared nearest-row distance in *m2, *nn2) or the cap. Returns 1
+ * on acceptance; *np, *npass count the proposals and those past the radius rule. */
+static int excl_row(const excl_plan *p, int i, uint64_t seed, excl_scratch *w, float *out, double *m2, double *nn2,
+                    int64_t *np, int64_t *npass) {
+    const pt_gauss_fit *g = p->g;
+    int d = g->d;
+    pt_rng r;
+    pt_rng_seed_stream(&r, seed, (uint64_t)i);
+    *np = *npass = 0;
+    while (*np < p->cap_row) {
+        ++*np;
+        normals(&r, w->z, d);
+        double q = 0;
+        for (int j = 0; j < d; j++) q += w->z[j] * w->z[j];
+        if (!radius_ok(p, &r, q)) continue;
+        tri_apply(p->U, d, w->z, sqrt(p->cd), w->x);
+        for (int j = 0; j < d; j++) w->xf[j] = (float)(g->mean[j] + w->x[j]);
+        *m2 = maha2(g, w->xf, w->y);
+        /* margin: the stored sample itself must lie beyond the quantile (rounding, standardize jitter) */
+        if (p->o->margin > 0 && !(*m2 > p->thr)) continue;
+        ++*npass;
+        *nn2 = p->o->ref ? nearest_row2(p->o->ref, w->xf, w->buf, p->nn2) : -1;
+        if (p->nn2 >= 0 && !(*nn2 > p->nn2)) continue;
+        memcpy(out, w->xf, (size_t)d * sizeof(float));
+        return 1;
+    }
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* min, median, max of sqrt(v[0..n)) (v sorted in place; an even n's median is
+ * the mean of the two middle square roots). */
+static void sqrt_summary(double *v, int n, double out[3]) {
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    out[0] = sqrt(v[0]), out[2] = sqrt(v[n - 1]);
+    out[1] = n % 2 ? sqrt(v[n / 2]) : 0.5 * (sqrt(v[n / 2 - 1]) + sqrt(v[n / 2]));
+}
+
+static int excl_check(const pt_gauss_fit *g, const pt_excl_opts *o, int n) {
+    if (n <= 0) return pt_set_error("exclusion prior: bad sample count %d", n);
+    if (o->margin != 0 && !(o->margin > 0 && o->margin < 1))
+        return pt_set_error("exclusion prior: margin must be in (0, 1) (got %g)", o->margin);
+    if (o->margin == 0 && !(o->c > 1))
+        return pt_set_error("exclusion prior: c must be > 1 (got %g): with c <= 1 nothing is ever accepted", o->c);
+    if (!(o->nn_min >= 0)) return pt_set_error("exclusion prior: nn_min must be >= 0 (got %g)", o->nn_min);
+    if (o->nn_min > 0 && !o->ref) return pt_set_error("exclusion prior: nn_min needs the token-embedding rows");
+    if (o->ref && (o->ref->ndim != 2 || o->ref->shape[1] != g->d))
+        return pt_set_error("exclusion prior: the reference rows have size %lld, the fit %d",
+                            (long long)o->ref->shape[o->ref->ndim - 1], g->d);
+    return 0;
+}
+
+int pt_exclusion_sample_opts(const pt_gauss_fit *g, const pt_excl_opts *o, int n, uint64_t seed, float *out,
+                             pt_excl_stats *st) {
+    int d = g->d;
+    if (excl_check(g, o, n)) return PT_ERR;
+    int64_t maxp = o->max_proposals > 0 ? o->max_proposals : 10000000;
+    excl_plan p = {.g = g, .o = o, .nn2 = o->nn_min > 0 ? o->nn_min * o->nn_min : -1};
+    if (o->margin > 0) {
+        p.cd = 1;
+        p.thr = pt_chi2_quantile(o->margin, d);
+    } else {
+        p.cd = exp(2.0 / d * log(o->c));
+        p.k = 0.5 * (1 - 1 / p.cd);
+        p.thr = log(o->c) / p.k; /* ratio c exp(-k m2) < 1  <=>  m2 > ln c / k */
+    }
+    p.cap_row = (maxp + n - 1) / n;
+    double *m2 = pt_malloc((size_t)n * sizeof(double)), *nn2 = pt_malloc((size_t)n * sizeof(double));
+    double *U = m2 && nn2 ? excl_factor(g, o->standardize) : NULL;
+    if (!U) return free(m2), free(nn2), PT_ERR;
+    p.U = U;
+    int64_t total = 0, passed = 0;
     int capped = 0, fail = 0;
 #pragma omp parallel
     {
-        double *z = malloc((size_t)2 * d * sizeof(double));
-        if (!z) {
+        excl_scratch w = {malloc((size_t)3 * d * sizeof(double)), NULL, NULL,
+                          malloc((size_t)(NN_ROWS + 1) * d * sizeof(float)), NULL};
+        if (!w.z || !w.xf) {
 #pragma omp atomic write
             fail = 1;
         } else {
-            double *x = z + d;
-#pragma omp for schedule(dynamic, 1) reduction(+ : total)
+            w.x = w.z + d, w.y = w.z + 2 * d, w.buf = w.xf + d;
+#pragma omp for schedule(dynamic, 1) reduction(+ : total, passed)
             for (int i = 0; i < n; i++) {
-                pt_rng r;
-                pt_rng_seed_stream(&r, seed, (uint64_t)i);
-                int64_t np = 0;
-                int ok = 0;
-                while (np < cap_row) {
-                    np++;
-                    normals(&r, z, d);
-                    double q = 0;
-                    for (int j = 0; j < d; j++) q += z[j] * z[j];
-                    double m2 = cd * q;
-                    double p = 1 - c * exp(-k * m2);
-                    double u = pt_rng_uniform(&r);
-                    if (u < p) {
-                        ok = 1;
-                        break;
-                    }
-                }
-                total += np;
-                if (!ok) {
+                int64_t np, npass;
+                if (!excl_row(&p, i, seed, &w, out + (size_t)i * d, &m2[i], &nn2[i], &np, &npass)) {
 #pragma omp atomic write
                     capped = 1;
-                    continue;
                 }
-                tri_apply(U, d, z, sqrt(cd), x);
-                for (int j = 0; j < d; j++) out[(size_t)i * d + j] = (float)(g->mean[j] + x[j]);
+                total += np, passed += npass;
             }
         }
-        free(z);
+        free(w.z), free(w.xf);
     }
     free(U);
-    if (fail) return pt_set_error("exclusion prior: out of memory");
+    if (fail) return free(m2), free(nn2), pt_set_error("exclusion prior: out of memory");
     if (st) {
+        memset(st, 0, sizeof *st);
         st->proposals = total;
+        st->radius_passed = passed;
         st->accepted = capped ? 0 : n;
         st->rate = (double)n / (double)total;
-        st->threshold = thr;
-        st->c_dim = cd;
+        st->threshold = p.thr;
+        st->c_dim = p.cd;
+        st->nn[0] = st->nn[1] = st->nn[2] = -1;
+        if (!capped) {
+            sqrt_summary(m2, n, st->radius);
+            if (o->ref) sqrt_summary(nn2, n, st->nn);
+        }
     }
-    if (capped)
+    free(m2), free(nn2);
+    if (capped) {
+        char rule[96];
+        int k = o->margin > 0 ? snprintf(rule, sizeof rule, "margin=%g", o->margin)
+                              : snprintf(rule, sizeof rule, "c=%g", o->c);
+        if (o->nn_min > 0) snprintf(rule + k, sizeof rule - (size_t)k, ", nn_min=%g", o->nn_min);
         return pt_set_error("exclusion prior: reached the proposal cap (max_proposals=%lld, %lld per sample) before %d "
-                            "samples were accepted (c=%g, d=%d); raise max_proposals or c",
-                            (long long)max_proposals, (long long)cap_row, n, c, d);
+                            "samples were accepted (%s, d=%d); raise max_proposals or relax %s",
+                            (long long)maxp, (long long)p.cap_row, n, rule, d, rule);
+    }
     return 0;
+}
+
+int pt_exclusion_sample(const pt_gauss_fit *g, double c, int standardize, int64_t max_proposals, int n, uint64_t seed,
+                        float *out, pt_excl_stats *st) {
+    pt_excl_opts o = {.c = c, .standardize = standardize, .max_proposals = max_proposals};
+    return pt_exclusion_sample_opts(g, &o, n, seed, out, st);
 }
 
 int pt_interp_sample(const pt_gauss_fit *g1, const pt_gauss_fit *g2, double a, int n, uint64_t seed, float *out) {

@@ -19,7 +19,8 @@ static const prior_info priors[] = {
     {"uniform", "a", NULL},       {"vocab", "top freq", NULL},  {"text", "text", "text"},
     {"file", "path key", "path"},
     {"fitted", "source n fitseed layer data pool fit eps max_len rows format", NULL},
-    {"exclusion", "source n fitseed layer data pool fit eps max_len rows format c standardize max_proposals", NULL},
+    {"exclusion", "source n fitseed layer data pool fit eps max_len rows format c margin nn_min standardize max_proposals",
+     NULL},
     {"interpolation", "a fit1 fit2 data1 data2 layer pool eps max_len", NULL},
     {"vae", "layer data pool hidden latent epochs batch lr beta max_len", NULL},
 };
@@ -347,13 +348,91 @@ static int sample_vae(const pt_prior_spec *s, const pt_prior_ctx *ctx, int n, in
     return rc;
 }
 
+/* The spec as text ("exclusion:margin=1.5,n=300") for messages. */
+static const char *spec_text(const pt_prior_spec *s, char *buf, size_t cap) {
+    size_t k = (size_t)snprintf(buf, cap, "%s", s->name);
+    for (int i = 0; i < s->n_items && k < cap; i++)
+        k += (size_t)snprintf(buf + k, cap - k, "%s%s%s%s", i ? "," : ":", s->key[i], *s->key[i] ? "=" : "", s->val[i]);
+    return buf;
+}
+
+/* exclusion's keys into opts: c or margin (not both), nn_min (needs the model's
+ * embeddings), standardize, max_proposals; ref = the token embeddings when the
+ * vectors are token-sized (nearest-token distances are then reported). */
+static int exclusion_opts(const pt_prior_spec *s, const pt_prior_ctx *ctx, int d, pt_excl_opts *o) {
+    char sp[512];
+    double stdz, maxp;
+    memset(o, 0, sizeof *o);
+    int has_c = pt_prior_spec_get(s, "c") != NULL, has_m = pt_prior_spec_get(s, "margin") != NULL;
+    if (has_c && has_m)
+        return pt_set_error("prior '%s': give c or margin, not both (c widens the proposals, margin cuts the fitted "
+                            "Gaussian at a radius quantile)", spec_text(s, sp, sizeof sp));
+    if (get_num(s, "c", has_m ? 0 : 5, &o->c) || get_num(s, "margin", 0, &o->margin) ||
+        get_num(s, "nn_min", 0, &o->nn_min) || get_num(s, "standardize", 1, &stdz) ||
+        get_num(s, "max_proposals", 1e7, &maxp))
+        return PT_ERR;
+    if (has_m && !(o->margin > 0 && o->margin < 1))
+        return pt_set_error("prior '%s': margin must be in (0, 1), the quantile of the fitted Gaussian's radius beyond "
+                            "which proposals are accepted (got %g)", spec_text(s, sp, sizeof sp), o->margin);
+    if (!(o->nn_min >= 0))
+        return pt_set_error("prior '%s': nn_min must be >= 0, an L2 distance to the nearest token embedding (got %g)",
+                            spec_text(s, sp, sizeof sp), o->nn_min);
+    int token_sized = ctx && ctx->model && d == ctx->model->cfg.dim;
+    if (o->nn_min > 0 && !token_sized)
+        return need_model(s, ctx, d), pt_wrap_error("prior '%s': nn_min: ", spec_text(s, sp, sizeof sp));
+    o->ref = token_sized ? &ctx->model->tok_embd : NULL;
+    o->standardize = stdz != 0;
+    o->max_proposals = (int64_t)maxp;
+    return 0;
+}
+
+static void exclusion_info(const pt_excl_opts *o, const pt_excl_stats *st, int n, int d) {
+    const char *sd = o->standardize ? "on" : "off";
+    if (o->margin > 0)
+        pt_info("prior exclusion (margin=%g, standardize=%s): acceptance rate %.4f (%d of %lld proposals; 1 - margin = "
+                "%.4f), accepting where m2 > %.2f (the chi2_%d %g-quantile)",
+                o->margin, sd, st->rate, n, (long long)st->proposals, 1 - o->margin, st->threshold, d, o->margin);
+    else
+        pt_info("prior exclusion (c=%g, c_dim=%.6f, standardize=%s): acceptance rate %.4f (%d of %lld proposals), "
+                "accepting where m2 > %.2f",
+                o->c, st->c_dim, sd, st->rate, n, (long long)st->proposals, st->threshold);
+    char nn[192] = "";
+    if (o->ref)
+        snprintf(nn, sizeof nn, "; nearest-token L2 distance min %.4g, median %.4g, max %.4g", st->nn[0], st->nn[1],
+                 st->nn[2]);
+    if (o->nn_min > 0)
+        snprintf(nn + strlen(nn), sizeof nn - strlen(nn), " (nn_min %g kept %lld of %lld past the radius rule)",
+                 o->nn_min, (long long)n, (long long)st->radius_passed);
+    pt_info("prior exclusion: sample radius sqrt(m2) min %.4g, median %.4g, max %.4g (threshold %.4g, sqrt(d) %.4g)%s",
+            st->radius[0], st->radius[1], st->radius[2], sqrt(st->threshold), sqrt((double)d), nn);
+}
+
+static int sample_exclusion(const pt_prior_spec *s, const pt_excl_opts *o, const pt_gauss_fit *g, int n,
+                            uint64_t seed, float *out, pt_prior_report *rep) {
+    pt_excl_stats st;
+    char sp[512];
+    if (pt_exclusion_sample_opts(g, o, n, seed, out, &st))
+        return pt_wrap_error("prior '%s': ", spec_text(s, sp, sizeof sp));
+    exclusion_info(o, &st, n, g->d);
+    if (rep) {
+        rep->acceptance = st.rate, rep->proposals = st.proposals, rep->threshold = st.threshold;
+        memcpy(rep->radius, st.radius, sizeof rep->radius);
+        memcpy(rep->nn, st.nn, sizeof rep->nn);
+    }
+    return 0;
+}
+
 int pt_prior_sample(const pt_prior_spec *s, const pt_prior_ctx *ctx, int n, int d, uint64_t seed, float *out) {
     return pt_prior_sample_ex(s, ctx, n, d, seed, out, NULL);
 }
 
 int pt_prior_sample_ex(const pt_prior_spec *s, const pt_prior_ctx *ctx, int n, int d, uint64_t seed, float *out,
                        pt_prior_report *rep) {
-    if (rep) memset(rep, 0, sizeof *rep), rep->acceptance = -1, rep->jitter = -1;
+    if (rep) {
+        memset(rep, 0, sizeof *rep);
+        rep->acceptance = rep->threshold = rep->jitter = -1;
+        for (int i = 0; i < 3; i++) rep->radius[i] = rep->nn[i] = -1;
+    }
     if (n <= 0 || d <= 0) return pt_set_error("prior %s: bad size [%d, %d]", s->name, n, d);
     pt_rng rng;
     const char *nm = s->name;
@@ -451,23 +530,15 @@ int pt_prior_sample_ex(const pt_prior_spec *s, const pt_prior_ctx *ctx, int n, i
     if (!strcmp(nm, "file")) return sample_file(s, n, d, out);
     if (!strcmp(nm, "fitted") || !strcmp(nm, "exclusion")) {
         pt_gauss_fit g;
+        pt_excl_opts eo = {0};
+        if (!strcmp(nm, "exclusion") && exclusion_opts(s, ctx, d, &eo)) return PT_ERR;
         if (obtain_fit(s, ctx, d, "fit", "data", &g)) return PT_ERR;
         if (rep) rep->jitter = g.jitter;
         int rc;
         if (!strcmp(nm, "fitted")) {
             rc = pt_gauss_sample(&g, n, seed, out);
         } else {
-            double c, stdz, maxp;
-            pt_excl_stats st;
-            if (get_num(s, "c", 5, &c) || get_num(s, "standardize", 1, &stdz) || get_num(s, "max_proposals", 1e7, &maxp))
-                return pt_gauss_free(&g), PT_ERR;
-            rc = pt_exclusion_sample(&g, c, stdz != 0, (int64_t)maxp, n, seed, out, &st);
-            if (!rc) {
-                pt_info("prior exclusion (c=%g, c_dim=%.6f, standardize=%s): acceptance rate %.4f (%d of %lld proposals), "
-                        "accepting where m2 > %.2f",
-                        c, st.c_dim, stdz != 0 ? "on" : "off", st.rate, n, (long long)st.proposals, st.threshold);
-                if (rep) rep->acceptance = st.rate, rep->proposals = st.proposals;
-            }
+            rc = sample_exclusion(s, &eo, &g, n, seed, out, rep);
         }
         pt_gauss_free(&g);
         return rc;
