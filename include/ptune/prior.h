@@ -208,6 +208,46 @@ double pt_chi2_quantile(double p, double k);
 /* e = a x + (1 - a) y, x ~ fit1, y ~ fit2 independent; a fixed (0..1) or,
  * when a < 0, a ~ U[0, 1] per sample. */
 int pt_interp_sample(const pt_gauss_fit *g1, const pt_gauss_fit *g2, double a, int n, uint64_t seed, float *out);
+/* The lower factor of the Sigma whose Mahalanobis distance the exclusion
+ * sampler uses: a copy of g->chol, or with standardize D L_R (L_R the factor
+ * of the correlation matrix, with its own jitter when needed). *out is
+ * malloc'd [d*d]. */
+int pt_exclusion_factor(const pt_gauss_fit *g, int standardize, double **out);
+
+/* ---- the prior as a penalty (prior.c, gauss.c) ----------------------------------
+ * `ptune tune --prior-weight` adds lambda * d_M(p)^2, the squared Mahalanobis
+ * distance (p - mu)^T Sigma^-1 (p - mu), for the prompt's vectors
+ * (docs/analysis.md). The Gaussian N(mu, Sigma) of each prior:
+ *   isotropic:sigma=s         N(0, s^2 I)
+ *   normal:mean=m,std=s       N(m 1, s^2 I)
+ *   xavier (dist uniform or normal)  N(0, s^2 I), s = gain sqrt(2 / (n + d)),
+ *                             the variance both dists share (Glorot's)
+ *   fitted                    N(mean, cov + jitter I): the fit's factor chol
+ *   exclusion                 the same fitted Gaussian (the penalty pulls toward
+ *                             it, not toward the exclusion's shell); standardize=1
+ *                             uses the factor its sampler uses (pt_exclusion_factor)
+ *   interpolation:a=A         N(A mu1 + (1-A) mu2, A^2 Sigma1 + (1-A)^2 Sigma2) for a
+ *                             fixed A (with a=uniform it is a mixture: refused)
+ * uniform, vocab, text, file and vae have none. */
+typedef struct {
+    int d;
+    double mu0, sd;      /* isotropic form (chol == NULL): N(mu0 1, sd^2 I) */
+    double *mean, *chol; /* full form: mean [d], lower chol [d*d], chol chol^T = Sigma */
+} pt_prior_gauss;
+
+/* 0 when the spec's prior has a Gaussian form, else PT_ERR with "prior NAME
+ * has no Gaussian form (why)". Needs no model (the CLI checks before loading). */
+int pt_prior_gauss_check(const pt_prior_spec *s);
+/* The Gaussian of the spec for n vectors of size d (fits computed as the
+ * sampler computes them, so it is the sampler's Gaussian). */
+int pt_prior_gauss_of(const pt_prior_spec *s, const pt_prior_ctx *ctx, int n, int d, pt_prior_gauss *out);
+void pt_prior_gauss_free(pt_prior_gauss *g);
+/* *m2 = sum over the n rows of x [n, d] of d_M(x_i)^2; when grad is not NULL,
+ * adds scale * 2 Sigma^-1 (x_i - mu) (the gradient of scale * d_M^2) to grad
+ * [n, d] in float. Double precision, two triangular solves per row; rows in
+ * parallel, summed in row order: the result does not depend on the thread
+ * count. */
+int pt_prior_gauss_m2(const pt_prior_gauss *g, const float *x, int n, double scale, float *grad, double *m2);
 
 /* ---- VAE prior (src/priors/vae.c) ----------------------------------------------
  * MLP VAE: encoder d -> h (tanh) -> 2z (mu, logvar); z = mu + exp(logvar/2) eps;

@@ -9,6 +9,7 @@
 #ifndef PTUNE_RUN_H
 #define PTUNE_RUN_H
 
+#include "ptune/prior.h"
 #include "ptune/step.h"
 #include "ptune/tune.h"
 
@@ -27,6 +28,7 @@ typedef struct {
     const char *prior_at[64]; /* "L=SPEC": another prior for deep/prefix layer L */
     int n_prior_at;
     int prefix_projection;    /* prefix only: the MLP's hidden size (0: none) */
+    double prior_weight;      /* lambda of the prior penalty (0: off; see pt_prior_penalty) */
     const char *data, *val, *tmpl;
     int max_len;              /* 0: fit the context, at most 512 */
     int eos;                  /* append EOS to every target */
@@ -60,6 +62,28 @@ int pt_tune_job_check(const pt_tune_job *j, const pt_model *m);
  * settings must match (steps may grow; run.json then records the new
  * steps). res may be NULL. */
 int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok, pt_train_result *res);
+
+/* ---- the prior as a penalty (--prior-weight, docs/analysis.md) ----------------------
+ * loss = task loss + weight * mean over the prompt's vectors of d_M(v)^2, the
+ * squared Mahalanobis distance to the Gaussian (prior.h pt_prior_gauss) of
+ * the prior that initialised the vector's block: soft [N, d] under --prior;
+ * deep, layer l's [N, d] under layer l's prior (--prior-at); prefix, layer
+ * l's keys and values [N, kv_dim] (each row a vector) under layer l's prior;
+ * prefix with --prefix-projection, the embedding E [N, d] under --prior (the
+ * vectors the prior initialised; the MLP weights and the projected prefixes
+ * are not penalized). The mean is over all those vectors (N, N per deep
+ * layer, 2 N per prefix layer), so weight keeps its meaning when --tokens or
+ * the layers change. Priors without a Gaussian form are refused. */
+typedef struct pt_prior_penalty pt_prior_penalty;
+
+/* The Gaussians of pp's blocks from prior and prior_at (fits computed as
+ * the sampler computes them), weight >= 0. NULL with an error naming the
+ * layer and the prior. ctx->layer is set per block. */
+pt_prior_penalty *pt_prior_penalty_new(const pt_prompt_params *pp, const pt_prior_ctx *ctx, const char *prior,
+                                       const char *const *prior_at, int n_prior_at, double weight);
+/* The trainer's hook (tune.h pt_penalty_fn), ctx = the penalty. */
+int pt_prior_penalty_apply(const float *p, float *grad, double *value, double *m2, void *ctx);
+void pt_prior_penalty_free(pt_prior_penalty *pen);
 
 /* Evaluates like `ptune eval`: the adapter in adapter_dir (a run or a PEFT
  * directory; NULL: the plain model) on data (tmpl: its template, NULL for

@@ -28,7 +28,8 @@ typedef int (*pt_step_fn)(const pt_step_info *s, void *ctx);
 
 /* ---- metrics.jsonl: one schema for tuning and pretraining -------------------------
  * A training step:  {"step": S, "train_loss": L, "lr": R, "grad_norm": G}
- *                   (pretraining adds "tokens", "tok_per_s", "elapsed_s")
+ *                   (pretraining adds "tokens", "tok_per_s", "elapsed_s"; tuning
+ *                   with --prior-weight "prior_penalty", "prior_m2")
  * An evaluation:    {"step": S, "val_loss": V}   (pretraining adds "val_tokens")
  * Numbers are printed with %.9g; one object per line, in step order. */
 typedef struct {
@@ -39,6 +40,11 @@ typedef struct {
 /* Formats one line (with its newline) into buf; x may be NULL. Returns the length. */
 int pt_metrics_train_line(char *buf, size_t n, int64_t step, double loss, double lr, double grad_norm,
                           const pt_metrics_extra *x);
+/* A tuning step with the prior penalty (--prior-weight): the train line plus
+ * "prior_penalty" (the term added to the loss; train_loss stays the task
+ * loss) and "prior_m2" (the vectors' mean squared Mahalanobis distance). */
+int pt_metrics_train_line_prior(char *buf, size_t n, int64_t step, double loss, double lr, double grad_norm,
+                                double penalty, double m2);
 /* val_tokens < 0: not printed. */
 int pt_metrics_val_line(char *buf, size_t n, int64_t step, double val_loss, int64_t val_tokens);
 /* Appends a line and flushes (a killed run keeps every line written). */

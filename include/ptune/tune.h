@@ -19,7 +19,8 @@
  *                               deep: `deep.layer_<l>` [N, d] per listed layer
  *   adapter_config.json         PEFT PROMPT_TUNING / PREFIX_TUNING (deep: ptune's)
  *   optimizer.safetensors       params, m, v, step, rng, cursor (resume state)
- *   metrics.jsonl               {"step","train_loss","lr","grad_norm"} per step,
+ *   metrics.jsonl               {"step","train_loss","lr","grad_norm"} per step
+ *                               (+ "prior_penalty", "prior_m2" with a penalty),
  *                               {"step","val_loss"} at 0 and every K steps
  * Every file is written atomically (temporary name + rename). */
 #ifndef PTUNE_TUNE_H
@@ -114,6 +115,14 @@ int pt_adapter_load(const char *dir, const pt_model *m, const char *model_sha, p
 int pt_model_sha256(const char *model_path, char out[65]);
 
 /* ---- training ----------------------------------------------------------------*/
+/* A loss term on the parameters themselves, once per optimizer step (run.h:
+ * the prior penalty of --prior-weight, docs/analysis.md): at the parameters
+ * p [pp->n] before the update, adds its gradient into grad [pp->n] (before
+ * clipping) and sets *value (the term) and *m2 (the mean squared Mahalanobis
+ * distance of the vectors). train_loss stays the task loss; the train line
+ * of metrics.jsonl adds "prior_penalty" (*value) and "prior_m2" (*m2). */
+typedef int (*pt_penalty_fn)(const float *p, float *grad, double *value, double *m2, void *ctx);
+
 typedef struct {
     double lr;
     int64_t steps;
@@ -137,6 +146,8 @@ typedef struct {
      * budget run them in each step. 0: off (every step runs all layers). */
     double act_cache_mb;
     const char *out_dir;
+    pt_penalty_fn penalty; /* NULL: none (the metrics lines as without it) */
+    void *penalty_ctx;
 } pt_train_opts;
 
 typedef struct {

@@ -1,4 +1,4 @@
-/* cmd_sweep.c: `ptune sweep`: priors x seeds x learning rates, one run
+/* cmd_sweep.c: `ptune sweep`: priors x prior weights x seeds x learning rates, one run
  * directory each, tuned in this process through the run module (the model
  * loaded once), then summary.json, summary.md and report.html. */
 #include "cli/tune_args.h"
@@ -17,8 +17,9 @@ int cmd_sweep(int argc, char **argv);
 
 static const char *usage_text =
     "usage: ptune sweep --model M [--tokenizer T] --priors \"isotropic;fitted:source=vocab;exclusion\"\n"
-    "                   --seeds 1,2,3 --lrs 5e-3[,1e-2] --data D --val V [--steps S] [--eval] --out DIR\n"
-    "                   [every flag of ptune tune but --prior, --seed, --lr, --out, --resume]\n"
+    "                   --seeds 1,2,3 --lrs 5e-3[,1e-2] [--prior-weights 0,0.01] --data D --val V\n"
+    "                   [--steps S] [--eval] --out DIR\n"
+    "                   [every flag of ptune tune but --prior, --seed, --lr, --prior-weight, --out, --resume]\n"
     "Tunes every prior x seed x lr into DIR/<prior>-s<seed>-lr<lr>/, in this process. A finished\n"
     "run is reused; an interrupted one is resumed (bit-identically), so a killed sweep re-run\n"
     "finishes the missing runs and leaves the finished ones untouched. Then writes\n"
@@ -27,6 +28,10 @@ static const char *usage_text =
     "whose validation loss is <= 1.05 x the best final validation loss of all runs in the\n"
     "sweep (resolution: --eval-every, default steps/20), averaged over the seeds that reach it.\n"
     "--eval also evaluates each run on --val as ptune eval does (exact match, F1).\n"
+    "--prior-weights W1,W2,...: every weight too (ptune tune --prior-weight: the prior's Gaussian\n"
+    "as a penalty; above 0 for Gaussian priors only), runs in DIR/<prior>-s<seed>-lr<lr>-pw<W>/,\n"
+    "grouped per prior, weight and lr; e.g. --priors 'fitted:source=vocab' --prior-weights\n"
+    "0,0.001,0.01,0.1 (docs/analysis.md).\n"
     "Defaults: --method soft --tokens 20 --steps 100 --batch 4 --seeds 1,2,3 --lrs 5e-3.\n";
 
 typedef struct {
@@ -34,7 +39,7 @@ typedef struct {
     char dir[1200];
     const char *prior;
     long seed;
-    double lr;
+    double lr, pw;
     int ok;
     pt_run_info info;
     double em, f1; /* NAN without --eval */
@@ -86,6 +91,7 @@ int cmd_sweep(int argc, char **argv) {
     const char *model = args_model(&a), *tok_arg = args_str(&a, "--tokenizer");
     const char *priors_s = args_str(&a, "--priors"), *seeds_s = args_str(&a, "--seeds");
     const char *lrs_s = args_str(&a, "--lrs"), *out = args_str(&a, "--out");
+    const char *pws_s = args_str(&a, "--prior-weights");
     int do_eval = args_flag(&a, "--eval");
     if (tune_args(&a, &job, 1) || args_finish(&a)) {
         args_free(&a);
@@ -104,11 +110,14 @@ int cmd_sweep(int argc, char **argv) {
     if (job.eval_every < 0) job.eval_every = steps / 20 > 0 ? steps / 20 : 1;
     long eval_every = job.eval_every;
 
-    char *ps = strdup(priors_s), *ss = strdup(seeds_s), *ls = strdup(lrs_s);
-    char *pr[64], *sd[64], *lr[64];
+    /* without --prior-weights: one weight, 0, and the run names stay as they were */
+    int has_pw = pws_s != NULL;
+    char *ps = strdup(priors_s), *ss = strdup(seeds_s), *ls = strdup(lrs_s), *ws = strdup(has_pw ? pws_s : "0");
+    char *pr[64], *sd[64], *lr[64], *pw[64];
     int np = split(ps, ';', pr, 64), ns = split(ss, ',', sd, 64), nl = split(ls, ',', lr, 64);
+    int nw = split(ws, ',', pw, 64);
     long seeds[64];
-    double lrs[64];
+    double lrs[64], pws[64];
     int rc = 0;
     for (int i = 0; i < ns; i++) {
         char *e;
@@ -120,12 +129,25 @@ int cmd_sweep(int argc, char **argv) {
         lrs[i] = strtod(lr[i], &e);
         if (*e || !(lrs[i] > 0)) rc = cli_failf("sweep", "--lrs: '%s' is not a positive number", lr[i]);
     }
-    if (!rc && (!np || !ns || !nl)) rc = cli_failf("sweep", "--priors, --seeds and --lrs need at least one value each");
-    int nr = np * ns * nl;
+    for (int i = 0; i < nw && !rc; i++) {
+        char *e;
+        pws[i] = strtod(pw[i], &e);
+        if (*e || !(pws[i] >= 0) || !isfinite(pws[i]))
+            rc = cli_failf("sweep", "--prior-weights: '%s' is not a number >= 0", pw[i]);
+    }
+    if (!rc && (!np || !ns || !nl || !nw))
+        rc = cli_failf("sweep", "--priors, --seeds, --lrs and --prior-weights need at least one value each");
+    int nr = np * nw * ns * nl;
     run_t *runs = rc ? NULL : calloc((size_t)nr, sizeof *runs);
-    /* the template job checked once (a bad flag fails before any run) */
+    /* the template job checked once (a bad flag fails before any run), and
+     * every prior given a weight above 0 (it needs a Gaussian form) */
     job.prior = np ? pr[0] : NULL, job.lr = nl ? lrs[0] : -1, job.out = out;
     if (!rc && pt_tune_job_check(&job, NULL)) rc = cli_fail("sweep");
+    for (int k = 0; k < np * nw && !rc; k++) {
+        pt_tune_job jc = job;
+        jc.prior = pr[k / nw], jc.prior_weight = pws[k % nw];
+        if (jc.prior_weight > 0 && pt_tune_job_check(&jc, NULL)) rc = cli_fail("sweep");
+    }
     pt_model *m = rc ? NULL : cli_model_load(model, a.compute, 0);
     char *tok_path = m ? (tok_arg ? pt_strdup(tok_arg) : pt_tokenizer_find_for_model(model)) : NULL;
     pt_tokenizer *tok = tok_path ? pt_tokenizer_load(tok_path) : NULL;
@@ -136,18 +158,19 @@ int cmd_sweep(int argc, char **argv) {
     double t0 = pt_now();
     for (int k = 0; k < nr && !rc; k++) {
         run_t *r = &runs[k];
-        int ip = k / (ns * nl), is = (k / nl) % ns, il = k % nl;
-        char pn[100];
+        int ip = k / (nw * ns * nl), iw = (k / (ns * nl)) % nw, is = (k / nl) % ns, il = k % nl;
+        char pn[100], wn[40] = "";
         sanitize(pr[ip], pn, sizeof pn);
-        r->prior = pr[ip], r->seed = seeds[is], r->lr = lrs[il], r->em = r->f1 = NAN, r->steps_to = -1;
-        snprintf(r->name, sizeof r->name, "%s-s%ld-lr%s", pn, r->seed, lr[il]);
+        if (has_pw) snprintf(wn, sizeof wn, "-pw%.30s", pw[iw]);
+        r->prior = pr[ip], r->seed = seeds[is], r->lr = lrs[il], r->pw = pws[iw], r->em = r->f1 = NAN, r->steps_to = -1;
+        snprintf(r->name, sizeof r->name, "%s-s%ld-lr%s%s", pn, r->seed, lr[il], wn);
         snprintf(r->dir, sizeof r->dir, "%s/%s", out, r->name);
         double t1 = pt_now();
         if (finished(r->dir, steps)) {
             printf("[%d/%d] %s: finished before, reused\n", k + 1, nr, r->name);
         } else {
             pt_tune_job jr = job;
-            jr.prior = r->prior, jr.seed = (uint64_t)r->seed, jr.lr = r->lr, jr.out = r->dir;
+            jr.prior = r->prior, jr.seed = (uint64_t)r->seed, jr.lr = r->lr, jr.prior_weight = r->pw, jr.out = r->dir;
             char rj[1300];
             snprintf(rj, sizeof rj, "%s/run.json", r->dir);
             jr.resume = pt_file_exists(rj);
@@ -196,6 +219,7 @@ int cmd_sweep(int argc, char **argv) {
         json_object_set_new(o, "prior", json_string(r->prior));
         json_object_set_new(o, "seed", json_integer(r->seed));
         json_object_set_new(o, "lr", json_real(r->lr));
+        json_object_set_new(o, "prior_weight", json_real(r->pw));
         json_object_set_new(o, "ok", json_boolean(r->ok));
         if (r->ok) {
             json_object_set_new(o, "final_val_loss", json_real(r->info.final_val));
@@ -206,8 +230,8 @@ int cmd_sweep(int argc, char **argv) {
         }
         json_array_append_new(jr, o);
     }
-    /* groups: prior x lr */
-    int ng = np * nl;
+    /* groups: prior x weight x lr; the table has a weight column with --prior-weights */
+    int ng = np * nw * nl, nc = has_pw ? 7 : 6;
     const char **cells = calloc((size_t)ng * 7, sizeof *cells);
     char (*cb)[7][96] = calloc((size_t)ng, sizeof *cb);
     FILE *md = NULL;
@@ -222,15 +246,15 @@ int cmd_sweep(int argc, char **argv) {
         rc = cli_failf("sweep", "out of memory");
         goto done2;
     }
-    fprintf(md, "| prior | lr | runs | final val loss (mean ± std) | steps to %.4f (reached) | exact match |\n",
-            target);
-    fprintf(md, "| --- | --- | --- | --- | --- | --- |\n");
+    fprintf(md, "| prior |%s lr | runs | final val loss (mean ± std) | steps to %.4f (reached) | exact match |\n",
+            has_pw ? " prior weight |" : "", target);
+    fprintf(md, "| --- |%s --- | --- | --- | --- | --- |\n", has_pw ? " --- |" : "");
     for (int g = 0; g < ng; g++) {
-        int ip = g / nl, il = g % nl;
+        int ip = g / (nw * nl), iw = (g / nl) % nw, il = g % nl;
         double s = 0, s2 = 0, st = 0, em = 0;
         int n = 0, nreach = 0, nem = 0;
         for (int is = 0; is < ns; is++) {
-            run_t *r = &runs[(ip * ns + is) * nl + il];
+            run_t *r = &runs[((ip * nw + iw) * ns + is) * nl + il];
             if (!r->ok) continue;
             n++, s += r->info.final_val;
             if (r->steps_to >= 0) nreach++, st += (double)r->steps_to;
@@ -238,13 +262,14 @@ int cmd_sweep(int argc, char **argv) {
         }
         double mean = n ? s / n : (double)NAN, sd_ = 0;
         for (int is = 0; is < ns; is++) {
-            run_t *r = &runs[(ip * ns + is) * nl + il];
+            run_t *r = &runs[((ip * nw + iw) * ns + is) * nl + il];
             if (r->ok) s2 += (r->info.final_val - mean) * (r->info.final_val - mean);
         }
         sd_ = n > 1 ? sqrt(s2 / (n - 1)) : (double)NAN;
         json_t *o = json_object();
         json_object_set_new(o, "prior", json_string(pr[ip]));
         json_object_set_new(o, "lr", json_real(lrs[il]));
+        json_object_set_new(o, "prior_weight", json_real(pws[iw]));
         json_object_set_new(o, "n", json_integer(n));
         json_object_set_new(o, "final_val_loss_mean", n ? json_real(mean) : json_null());
         json_object_set_new(o, "final_val_loss_std", n > 1 ? json_real(sd_) : json_null());
@@ -252,17 +277,21 @@ int cmd_sweep(int argc, char **argv) {
         json_object_set_new(o, "reached_target", json_integer(nreach));
         if (nem) json_object_set_new(o, "exact_match_mean", json_real(em / nem));
         json_array_append_new(jg, o);
-        snprintf(cb[g][0], 96, "%s", pr[ip]);
-        snprintf(cb[g][1], 96, "%s", lr[il]);
-        snprintf(cb[g][2], 96, "%d/%d", n, ns);
-        if (n) snprintf(cb[g][3], 96, "%.4f ± %.4f", mean, n > 1 ? sd_ : 0.0);
-        else snprintf(cb[g][3], 96, "-");
-        if (nreach) snprintf(cb[g][4], 96, "%.1f (%d/%d)", st / nreach, nreach, n);
-        else snprintf(cb[g][4], 96, "not reached (0/%d)", n);
-        if (nem) snprintf(cb[g][5], 96, "%.3f", em / nem);
-        else snprintf(cb[g][5], 96, "-");
-        fprintf(md, "| %s | %s | %s | %s | %s | %s |\n", cb[g][0], cb[g][1], cb[g][2], cb[g][3], cb[g][4], cb[g][5]);
-        for (int c = 0; c < 6; c++) cells[g * 6 + c] = cb[g][c];
+        /* cells: prior, [weight,] lr, runs, loss, steps, exact match */
+        int c = 0;
+        snprintf(cb[g][c++], 96, "%s", pr[ip]);
+        if (has_pw) snprintf(cb[g][c++], 96, "%s", pw[iw]);
+        snprintf(cb[g][c++], 96, "%s", lr[il]);
+        snprintf(cb[g][c++], 96, "%d/%d", n, ns);
+        if (n) snprintf(cb[g][c++], 96, "%.4f ± %.4f", mean, n > 1 ? sd_ : 0.0);
+        else snprintf(cb[g][c++], 96, "-");
+        if (nreach) snprintf(cb[g][c++], 96, "%.1f (%d/%d)", st / nreach, nreach, n);
+        else snprintf(cb[g][c++], 96, "not reached (0/%d)", n);
+        if (nem) snprintf(cb[g][c++], 96, "%.3f", em / nem);
+        else snprintf(cb[g][c++], 96, "-");
+        fputc('|', md);
+        for (c = 0; c < nc; c++) fprintf(md, " %s |", cb[g][c]), cells[g * nc + c] = cb[g][c];
+        fputc('\n', md);
     }
     fclose(md);
     md = NULL;
@@ -280,8 +309,10 @@ int cmd_sweep(int argc, char **argv) {
             if (runs[k].ok) infos[ni++] = runs[k].info;
         pt_html *h = pt_html_new("ptune sweep");
         if (h && infos) {
-            const char *hdr[] = {"prior", "lr", "runs", "final val loss (mean ± std)", "steps to target (reached)",
-                                 "exact match"};
+            const char *hdr6[] = {"prior", "lr", "runs", "final val loss (mean ± std)", "steps to target (reached)",
+                                  "exact match"};
+            const char *hdr7[] = {"prior", "prior weight", "lr", "runs", "final val loss (mean ± std)",
+                                  "steps to target (reached)", "exact match"};
             pt_html_raw(h, "<h2>Summary</h2>\n");
             char t[300];
             snprintf(t, sizeof t,
@@ -289,7 +320,7 @@ int cmd_sweep(int argc, char **argv) {
                      "steps.",
                      best, target, eval_every);
             pt_html_text(h, "p", t);
-            pt_html_table(h, 6, hdr, ng, cells);
+            pt_html_table(h, nc, has_pw ? hdr7 : hdr6, ng, cells);
         }
         if (!h || !infos || pt_report_runs(h, infos, ni) || pt_html_save(h, rhp)) rc = cli_fail("sweep");
         pt_html_free(h);
@@ -310,6 +341,6 @@ done:
     pt_model_free(m);
     if (runs)
         for (int k = 0; k < nr; k++) pt_run_free(&runs[k].info);
-    free(runs), free(ps), free(ss), free(ls);
+    free(runs), free(ps), free(ss), free(ls), free(ws);
     return rc;
 }

@@ -21,9 +21,17 @@ static const char *help_head =
     "                  [--accum N] [--schedule constant|linear|cosine] [--warmup N]\n"
     "                  [--weight-decay F] [--clip F] [--max-len N] [--eval-every K]\n"
     "                  [--save-every K] [--seed S] [--eos] [--prefix-projection H]\n"
-    "                  [--act-cache-mb M] [--resume] [--quiet] --out RUN_DIR\n"
+    "                  [--act-cache-mb M] [--prior-weight F] [--resume] [--quiet]\n"
+    "                  --out RUN_DIR\n"
     "  Trains N prompt vectors on a frozen model; only the prompt is updated.\n";
 static const char *help_tail =
+    "  --prior-weight F  add F x the mean over the prompt's vectors of d_M(p)^2 =\n"
+    "                    (p - mu)^T Sigma^-1 (p - mu), the squared Mahalanobis distance to\n"
+    "                    the prior's Gaussian, to the loss (default 0 = off). Gaussian priors\n"
+    "                    only: isotropic, normal, xavier, fitted, exclusion (its fitted\n"
+    "                    Gaussian), interpolation with a fixed a; deep/prefix: each layer\n"
+    "                    under its own prior. metrics.jsonl: train_loss stays the task loss,\n"
+    "                    prior_penalty and prior_m2 are added (docs/analysis.md)\n"
     "  --resume          continue the run in RUN_DIR bit-identically (same flags; --steps may grow)\n"
     "  Output: RUN_DIR/run.json, prior.safetensors, adapter_model.safetensors,\n"
     "  adapter_config.json (PEFT), optimizer.safetensors, metrics.jsonl.\n";

@@ -81,7 +81,9 @@ int tune_args(pt_args *a, pt_tune_job *j, int sweep) {
         if (prior) j->prior = prior;
         j->out = args_str(a, "--out");
         j->resume = args_flag(a, "--resume");
-        if (args_int(a, "--seed", 0, &seed) || args_double(a, "--lr", -1, &j->lr)) return 1;
+        if (args_int(a, "--seed", 0, &seed) || args_double(a, "--lr", -1, &j->lr) ||
+            args_double(a, "--prior-weight", 0, &j->prior_weight))
+            return 1;
     }
     if (args_int(a, "--tokens", sweep ? 20 : -1, &tokens) || args_int(a, "--steps", sweep ? 100 : -1, &steps) ||
         args_int(a, "--batch", sweep ? 4 : -1, &batch) || args_int(a, "--accum", 1, &accum) ||

@@ -7,7 +7,7 @@
 #include "ptune/run.h"
 
 /* Reads the tuning flags into j (pt_tune_job_init first). sweep = 1 leaves
- * --prior, --seed, --lr, --out and --resume to the sweep. Returns 0, or 1
+ * --prior, --seed, --lr, --prior-weight, --out and --resume to the sweep. Returns 0, or 1
  * after printing a one-line error. model_path and tok_path are not set. */
 int tune_args(pt_args *a, pt_tune_job *j, int sweep);
 

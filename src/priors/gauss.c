@@ -61,18 +61,22 @@ int pt_gauss_sample(const pt_gauss_fit *g, int n, uint64_t seed, float *out) {
     return fail ? pt_set_error("fitted prior: out of memory") : 0;
 }
 
-/* ---- Gaussian exclusion ------------------------------------------------------ */
-
-/* The proposal factor as U = (D L)^T: L = chol(Sigma), or with standardize the
- * Cholesky factor of the correlation matrix D^-1 Sigma D^-1, D = sqrt(diag Sigma). */
-static double *excl_factor(const pt_gauss_fit *g, int standardize) {
+/* The exclusion prior's Gaussian factor L (Sigma = L L^T), D L_R with standardize:
+ * what the prior penalty (src/run/penalty.c) measures Mahalanobis distances with. */
+int pt_exclusion_factor(const pt_gauss_fit *g, int standardize, double **out) {
     int d = g->d;
-    if (!standardize) return transpose_factor(g->chol, d, NULL);
+    double *L = pt_malloc((size_t)d * d * sizeof(double));
+    if (!L) return PT_ERR;
+    *out = L;
+    if (!standardize) {
+        memcpy(L, g->chol, (size_t)d * d * sizeof(double));
+        return 0;
+    }
     pt_gauss_fit s = {0};
     s.d = d;
     double *D = pt_malloc((size_t)d * sizeof(double));
     s.cov = pt_malloc((size_t)d * d * sizeof(double));
-    if (!D || !s.cov) return free(D), free(s.cov), NULL;
+    if (!D || !s.cov) return free(D), free(s.cov), free(L), *out = NULL, PT_ERR;
     /* Sigma here is the fit's cov + jitter I (the matrix its chol factors) */
     for (int i = 0; i < d; i++) {
         double v = g->cov[(size_t)i * d + i] + g->jitter;
@@ -83,9 +87,27 @@ static double *excl_factor(const pt_gauss_fit *g, int standardize) {
             s.cov[(size_t)i * d + j] = (g->cov[(size_t)i * d + j] + (i == j ? g->jitter : 0)) / (D[i] * D[j]);
     int rc = pt_gauss_factor(&s, 0);
     free(s.cov);
-    double *U = rc ? NULL : transpose_factor(s.chol, d, D);
-    if (rc) pt_wrap_error("exclusion prior (standardized): ");
-    free(s.chol), free(D);
+    if (rc) {
+        free(D), free(s.chol), free(L), *out = NULL;
+        return pt_wrap_error("exclusion prior (standardized): ");
+    }
+    /* D L_R: row i of the correlation factor scaled by D[i] (upper triangle stays 0) */
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j < d; j++) L[(size_t)i * d + j] = s.chol[(size_t)i * d + j] * D[i];
+    free(s.chol);
+    free(D);
+    return 0;
+}
+
+/* ---- Gaussian exclusion ------------------------------------------------------ */
+
+/* The proposal factor as U = (D L)^T: L = chol(Sigma), or with standardize the
+ * Cholesky factor of the correlation matrix D^-1 Sigma D^-1, D = sqrt(diag Sigma). */
+static double *excl_factor(const pt_gauss_fit *g, int standardize) {
+    double *L;
+    if (pt_exclusion_factor(g, standardize, &L)) return NULL;
+    double *U = transpose_factor(L, g->d, NULL);
+    free(L);
     return U;
 }
 
@@ -323,6 +345,72 @@ int pt_interp_sample(const pt_gauss_fit *g1, const pt_gauss_fit *g2, double a, i
     }
     free(U1), free(U2);
     return fail ? pt_set_error("interpolation prior: out of memory") : 0;
+}
+
+void pt_prior_gauss_free(pt_prior_gauss *g) {
+    free(g->mean);
+    free(g->chol);
+    memset(g, 0, sizeof *g);
+}
+
+/* d_M(x)^2 of one row y = x - mu (overwritten): solves L y' = y (forward), and
+ * with grad also L^T w = y' (backward, in place), w = Sigma^-1 (x - mu). */
+static double full_row(const double *L, int d, double *y, int want_w) {
+    for (int i = 0; i < d; i++) {
+        const double *l = L + (size_t)i * d;
+        double s = y[i];
+        for (int j = 0; j < i; j++) s -= l[j] * y[j];
+        y[i] = s / l[i];
+    }
+    double m2 = 0;
+    for (int i = 0; i < d; i++) m2 += y[i] * y[i];
+    if (want_w)
+        for (int i = d - 1; i >= 0; i--) { /* column i of L^T is row i of L */
+            const double *l = L + (size_t)i * d;
+            double wi = y[i] / l[i];
+            y[i] = wi;
+            for (int j = 0; j < i; j++) y[j] -= l[j] * wi;
+        }
+    return m2;
+}
+
+int pt_prior_gauss_m2(const pt_prior_gauss *g, const float *x, int n, double scale, float *grad, double *m2) {
+    int d = g->d;
+    *m2 = 0;
+    if (n <= 0) return 0;
+    double *r = pt_malloc((size_t)n * sizeof(double));
+    double *y = g->chol ? pt_malloc((size_t)n * d * sizeof(double)) : NULL;
+    if (!r || (g->chol && !y)) return free(r), free(y), PT_ERR;
+    if (!g->chol) {
+        double var = g->sd * g->sd;
+        for (int i = 0; i < n; i++) {
+            const float *xi = x + (size_t)i * d;
+            double s = 0;
+            for (int j = 0; j < d; j++) {
+                double e = (double)xi[j] - g->mu0;
+                s += e * e;
+                if (grad) grad[(size_t)i * d + j] += (float)(scale * 2 * e / var);
+            }
+            r[i] = s / var;
+        }
+    } else {
+        /* rows write disjoint memory: any thread count gives the same result */
+#pragma omp parallel for schedule(static) if ((double)n * d * d > 1e6)
+        for (int i = 0; i < n; i++) {
+            double *yi = y + (size_t)i * d;
+            const float *xi = x + (size_t)i * d;
+            for (int j = 0; j < d; j++) yi[j] = (double)xi[j] - g->mean[j];
+            r[i] = full_row(g->chol, d, yi, grad != NULL);
+            if (grad)
+                for (int j = 0; j < d; j++) grad[(size_t)i * d + j] += (float)(scale * 2 * yi[j]);
+        }
+    }
+    double s = 0;
+    for (int i = 0; i < n; i++) s += r[i];
+    *m2 = s;
+    free(r);
+    free(y);
+    return 0;
 }
 
 void pt_spread(const float *X, int64_t n, int d, double *mean_std, double *trace) {

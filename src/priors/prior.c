@@ -561,6 +561,97 @@ int pt_prior_sample_ex(const pt_prior_spec *s, const pt_prior_ctx *ctx, int n, i
     return pt_set_error("prior %s: no sampler", nm);
 }
 
+/* ---- the prior as a penalty: each prior's Gaussian (prior.h) ---------------------- */
+
+int pt_prior_gauss_check(const pt_prior_spec *s) {
+    const char *nm = s->name, *why = NULL;
+    if (!strcmp(nm, "uniform")) why = "U(-a, a) is not a Gaussian";
+    else if (!strcmp(nm, "vocab")) why = "it draws rows of the embedding matrix; fitted:source=vocab is their Gaussian";
+    else if (!strcmp(nm, "text")) why = "it copies the embeddings of the text's tokens";
+    else if (!strcmp(nm, "file")) why = "it reads its vectors from a file";
+    else if (!strcmp(nm, "vae")) why = "a VAE's decoded samples are not a Gaussian";
+    else if (!strcmp(nm, "interpolation")) {
+        const char *a = pt_prior_spec_get(s, "a");
+        if (!a || !strcmp(a, "uniform")) why = "with a uniform a it is a mixture of Gaussians; give a fixed a=A";
+    }
+    return why ? pt_set_error("prior %s has no Gaussian form (%s)", nm, why) : 0;
+}
+
+/* N(mu0 1, sd^2 I) of isotropic, normal and xavier (n vectors of size d). */
+static int iso_gauss(const pt_prior_spec *s, int n, int d, pt_prior_gauss *out) {
+    const char *nm = s->name;
+    double mean = 0, sd, gain;
+    if (!strcmp(nm, "isotropic")) {
+        if (get_num(s, "sigma", 0.02, &sd)) return PT_ERR;
+    } else if (!strcmp(nm, "normal")) {
+        if (get_num(s, "mean", 0, &mean) || get_num(s, "std", 1, &sd)) return PT_ERR;
+    } else {
+        const char *dist = pt_prior_spec_get(s, "dist");
+        if (dist && strcmp(dist, "uniform") && strcmp(dist, "normal"))
+            return pt_set_error("prior xavier: dist must be uniform or normal (got '%s')", dist);
+        if (get_num(s, "gain", 1, &gain)) return PT_ERR;
+        sd = gain * sqrt(2.0 / (double)(n + d)); /* both dists: variance gain^2 2 / (n + d) */
+    }
+    if (!(sd > 0)) return pt_set_error("prior %s: a standard deviation of %g has no density to penalize by", nm, sd);
+    out->mu0 = mean, out->sd = sd;
+    return 0;
+}
+
+/* N(a mu1 + (1-a) mu2, a^2 Sigma1 + (1-a)^2 Sigma2), Sigma_k = cov_k + jitter_k I. */
+static int interp_gauss(const pt_prior_spec *s, const pt_prior_ctx *ctx, int d, pt_prior_gauss *out) {
+    double a;
+    if (get_num(s, "a", 0.5, &a)) return PT_ERR;
+    if (a < 0 || a > 1) return pt_set_error("prior interpolation: a must be in [0, 1] (got %g)", a);
+    pt_gauss_fit g1, g2, m = {0};
+    if (obtain_fit(s, ctx, d, "fit1", "data1", &g1)) return PT_ERR;
+    if (obtain_fit(s, ctx, d, "fit2", "data2", &g2)) return pt_gauss_free(&g1), PT_ERR;
+    m.d = d;
+    m.mean = pt_malloc((size_t)d * sizeof(double));
+    m.cov = pt_malloc((size_t)d * d * sizeof(double));
+    int rc = PT_ERR;
+    if (m.mean && m.cov) {
+        double a2 = a * a, b2 = (1 - a) * (1 - a);
+        for (int i = 0; i < d; i++) {
+            m.mean[i] = a * g1.mean[i] + (1 - a) * g2.mean[i];
+            for (int j = 0; j < d; j++) {
+                size_t k = (size_t)i * d + j;
+                m.cov[k] = a2 * (g1.cov[k] + (i == j ? g1.jitter : 0)) + b2 * (g2.cov[k] + (i == j ? g2.jitter : 0));
+            }
+        }
+        rc = pt_gauss_factor(&m, 0) ? pt_wrap_error("prior interpolation: ") : 0;
+    }
+    if (!rc) out->mean = m.mean, out->chol = m.chol, m.mean = m.chol = NULL;
+    pt_gauss_free(&m), pt_gauss_free(&g1), pt_gauss_free(&g2);
+    return rc;
+}
+
+int pt_prior_gauss_of(const pt_prior_spec *s, const pt_prior_ctx *ctx, int n, int d, pt_prior_gauss *out) {
+    memset(out, 0, sizeof *out);
+    out->d = d;
+    if (pt_prior_gauss_check(s)) return PT_ERR;
+    if (n <= 0 || d <= 0) return pt_set_error("prior %s: bad size [%d, %d]", s->name, n, d);
+    const char *nm = s->name;
+    if (!strcmp(nm, "isotropic") || !strcmp(nm, "normal") || !strcmp(nm, "xavier")) return iso_gauss(s, n, d, out);
+    if (!strcmp(nm, "interpolation")) return interp_gauss(s, ctx, d, out);
+    if (strcmp(nm, "fitted") && strcmp(nm, "exclusion")) return pt_set_error("prior %s: no Gaussian form", nm);
+    pt_gauss_fit g;
+    double stdz = 0;
+    if (!strcmp(nm, "exclusion") && get_num(s, "standardize", 1, &stdz)) return PT_ERR;
+    if (obtain_fit(s, ctx, d, "fit", "data", &g)) return PT_ERR;
+    int rc = 0;
+    if (stdz != 0) {
+        rc = pt_exclusion_factor(&g, 1, &out->chol);
+    } else {
+        out->chol = g.chol;
+        g.chol = NULL;
+    }
+    out->mean = g.mean;
+    g.mean = NULL;
+    pt_gauss_free(&g);
+    if (rc) pt_prior_gauss_free(out);
+    return rc;
+}
+
 int pt_prior_sample_str(const char *spec, const pt_prior_ctx *ctx, int n, int d, uint64_t seed, float *out) {
     pt_prior_spec s;
     if (pt_prior_spec_parse(spec, &s)) return PT_ERR;

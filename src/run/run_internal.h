@@ -18,6 +18,8 @@ int run_json_check(const char *dir, json_t *run);
 /* The stored run.json with config.steps = steps (a resumed run that grew). */
 int run_json_set_steps(const char *dir, long steps);
 int run_json_save(json_t *o, const char *dir, const char *name);
+/* The spec of layer `layer`: the last prior_at "L=SPEC" naming it, else prior. */
+const char *run_spec_for(int layer, const char *prior, const char *const *prior_at, int n);
 /* Samples every block of pp from the job's prior and prior_at (block seeds
  * derived from seed). */
 int run_sample_prior(pt_prompt_params *pp, const pt_prior_ctx *ctx, const char *prior, const char *const *prior_at,

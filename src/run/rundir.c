@@ -139,6 +139,14 @@ int run_json_finish(json_t *run, const char *model_path, const char *tok_path, u
     return 0;
 }
 
+/* The shortest %g text that reads back as v (0.1, not 0.10000000000000001). */
+static void shortest(double v, char *buf, size_t n) {
+    for (int p = 1; p <= 17; p++) {
+        snprintf(buf, n, "%.*g", p, v);
+        if (strtod(buf, NULL) == v) return;
+    }
+}
+
 int run_json_check(const char *dir, json_t *run) {
     char *path = pt_path_join(dir, "run.json");
     if (!path) return PT_ERR;
@@ -161,6 +169,17 @@ int run_json_check(const char *dir, json_t *run) {
             rc = pt_set_error("--resume: %s was trained with --compute %s, this run computes %s; resume with "
                               "--compute %s",
                               path, ca, cb, ca);
+            goto out;
+        }
+        /* the penalty is part of every step: a run continues with its own --prior-weight (absent: 0) */
+        double wa = json_number_value(json_object_get(a, "prior_weight")),
+               wb = json_number_value(json_object_get(b, "prior_weight"));
+        if (wa != wb) {
+            char sa[32], sb[32];
+            shortest(wa, sa, sizeof sa), shortest(wb, sb, sizeof sb);
+            rc = pt_set_error("--resume: %s was trained with --prior-weight %s, this run has %s; resume with "
+                              "--prior-weight %s",
+                              path, sa, sb, sa);
             goto out;
         }
         if (json_object_get(b, "prefix_positions") && !json_object_get(a, "prefix_positions")) {

@@ -7,6 +7,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,37 @@ static int prior_at_layer(const char *s) {
     errno = 0;
     long v = strtol(s, &end, 10);
     return end == s || errno || *end != '=' ? -1 : (int)v;
+}
+
+/* --prior-weight needs a Gaussian form of every prior it applies to (the
+ * layers' specs; prefix: --prior and every --prior-at, the layer count being
+ * the model's). One line naming the prior and why, before anything is loaded. */
+static int penalty_check(const pt_tune_job *j) {
+    if (!(j->prior_weight >= 0) || !isfinite(j->prior_weight))
+        return pt_set_error("--prior-weight must be >= 0, got %g", j->prior_weight);
+    if (j->prior_weight == 0) return 0;
+    const char *specs[PT_MAX_DEEP + 65];
+    int layer[PT_MAX_DEEP + 65], n = 0;
+    if (j->method == PT_METHOD_DEEP) {
+        for (int i = 0; i < (j->n_layers ? j->n_layers : 1); i++) {
+            layer[n] = j->n_layers ? j->layers[i] : 0;
+            specs[n] = run_spec_for(layer[n], j->prior, j->prior_at, j->n_prior_at);
+            n++;
+        }
+    } else {
+        layer[n] = -1, specs[n++] = j->prior;
+        for (int i = 0; j->method == PT_METHOD_PREFIX && i < j->n_prior_at; i++)
+            layer[n] = prior_at_layer(j->prior_at[i]), specs[n++] = strchr(j->prior_at[i], '=') + 1;
+    }
+    for (int i = 0; i < n; i++) {
+        pt_prior_spec s;
+        if (pt_prior_spec_parse(specs[i], &s)) return pt_wrap_error("--prior-weight: ");
+        int rc = pt_prior_gauss_check(&s);
+        pt_prior_spec_free(&s);
+        if (rc && layer[i] >= 0) return pt_wrap_error("--prior-weight: layer %d: ", layer[i]);
+        if (rc) return pt_wrap_error("--prior-weight: ");
+    }
+    return 0;
 }
 
 int pt_tune_job_check(const pt_tune_job *j, const pt_model *m) {
@@ -73,6 +105,7 @@ int pt_tune_job_check(const pt_tune_job *j, const pt_model *m) {
         return pt_set_error("--prefix-projection applies to --method prefix only");
     if (j->prefix_projection && j->n_prior_at)
         return pt_set_error("--prior-at does not apply with --prefix-projection (--prior sets the embedding)");
+    if (penalty_check(j)) return PT_ERR;
     if (j->objective != PT_OBJECTIVE_TARGET && j->objective != PT_OBJECTIVE_NOTEBOOK)
         return pt_set_error("--objective: unknown objective %d", (int)j->objective);
     if (m && j->tokens >= m->cfg.max_seq)
@@ -87,7 +120,7 @@ static uint64_t block_seed(uint64_t seed, uint64_t block) {
     return z ^ (z >> 31);
 }
 
-static const char *spec_for(int layer, const char *prior, const char *const *prior_at, int n) {
+const char *run_spec_for(int layer, const char *prior, const char *const *prior_at, int n) {
     const char *s = prior;
     for (int i = 0; i < n; i++) {
         char *end;
@@ -108,7 +141,7 @@ int run_sample_prior(pt_prompt_params *pp, const pt_prior_ctx *ctx0, const char 
     if (pp->method == PT_METHOD_DEEP) {
         for (int i = 0; i < pp->n_deep; i++) {
             int l = pp->deep_layers[i];
-            const char *s = spec_for(l, prior, prior_at, n_prior_at);
+            const char *s = run_spec_for(l, prior, prior_at, n_prior_at);
             cx.layer = l;
             if (pt_prior_sample_str(s, ctx, pp->N, pp->d, block_seed(seed, (uint64_t)l), pp->p + (size_t)i * pp->block))
                 return pt_wrap_error("layer %d: ", l);
@@ -116,7 +149,7 @@ int run_sample_prior(pt_prompt_params *pp, const pt_prior_ctx *ctx0, const char 
         return 0;
     }
     for (int l = 0; l < pp->n_layers; l++) {
-        const char *s = spec_for(l, prior, prior_at, n_prior_at);
+        const char *s = run_spec_for(l, prior, prior_at, n_prior_at);
         cx.layer = l;
         float *K = pp->p + pt_params_prefix_k(pp, l);
         if (pt_prior_sample_str(s, ctx, pp->N, pp->kv_dim, block_seed(seed, 2 * (uint64_t)l), K) ||
@@ -191,6 +224,7 @@ int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok
     pt_prompt_params pp = {0};
     json_t *run = NULL;
     char *run_path = NULL;
+    pt_prior_penalty *pen = NULL;
     int rc = PT_ERR;
     if (j->prefix_projection ? pt_params_init_reparam(&pp, c, j->tokens, j->prefix_projection)
                              : pt_params_init(&pp, c, j->method, j->tokens, j->layers, j->n_layers))
@@ -261,6 +295,8 @@ int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok
     if (j->data_format) json_object_set_new(cfg, "data_format", json_string(pt_data_format_name(j->data_format)));
     if (j->rows) json_object_set_new(cfg, "rows", json_integer(j->rows));
     if (j->val_rows) json_object_set_new(cfg, "val_rows", json_integer(j->val_rows));
+    /* only when on, so runs without the penalty keep their run.json */
+    if (j->prior_weight > 0) json_object_set_new(cfg, "prior_weight", json_real(j->prior_weight));
     /* the cache changes the rounding of the steps (backward.h): part of an exact resume */
     if (j->method == PT_METHOD_DEEP && pp.n_deep > 0 && pp.deep_layers[0] > 0)
         json_object_set_new(cfg, "act_cache_mb", json_integer((json_int_t)j->act_cache_mb));
@@ -280,15 +316,20 @@ int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok
             pt_set_error("--resume: %s has no run.json (start a new run without --resume)", j->out);
             goto done;
         }
-        if (run_json_check(j->out, run) || run_json_set_steps(j->out, j->steps)) goto done;
+        if (run_json_check(j->out, run)) goto done;
+    } else if (exists) {
+        pt_set_error("%s already holds a run (use --resume to continue it, or another --out)", j->out);
+        goto done;
     }
+    /* the penalty's Gaussians (fits as the sampler makes them) before anything is written */
+    pt_prior_ctx pc = {.model = m, .tok = tok};
+    if (j->prior_weight > 0 && !(pen = pt_prior_penalty_new(&pp, &pc, j->prior, j->prior_at, j->n_prior_at,
+                                                            j->prior_weight)))
+        goto done;
+    if (j->resume && run_json_set_steps(j->out, j->steps)) goto done;
     if (fresh) {
         if (initial_vectors(j, m, tok, &pp)) goto done;
     } else if (!j->resume) {
-        if (exists) {
-            pt_set_error("%s already holds a run (use --resume to continue it, or another --out)", j->out);
-            goto done;
-        }
         /* the initial vectors first: a prior that fails leaves no directory */
         if (initial_vectors(j, m, tok, &pp)) goto done;
         if (new_run_dir(j, m, run, &pp)) goto done;
@@ -312,11 +353,14 @@ int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok
         .on_step_ctx = j->on_step_ctx,
         .act_cache_mb = j->act_cache_mb,
         .out_dir = j->out,
+        .penalty = pen ? pt_prior_penalty_apply : NULL,
+        .penalty_ctx = pen,
     };
     o.adamw.weight_decay = j->weight_decay;
     if (pt_train(m, &rows, j->val ? &vrows : NULL, &pp, &o, res)) goto done;
     rc = 0;
 done:
+    pt_prior_penalty_free(pen);
     free(run_path);
     json_decref(run);
     pt_params_free(&pp);

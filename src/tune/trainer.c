@@ -9,7 +9,9 @@
  * run sees exactly the batches an uninterrupted run would.
  *
  * Accumulation: the gradient of one step is that of the mean cross-entropy
- * over ALL target tokens of its accum micro-batches (grad_scale = 1/Ntot).
+ * over ALL target tokens of its accum micro-batches (grad_scale = 1/Ntot),
+ * plus the penalty on the parameters when there is one (opts->penalty: the
+ * prior's, --prior-weight), at the step's parameters, before clipping.
  *
  * Objectives: rows carry their labels (pt_batch_rows); notebook rows of a soft
  * prompt (rows->n_virtual = N) start with N ids PT_TOK_EMBED and get the
@@ -475,12 +477,16 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
         }
         double loss = ntot ? loss_sum / (double)ntot : 0.0;
         pt_params_reparam_backward(pp, t.gkv, t.grad);
+        /* the penalty on the parameters (the prior's, --prior-weight): its gradient joins before clipping */
+        double pen = 0, pen_m2 = 0;
+        if (o->penalty && o->penalty(pp->p, t.grad, &pen, &pen_m2, o->penalty_ctx)) goto done;
         double gnorm = pt_clip_grad_norm(t.grad, n, o->clip);
-        if (!isfinite(loss) || !isfinite(gnorm)) {
+        if (!isfinite(loss) || !isfinite(pen) || !isfinite(gnorm)) {
+            double bad = !isfinite(loss) ? loss : !isfinite(pen) ? pen : gnorm;
             pt_set_error("step %lld: %s is %s; stopping (the last good checkpoint, step %lld, stays in %s)",
-                         (long long)t.step + 1, isfinite(loss) ? "the gradient norm" : "the training loss",
-                         isfinite(loss) ? (isnan(gnorm) ? "nan" : "inf") : (isnan(loss) ? "nan" : "inf"),
-                         (long long)last_good, o->out_dir);
+                         (long long)t.step + 1,
+                         !isfinite(loss) ? "the training loss" : !isfinite(pen) ? "the prior penalty" : "the gradient norm",
+                         isnan(bad) ? "nan" : "inf", (long long)last_good, o->out_dir);
             goto done;
         }
         pt_adamw_step(&o->adamw, lr, t.step + 1, pp->p, t.grad, t.mom, t.vel, n);
@@ -488,7 +494,8 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
         t.step++;
         res->last_train_loss = loss;
         char line[256];
-        pt_metrics_train_line(line, sizeof line, t.step, loss, lr, gnorm, NULL);
+        if (o->penalty) pt_metrics_train_line_prior(line, sizeof line, t.step, loss, lr, gnorm, pen, pen_m2);
+        else pt_metrics_train_line(line, sizeof line, t.step, loss, lr, gnorm, NULL);
         if (write_metric(&t, line)) goto done;
         int do_eval = o->eval_every > 0 && (t.step % o->eval_every == 0 || t.step == o->steps);
         double vl = NAN;
