@@ -25,8 +25,15 @@ static const struct {
      "  --png: the vocabulary's PCA plane with the prior and posterior vectors.\n"},
     {"clusters", analyze_clusters,
      "  ptune analyze clusters --acts a.safetensors,b.safetensors [--labels text,qa] [--layer L] [--k K]\n"
-     "                        [--max-exact 5000] [--seed S] [--json]\n",
-     "  Activations of several tasks (ptune acts): silhouette, k-means purity, between/within ratio.\n"},
+     "                        [--max-exact 5000] [--seed S] [--json]\n"
+     "  ptune analyze clusters --with a_p.safetensors,b_p.safetensors --without a.safetensors,b.safetensors\n"
+     "                        [--labels text,qa] [--layer L] [--permutations 200] [--mmd-max 1000]\n"
+     "                        [--bandwidth S] [--max-exact 5000] [--seed S] [--json]\n",
+     "  Activations of several tasks (ptune acts): silhouette, k-means purity, between/within ratio.\n"
+     "  --with/--without: the same tasks captured with a prompt attached (ptune acts --adapter) and\n"
+     "  without; per task the silhouette in each set and a kernel two-sample test of the two\n"
+     "  clouds (unbiased MMD^2, RBF kernel with the median-distance bandwidth unless --bandwidth,\n"
+     "  permutation p-value; at most --mmd-max rows per side, a seeded subset; 0 = all).\n"},
     {"trajectory", analyze_trajectory,
      "  ptune analyze trajectory --model M [--tokenizer T] --text TEXT --layer L [--random 20] [--seed S] [--json]\n",
      "  Step lengths of the text's path through layer L's residual stream against random token\n"
@@ -119,6 +126,45 @@ float *analyze_run_vectors(const char *run, int posterior, int d, int *n) {
     if (v) pt_tensor_to_f32(&t, 0, (int64_t)*n * d, v);
     pt_st_close(f);
     return v;
+}
+
+void analyze_set_free(analyze_set *s) {
+    for (int f = 0; s->adapter && f < s->nf; f++) free(s->adapter[f]);
+    free(s->X), free(s->lab), free(s->start), free(s->adapter);
+    memset(s, 0, sizeof *s);
+}
+
+/* Appends one file's layer to s (file index f). */
+static int set_append(analyze_set *s, const char *name, int f, long layer, const char *first) {
+    pt_acts ac;
+    if (pt_acts_load(name, &ac)) return cli_fail("analyze");
+    int li = layer < 0 ? 0 : pt_acts_layer_index(&ac, (int)layer);
+    if (li < 0) return pt_acts_free(&ac), cli_failf("analyze", "%s: no layer %ld in this file", name, layer);
+    if (f == 0) s->d = ac.d, s->first_layer = ac.layers[li];
+    if (ac.d != s->d) return cli_failf("analyze", "%s: d = %d, %s has %d", name, ac.d, first, s->d), pt_acts_free(&ac), 1;
+    float *X = realloc(s->X, sizeof(float) * (size_t)(s->n + ac.n) * s->d);
+    int32_t *lab = X ? realloc(s->lab, sizeof(int32_t) * (size_t)(s->n + ac.n)) : NULL;
+    if (X) s->X = X;
+    if (lab) s->lab = lab;
+    if (!X || !lab) return pt_acts_free(&ac), cli_failf("analyze", "%s: out of memory", name);
+    memcpy(s->X + s->n * s->d, ac.acts[li], sizeof(float) * (size_t)ac.n * s->d);
+    for (int64_t i = 0; i < ac.n; i++) s->lab[s->n + i] = f;
+    s->n += ac.n;
+    s->start[f + 1] = s->n;
+    s->adapter[f] = ac.adapter, ac.adapter = NULL;
+    pt_acts_free(&ac);
+    return 0;
+}
+
+int analyze_load_set(char *const *names, int nf, long layer, analyze_set *s) {
+    memset(s, 0, sizeof *s);
+    s->nf = nf;
+    s->start = calloc((size_t)nf + 1, sizeof(int64_t));
+    s->adapter = calloc((size_t)nf + 1, sizeof(char *));
+    if (!s->start || !s->adapter) return analyze_set_free(s), cli_failf("analyze", "out of memory");
+    for (int f = 0; f < nf; f++)
+        if (set_append(s, names[f], f, layer, names[0])) return analyze_set_free(s), 1;
+    return 0;
 }
 
 int cmd_analyze(int argc, char **argv) {
