@@ -190,6 +190,19 @@ typedef struct {
  * be NULL (plain model). tok is needed for F1 (NULL: f1 = -1). */
 int pt_eval(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, const pt_rows *rows,
             pt_prompt_params *pp, int batch, pt_eval_result *res);
+/* Each row's part of pt_eval's teacher-forced figures, arrays of
+ * rows->n_rows (any may be NULL): loss = the sum of the row's target-token
+ * cross-entropies, n_tokens = its target tokens, exact = 1 when greedy
+ * decoding reproduces its target. So res->loss = sum(loss) / sum(n_tokens)
+ * and res->exact_match = mean(exact). */
+typedef struct {
+    double *loss;
+    int32_t *n_tokens;
+    uint8_t *exact;
+} pt_eval_row_out;
+/* pt_eval without generation (f1 = -1), filling per_row as well. */
+int pt_eval_per_row(const pt_model *m, const pt_rows *rows, pt_prompt_params *pp, int batch, pt_eval_result *res,
+                    const pt_eval_row_out *per_row);
 /* Rows whose first n_virtual ids are -1 (notebook rows of a soft prompt,
  * pt_rows.n_virtual; docs/objective.md) take the prompt as input vectors so
  * the loss can sit on its positions: the batch gets prompt = NULL and embeds

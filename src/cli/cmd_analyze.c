@@ -1,4 +1,4 @@
-/* cmd_analyze.c: ptune analyze prompts|clusters|trajectory|lens
+/* cmd_analyze.c: ptune analyze prompts|clusters|trajectory|lens|ablate
  * (docs/analysis.md): the dispatch, each analysis's usage, and the helpers
  * the analyses share (analyze.h); the analyses live in analyze_<name>.c. */
 #include "cli/analyze.h"
@@ -41,6 +41,15 @@ static const struct {
     {"lens", analyze_lens,
      "  ptune analyze lens --model M [--tokenizer T] (--run RUN_DIR | --text TEXT) [--top-k 5] [--json]\n",
      "  Logit lens: the top tokens of every layer at each prompt or text position.\n"},
+    {"ablate", analyze_ablate,
+     "  ptune analyze ablate --run RUN_DIR --data D [--model M] [--tokenizer T] [--rows N] [--boot 1000]\n"
+     "                       [--seed S] [--batch 8] [--max-len N] [--template S] [--eos] [--format F]\n"
+     "                       [--png FILE.png|.svg] [--json]\n",
+     "  Does placement matter? Each tuned vector (deep: of each layer; then each layer's set; then all)\n"
+     "  replaced by its nearest vocabulary row (L2), its prior sample (RUN_DIR/prior.safetensors) or\n"
+     "  zero, scored on D as `ptune eval` scores (loss over target tokens, exact match). d_loss, d_em:\n"
+     "  variant - tuned, with 95% percentile intervals from --boot resamples of the rows (paired,\n"
+     "  seeded with --seed, which also draws the --rows subset). --png: d_loss per vector and replacement.\n"},
 };
 #define N_ANALYSES (sizeof analyses / sizeof analyses[0])
 
@@ -175,7 +184,7 @@ int cmd_analyze(int argc, char **argv) {
     size_t i = 0;
     while (i < N_ANALYSES && strcmp(sub, analyses[i].name)) i++;
     int rc;
-    if (i == N_ANALYSES) rc = cli_failf("analyze", "unknown analysis '%s' (prompts, clusters, trajectory, lens)", sub);
+    if (i == N_ANALYSES) rc = cli_failf("analyze", "unknown analysis '%s' (prompts, clusters, trajectory, lens, ablate)", sub);
     else if (args_help(&a)) rc = printf("usage:\n%s%s", analyses[i].usage, analyses[i].what) < 0;
     else rc = analyses[i].fn(&a);
     args_free(&a);
