@@ -147,4 +147,5 @@ fi
 [ -f tests/cli_readme.sh ] && . tests/cli_readme.sh
 [ -f tests/cli_paper.sh ] && . tests/cli_paper.sh
 [ -f tests/cli_data.sh ] && . tests/cli_data.sh
+[ -f tests/cli_snapshots.sh ] && . tests/cli_snapshots.sh
 [ -f tests/cli_default.sh ] && . tests/cli_default.sh
