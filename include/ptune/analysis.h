@@ -333,6 +333,31 @@ int pt_trajectory_compute(const pt_model *m, const pt_tokenizer *tok, const char
                           uint64_t seed, pt_trajectory *out);
 void pt_trajectory_free(pt_trajectory *t);
 
+/* ---- paths of prompt vectors over training (ptune analyze posterior-path) ------
+ * X [S, n, d]: the same n vectors at S snapshots, taken at steps[S]
+ * (ascending; a run's snapshots.safetensors, tune.h). Per vector: the path
+ * length sum_s |x[s+1] - x[s]| and the net drift |x[S-1] - x[0]| (L2 in the
+ * vectors' own space, accumulated in double). With a vocabulary E [V, d]
+ * (else NULL): the nearest row (L2, ties to the lower index) at every
+ * snapshot, and the settle step, the first steps[s] from which the nearest
+ * row stays the final one. For the set: the smallest pairwise L2 at every
+ * snapshot, and the collapse step, the first steps[s] at which some pair is
+ * within eps (<= eps), or -1. */
+typedef struct {
+    int S, n, d;
+    double *length;        /* [n] */
+    double *drift;         /* [n] */
+    int32_t *nearest;      /* [S, n] (NULL without E) */
+    int64_t *settle_step;  /* [n] (NULL without E) */
+    double *min_pair;      /* [S] (INFINITY when n < 2) */
+    int64_t collapse_step; /* -1: none */
+    int collapse_i, collapse_j; /* the closest pair at collapse_step (-1 when none) */
+} pt_path_stats;
+
+int pt_path_stats_compute(const float *X, const int64_t *steps, int S, int n, int d, const float *E, int64_t V,
+                          double eps, pt_path_stats *out);
+void pt_path_stats_free(pt_path_stats *p);
+
 /* ---- logit lens -----------------------------------------------------------------
  * For every hidden_states index l in 0..L (all layers) and each position of
  * interest, the top-k tokens of lm_head(final_norm(h_l)) (for l == L the

@@ -46,6 +46,7 @@ typedef struct {
     /* how data and val are read (data.h pt_data_opts; 0: as detected, every example) */
     int data_format;          /* --format: PT_DATA_* */
     long rows, val_rows;      /* --rows, --val-rows: a subset of that many examples drawn with seed */
+    long snapshot_every;      /* --snapshot-every K: snapshots.safetensors (tune.h); 0: none */
 } pt_tune_job;
 
 void pt_tune_job_init(pt_tune_job *j);

@@ -1,4 +1,4 @@
-/* cmd_analyze.c: ptune analyze prompts|clusters|trajectory|lens|ablate
+/* cmd_analyze.c: ptune analyze prompts|clusters|trajectory|lens|ablate|posterior-path
  * (docs/analysis.md): the dispatch, each analysis's usage, and the helpers
  * the analyses share (analyze.h); the analyses live in analyze_<name>.c. */
 #include "cli/analyze.h"
@@ -50,6 +50,15 @@ static const struct {
      "  zero, scored on D as `ptune eval` scores (loss over target tokens, exact match). d_loss, d_em:\n"
      "  variant - tuned, with 95% percentile intervals from --boot resamples of the rows (paired,\n"
      "  seeded with --seed, which also draws the --rows subset). --png: d_loss per vector and replacement.\n"},
+    {"posterior-path", analyze_posterior_path,
+     "  ptune analyze posterior-path --run RUN_DIR [--model M] [--tokenizer T] [--eps E]\n"
+     "                        [--png FIG.png|.svg] [--json]\n",
+     "  The paths of a run's prompt vectors over training (RUN_DIR/snapshots.safetensors, written by\n"
+     "  ptune tune --snapshot-every K): per vector the path length and net drift (L2), the step from\n"
+     "  which its nearest token stays the final one; per group the first step at which two vectors\n"
+     "  are within --eps (default 1e-3 x the median vocabulary-row norm). --png: the paths on the\n"
+     "  vocabulary's PCA plane (a .png inside RUN_DIR appears in ptune report). The model is the one\n"
+     "  run.json records unless --model is given. Not `trajectory`, which follows a text's tokens.\n"},
 };
 #define N_ANALYSES (sizeof analyses / sizeof analyses[0])
 
@@ -184,7 +193,9 @@ int cmd_analyze(int argc, char **argv) {
     size_t i = 0;
     while (i < N_ANALYSES && strcmp(sub, analyses[i].name)) i++;
     int rc;
-    if (i == N_ANALYSES) rc = cli_failf("analyze", "unknown analysis '%s' (prompts, clusters, trajectory, lens, ablate)", sub);
+    if (i == N_ANALYSES)
+        rc = cli_failf("analyze", "unknown analysis '%s' (prompts, clusters, trajectory, lens, ablate, posterior-path)",
+                       sub);
     else if (args_help(&a)) rc = printf("usage:\n%s%s", analyses[i].usage, analyses[i].what) < 0;
     else rc = analyses[i].fn(&a);
     args_free(&a);
