@@ -148,4 +148,7 @@ fi
 [ -f tests/cli_paper.sh ] && . tests/cli_paper.sh
 [ -f tests/cli_data.sh ] && . tests/cli_data.sh
 [ -f tests/cli_prior_weight.sh ] && . tests/cli_prior_weight.sh
+[ -f tests/cli_mmd.sh ] && . tests/cli_mmd.sh
+[ -f tests/cli_ablate.sh ] && . tests/cli_ablate.sh
+[ -f tests/cli_snapshots.sh ] && . tests/cli_snapshots.sh
 [ -f tests/cli_default.sh ] && . tests/cli_default.sh

@@ -1,8 +1,11 @@
 /* test_analysis.c: PCA, t-SNE, k-means, silhouette, purity, KDE, effective
- * rank, nearest rows, two-sample tests and the bad-input messages, each
- * against an independent (naive) reference. */
+ * rank, nearest rows, two-sample tests (MMD against numpy's figures), capture
+ * with a prompt attached, and the bad-input messages, each against an
+ * independent (naive) reference. */
 #include "pt_test.h"
 #include "ptune/analysis.h"
+#include "ptune/forward.h"
+#include "ptune/safetensors.h"
 
 #include <lapacke.h>
 #include <omp.h>
@@ -132,6 +135,7 @@ TEST(tsne_clusters_exact_bh_threads) {
 }
 
 TEST(kmeans_silhouette_purity) {
+    double ss_all;
     int n = 240, d = 5, c = 3;
     int32_t lab[240], as[240];
     float *X = blobs(n, d, c, 0.5, 2, lab);
@@ -157,9 +161,10 @@ TEST(kmeans_silhouette_purity) {
     CHECK(fabs(inertia - ref) / ref < 1e-5, "inertia");
     CHECK(pu == 1.0 && per[0] == 1.0, "purity %g", pu);
     /* silhouette vs naive O(n^2) */
-    double s, sref = 0;
+    double s, sref = 0, pl[3], plref[3] = {0};
     int64_t sampled;
     CHECK(pt_silhouette(X, n, d, lab, 0, 0, &s, &sampled) == 0, "%s", pt_last_error());
+    CHECK(pt_silhouette_labels(X, n, d, lab, c, 0, 0, &ss_all, NULL, pl) == 0, "%s", pt_last_error());
     for (int i = 0; i < n; i++) {
         double a = 0, b = 1e300, sum[3] = {0};
         int cnt[3] = {0};
@@ -173,10 +178,15 @@ TEST(kmeans_silhouette_purity) {
         for (int k = 0; k < c; k++)
             if (k != lab[i] && sum[k] / cnt[k] < b) b = sum[k] / cnt[k];
         sref += (b - a) / fmax(a, b);
+        plref[lab[i]] += (b - a) / fmax(a, b) / (n / c); /* blobs: n / c points per label */
     }
     sref /= n;
-    printf("  silhouette %.8f vs naive %.8f\n", s, sref);
-    CHECK(fabs(s - sref) < 1e-9 && sampled == 0, "silhouette");
+    double pmd = 0;
+    for (int k = 0; k < c; k++) pmd = fmax(pmd, fabs(pl[k] - plref[k]));
+    printf("  silhouette %.8f vs naive %.8f; per label %.6f %.6f %.6f, max diff to naive %.2e\n", s, sref, pl[0], pl[1],
+           pl[2], pmd);
+    CHECK(fabs(s - sref) < 1e-9 && sampled == 0 && ss_all == s, "silhouette");
+    CHECK(pmd < 1e-9, "per-label silhouette");
     double ss;
     CHECK(pt_silhouette(X, n, d, lab, 100, 1, &ss, &sampled) == 0 && sampled == 100, "sampled");
     printf("  sampled (100) silhouette %.4f\n", ss);
@@ -334,10 +344,118 @@ TEST(nonfinite_rows) {
     return 0;
 }
 
+/* ---- kernel two-sample test (MMD) --------------------------------------------------------*/
+/* One case of tests/fixtures/mmd_reference.safetensors (scripts/reference_mmd.py). */
+static int f64_of(pt_st_file *f, const char *cs, const char *what, double *out) {
+    char nm[96];
+    pt_tensor t;
+    snprintf(nm, sizeof nm, "%s.%s", cs, what);
+    if (pt_st_get(f, nm, &t) || t.dtype != PT_F64 || t.ndim != 1 || t.shape[0] != 1) return -1;
+    memcpy(out, t.data, sizeof(double));
+    return 0;
+}
+
+static double rel_diff(double a, double ref) { return fabs(a - ref) / fmax(fabs(ref), 1e-300); }
+
+TEST(mmd_vs_numpy_fixture) {
+    char path[700];
+    snprintf(path, sizeof path, "%s/mmd_reference.safetensors", pt_test_fixtures("mmd_reference.safetensors"));
+    pt_st_file *f = pt_st_open(path);
+    CHECK(f, "%s (regenerate with /usr/bin/python3 scripts/reference_mmd.py)", pt_last_error());
+    const char *cl = pt_st_meta(f, "cases");
+    CHECK(cl, "%s: no 'cases' metadata", path);
+    char cases[256];
+    snprintf(cases, sizeof cases, "%s", cl);
+    double worst = 0;
+    int nc = 0;
+    for (char *cs = strtok(cases, ","); cs; cs = strtok(NULL, ","), nc++) {
+        char nx[96], ny[96];
+        snprintf(nx, sizeof nx, "%s.x", cs), snprintf(ny, sizeof ny, "%s.y", cs);
+        pt_tensor tx, ty;
+        CHECK(!pt_st_get(f, nx, &tx) && !pt_st_get(f, ny, &ty) && tx.dtype == PT_F32 && ty.dtype == PT_F32 &&
+                  tx.ndim == 2 && ty.ndim == 2 && tx.shape[1] == ty.shape[1],
+              "%s: case %s: x/y", path, cs);
+        int64_t m = tx.shape[0], n = ty.shape[0];
+        int d = (int)tx.shape[1];
+        double bw, mmd2, sf, mmd2f, biased;
+        CHECK(!f64_of(f, cs, "bandwidth", &bw) && !f64_of(f, cs, "mmd2", &mmd2) && !f64_of(f, cs, "sigma_fixed", &sf) &&
+                  !f64_of(f, cs, "mmd2_fixed", &mmd2f) && !f64_of(f, cs, "mmd2_biased", &biased),
+              "%s: case %s: scalars", path, cs);
+        float *Z = malloc(sizeof(float) * (size_t)(m + n) * d);
+        memcpy(Z, tx.data, sizeof(float) * (size_t)m * d);
+        memcpy(Z + m * d, ty.data, sizeof(float) * (size_t)n * d);
+        double med, u, uf;
+        pt_mmd_result r;
+        pt_mmd_opts o = {0, 1, 0, 0};
+        CHECK(pt_median_pairwise_distance(Z, m + n, d, &med) == 0, "%s", pt_last_error());
+        CHECK(pt_mmd2_unbiased(Z, m, Z + m * d, n, d, bw, &u) == 0, "%s", pt_last_error());
+        CHECK(pt_mmd2_unbiased(Z, m, Z + m * d, n, d, sf, &uf) == 0, "%s", pt_last_error());
+        CHECK(pt_mmd_test(Z, m, Z + m * d, n, d, &o, &r) == 0, "%s", pt_last_error());
+        double e[5] = {rel_diff(med, bw), rel_diff(u, mmd2), rel_diff(uf, mmd2f), rel_diff(r.bandwidth, bw),
+                       rel_diff(r.mmd2, mmd2)};
+        double ew = 0;
+        for (int i = 0; i < 5; i++) ew = fmax(ew, e[i]);
+        printf("  %-9s m %lld n %lld d %d: bandwidth %.10g (numpy %.10g), MMD2_u %.10g (numpy %.10g; biased would be "
+               "%.6g), at sigma %g %.10g (numpy %.10g), test path %.10g; max rel diff %.2e\n",
+               cs, (long long)m, (long long)n, d, med, bw, u, mmd2, biased, sf, uf, mmd2f, r.mmd2, ew);
+        CHECK(ew < 1e-9, "case %s: relative difference %.3e against numpy", cs, ew);
+        CHECK(fabs(u - biased) > 1e-3, "case %s: the statistic is the biased one", cs);
+        CHECK(r.p == 1.0 && r.na == m && r.nb == n, "0 permutations: p %g", r.p);
+        worst = fmax(worst, ew);
+        free(Z);
+    }
+    pt_st_close(f);
+    printf("  %d cases, largest relative difference against numpy %.2e\n", nc, worst);
+    CHECK(nc == 3, "expected 3 cases, got %d", nc);
+    return 0;
+}
+
+/* rows [n, d] of N(shift, 1) from stream seed. */
+static float *gauss_rows(int n, int d, double shift, uint64_t seed) {
+    pt_rng r;
+    pt_rng_seed(&r, seed);
+    float *X = malloc(sizeof(float) * (size_t)n * d);
+    for (int i = 0; i < n * d; i++) X[i] = (float)(shift + pt_rng_normal(&r));
+    return X;
+}
+
+TEST(mmd_permutation_controls) {
+    int n = 60, d = 8;
+    float *A = gauss_rows(2 * n, d, 0.0, 11), *B = gauss_rows(n, d, 1.0, 12);
+    pt_mmd_opts o = {200, 5, 0, 0};
+    pt_mmd_result same, diff, again, one;
+    CHECK(pt_mmd_test(A, n, A + n * d, n, d, &o, &same) == 0, "%s", pt_last_error());
+    CHECK(pt_mmd_test(A, n, B, n, d, &o, &diff) == 0, "%s", pt_last_error());
+    omp_set_num_threads(1);
+    int rc = pt_mmd_test(A, n, B, n, d, &o, &one);
+    omp_set_num_threads(2);
+    rc |= pt_mmd_test(A, n, B, n, d, &o, &again);
+    CHECK(rc == 0, "%s", pt_last_error());
+    printf("  one cloud split in two: MMD2_u %.3e, p %.4f (bandwidth %.4f); shifted by 1 per coordinate: MMD2_u %.4f, "
+           "p %.4f (%d permutations, floor 1/%d = %.4f)\n",
+           same.mmd2, same.p, same.bandwidth, diff.mmd2, diff.p, o.n_perm, o.n_perm + 1, 1.0 / (o.n_perm + 1));
+    CHECK(same.p > 0.05, "one cloud: p %.4f <= 0.05", same.p);
+    CHECK(diff.p < 0.01, "two clouds: p %.4f >= 0.01", diff.p);
+    CHECK(diff.mmd2 > 10 * fabs(same.mmd2), "MMD2 %g vs %g", diff.mmd2, same.mmd2);
+    CHECK(one.mmd2 == again.mmd2 && one.p == again.p && again.p == diff.p, "threads or reruns change the result");
+    /* max_n: a seeded subset of each side */
+    pt_mmd_opts os = {50, 5, 20, 0};
+    pt_mmd_result sub;
+    CHECK(pt_mmd_test(A, n, B, n, d, &os, &sub) == 0 && sub.na == 20 && sub.nb == 20, "subset %lld %lld",
+          (long long)sub.na, (long long)sub.nb);
+    /* bad input */
+    CHECK(pt_mmd_test(A, 1, B, n, d, &o, &sub) == PT_ERR && strstr(pt_last_error(), "at least 2 rows"), "1 row accepted");
+    printf("  %s\n", pt_last_error());
+    float Z[8] = {0};
+    CHECK(pt_mmd_test(Z, 2, Z + 4, 2, 2, &o, &sub) == PT_ERR && strstr(pt_last_error(), "median pairwise distance is 0"),
+          "coinciding points accepted");
+    printf("  %s\n", pt_last_error());
+    free(A), free(B);
+    return 0;
+}
+
 
 /* ---- model-based pieces --------------------------------------------------------------*/
-#include "ptune/forward.h"
-#include "ptune/safetensors.h"
 
 static pt_config tiny_cfg(pt_arch arch, int vocab) {
     pt_config c;
@@ -473,7 +591,7 @@ TEST(acts_capture_fixture) {
     fprintf(f, "the dream was blue\n\nI walked into a room of light and sound\n\na cat\n");
     fclose(f);
     int layers[3] = {0, 2, 4};
-    pt_acts_opts o = {layers, 3, PT_POOL_TOKEN, 0, 2, 64};
+    pt_acts_opts o = {.layers = layers, .n_layers = 3, .pool = PT_POOL_TOKEN, .batch = 2, .max_len = 64};
     pt_acts A, Mn;
     CHECK(pt_acts_capture(m, tok, data, &o, &A) == 0, "%s", pt_last_error());
     o.pool = PT_POOL_MEAN;
@@ -541,7 +659,7 @@ TEST(acts_capture_fixture) {
     float *row = (float *)r->tok_embd.data + (size_t)cat[nc - 1] * c.dim;
     row[0] = NAN;
     int l0[1] = {0};
-    pt_acts_opts o2 = {l0, 1, PT_POOL_TOKEN, 0, 2, 64};
+    pt_acts_opts o2 = {.layers = l0, .n_layers = 1, .pool = PT_POOL_TOKEN, .batch = 2, .max_len = 64};
     CHECK(pt_acts_capture(r, tok, data, &o2, &A) == 0, "%s", pt_last_error());
     int fin = 1;
     for (int64_t i = 0; i < A.n * c.dim; i++) fin &= isfinite(A.acts[0][i]);
@@ -553,6 +671,185 @@ TEST(acts_capture_fixture) {
     pt_tokenizer_free(tok);
     pt_model_free(m);
     remove(data);
+    return 0;
+}
+
+/* ---- capture with a prompt attached -------------------------------------------------------*/
+/* Hand-made rows of random ids (lengths lens[0..n)). */
+static void rows_make(pt_rows *r, const int *lens, int n, int V, uint64_t seed) {
+    memset(r, 0, sizeof *r);
+    pt_rng g;
+    pt_rng_seed(&g, seed);
+    int tot = 0;
+    for (int i = 0; i < n; i++) tot += lens[i];
+    r->ids = malloc(sizeof(int32_t) * (size_t)tot), r->off = malloc(sizeof(int64_t) * (size_t)(n + 1));
+    r->n_prompt = malloc(sizeof(int32_t) * (size_t)n), r->example = malloc(sizeof(int32_t) * (size_t)n);
+    r->off[0] = 0;
+    for (int i = 0; i < n; i++) {
+        for (int t = 0; t < lens[i]; t++) r->ids[r->off[i] + t] = (int32_t)pt_rng_below(&g, (uint64_t)V);
+        r->off[i + 1] = r->off[i] + lens[i];
+        r->n_prompt[i] = 1, r->example[i] = i;
+        if (lens[i] > r->max_len) r->max_len = lens[i];
+    }
+    r->n_rows = n;
+}
+
+/* pt_capture_rows's sink: every vector of every layer, in order ([nl][rows, d]). */
+typedef struct {
+    int nl, d;
+    int64_t n, cap;
+    float *v[8];
+} cap_sink;
+
+static int cap_take(void *user, const float *const *v, int k, const int32_t *tok, const int32_t *row) {
+    cap_sink *s = user;
+    if (s->n + k > s->cap) return PT_ERR;
+    for (int l = 0; l < s->nl; l++) memcpy(s->v[l] + s->n * s->d, v[l], sizeof(float) * (size_t)k * s->d);
+    s->n += k;
+    return 0;
+}
+
+static int capture_all(const pt_model *m, const pt_rows *r, const pt_prompt *p, const int *layers, int nl, pt_pool pool,
+                       cap_sink *s) {
+    s->nl = nl, s->d = m->cfg.dim, s->n = 0, s->cap = r->off[r->n_rows];
+    for (int l = 0; l < nl; l++) s->v[l] = malloc(sizeof(float) * (size_t)s->cap * s->d);
+    return pt_capture_rows_prompt(m, r, 0, p, layers, nl, pool, 2, cap_take, s);
+}
+
+static void cap_free(cap_sink *s) {
+    for (int l = 0; l < s->nl; l++) free(s->v[l]);
+}
+
+static double max_diff(const float *a, const float *b, size_t n) {
+    double md = 0;
+    for (size_t i = 0; i < n; i++) md = fmax(md, fabs((double)a[i] - (double)b[i]));
+    return md;
+}
+
+/* Soft prompt: the captured rows equal a plain forward over [P; token
+ * embeddings] built here (PT_TOK_EMBED rows), one row at a time, at the real
+ * positions; and differ from the capture without the prompt. */
+static int soft_vs_embeds(const char *pt_test_name_, const pt_model *m, const pt_rows *r, const float *P, int N) {
+    int d = m->cfg.dim, L = m->cfg.n_layers, layers[8], nl = L + 1;
+    for (int l = 0; l < nl; l++) layers[l] = l;
+    pt_prompt pr = {.n_virtual = N, .soft = P};
+    cap_sink with = {0}, plain = {0}, mean = {0};
+    CHECK(capture_all(m, r, &pr, layers, nl, PT_POOL_TOKEN, &with) == 0, "%s", pt_last_error());
+    CHECK(capture_all(m, r, NULL, layers, nl, PT_POOL_TOKEN, &plain) == 0, "%s", pt_last_error());
+    CHECK(capture_all(m, r, &pr, layers, nl, PT_POOL_MEAN, &mean) == 0, "%s", pt_last_error());
+    CHECK(with.n == r->off[r->n_rows] && mean.n == r->n_rows, "rows %lld %lld", (long long)with.n, (long long)mean.n);
+    int T = N + r->max_len;
+    pt_workspace *ws = pt_workspace_new(m, 1, T);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)T), *pos = malloc(sizeof(int32_t) * (size_t)T);
+    float *emb = calloc((size_t)T * d, sizeof(float)), *hid = malloc(sizeof(float) * (size_t)nl * T * d);
+    double md = 0, mm = 0, dl[8] = {0};
+    for (int i = 0; i < r->n_rows; i++) {
+        int n = (int)(r->off[i + 1] - r->off[i]);
+        for (int t = 0; t < N; t++) ids[t] = PT_TOK_EMBED;
+        memcpy(emb, P, sizeof(float) * (size_t)N * d);
+        for (int t = 0; t < n; t++) ids[N + t] = r->ids[r->off[i] + t], pos[t] = N + t;
+        pt_batch in = {.B = 1, .T = N + n, .ids = ids, .embeds = emb};
+        pt_forward_out fo = {0};
+        fo.n_capture = nl, fo.capture_layers = layers, fo.hidden = hid, fo.capture_pos = pos, fo.n_capture_pos = n;
+        CHECK(pt_forward(m, ws, &in, &fo) == 0, "%s", pt_last_error());
+        for (int l = 0; l < nl; l++) {
+            md = fmax(md, max_diff(with.v[l] + r->off[i] * d, hid + (size_t)l * n * d, (size_t)n * d));
+            dl[l] = fmax(dl[l], max_diff(with.v[l] + r->off[i] * d, plain.v[l] + r->off[i] * d, (size_t)n * d));
+            for (int j = 0; j < d; j++) { /* mean pooling: the mean of the real tokens only */
+                double sm = 0;
+                for (int t = 0; t < n; t++) sm += (double)with.v[l][(r->off[i] + t) * d + j];
+                mm = fmax(mm, fabs(sm / n - (double)mean.v[l][(size_t)i * d + j]));
+            }
+        }
+    }
+    printf("  arch %d soft N %d: batched capture vs plain forward over [P; embeddings] max diff %.2e; mean pooling %.2e; "
+           "vs no prompt, per layer:", (int)m->cfg.arch, N, md, mm);
+    for (int l = 0; l < nl; l++) printf(" %.3g", dl[l]);
+    printf("\n");
+    CHECK(md < 1e-5 && mm < 1e-5, "capture with the soft prompt differs from the reference");
+    for (int l = 1; l < nl; l++) CHECK(dl[l] > 1e-3, "layer %d: the prompt changed nothing (%g)", l, dl[l]);
+    /* GPT-2: the real tokens' position embeddings move by N; Llama: layer 0 is the token row itself */
+    CHECK(m->cfg.arch == PT_ARCH_GPT2 ? dl[0] > 1e-3 : dl[0] == 0, "layer 0 diff %g", dl[0]);
+    cap_free(&with), cap_free(&plain), cap_free(&mean);
+    free(ids), free(pos), free(emb), free(hid);
+    pt_workspace_free(ws);
+    return 0;
+}
+
+/* Deep and prefix: the last captured layer (after the final norm) through
+ * the LM head equals the logits of the evaluation's forward (pt_forward with
+ * the prompt, pt_eval's path); layers below a deep prompt's lowest layer
+ * equal the plain capture, the ones above differ. */
+static int prompt_vs_logits(const char *pt_test_name_, const pt_model *m, const pt_rows *r, const pt_prompt *pr,
+                            int lowest, const char *what) {
+    int d = m->cfg.dim, L = m->cfg.n_layers, V = m->cfg.vocab_size, layers[8], nl = L + 1;
+    for (int l = 0; l < nl; l++) layers[l] = l;
+    cap_sink with = {0}, plain = {0};
+    CHECK(capture_all(m, r, pr, layers, nl, PT_POOL_TOKEN, &with) == 0, "%s", pt_last_error());
+    CHECK(capture_all(m, r, NULL, layers, nl, PT_POOL_TOKEN, &plain) == 0, "%s", pt_last_error());
+    pt_ws_opts wo = {.B = 1, .T = r->max_len, .n_virtual = pr->n_virtual};
+    pt_workspace *ws = pt_workspace_new_opts(m, &wo);
+    float *lg = malloc(sizeof(float) * (size_t)r->max_len * V), *w = malloc(sizeof(float) * (size_t)d);
+    double md = 0, mx = 0, dl[8] = {0};
+    for (int i = 0; i < r->n_rows; i++) {
+        int n = (int)(r->off[i + 1] - r->off[i]);
+        pt_batch in = {.B = 1, .T = n, .ids = r->ids + r->off[i], .prompt = pr};
+        pt_forward_out fo = {0};
+        fo.logits = lg;
+        CHECK(pt_forward(m, ws, &in, &fo) == 0, "%s", pt_last_error());
+        for (int v = 0; v < V; v++) {
+            pt_tensor_row_f32(&m->lm_head, v, w);
+            for (int t = 0; t < n; t++) {
+                double z = 0;
+                for (int j = 0; j < d; j++) z += (double)with.v[L][(r->off[i] + t) * d + j] * (double)w[j];
+                md = fmax(md, fabs(z - (double)lg[(size_t)t * V + v]));
+                mx = fmax(mx, fabs((double)lg[(size_t)t * V + v]));
+            }
+        }
+        for (int l = 0; l < nl; l++)
+            dl[l] = fmax(dl[l], max_diff(with.v[l] + r->off[i] * d, plain.v[l] + r->off[i] * d, (size_t)n * d));
+    }
+    printf("  arch %d %s: head(captured layer %d) vs the prompted forward's logits max diff %.2e (logits up to %.2f); "
+           "vs no prompt, per layer:", (int)m->cfg.arch, what, L, md, mx);
+    for (int l = 0; l < nl; l++) printf(" %.3g", dl[l]);
+    printf("\n");
+    CHECK(md < 1e-4 * fmax(mx, 1), "logits differ");
+    for (int l = 0; l < nl; l++)
+        if (l <= lowest) CHECK(dl[l] < 1e-6, "%s: layer %d below the prompt changed (%g)", what, l, dl[l]);
+        else CHECK(dl[l] > 1e-3, "%s: layer %d: the prompt changed nothing (%g)", what, l, dl[l]);
+    cap_free(&with), cap_free(&plain);
+    free(lg), free(w);
+    pt_workspace_free(ws);
+    return 0;
+}
+
+TEST(capture_with_prompt) {
+    int lens[5] = {5, 3, 9, 1, 6};
+    for (int arch = 1; arch <= 2; arch++) {
+        pt_config c = tiny_cfg((pt_arch)arch, 300);
+        pt_model *m = pt_model_random(&c, PT_F32, 21);
+        CHECK(m, "%s", pt_last_error());
+        pt_rows r;
+        rows_make(&r, lens, 5, c.vocab_size, 22);
+        int N = 3, d = c.dim, L = c.n_layers, kvd = c.n_kv_heads * c.head_dim;
+        float *P = gauss_rows(N, d, 0.0, 23), *D1 = gauss_rows(N, d, 0.0, 24), *D2 = gauss_rows(N, d, 0.0, 25);
+        for (int i = 0; i < N * d; i++) P[i] *= 0.5f, D1[i] *= 0.5f, D2[i] *= 0.5f;
+        if (soft_vs_embeds(pt_test_name_, m, &r, P, N)) return 1;
+        /* deep at layers 1 and 2: hidden_states 0 and 1 lie below it */
+        int dl[2] = {1, 2};
+        const float *dv[2] = {D1, D2};
+        pt_prompt deep = {.n_virtual = N, .n_deep = 2, .deep_layers = dl, .deep_vecs = dv};
+        if (prompt_vs_logits(pt_test_name_, m, &r, &deep, 1, "deep 1,2")) return 1;
+        /* prefix on every layer: Llama's layer 0 is the token row itself (lowest 0); GPT-2's moves with the positions */
+        float *K = gauss_rows(L * N, kvd, 0.0, 26), *Vv = gauss_rows(L * N, kvd, 0.0, 27);
+        const float *pk[8], *pv[8];
+        for (int l = 0; l < L; l++) pk[l] = K + (size_t)l * N * kvd, pv[l] = Vv + (size_t)l * N * kvd;
+        pt_prompt pre = {.n_virtual = N, .prefix_k = pk, .prefix_v = pv};
+        if (prompt_vs_logits(pt_test_name_, m, &r, &pre, arch == PT_ARCH_LLAMA ? 0 : -1, "prefix")) return 1;
+        free(P), free(D1), free(D2), free(K), free(Vv);
+        pt_rows_free(&r);
+        pt_model_free(m);
+    }
     return 0;
 }
 
@@ -568,5 +865,8 @@ int main(void) {
     PT_RUN(logit_lens_vs_forward);
     PT_RUN(prompt_geometry_and_mahalanobis);
     PT_RUN(acts_capture_fixture);
+    PT_RUN(mmd_vs_numpy_fixture);
+    PT_RUN(mmd_permutation_controls);
+    PT_RUN(capture_with_prompt);
     return PT_DONE();
 }

@@ -10,6 +10,7 @@
 #define PTUNE_ANALYSIS_H
 
 #include "ptune/core.h"
+#include "ptune/forward.h"
 #include "ptune/model.h"
 #include "ptune/prior.h"
 #include "ptune/tokenizer.h"
@@ -20,7 +21,10 @@
  * `token_ids` [n] I32 (per-token pooling: the token; mean pooling: the row's
  * last token), `sample_index` [n] I32 (example index in the data file).
  * Metadata: "layers" ("0,4,8"), "layer" (first), "pool", "model", "data",
- * "n_bad" (rows dropped for NaN/Inf in any layer). */
+ * "n_bad" (rows dropped for NaN/Inf in any layer); captured with a trained
+ * prompt attached also "adapter" (the run directory as given),
+ * "adapter_method" (soft|deep|prefix) and "adapter_tokens" (N). Without a
+ * prompt those three are absent and the file is what it always was. */
 typedef struct {
     int64_t n;        /* rows */
     int d;
@@ -31,6 +35,9 @@ typedef struct {
     int32_t *sample_index; /* [n] */
     pt_pool pool;
     int64_t n_bad;    /* rows excluded for non-finite values */
+    char *adapter;    /* owned; NULL: captured without a prompt */
+    char adapter_method[8]; /* "soft", "deep", "prefix" ("" without) */
+    int adapter_tokens;     /* N (0 without) */
 } pt_acts;
 
 typedef struct {
@@ -40,6 +47,12 @@ typedef struct {
     int64_t max_n;     /* stop after this many output rows (<= 0: all) */
     int batch;         /* rows per forward (<= 0: 8) */
     int max_len;       /* tokens per row (<= 0: 256) */
+    /* A trained prompt attached to every row (forward.h; NULL: plain forward)
+     * and the name recorded for it (metadata "adapter"). The real tokens'
+     * hidden states are captured, never the prompt positions; rows are cut
+     * to the model's context less the prompt's N positions. */
+    const pt_prompt *prompt;
+    const char *adapter;
 } pt_acts_opts;
 
 /* Runs the model over a data file (any pt_data_load format) and captures the
@@ -178,6 +191,11 @@ int pt_kmeans(const float *X, int64_t n, int d, int k, uint64_t seed, int max_it
  * distances still to all points) and *sampled is set to that count, else 0. */
 int pt_silhouette(const float *X, int64_t n, int d, const int32_t *labels, int64_t max_exact, uint64_t seed,
                   double *out, int64_t *sampled);
+/* The same, and per_label [n_labels] (may be NULL): the mean silhouette of
+ * the (sampled) points of each label, NaN for a label with none; labels must
+ * lie in 0..n_labels-1. */
+int pt_silhouette_labels(const float *X, int64_t n, int d, const int32_t *labels, int n_labels, int64_t max_exact,
+                         uint64_t seed, double *out, int64_t *sampled, double *per_label);
 
 /* Purity of a clustering against true labels: sum_c max_t |c n t| / n.
  * per_label (may be NULL) [n_labels]: for task t, the fraction of its points
@@ -258,6 +276,42 @@ typedef struct {
 int pt_mann_whitney(const double *a, int64_t na, const double *b, int64_t nb, pt_test_result *r);
 int pt_ks_2samp(const double *a, int64_t na, const double *b, int64_t nb, pt_test_result *r);
 
+/* ---- kernel two-sample test (MMD, src/analysis/mmd.c) ---------------------------
+ * Gaussian RBF kernel k(x, y) = exp(-|x - y|^2 / (2 sigma^2)); sigma is the
+ * median of the Euclidean distances of all pairs i < j of the pooled sample
+ * X u Y (numpy's median: the mean of the two middle values for an even count),
+ * unless given. The statistic is the UNBIASED estimator (Gretton et al. 2012,
+ * eq. 3), which can be negative:
+ *   MMD2_u = sum_{i!=j} k(x_i,x_j) / (m(m-1)) + sum_{i!=j} k(y_i,y_j) / (n(n-1))
+ *          - 2 sum_{i,j} k(x_i,y_j) / (mn).
+ * Permutation test: P relabellings of the pooled sample (Fisher-Yates,
+ * permutation p drawn from stream p of the seed; sigma kept),
+ * p = (1 + #{MMD2_perm >= MMD2_obs}) / (P + 1). Max_n subsets come from the
+ * seed's own stream. Sums in double;
+ * the permutations' statistics are computed in their own slots, so results do
+ * not depend on the thread count. */
+typedef struct {
+    int n_perm;        /* permutations P (0: none, p = 1) */
+    uint64_t seed;     /* permutations and subsampling */
+    int64_t max_n;     /* rows per sample at most (a seeded subset; <= 0: all) */
+    double bandwidth;  /* sigma; <= 0: the median rule */
+} pt_mmd_opts;
+
+typedef struct {
+    double mmd2;       /* unbiased MMD^2 */
+    double bandwidth;  /* sigma used */
+    double p;          /* permutation p-value */
+    int n_perm;
+    int64_t na, nb;    /* rows used (after max_n) */
+} pt_mmd_result;
+
+/* Median pairwise Euclidean distance of the rows of X [n, d] (n >= 2). */
+int pt_median_pairwise_distance(const float *X, int64_t n, int d, double *out);
+/* Unbiased MMD^2 of X [m, d] against Y [n, d] (m, n >= 2) with bandwidth sigma > 0. */
+int pt_mmd2_unbiased(const float *X, int64_t m, const float *Y, int64_t n, int d, double sigma, double *out);
+/* The test above; needs at least 2 rows per sample (after max_n). */
+int pt_mmd_test(const float *X, int64_t m, const float *Y, int64_t n, int d, const pt_mmd_opts *o, pt_mmd_result *r);
+
 /* A text's residual path at `layer` (hidden_states index) with the step
  * lengths, against n_random random-token sequences of the same length through
  * the same model (ids uniform over non-special tokens, seeded). path [T, d]
@@ -278,6 +332,31 @@ typedef struct {
 int pt_trajectory_compute(const pt_model *m, const pt_tokenizer *tok, const char *text, int layer, int n_random,
                           uint64_t seed, pt_trajectory *out);
 void pt_trajectory_free(pt_trajectory *t);
+
+/* ---- paths of prompt vectors over training (ptune analyze posterior-path) ------
+ * X [S, n, d]: the same n vectors at S snapshots, taken at steps[S]
+ * (ascending; a run's snapshots.safetensors, tune.h). Per vector: the path
+ * length sum_s |x[s+1] - x[s]| and the net drift |x[S-1] - x[0]| (L2 in the
+ * vectors' own space, accumulated in double). With a vocabulary E [V, d]
+ * (else NULL): the nearest row (L2, ties to the lower index) at every
+ * snapshot, and the settle step, the first steps[s] from which the nearest
+ * row stays the final one. For the set: the smallest pairwise L2 at every
+ * snapshot, and the collapse step, the first steps[s] at which some pair is
+ * within eps (<= eps), or -1. */
+typedef struct {
+    int S, n, d;
+    double *length;        /* [n] */
+    double *drift;         /* [n] */
+    int32_t *nearest;      /* [S, n] (NULL without E) */
+    int64_t *settle_step;  /* [n] (NULL without E) */
+    double *min_pair;      /* [S] (INFINITY when n < 2) */
+    int64_t collapse_step; /* -1: none */
+    int collapse_i, collapse_j; /* the closest pair at collapse_step (-1 when none) */
+} pt_path_stats;
+
+int pt_path_stats_compute(const float *X, const int64_t *steps, int S, int n, int d, const float *E, int64_t V,
+                          double eps, pt_path_stats *out);
+void pt_path_stats_free(pt_path_stats *p);
 
 /* ---- logit lens -----------------------------------------------------------------
  * For every hidden_states index l in 0..L (all layers) and each position of

@@ -31,8 +31,10 @@
  * cut after deep layers) are spelled out in backward.h. All prompt tensors are
  * shared by every row of the batch. The workspace must be planned with
  * n_virtual >= n_virtual of the prompt. With a prompt, pt_forward_out's
- * logit_pos refer to real positions b*T + t (t in 0..T-1) and capture is not
- * supported.
+ * logit_pos and capture_pos refer to real positions b*T + t (t in 0..T-1):
+ * the hidden states captured are those of the real tokens with the prompt
+ * attached (soft: after the N prompt positions; prefix: at positions N..);
+ * the prompt's own positions are never captured.
  *
  * soft:   soft [N, d]: row = [P_0..P_{N-1}, tok_0..tok_{T-1}], positions 0..N+T-1.
  * deep:   deep_layers [n_deep] ascending in 0..L-1 (0 = input-level vectors),
@@ -137,8 +139,10 @@ int pt_forward(const pt_model *m, pt_workspace *ws, const pt_batch *in, pt_forwa
 
 /* ---- activation capture over a data set ---------------------------------------
  * The one capture path of priors (activation fits) and analysis (ptune acts):
- * rows of a pt_rows (data.h) in batches of `batch` through the plain forward,
- * hidden states of `layers` (hidden_states indices, 0..L) pooled per row:
+ * rows of a pt_rows (data.h) in batches of `batch` through the plain forward
+ * (or, pt_capture_rows_prompt, with a trained prompt attached: the real
+ * tokens' hidden states, the prompt positions left out), hidden states of
+ * `layers` (hidden_states indices, 0..L) pooled per row:
  *   PT_POOL_TOKEN    every real position (lens[b] vectors per row);
  *   PT_POOL_MEAN     the mean over the row's real positions;
  *   PT_POOL_MEAN_PAD the mean over all positions of the row padded (with pad)
@@ -157,6 +161,10 @@ struct pt_rows;
 typedef int (*pt_capture_fn)(void *user, const float *const *v, int k, const int32_t *tok, const int32_t *row);
 int pt_capture_rows(const pt_model *m, const struct pt_rows *rows, int32_t pad, const int *layers, int nl,
                     pt_pool pool, int batch, pt_capture_fn fn, void *user);
+/* The same with prompt p (any method, as pt_batch.prompt; NULL: plain) on
+ * every row; the pooling covers the real positions only. */
+int pt_capture_rows_prompt(const pt_model *m, const struct pt_rows *rows, int32_t pad, const pt_prompt *p,
+                           const int *layers, int nl, pt_pool pool, int batch, pt_capture_fn fn, void *user);
 
 /* The model's final norm (with its family's weight offset) over n rows of
  * x [n, d] into out (may be x), as the logits see them. 0 or PT_ERR. */

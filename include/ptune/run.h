@@ -46,6 +46,7 @@ typedef struct {
     /* how data and val are read (data.h pt_data_opts; 0: as detected, every example) */
     int data_format;          /* --format: PT_DATA_* */
     long rows, val_rows;      /* --rows, --val-rows: a subset of that many examples drawn with seed */
+    long snapshot_every;      /* --snapshot-every K: snapshots.safetensors (tune.h); 0: none */
 } pt_tune_job;
 
 void pt_tune_job_init(pt_tune_job *j);
@@ -95,6 +96,79 @@ int pt_run_eval(const pt_model *m, const pt_tokenizer *tok, const char *adapter_
 int pt_run_eval_opts(const pt_model *m, const pt_tokenizer *tok, const char *adapter_dir, const char *data,
                      const pt_data_opts *dopts, const char *tmpl, int max_len, int eos, int batch,
                      pt_eval_result *r);
+
+/* ---- ablation (docs/analysis.md, "Does placement matter?") ------------------------------
+ * A run's tuned prompt against variants of itself in which some vectors are
+ * replaced by their nearest token-embedding row (L2), by their prior sample
+ * (the same row of prior.safetensors) or by zero. Units: each vector; for
+ * deep prompts each vector of each layer, each layer's set (when the run
+ * prompts more than one layer); all vectors. Every variant is scored on the
+ * same rows as the tuned prompt through pt_eval_per_row; differences are
+ * variant - tuned, with percentile bootstrap intervals over the rows (paired:
+ * one set of resamples serves every variant). Soft and deep runs; prefix
+ * runs (key/value space) are refused. */
+typedef enum { PT_ABLATE_VOCAB = 0, PT_ABLATE_PRIOR = 1, PT_ABLATE_ZERO = 2 } pt_ablate_repl;
+#define PT_ABLATE_NREPL 3
+/* "vocab", "prior", "zero" */
+const char *pt_ablate_repl_name(int repl);
+
+typedef struct {
+    const char *run;          /* the run directory (adapter, prior.safetensors, run.json) */
+    const char *data;         /* scored as `ptune eval --data` */
+    const pt_data_opts *dopts; /* format and seeded subset (NULL: every example) */
+    const char *tmpl;
+    int max_len, eos, batch;  /* as pt_run_eval (batch 0: 8) */
+    int boot;                 /* bootstrap resamples (0: 1000) */
+    uint64_t seed;            /* the resamples' stream */
+} pt_ablate_opts;
+
+typedef enum { PT_ABLATE_ONE = 0, PT_ABLATE_LAYER = 1, PT_ABLATE_ALL = 2 } pt_ablate_scope;
+
+typedef struct {
+    pt_ablate_scope scope;
+    int block;               /* ONE, LAYER: the block (deep: index into layers) */
+    int vector;              /* ONE: the vector 0..N-1 */
+    int repl;                /* pt_ablate_repl */
+    double loss, em;         /* the variant's loss (mean over target tokens) and exact match */
+    double d_loss, d_loss_lo, d_loss_hi; /* variant - tuned and its 95% bootstrap interval */
+    double d_em, d_em_lo, d_em_hi;
+    double *row_loss;        /* [n_rows] each row's target cross-entropy sum */
+    uint8_t *row_em;         /* [n_rows] */
+} pt_ablate_variant;
+
+typedef struct {
+    pt_method method;
+    int N, d, n_blocks;      /* soft: 1 block; deep: one per layer */
+    int layers[PT_MAX_DEEP]; /* deep: the prompted layers (soft: 0) */
+    int n_rows;
+    int64_t n_tokens;
+    int boot;
+    uint64_t seed;
+    double loss, em;         /* the tuned prompt's */
+    double *row_loss;        /* [n_rows] tuned, as pt_ablate_variant */
+    uint8_t *row_em;
+    int32_t *row_tokens;     /* [n_rows] target tokens per row */
+    int32_t *nearest;        /* [n_blocks * N] nearest token id of each tuned vector */
+    float *nearest_dist;     /* [n_blocks * N] its L2 distance */
+    float *prior_dist;       /* [n_blocks * N] L2 distance to the prior sample */
+    int n_var;
+    pt_ablate_variant *var;  /* units in order (block-major vectors, layers, all), each x 3 replacements */
+} pt_ablate_result;
+
+/* Loads the run's adapter (refused for another model, as --adapter) and
+ * prior, scores the tuned prompt and every variant on opts->data. */
+int pt_ablate_run(const pt_model *m, const pt_tokenizer *tok, const pt_ablate_opts *opts, pt_ablate_result *out);
+void pt_ablate_free(pt_ablate_result *r);
+/* The paired bootstrap behind the intervals, for n rows: resample b of
+ * boot draws n row indices with pt_rng_below from one pt_rng seeded with
+ * seed (draws in resample order), and gives
+ *   d_loss_b = sum_w (lv - lt) / sum_w tokens,  d_em_b = sum_w (ev - et) / n
+ * (sums over the drawn rows with multiplicity). lo/hi: the 2.5% and 97.5%
+ * percentiles (linear interpolation between order statistics, numpy's
+ * default). */
+int pt_ablate_boot(int n, const double *lt, const double *lv, const int32_t *tokens, const uint8_t *et,
+                   const uint8_t *ev, int boot, uint64_t seed, double *loss_lo, double *loss_hi, double *em_lo,
+                   double *em_hi);
 
 /* ---- reading runs --------------------------------------------------------------------- */
 

@@ -22,6 +22,8 @@
  *   metrics.jsonl               {"step","train_loss","lr","grad_norm"} per step
  *                               (+ "prior_penalty", "prior_m2" with a penalty),
  *                               {"step","val_loss"} at 0 and every K steps
+ *   snapshots.safetensors       with snapshot_every > 0: the prompt at step 0,
+ *                               every K steps and at the last (below)
  * Every file is written atomically (temporary name + rename). */
 #ifndef PTUNE_TUNE_H
 #define PTUNE_TUNE_H
@@ -114,6 +116,52 @@ int pt_adapter_load(const char *dir, const pt_model *m, const char *model_sha, p
  * *.gguf files (sorted). out: 65 bytes. */
 int pt_model_sha256(const char *model_path, char out[65]);
 
+/* ---- snapshots (snapshots.safetensors, docs/run-dir.md) -----------------------
+ * The prompt as the model sees it (pp->kv) at several steps, in one file:
+ *   `snapshots` F32 [S, R, W]: S snapshots of R = n_groups * N vectors of width W;
+ *   `steps`     I64 [S], strictly ascending.
+ * Groups of N vectors, in pp->kv order: soft 1 group (W = d); deep one per
+ * prompted layer, ascending (W = d); prefix 2 per model layer l, its keys
+ * (group 2l) then its values (2l+1) (W = kv_dim, the keys laid out head by
+ * head, no RoPE), with --prefix-projection the MLP's output (what the adapter
+ * holds), not its parameters. Metadata: format "pt", ptune_method, tokens (N),
+ * snapshot_every (K), ptune_layers (deep, "0,2"), n_layers (prefix). */
+#define PT_SNAPSHOTS_FILE "snapshots.safetensors"
+
+typedef struct {
+    pt_method method;
+    int N;                      /* vectors per group */
+    int width;                  /* W */
+    int n_groups;
+    int n_layers;               /* prefix: the model's layers (n_groups / 2) */
+    int layers[PT_MAX_DEEP];    /* deep: the prompted layers, one per group */
+    int64_t every;              /* K (0: unknown) */
+    int n, cap;                 /* snapshots held */
+    int64_t *steps;             /* [n] */
+    float *data;                /* [n, n_groups * N, width] */
+} pt_snapshots;
+
+/* An empty set shaped like pp's prompt. */
+int pt_snapshots_init(pt_snapshots *s, const pt_prompt_params *pp, int64_t every);
+/* Appends a copy of kv [n_groups * N * width] (pp->kv) as the snapshot of
+ * step, which must be above the last one held. */
+int pt_snapshots_add(pt_snapshots *s, int64_t step, const float *kv);
+/* Drops the snapshots of steps after last_step (a resumed run's checkpoint). */
+void pt_snapshots_trim(pt_snapshots *s, int64_t last_step);
+/* Writes the whole set atomically (temporary name, then rename). */
+int pt_snapshots_save(const pt_snapshots *s, const char *path);
+/* Reads and checks a file written by pt_snapshots_save (s is initialised). */
+int pt_snapshots_load(const char *path, pt_snapshots *s);
+void pt_snapshots_free(pt_snapshots *s);
+/* Vectors per snapshot (n_groups * N). */
+static inline int pt_snapshots_rows(const pt_snapshots *s) { return s->n_groups * s->N; }
+/* Group g's name: "soft", "layer_L" (deep), "layer_L.key" / "layer_L.value"
+ * (prefix); its layer (soft: 0); whether its vectors live in the token
+ * embedding space (soft, deep layer 0), where the vocabulary can be compared. */
+void pt_snapshots_group_name(const pt_snapshots *s, int g, char *buf, size_t n);
+int pt_snapshots_group_layer(const pt_snapshots *s, int g);
+int pt_snapshots_group_embedding(const pt_snapshots *s, int g);
+
 /* ---- training ----------------------------------------------------------------*/
 /* A loss term on the parameters themselves, once per optimizer step (run.h:
  * the prior penalty of --prior-weight, docs/analysis.md): at the parameters
@@ -148,6 +196,11 @@ typedef struct {
     const char *out_dir;
     pt_penalty_fn penalty; /* NULL: none (the metrics lines as without it) */
     void *penalty_ctx;
+    /* > 0: out_dir/snapshots.safetensors (above) holds the prompt at step 0,
+     * at every multiple of this and at `steps`, rewritten whole before the
+     * checkpoint of each such step; a resumed run reads it back and drops the
+     * snapshots after its checkpoint. 0: no file. */
+    int64_t snapshot_every;
 } pt_train_opts;
 
 typedef struct {
@@ -190,6 +243,19 @@ typedef struct {
  * be NULL (plain model). tok is needed for F1 (NULL: f1 = -1). */
 int pt_eval(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, const pt_rows *rows,
             pt_prompt_params *pp, int batch, pt_eval_result *res);
+/* Each row's part of pt_eval's teacher-forced figures, arrays of
+ * rows->n_rows (any may be NULL): loss = the sum of the row's target-token
+ * cross-entropies, n_tokens = its target tokens, exact = 1 when greedy
+ * decoding reproduces its target. So res->loss = sum(loss) / sum(n_tokens)
+ * and res->exact_match = mean(exact). */
+typedef struct {
+    double *loss;
+    int32_t *n_tokens;
+    uint8_t *exact;
+} pt_eval_row_out;
+/* pt_eval without generation (f1 = -1), filling per_row as well. */
+int pt_eval_per_row(const pt_model *m, const pt_rows *rows, pt_prompt_params *pp, int batch, pt_eval_result *res,
+                    const pt_eval_row_out *per_row);
 /* Rows whose first n_virtual ids are -1 (notebook rows of a soft prompt,
  * pt_rows.n_virtual; docs/objective.md) take the prompt as input vectors so
  * the loss can sit on its positions: the batch gets prompt = NULL and embeds

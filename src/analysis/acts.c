@@ -14,7 +14,7 @@ void pt_acts_free(pt_acts *a) {
     if (!a) return;
     if (a->acts)
         for (int l = 0; l < a->n_layers; l++) free(a->acts[l]);
-    free(a->acts), free(a->layers), free(a->token_ids), free(a->sample_index);
+    free(a->acts), free(a->layers), free(a->token_ids), free(a->sample_index), free(a->adapter);
     memset(a, 0, sizeof *a);
 }
 
@@ -92,6 +92,25 @@ static int acts_take(void *user, const float *const *v, int k, const int32_t *to
     return s->o->max_n > 0 && a->n >= s->o->max_n;
 }
 
+/* The method of a prompt (forward.h: exactly one part is set), or NULL. */
+static const char *prompt_method(const pt_prompt *p) {
+    if (!p || p->n_virtual < 1) return NULL;
+    if (p->soft) return "soft";
+    if (p->n_deep > 0) return "deep";
+    if (p->prefix_k || p->prefix_v) return "prefix";
+    return NULL;
+}
+
+/* Records the prompt of o in a (metadata adapter, adapter_method, adapter_tokens). */
+static int acts_set_adapter(pt_acts *a, const pt_acts_opts *o) {
+    const char *meth = prompt_method(o->prompt);
+    if (!meth) return 0;
+    if (!(a->adapter = pt_strdup(o->adapter ? o->adapter : "(in memory)"))) return pt_set_error("acts: out of memory");
+    snprintf(a->adapter_method, sizeof a->adapter_method, "%s", meth);
+    a->adapter_tokens = o->prompt->n_virtual;
+    return 0;
+}
+
 int pt_acts_capture(const pt_model *m, const pt_tokenizer *tok, const char *data_path, const pt_acts_opts *o,
                     pt_acts *out) {
     return pt_acts_capture_data(m, tok, data_path, NULL, o, out);
@@ -111,8 +130,13 @@ int pt_acts_capture_data(const pt_model *m, const pt_tokenizer *tok, const char 
             if (o->layers[j] == o->layers[i]) return pt_set_error("acts: layer %d listed twice", o->layers[i]);
     }
     if (o->n_layers > 64) return pt_set_error("acts: at most 64 layers at once");
+    if (o->prompt && o->prompt->n_virtual > 0 && !prompt_method(o->prompt))
+        return pt_set_error("acts: a prompt of %d positions without vectors (soft, deep or prefix)", o->prompt->n_virtual);
+    int N = prompt_method(o->prompt) ? o->prompt->n_virtual : 0, ctx = m->cfg.max_seq - N;
+    if (N > 0 && m->cfg.max_seq > 0 && ctx < 2)
+        return pt_set_error("acts: the model's context (%d) leaves no room next to a %d-token prompt", m->cfg.max_seq, N);
     int max_len = o->max_len > 0 ? o->max_len : 256;
-    if (m->cfg.max_seq > 0 && max_len > m->cfg.max_seq) max_len = m->cfg.max_seq;
+    if (m->cfg.max_seq > 0 && max_len > ctx) max_len = ctx;
     pt_dataset ds;
     if (pt_data_load_opts(data_path, NULL, dopts, &ds)) return PT_ERR;
     if (ds.n == 0) return pt_dataset_free(&ds), pt_set_error("%s: empty data (no examples)", data_path);
@@ -121,11 +145,13 @@ int pt_acts_capture_data(const pt_model *m, const pt_tokenizer *tok, const char 
     pt_dataset_free(&ds);
     int nl = o->n_layers;
     acts_sink k = {out, o, &rows, 1024};
-    if (acts_alloc(out, nl, o->layers, d, k.cap)) return pt_rows_free(&rows), pt_acts_free(out), PT_ERR;
+    if (acts_alloc(out, nl, o->layers, d, k.cap) || acts_set_adapter(out, o))
+        return pt_rows_free(&rows), pt_acts_free(out), PT_ERR;
     out->pool = o->pool;
     int32_t pad = pt_tokenizer_eos(tok) >= 0 ? pt_tokenizer_eos(tok) : 0;
     int rc = PT_ERR;
-    if (pt_capture_rows(m, &rows, pad, o->layers, nl, o->pool, o->batch, acts_take, &k)) goto done;
+    if (pt_capture_rows_prompt(m, &rows, pad, N ? o->prompt : NULL, o->layers, nl, o->pool, o->batch, acts_take, &k))
+        goto done;
     if (out->n == 0) {
         pt_set_error("%s: no activations left (%lld rows had NaN/Inf)", data_path, (long long)out->n_bad);
         goto done;
@@ -168,6 +194,12 @@ int pt_acts_save(const pt_acts *a, const char *path, const char *model_path, con
     if (!rc) rc = pt_st_writer_meta(w, "n_bad", buf);
     if (!rc && model_path) rc = pt_st_writer_meta(w, "model", model_path);
     if (!rc && data_path) rc = pt_st_writer_meta(w, "data", data_path);
+    if (!rc && a->adapter) {
+        rc = pt_st_writer_meta(w, "adapter", a->adapter);
+        if (!rc) rc = pt_st_writer_meta(w, "adapter_method", a->adapter_method);
+        snprintf(buf, sizeof buf, "%d", a->adapter_tokens);
+        if (!rc) rc = pt_st_writer_meta(w, "adapter_tokens", buf);
+    }
     if (!rc) rc = pt_st_writer_save(w, path);
     pt_st_writer_free(w);
     return rc ? PT_ERR : 0;
@@ -268,6 +300,15 @@ int pt_acts_load(const char *path, pt_acts *out) {
     }
     const char *nb = pt_st_meta(f, "n_bad");
     out->n_bad = nb ? atoll(nb) : 0;
+    const char *ad = pt_st_meta(f, "adapter"), *am = pt_st_meta(f, "adapter_method"), *an = pt_st_meta(f, "adapter_tokens");
+    if (ad) {
+        if (!(out->adapter = pt_strdup(ad))) {
+            pt_set_error("acts: out of memory");
+            goto done;
+        }
+        snprintf(out->adapter_method, sizeof out->adapter_method, "%s", am ? am : "");
+        out->adapter_tokens = an ? atoi(an) : 0;
+    }
     rc = 0;
 done:
     pt_st_close(f);

@@ -119,11 +119,18 @@ int pt_kmeans(const float *X, int64_t n, int d, int k, uint64_t seed, int max_it
 /* ---- silhouette ----------------------------------------------------------------*/
 int pt_silhouette(const float *X, int64_t n, int d, const int32_t *labels, int64_t max_exact, uint64_t seed,
                   double *out, int64_t *sampled) {
-    if (n < 2) return pt_set_error("silhouette: needs at least 2 points (got %lld)", (long long)n);
     int L = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (labels[i] + 1 > L) L = labels[i] + 1;
+    return pt_silhouette_labels(X, n, d, labels, L, max_exact, seed, out, sampled, NULL);
+}
+
+int pt_silhouette_labels(const float *X, int64_t n, int d, const int32_t *labels, int L, int64_t max_exact,
+                         uint64_t seed, double *out, int64_t *sampled, double *per_label) {
+    if (n < 2) return pt_set_error("silhouette: needs at least 2 points (got %lld)", (long long)n);
     for (int64_t i = 0; i < n; i++) {
         if (labels[i] < 0) return pt_set_error("silhouette: negative label at row %lld", (long long)i);
-        if (labels[i] + 1 > L) L = labels[i] + 1;
+        if (labels[i] >= L) return pt_set_error("silhouette: label %d at row %lld outside 0..%d", labels[i], (long long)i, L - 1);
     }
     int64_t *cnt = calloc((size_t)L, sizeof(int64_t));
     for (int64_t i = 0; i < n; i++) cnt[labels[i]]++;
@@ -170,6 +177,13 @@ int pt_silhouette(const float *X, int64_t n, int d, const int32_t *labels, int64
     for (int64_t q = 0; q < m; q++) tot += s[q];
     *out = tot / (double)m;
     if (sampled) *sampled = m < n ? m : 0;
+    if (per_label) { /* per label, over the same (sampled) points, in the same order */
+        int64_t *k = calloc((size_t)L, sizeof(int64_t));
+        for (int c = 0; c < L; c++) per_label[c] = 0;
+        for (int64_t q = 0; q < m && k; q++) per_label[labels[idx[q]]] += s[q], k[labels[idx[q]]]++;
+        for (int c = 0; c < L; c++) per_label[c] = k && k[c] ? per_label[c] / (double)k[c] : (double)NAN;
+        free(k);
+    }
     free(s), free(idx), free(cnt);
     return 0;
 }

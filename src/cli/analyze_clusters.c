@@ -1,5 +1,6 @@
 /* analyze_clusters.c: ptune analyze clusters: how far apart the activations
- * of several tasks lie (silhouette, k-means purity, between/within ratio). */
+ * of several tasks lie (silhouette, k-means purity, between/within ratio);
+ * --with/--without hands over to analyze_compare.c. */
 #include "cli/analyze.h"
 #include "ptune/analysis.h"
 
@@ -10,6 +11,11 @@
 
 int analyze_clusters(pt_args *a) {
     const char *files = args_str(a, "--acts"), *labs = args_str(a, "--labels");
+    const char *with = args_str(a, "--with"), *without = args_str(a, "--without");
+    if (with || without) {
+        if (files) return cli_failf("analyze", "give --acts, or --with and --without, not both");
+        return analyze_compare(a, with, without, labs);
+    }
     long k, layer, max_exact, seed;
     int as_json = args_flag(a, "--json");
     if (args_int(a, "--k", 0, &k) || args_int(a, "--layer", -1, &layer) || args_int(a, "--max-exact", 5000, &max_exact) ||
@@ -23,38 +29,14 @@ int analyze_clusters(pt_args *a) {
     if (ll)
         for (char *s = strtok(ll, ","); s && nlab < 64; s = strtok(NULL, ",")) lnames[nlab++] = s;
     if (ll && nlab != nf) return free(fl), free(ll), cli_failf("analyze", "--labels has %d names for %d files", nlab, nf);
-    int rc = 1, d = 0;
-    int64_t n = 0, cap = 0;
-    float *X = NULL;
-    int32_t *lab = NULL, *as = NULL;
+    analyze_set set;
+    if (analyze_load_set(names, nf, layer, &set)) return free(fl), free(ll), 1;
+    int rc = 1, d = set.d;
+    int64_t n = set.n;
+    float *X = set.X;
+    int32_t *lab = set.lab, *as = NULL;
     json_t *root = NULL;
     pt_cluster_stats st = {0};
-    for (int f = 0; f < nf; f++) {
-        pt_acts ac;
-        if (pt_acts_load(names[f], &ac)) {
-            cli_fail("analyze");
-            goto done;
-        }
-        int li = layer < 0 ? 0 : pt_acts_layer_index(&ac, (int)layer);
-        if (li < 0) {
-            cli_failf("analyze", "%s: no layer %ld in this file", names[f], layer);
-            pt_acts_free(&ac);
-            goto done;
-        }
-        if (f == 0) d = ac.d;
-        if (ac.d != d) {
-            cli_failf("analyze", "%s: d = %d, %s has %d", names[f], ac.d, names[0], d);
-            pt_acts_free(&ac);
-            goto done;
-        }
-        cap = n + ac.n;
-        X = realloc(X, sizeof(float) * (size_t)cap * d);
-        lab = realloc(lab, sizeof(int32_t) * (size_t)cap);
-        memcpy(X + n * d, ac.acts[li], sizeof(float) * (size_t)ac.n * d);
-        for (int64_t i = 0; i < ac.n; i++) lab[n + i] = f;
-        n += ac.n;
-        pt_acts_free(&ac);
-    }
     if (k <= 0) k = nf;
     double sil, pur, per[64];
     int64_t sampled;
@@ -102,6 +84,7 @@ int analyze_clusters(pt_args *a) {
 done:
     json_decref(root);
     pt_cluster_stats_free(&st);
-    free(X), free(lab), free(as), free(fl), free(ll);
+    analyze_set_free(&set);
+    free(as), free(fl), free(ll);
     return rc;
 }

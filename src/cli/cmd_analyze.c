@@ -1,4 +1,4 @@
-/* cmd_analyze.c: ptune analyze prompts|clusters|trajectory|lens
+/* cmd_analyze.c: ptune analyze prompts|clusters|trajectory|lens|ablate|posterior-path
  * (docs/analysis.md): the dispatch, each analysis's usage, and the helpers
  * the analyses share (analyze.h); the analyses live in analyze_<name>.c. */
 #include "cli/analyze.h"
@@ -25,8 +25,15 @@ static const struct {
      "  --png: the vocabulary's PCA plane with the prior and posterior vectors.\n"},
     {"clusters", analyze_clusters,
      "  ptune analyze clusters --acts a.safetensors,b.safetensors [--labels text,qa] [--layer L] [--k K]\n"
-     "                        [--max-exact 5000] [--seed S] [--json]\n",
-     "  Activations of several tasks (ptune acts): silhouette, k-means purity, between/within ratio.\n"},
+     "                        [--max-exact 5000] [--seed S] [--json]\n"
+     "  ptune analyze clusters --with a_p.safetensors,b_p.safetensors --without a.safetensors,b.safetensors\n"
+     "                        [--labels text,qa] [--layer L] [--permutations 200] [--mmd-max 1000]\n"
+     "                        [--bandwidth S] [--max-exact 5000] [--seed S] [--json]\n",
+     "  Activations of several tasks (ptune acts): silhouette, k-means purity, between/within ratio.\n"
+     "  --with/--without: the same tasks captured with a prompt attached (ptune acts --adapter) and\n"
+     "  without; per task the silhouette in each set and a kernel two-sample test of the two\n"
+     "  clouds (unbiased MMD^2, RBF kernel with the median-distance bandwidth unless --bandwidth,\n"
+     "  permutation p-value; at most --mmd-max rows per side, a seeded subset; 0 = all).\n"},
     {"trajectory", analyze_trajectory,
      "  ptune analyze trajectory --model M [--tokenizer T] --text TEXT --layer L [--random 20] [--seed S] [--json]\n",
      "  Step lengths of the text's path through layer L's residual stream against random token\n"
@@ -34,6 +41,24 @@ static const struct {
     {"lens", analyze_lens,
      "  ptune analyze lens --model M [--tokenizer T] (--run RUN_DIR | --text TEXT) [--top-k 5] [--json]\n",
      "  Logit lens: the top tokens of every layer at each prompt or text position.\n"},
+    {"ablate", analyze_ablate,
+     "  ptune analyze ablate --run RUN_DIR --data D [--model M] [--tokenizer T] [--rows N] [--boot 1000]\n"
+     "                       [--seed S] [--batch 8] [--max-len N] [--template S] [--eos] [--format F]\n"
+     "                       [--png FILE.png|.svg] [--json]\n",
+     "  Does placement matter? Each tuned vector (deep: of each layer; then each layer's set; then all)\n"
+     "  replaced by its nearest vocabulary row (L2), its prior sample (RUN_DIR/prior.safetensors) or\n"
+     "  zero, scored on D as `ptune eval` scores (loss over target tokens, exact match). d_loss, d_em:\n"
+     "  variant - tuned, with 95% percentile intervals from --boot resamples of the rows (paired,\n"
+     "  seeded with --seed, which also draws the --rows subset). --png: d_loss per vector and replacement.\n"},
+    {"posterior-path", analyze_posterior_path,
+     "  ptune analyze posterior-path --run RUN_DIR [--model M] [--tokenizer T] [--eps E]\n"
+     "                        [--png FIG.png|.svg] [--json]\n",
+     "  The paths of a run's prompt vectors over training (RUN_DIR/snapshots.safetensors, written by\n"
+     "  ptune tune --snapshot-every K): per vector the path length and net drift (L2), the step from\n"
+     "  which its nearest token stays the final one; per group the first step at which two vectors\n"
+     "  are within --eps (default 1e-3 x the median vocabulary-row norm). --png: the paths on the\n"
+     "  vocabulary's PCA plane (a .png inside RUN_DIR appears in ptune report). The model is the one\n"
+     "  run.json records unless --model is given. Not `trajectory`, which follows a text's tokens.\n"},
 };
 #define N_ANALYSES (sizeof analyses / sizeof analyses[0])
 
@@ -121,6 +146,45 @@ float *analyze_run_vectors(const char *run, int posterior, int d, int *n) {
     return v;
 }
 
+void analyze_set_free(analyze_set *s) {
+    for (int f = 0; s->adapter && f < s->nf; f++) free(s->adapter[f]);
+    free(s->X), free(s->lab), free(s->start), free(s->adapter);
+    memset(s, 0, sizeof *s);
+}
+
+/* Appends one file's layer to s (file index f). */
+static int set_append(analyze_set *s, const char *name, int f, long layer, const char *first) {
+    pt_acts ac;
+    if (pt_acts_load(name, &ac)) return cli_fail("analyze");
+    int li = layer < 0 ? 0 : pt_acts_layer_index(&ac, (int)layer);
+    if (li < 0) return pt_acts_free(&ac), cli_failf("analyze", "%s: no layer %ld in this file", name, layer);
+    if (f == 0) s->d = ac.d, s->first_layer = ac.layers[li];
+    if (ac.d != s->d) return cli_failf("analyze", "%s: d = %d, %s has %d", name, ac.d, first, s->d), pt_acts_free(&ac), 1;
+    float *X = realloc(s->X, sizeof(float) * (size_t)(s->n + ac.n) * s->d);
+    int32_t *lab = X ? realloc(s->lab, sizeof(int32_t) * (size_t)(s->n + ac.n)) : NULL;
+    if (X) s->X = X;
+    if (lab) s->lab = lab;
+    if (!X || !lab) return pt_acts_free(&ac), cli_failf("analyze", "%s: out of memory", name);
+    memcpy(s->X + s->n * s->d, ac.acts[li], sizeof(float) * (size_t)ac.n * s->d);
+    for (int64_t i = 0; i < ac.n; i++) s->lab[s->n + i] = f;
+    s->n += ac.n;
+    s->start[f + 1] = s->n;
+    s->adapter[f] = ac.adapter, ac.adapter = NULL;
+    pt_acts_free(&ac);
+    return 0;
+}
+
+int analyze_load_set(char *const *names, int nf, long layer, analyze_set *s) {
+    memset(s, 0, sizeof *s);
+    s->nf = nf;
+    s->start = calloc((size_t)nf + 1, sizeof(int64_t));
+    s->adapter = calloc((size_t)nf + 1, sizeof(char *));
+    if (!s->start || !s->adapter) return analyze_set_free(s), cli_failf("analyze", "out of memory");
+    for (int f = 0; f < nf; f++)
+        if (set_append(s, names[f], f, layer, names[0])) return analyze_set_free(s), 1;
+    return 0;
+}
+
 int cmd_analyze(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) return usage(), argc < 2;
     const char *sub = argv[1];
@@ -129,7 +193,9 @@ int cmd_analyze(int argc, char **argv) {
     size_t i = 0;
     while (i < N_ANALYSES && strcmp(sub, analyses[i].name)) i++;
     int rc;
-    if (i == N_ANALYSES) rc = cli_failf("analyze", "unknown analysis '%s' (prompts, clusters, trajectory, lens)", sub);
+    if (i == N_ANALYSES)
+        rc = cli_failf("analyze", "unknown analysis '%s' (prompts, clusters, trajectory, lens, ablate, posterior-path)",
+                       sub);
     else if (args_help(&a)) rc = printf("usage:\n%s%s", analyses[i].usage, analyses[i].what) < 0;
     else rc = analyses[i].fn(&a);
     args_free(&a);

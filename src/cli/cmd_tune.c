@@ -20,8 +20,8 @@ static const char *help_head =
     "                  --data PATH [--val PATH] [--template S] --lr F --steps N --batch N\n"
     "                  [--accum N] [--schedule constant|linear|cosine] [--warmup N]\n"
     "                  [--weight-decay F] [--clip F] [--max-len N] [--eval-every K]\n"
-    "                  [--save-every K] [--seed S] [--eos] [--prefix-projection H]\n"
-    "                  [--act-cache-mb M] [--prior-weight F] [--resume] [--quiet]\n"
+    "                  [--save-every K] [--snapshot-every K] [--seed S] [--eos]\n"
+    "                  [--prefix-projection H] [--act-cache-mb M] [--prior-weight F] [--resume] [--quiet]\n"
     "                  --out RUN_DIR\n"
     "  Trains N prompt vectors on a frozen model; only the prompt is updated.\n";
 static const char *help_tail =
@@ -34,7 +34,7 @@ static const char *help_tail =
     "                    prior_penalty and prior_m2 are added (docs/analysis.md)\n"
     "  --resume          continue the run in RUN_DIR bit-identically (same flags; --steps may grow)\n"
     "  Output: RUN_DIR/run.json, prior.safetensors, adapter_model.safetensors,\n"
-    "  adapter_config.json (PEFT), optimizer.safetensors, metrics.jsonl.\n";
+    "  adapter_config.json (PEFT), optimizer.safetensors, metrics.jsonl (and snapshots.safetensors).\n";
 
 static void fmt_time(double s, char *buf, size_t n) {
     if (!(s >= 0) || s > 1e7) s = 0;

@@ -31,6 +31,9 @@ const char *const tune_args_help =
     "  --max-len N       tokens per row before the prompt (default: fit the context, at most 512)\n"
     "  --eval-every K    validation loss every K steps (default 50) and at the end\n"
     "  --save-every K    checkpoint every K steps (default: --eval-every) and at the end\n"
+    "  --snapshot-every K  keep the prompt at step 0, every K steps and at the end in\n"
+    "                    RUN_DIR/snapshots.safetensors (default 0: off; ptune analyze\n"
+    "                    posterior-path draws the paths)\n"
     "  --eos             append EOS to every target\n"
     "  --objective O     target (default): the loss on the target tokens after the input;\n"
     "                    notebook: the paper notebooks' alignment, answer ids (EOS-padded\n"
@@ -74,7 +77,7 @@ int tune_args(pt_args *a, pt_tune_job *j, int sweep) {
     const char *format_s = args_str(a, "--format");
     if (pt_data_format_parse(format_s, &j->data_format)) return cli_fail(C);
     if (args_int(a, "--rows", 0, &j->rows) || args_int(a, "--val-rows", 0, &j->val_rows)) return 1;
-    long tokens, steps, batch, accum, warmup, max_len, eval_every, save_every, seed = 0, proj;
+    long tokens, steps, batch, accum, warmup, max_len, eval_every, save_every, seed = 0, proj, snap;
     double cache_mb;
     if (!sweep) {
         const char *prior = args_str(a, "--prior");
@@ -89,7 +92,8 @@ int tune_args(pt_args *a, pt_tune_job *j, int sweep) {
         args_int(a, "--batch", sweep ? 4 : -1, &batch) || args_int(a, "--accum", 1, &accum) ||
         args_int(a, "--warmup", 0, &warmup) || args_int(a, "--max-len", 0, &max_len) ||
         args_int(a, "--eval-every", sweep ? -1 : 50, &eval_every) || args_int(a, "--save-every", 0, &save_every) ||
-        args_int(a, "--prefix-projection", 0, &proj) || args_double(a, "--act-cache-mb", 2048, &cache_mb) ||
+        args_int(a, "--prefix-projection", 0, &proj) || args_int(a, "--snapshot-every", 0, &snap) ||
+        args_double(a, "--act-cache-mb", 2048, &cache_mb) ||
         args_double(a, "--weight-decay", 0, &j->weight_decay) || args_double(a, "--clip", 1.0, &j->clip))
         return 1;
     if (!method_s) {
@@ -105,5 +109,6 @@ int tune_args(pt_args *a, pt_tune_job *j, int sweep) {
     j->accum = accum > 1 << 30 ? 0 : (int)accum, j->warmup = warmup, j->max_len = max_len > 1 << 30 ? -1 : (int)max_len;
     j->eval_every = eval_every, j->save_every = save_every, j->seed = (uint64_t)seed;
     j->prefix_projection = proj > 1 << 20 ? -1 : (int)proj, j->act_cache_mb = cache_mb;
+    j->snapshot_every = snap;
     return 0;
 }

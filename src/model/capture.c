@@ -1,5 +1,7 @@
 /* capture.c: hidden states of a data set's rows (forward.h, pt_capture_rows),
- * the one capture path that activation priors and ptune acts share. */
+ * the one capture path that activation priors and ptune acts share; with a
+ * trained prompt attached (pt_capture_rows_prompt) the same forward as the
+ * evaluation's, the real tokens captured. */
 #include "ptune/data.h"
 #include "ptune/forward.h"
 
@@ -8,6 +10,11 @@
 
 int pt_capture_rows(const pt_model *m, const pt_rows *rows, int32_t pad, const int *layers, int nl, pt_pool pool,
                     int batch, pt_capture_fn fn, void *user) {
+    return pt_capture_rows_prompt(m, rows, pad, NULL, layers, nl, pool, batch, fn, user);
+}
+
+int pt_capture_rows_prompt(const pt_model *m, const pt_rows *rows, int32_t pad, const pt_prompt *p, const int *layers,
+                           int nl, pt_pool pool, int batch, pt_capture_fn fn, void *user) {
     int d = m->cfg.dim, L = m->cfg.n_layers, BS = batch > 0 ? batch : 8, T = rows->max_len;
     if (nl < 1 || nl > 64 || !layers) return pt_set_error("capture: 1..64 layers at once (got %d)", nl);
     for (int i = 0; i < nl; i++)
@@ -31,7 +38,8 @@ int pt_capture_rows(const pt_model *m, const pt_rows *rows, int32_t pad, const i
         pt_set_error("capture: out of memory");
         goto done;
     }
-    if (!(ws = pt_workspace_new(m, BS, T))) goto done;
+    pt_ws_opts wo = {.B = BS, .T = T, .n_virtual = p ? p->n_virtual : 0};
+    if (!(ws = pt_workspace_new_opts(m, &wo))) goto done;
     for (int r0 = 0; r0 < rows->n_rows; r0 += BS) {
         int B = rows->n_rows - r0 < BS ? rows->n_rows - r0 : BS;
         for (int b = 0; b < B; b++) idx[b] = r0 + b;
@@ -42,7 +50,7 @@ int pt_capture_rows(const pt_model *m, const pt_rows *rows, int32_t pad, const i
                 memmove(ids + (size_t)b * Tb, ids + (size_t)b * Tn, (size_t)Tn * sizeof(int32_t));
                 for (int t = Tn; t < Tb; t++) ids[(size_t)b * Tb + t] = pad;
             }
-        pt_batch in = {.B = B, .T = Tb, .ids = ids, .lens = lens};
+        pt_batch in = {.B = B, .T = Tb, .ids = ids, .lens = lens, .prompt = p};
         pt_forward_out fo = {0};
         fo.n_capture = nl;
         fo.capture_layers = layers;

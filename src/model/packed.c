@@ -422,24 +422,29 @@ static void attn_hook(void *ctx, int l, float *qkv, pt_attn_args *at) {
     attn_setup(ws, ws->g, l, layer_withN(ws, ws->g, l), qkv, at);
 }
 
-/* Capture hook of the plain forward: layer index li (hidden_states order) of
- * the stream x [n, d] into every capture slot that asks for it. */
-static void capture(const pt_workspace *ws, pt_forward_out *out, int li, const float *x, int n, int n_cpos) {
+/* Capture hook of pt_forward: layer index li (hidden_states order) of the
+ * stream x into every capture slot that asks for it. Slots hold real
+ * positions p = b*T + t (capture_pos, or all B*T in order); between layers
+ * the stream is in layout g->offE, where p sits at row offE[b] + Ns + t (row
+ * p itself without a prompt; the prompt rows are never captured). */
+static void capture(const pt_workspace *ws, const geo *g, pt_forward_out *out, int li, const float *x, int n_cpos) {
     int d = ws->blk.d, L = ws->m->cfg.n_layers;
     for (int ci = 0; out && ci < out->n_capture; ci++) {
         if (out->capture_layers[ci] != li) continue;
         float *h = out->hidden + (size_t)ci * n_cpos * d;
-        if (!out->capture_pos) memcpy(h, x, (size_t)n * d * sizeof(float));
+        if (!out->capture_pos && !g->N) memcpy(h, x, (size_t)n_cpos * d * sizeof(float));
         else
-            for (int i = 0; i < n_cpos; i++)
-                memcpy(h + (size_t)i * d, x + (size_t)out->capture_pos[i] * d, (size_t)d * sizeof(float));
+            for (int i = 0; i < n_cpos; i++) {
+                int p = out->capture_pos ? out->capture_pos[i] : i, b = p / g->T, t = p % g->T;
+                memcpy(h + (size_t)i * d, x + ((size_t)g->offE[b] + g->Ns + t) * d, (size_t)d * sizeof(float));
+            }
         if (li == L) pt_block_final_norm(&ws->blk, h, h, n_cpos);
     }
 }
 
 /* Layers from..to-1 (the whole stack: 0, L); leaves the stream in ws->x.
  * Layers l >= store_from keep their activations (store_from = L: none).
- * out (plain forward only): capture after each layer. */
+ * out (pt_forward only): capture after each layer. */
 static void run_range(const pt_model *m, pt_workspace *ws, const geo *g, int store_from, int from, int to,
                       pt_forward_out *out, int n_cpos) {
     int d = m->cfg.dim;
@@ -463,7 +468,7 @@ static void run_range(const pt_model *m, pt_workspace *ws, const geo *g, int sto
         }
         pt_block_forward(&ws->blk, l, ws->x, &io);
         if (li >= 0) compact(ws, g, ws->x, d);
-        if (out && l + 1 < m->cfg.n_layers) capture(ws, out, l + 1, ws->x, io.n, n_cpos);
+        if (out && l + 1 < m->cfg.n_layers) capture(ws, g, out, l + 1, ws->x, n_cpos);
     }
 }
 
@@ -725,7 +730,6 @@ int pt_forward(const pt_model *m, pt_workspace *ws, const pt_batch *in, pt_forwa
             return pt_set_error("forward: logit position %d outside 0..%d", (int)out->logit_pos[i], n - 1);
     if (n_logit > n) return pt_set_error("forward: %d logit positions for %d positions", n_logit, n);
     if (out && out->n_capture > 0) {
-        if (in->prompt) return pt_set_error("forward: hidden-state capture with a prompt is not supported");
         if (!out->hidden || !out->capture_layers) return pt_set_error("forward: capture without buffers");
         n_cpos = out->capture_pos ? out->n_capture_pos : n;
         for (int i = 0; out->capture_pos && i < n_cpos; i++)
@@ -739,11 +743,11 @@ int pt_forward(const pt_model *m, pt_workspace *ws, const pt_batch *in, pt_forwa
     }
     pt_forward_out *cap = out && out->n_capture > 0 ? out : NULL;
     embed(m, ws, in, &g);
-    if (cap) capture(ws, cap, 0, ws->x, n, n_cpos);
+    if (cap) capture(ws, &g, cap, 0, ws->x, n_cpos);
     /* when nobody reads the top, the stack stops after the highest capture */
     run_range(m, ws, &g, L, 0, last < L ? last : L, cap, n_cpos);
     if (last < L) return 0;
-    if (cap) capture(ws, cap, L, ws->x, n, n_cpos);
+    if (cap) capture(ws, &g, cap, L, ws->x, n_cpos);
     if (!n_logit) return 0;
     for (int i = 0; i < n_logit; i++) {
         int p = out->logit_pos ? out->logit_pos[i] : i, b = p / g.T, t = p % g.T;

@@ -1,10 +1,35 @@
 /* eval.c: evaluating a run's adapter (or the plain model) on a data file,
  * as `ptune eval` and `ptune sweep --eval` do (run.h). */
-#include "ptune/run.h"
+#include "run/run_internal.h"
+
+#include <string.h>
 
 int pt_run_eval(const pt_model *m, const pt_tokenizer *tok, const char *adapter_dir, const char *data,
                 const char *tmpl, int max_len, int eos, int batch, pt_eval_result *r) {
     return pt_run_eval_opts(m, tok, adapter_dir, data, NULL, tmpl, max_len, eos, batch, r);
+}
+
+int run_eval_rows(const pt_model *m, const pt_tokenizer *tok, int N, const char *data, const pt_data_opts *dopts,
+                  const char *tmpl, int max_len, int eos, pt_dataset *ds, pt_rows *rows) {
+    memset(ds, 0, sizeof *ds);
+    memset(rows, 0, sizeof *rows);
+    int room = m->cfg.max_seq - N - 32; /* room for the F1 generation */
+    if (room < 2)
+        return pt_set_error("the model's context (%d) is too short for a %d-token prompt", m->cfg.max_seq, N);
+    if (max_len <= 0) max_len = room < 512 ? room : 512;
+    if (max_len > room) max_len = room;
+    if (pt_data_load_opts(data, tmpl, dopts, ds) ||
+        (ds->n == 0 && pt_set_error("%s: no examples", data)) ||
+        pt_data_encode(tok, ds, max_len, eos ? PT_ENC_EOS : 0, rows)) {
+        pt_rows_free(rows);
+        pt_dataset_free(ds);
+        return PT_ERR;
+    }
+    if (rows->n_truncated)
+        pt_info("eval: %d of %d rows lost input tokens on the left to fit %d tokens (%s)", rows->n_truncated,
+                rows->n_rows, max_len,
+                max_len == room ? "the model's context less the prompt and 32 tokens for generation" : "--max-len");
+    return 0;
 }
 
 int pt_run_eval_opts(const pt_model *m, const pt_tokenizer *tok, const char *adapter_dir, const char *data,
@@ -18,27 +43,8 @@ int pt_run_eval_opts(const pt_model *m, const pt_tokenizer *tok, const char *ada
         if (pt_adapter_load(adapter_dir, m, NULL, &pp)) return PT_ERR;
         have_pp = 1;
     }
-    int N = have_pp ? pp.N : 0;
-    int room = m->cfg.max_seq - N - 32; /* room for the F1 generation */
-    if (room < 2) {
-        pt_set_error("the model's context (%d) is too short for a %d-token prompt", m->cfg.max_seq, N);
-        goto done;
-    }
-    int user = max_len > 0;
-    if (!user) max_len = room < 512 ? room : 512;
-    if (max_len > room) max_len = room;
-    if (pt_data_load_opts(data, tmpl, dopts, &ds)) goto done;
-    if (ds.n == 0) {
-        pt_set_error("%s: no examples", data);
-        goto done;
-    }
-    if (pt_data_encode(tok, &ds, max_len, eos ? PT_ENC_EOS : 0, &rows)) goto done;
-    if (rows.n_truncated)
-        pt_info("eval: %d of %d rows lost input tokens on the left to fit %d tokens (%s)", rows.n_truncated,
-                rows.n_rows, max_len,
-                max_len == room ? "the model's context less the prompt and 32 tokens for generation" : "--max-len");
-    rc = pt_eval(m, tok, &ds, &rows, have_pp ? &pp : NULL, batch, r);
-done:
+    if (run_eval_rows(m, tok, have_pp ? pp.N : 0, data, dopts, tmpl, max_len, eos, &ds, &rows) == 0)
+        rc = pt_eval(m, tok, &ds, &rows, have_pp ? &pp : NULL, batch, r);
     if (have_pp) pt_params_free(&pp);
     pt_rows_free(&rows);
     pt_dataset_free(&ds);

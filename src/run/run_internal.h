@@ -1,5 +1,5 @@
 /* run_internal.h: run.json inside the run module (rundir.c), used by the
- * tuning job (tune.c). */
+ * tuning job (tune.c), and the evaluation rows shared by eval.c and ablate.c. */
 #ifndef PTUNE_RUN_INTERNAL_H
 #define PTUNE_RUN_INTERNAL_H
 
@@ -20,6 +20,12 @@ int run_json_set_steps(const char *dir, long steps);
 int run_json_save(json_t *o, const char *dir, const char *name);
 /* The spec of layer `layer`: the last prior_at "L=SPEC" naming it, else prior. */
 const char *run_spec_for(int layer, const char *prior, const char *const *prior_at, int n);
+/* The rows `ptune eval` scores: data read with dopts and encoded for a
+ * prompt of N vectors, truncated to max_len tokens (<= 0: the context less
+ * the prompt and 32 generated tokens, at most 512). ds and rows are set up
+ * (free them) only on success. */
+int run_eval_rows(const pt_model *m, const pt_tokenizer *tok, int N, const char *data, const pt_data_opts *dopts,
+                  const char *tmpl, int max_len, int eos, pt_dataset *ds, pt_rows *rows);
 /* Samples every block of pp from the job's prior and prior_at (block seeds
  * derived from seed). */
 int run_sample_prior(pt_prompt_params *pp, const pt_prior_ctx *ctx, const char *prior, const char *const *prior_at,

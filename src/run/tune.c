@@ -86,6 +86,7 @@ int pt_tune_job_check(const pt_tune_job *j, const pt_model *m) {
     if (j->max_len < 0) return pt_set_error("--max-len must be >= 1, got %d", j->max_len);
     if (j->act_cache_mb < 0) return pt_set_error("--act-cache-mb must be >= 0, got %g", j->act_cache_mb);
     if (j->rows < 0 || j->val_rows < 0) return pt_set_error("--rows and --val-rows must be >= 1");
+    if (j->snapshot_every < 0) return pt_set_error("--snapshot-every must be >= 0, got %ld", j->snapshot_every);
     if (j->val_rows && !j->val) return pt_set_error("--val-rows needs --val");
     if (j->n_layers && j->method != PT_METHOD_DEEP) return pt_set_error("--layers applies to --method deep only");
     if (!j->prior) return pt_set_error("no prior");
@@ -297,6 +298,8 @@ int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok
     if (j->val_rows) json_object_set_new(cfg, "val_rows", json_integer(j->val_rows));
     /* only when on, so runs without the penalty keep their run.json */
     if (j->prior_weight > 0) json_object_set_new(cfg, "prior_weight", json_real(j->prior_weight));
+    /* only when on: runs without snapshots keep their run.json byte for byte */
+    if (j->snapshot_every) json_object_set_new(cfg, "snapshot_every", json_integer(j->snapshot_every));
     /* the cache changes the rounding of the steps (backward.h): part of an exact resume */
     if (j->method == PT_METHOD_DEEP && pp.n_deep > 0 && pp.deep_layers[0] > 0)
         json_object_set_new(cfg, "act_cache_mb", json_integer((json_int_t)j->act_cache_mb));
@@ -355,6 +358,7 @@ int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok
         .out_dir = j->out,
         .penalty = pen ? pt_prior_penalty_apply : NULL,
         .penalty_ctx = pen,
+        .snapshot_every = j->snapshot_every,
     };
     o.adamw.weight_decay = j->weight_decay;
     if (pt_train(m, &rows, j->val ? &vrows : NULL, &pp, &o, res)) goto done;

@@ -12,7 +12,10 @@
  *   with the argmax accuracy. (The trainer's validation, pt_eval_loss, gets
  *   the same loss through the training loss kernel; tests compare the two.)
  * f1: SQuAD token F1 (max over the gold answers) of a greedy generation that
- *   stops at EOS, at a newline, or after 32 tokens. */
+ *   stops at EOS, at a newline, or after 32 tokens.
+ * per row (pt_eval_per_row): each row's loss sum, target count and exact
+ *   match from the same pass, so paired comparisons (ablation, run.h) see
+ *   exactly what the totals are made of. */
 #include "ptune/tune.h"
 
 #include <math.h>
@@ -51,8 +54,10 @@ static int stop_at(int32_t id, void *user) {
     return (sc->eos >= 0 && id == sc->eos) || piece_has_newline(sc->tok, id);
 }
 
-int pt_eval(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, const pt_rows *rows,
-            pt_prompt_params *pp, int batch, pt_eval_result *res) {
+/* pt_eval and pt_eval_per_row: one pass; per_row (may be NULL) receives each
+ * row's share of the teacher-forced figures. */
+static int eval_rows(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, const pt_rows *rows,
+                     pt_prompt_params *pp, int batch, pt_eval_result *res, const pt_eval_row_out *per_row) {
     memset(res, 0, sizeof *res);
     if (batch < 1) return pt_set_error("--batch must be >= 1");
     if (rows->n_rows == 0) return pt_set_error("no rows to evaluate");
@@ -109,11 +114,13 @@ int pt_eval(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, co
             int i1 = i0;
             while (i1 < np && pos[i1] / T == b) i1++; /* pos is increasing: row b's targets are i0..i1-1 */
             int ok = i1 > i0;
+            double row_loss = 0;
             for (int i = i0; i < i1; i++) {
                 double l;
                 int hit = argmax_xent(logits + (size_t)i * V, V, labels[pos[i]], &l) == labels[pos[i]];
                 ok &= hit;
                 loss_sum += l;
+                row_loss += l;
                 for (int side = 0; side < 2; side++) {
                     int k = side ? i1 - 1 - i : i - i0;
                     if (k >= PT_EVAL_NPOS) continue;
@@ -123,6 +130,11 @@ int pt_eval(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, co
                 }
             }
             em += ok;
+            if (per_row) {
+                if (per_row->loss) per_row->loss[idx[b]] = row_loss;
+                if (per_row->n_tokens) per_row->n_tokens[idx[b]] = i1 - i0;
+                if (per_row->exact) per_row->exact[idx[b]] = (uint8_t)ok;
+            }
             i0 = i1;
         }
         if (!tok) continue;
@@ -170,6 +182,16 @@ done:
     free(lens);
     free(gen);
     return st;
+}
+
+int pt_eval(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, const pt_rows *rows,
+            pt_prompt_params *pp, int batch, pt_eval_result *res) {
+    return eval_rows(m, tok, ds, rows, pp, batch, res, NULL);
+}
+
+int pt_eval_per_row(const pt_model *m, const pt_rows *rows, pt_prompt_params *pp, int batch, pt_eval_result *res,
+                    const pt_eval_row_out *per_row) {
+    return eval_rows(m, NULL, NULL, rows, pp, batch, res, per_row);
 }
 
 int pt_generate_prompted(const pt_model *m, pt_prompt_params *pp, pt_sampler *s, pt_rng *rng, const int32_t *ids,

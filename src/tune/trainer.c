@@ -1,6 +1,6 @@
 /* trainer.c: the prompt-tuning loop: deterministic batches, gradient
  * accumulation, clipping, AdamW with a schedule, validation, metrics,
- * checkpoints and bit-identical resume.
+ * checkpoints, snapshots of the prompt and bit-identical resume.
  *
  * Batch order: training rows form an endless stream, epoch e being the
  * permutation pt_data_epoch_order(n, seed, e); optimizer step s (1-based)
@@ -66,8 +66,9 @@ typedef struct {
     int64_t step, cursor;
     pt_rng rng;
     FILE *metrics;
-    char *metrics_path, *state_path, *adapter_path;
+    char *metrics_path, *state_path, *adapter_path, *snap_path;
     act_cache *ctrain, *cval;
+    pt_snapshots snaps; /* opts->snapshot_every > 0 */
 } trainer;
 
 static void cache_free(act_cache *ac) {
@@ -326,6 +327,49 @@ static int trim_metrics(trainer *t) {
     return rc;
 }
 
+/* ---- snapshots (tune.h) ----------------------------------------------------------
+ * Taken before the step's checkpoint: every snapshot up to a checkpoint's
+ * step is on disk once the checkpoint is, and a resume drops the ones after
+ * it, so a resumed run's file ends as an uninterrupted run's does. */
+static int snap_due(const pt_train_opts *o, int64_t step) {
+    return o->snapshot_every > 0 && (step % o->snapshot_every == 0 || step == o->steps);
+}
+
+static int snap_take(trainer *t) {
+    return pt_snapshots_add(&t->snaps, t->step, t->pp->kv) || pt_snapshots_save(&t->snaps, t->snap_path) ? PT_ERR : 0;
+}
+
+/* Whether a stored set has the run's shape. */
+static int snap_same_shape(const pt_snapshots *a, const pt_snapshots *b) {
+    if (a->method != b->method || a->N != b->N || a->width != b->width || a->n_groups != b->n_groups) return 0;
+    return a->method != PT_METHOD_DEEP || !memcmp(a->layers, b->layers, sizeof(int) * (size_t)a->n_groups);
+}
+
+/* A new run: the starting vectors as step 0. A resumed one: the stored
+ * snapshots up to its checkpoint (t->step). */
+static int snap_start(trainer *t) {
+    const pt_train_opts *o = t->o;
+    if (o->snapshot_every <= 0) return 0;
+    if (pt_snapshots_init(&t->snaps, t->pp, o->snapshot_every)) return PT_ERR;
+    if (!o->resume) return snap_take(t);
+    if (!pt_file_exists(t->snap_path))
+        return pt_set_error("--resume: %s is missing (the snapshots up to step %lld cannot be rebuilt); start a new "
+                            "run",
+                            t->snap_path, (long long)t->step);
+    pt_snapshots old;
+    if (pt_snapshots_load(t->snap_path, &old)) return pt_wrap_error("--resume: ");
+    int n0 = old.n;
+    pt_snapshots_trim(&old, t->step);
+    if (!snap_same_shape(&old, &t->snaps) || old.n == 0 || old.steps[0] != 0) {
+        pt_snapshots_free(&old);
+        return pt_set_error("--resume: %s does not hold this run's prompt from step 0", t->snap_path);
+    }
+    old.every = o->snapshot_every;
+    pt_snapshots_free(&t->snaps);
+    t->snaps = old;
+    return old.n < n0 ? pt_snapshots_save(&t->snaps, t->snap_path) : 0;
+}
+
 /* The validation loss (NAN without validation rows); its metrics line is
  * val_line's, written after the step's checkpoint. */
 static int validate(trainer *t, const pt_prompt *prompt, double *out) {
@@ -364,6 +408,7 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
     t.metrics_path = pt_path_join(o->out_dir, "metrics.jsonl");
     t.state_path = pt_path_join(o->out_dir, "optimizer.safetensors");
     t.adapter_path = pt_path_join(o->out_dir, "adapter_model.safetensors");
+    t.snap_path = pt_path_join(o->out_dir, PT_SNAPSHOTS_FILE);
     int nvirt = train->n_virtual, d = m->cfg.dim;
     if (nvirt || (val && val->n_virtual)) {
         if (pp->method != PT_METHOD_SOFT || nvirt != pp->N || (val && val->n_rows && val->n_virtual != nvirt)) {
@@ -375,7 +420,7 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
         t.gemb = t.emb + (size_t)B * t.T * d;
     }
     if (!t.ws || !t.ids || !t.lens || !t.order || !t.grad || !t.gkv || !t.gptrs || !t.metrics_path || !t.state_path ||
-        !t.adapter_path)
+        !t.adapter_path || !t.snap_path)
         goto done;
     t.labels = t.ids + (size_t)B * t.T;
     t.idx = t.lens + B;
@@ -419,6 +464,7 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
     }
 
     pt_params_materialize(pp);
+    if (snap_start(&t)) goto done;
     pt_prompt prompt;
     pt_params_prompt(pp, &prompt);
     pt_prompt_grad g;
@@ -503,6 +549,7 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
             if (validate(&t, &prompt, &vl)) goto done;
             res->last_val_loss = vl;
         }
+        if (snap_due(o, t.step) && snap_take(&t)) goto done;
         if ((o->save_every > 0 && t.step % o->save_every == 0) || t.step == o->steps) {
             if (save_checkpoint(&t)) goto done;
             last_good = t.step;
@@ -536,5 +583,7 @@ done:
     free(t.metrics_path);
     free(t.state_path);
     free(t.adapter_path);
+    free(t.snap_path);
+    pt_snapshots_free(&t.snaps);
     return rc;
 }
