@@ -39,8 +39,15 @@ ask() { # PROMPT: the greedy answer, up to the end of its line
     echo "${g%%$'\n'*}"
 }
 echo "--- greedy answers (25 + 17 = 42):"
-echo "    trained phrasing   'What is 25 + 17?'    -> $(ask $'Question: What is 25 + 17?\nAnswer:')"
-echo "    held-out phrasing  'Increase 25 by 17.'  -> $(ask $'Question: Increase 25 by 17.\nAnswer:')"
+show() { # PROMPT: the greedy continuation as written, newlines and tabs shown as \n and \t
+    local g
+    g=$($P generate --prompt "$1" -n 8 --temp 0 2>/dev/null)
+    g=${g#"$1"}
+    g=${g//$'\n'/\\n}
+    echo "${g//$'\t'/\\t}"
+}
+echo "    trained phrasing   'What is 25 + 17?'    ->$(show $'Question: What is 25 + 17?\nAnswer:')"
+echo "    held-out phrasing  'Increase 25 by 17.'  ->$(show $'Question: Increase 25 by 17.\nAnswer:')"
 
 # held-out phrasings only: prompts are tuned on seed 301, validated on seed 401.
 # arithmetic: the held-out phrasing "Increase a by b." (a prompt per phrasing:
@@ -50,9 +57,9 @@ echo "    held-out phrasing  'Increase 25 by 17.'  -> $(ask $'Question: Increase
 case "$task" in
 arithmetic)
     $P data gen arithmetic --phrasing heldout --pairs train --n 14000 --seed 301 --out "$out/all.jsonl" 2>/dev/null
-    grep -F '"question": "Increase ' "$out/all.jsonl" | head -n 2000 >"$out/train.jsonl"
+    grep -m 2000 -F '"question": "Increase ' "$out/all.jsonl" >"$out/train.jsonl"
     $P data gen arithmetic --phrasing heldout --pairs test --n 1400 --seed 401 --out "$out/all.jsonl" 2>/dev/null
-    grep -F '"question": "Increase ' "$out/all.jsonl" | head -n 200 >"$out/val.jsonl"
+    grep -m 200 -F '"question": "Increase ' "$out/all.jsonl" >"$out/val.jsonl"
     rm -f "$out/all.jsonl"
     what="arithmetic, held-out phrasing 'Increase a by b.'" ;;
 qa)
