@@ -79,9 +79,10 @@ expect_error bench_act_fill_and_cache "give one of --act-cache and --act-fill" $
 # tune --act-cache-mb: deep prompts on layers 2,3 of the default model; layers 0-1 run once per
 # row with the cache, and the run ends where the uncached one does (rounding only).
 if [ -f models/default/config.json ]; then
-    $P data gen arithmetic --n 60 --seed 41 --out "$T/ac_tr.jsonl" >/dev/null 2>&1 &&
-        $P data gen arithmetic --n 20 --seed 42 --out "$T/ac_va.jsonl" >/dev/null 2>&1 &&
-        $P data gen arithmetic --n 300 --seed 43 --out "$T/ac_big.jsonl" >/dev/null 2>&1
+    # --digits 3: the row lengths the cache sizes below were counted on
+    $P data gen arithmetic --digits 3 --n 60 --seed 41 --out "$T/ac_tr.jsonl" >/dev/null 2>&1 &&
+        $P data gen arithmetic --digits 3 --n 20 --seed 42 --out "$T/ac_va.jsonl" >/dev/null 2>&1 &&
+        $P data gen arithmetic --digits 3 --n 300 --seed 43 --out "$T/ac_big.jsonl" >/dev/null 2>&1
     ac() { $P tune --method deep --layers 2,3 --tokens 4 --data "$T/ac_$2.jsonl" --val "$T/ac_va.jsonl" --lr 0.01 \
         --steps 12 --batch 8 --eval-every 12 --seed 1 --out "$T/ac_$1" "${@:3}" 2>&1; }
     # 1 MiB holds the first 96 of the 300 rows (12 fill batches of 8): the others run layers 0-1 in each step

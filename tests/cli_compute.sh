@@ -23,8 +23,8 @@ fi
 if [ -f models/default/config.json ] && $P info --compute bf16-emul >/dev/null 2>&1; then
     # The issue's check: 150 soft steps (20 vectors, isotropic, lr 3e-2, batch 8) on the
     # demo's held-out arithmetic data; emulated bf16 ends within 3% of fp32's val loss.
-    $P data gen arithmetic --variant 1 --n 2000 --seed 301 --out "$T/cp_tr.jsonl" >/dev/null 2>&1
-    $P data gen arithmetic --variant 1 --n 200 --seed 401 --out "$T/cp_va.jsonl" >/dev/null 2>&1
+    $P data gen arithmetic --digits 3 --variant 1 --n 2000 --seed 301 --out "$T/cp_tr.jsonl" >/dev/null 2>&1
+    $P data gen arithmetic --digits 3 --variant 1 --n 200 --seed 401 --out "$T/cp_va.jsonl" >/dev/null 2>&1
     tune_c() { # COMPUTE DIR STEPS [more flags]
         local c=$1 d=$2 s=$3; shift 3
         $P tune --compute "$c" --method soft --tokens 20 --prior isotropic:sigma=0.02 --data "$T/cp_tr.jsonl" \

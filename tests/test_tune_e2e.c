@@ -152,6 +152,9 @@ static int run(const char *cmd, char *out, size_t cap) {
     if (!f) return -1;
     size_t k = fread(out, 1, cap - 1, f);
     out[k] = 0;
+    char rest[4096]; /* drain what does not fit, so the command is not killed by SIGPIPE */
+    while (fread(rest, 1, sizeof rest, f) > 0) {
+    }
     int st = pclose(f);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
