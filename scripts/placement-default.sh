@@ -45,7 +45,7 @@ $P acts --data $O/val.jsonl --layers 2,4 --pool mean --adapter $O/run --out $O/a
 $P acts --data $O/val.jsonl --layers 2,4 --pool mean --out $O/acts_ho.safetensors >/dev/null
 $P acts --data $O/val_trained.jsonl --layers 2,4 --pool mean --adapter $O/run --out $O/acts_tr_p.safetensors >/dev/null
 $P acts --data $O/val_trained.jsonl --layers 2,4 --pool mean --out $O/acts_tr.safetensors >/dev/null
-$P analyze clusters --with $O/acts_ho_p.safetensors,$O/acts_tr_p.safetensors --without $O/acts_ho.safetensors,$O/acts_tr.safetensors --labels heldout,trained --layer 4 --permutations 200 --seed 1 --json > $O/mmd.json
+$P analyze clusters --with $O/acts_ho_p.safetensors,$O/acts_tr_p.safetensors --without $O/acts_ho.safetensors,$O/acts_tr.safetensors --labels heldout,trained --layer 4 --permutations 200 --seed 1 --png $O/run/acts_compare.png --json > $O/mmd.json
 /usr/bin/python3 -c "
 import json; j=json.load(open('$O/mmd.json')); print('silhouette with %s without %s' % (j['silhouette_with'], j['silhouette_without']))
 for t in j['tasks']: print(t['label'], 'mmd2 %.4f p %.4f n %d/%d' % (t['mmd2'], t['p_value'], t['n_with'], t['n_without']))"

@@ -45,6 +45,16 @@ if [ -f models/default/config.json ]; then
         else
             fail analyze_compare_json "missing keys:$miss; $out"
         fi
+        # --png: both sets on their PCA plane, written into the run, where ptune report shows it
+        $P analyze clusters --with "$T/mm_ar1.safetensors,$T/mm_qa1.safetensors" \
+            --without "$T/mm_ar0.safetensors,$T/mm_qa0.safetensors" --labels arith,qa --layer 2 --permutations 10 \
+            --png "$T/mm_soft/acts_compare.png" >/dev/null 2>&1
+        $P report "$T/mm_soft" --out "$T/mm_report.html" >/dev/null 2>&1
+        [ "$(head -c 4 "$T/mm_soft/acts_compare.png" 2>/dev/null | tail -c 3)" = PNG ] &&
+            grep -q "acts_compare" "$T/mm_report.html" && pass analyze_compare_png ||
+            fail analyze_compare_png "no PNG, or the report does not show it"
+        expect_error analyze_compare_png_bad "/nonexistent_dir/x.png" $P analyze clusters --with "$T/mm_ar1.safetensors" \
+            --without "$T/mm_ar0.safetensors" --permutations 5 --png /nonexistent_dir/x.png
         # the same file on both sides: MMD2 <= 0 and p = 1 (every relabelling ties or beats it)
         out=$($P analyze clusters --with "$T/mm_ar0.safetensors" --without "$T/mm_ar0.safetensors" --permutations 20 \
             --json 2>/dev/null)

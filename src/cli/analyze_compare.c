@@ -6,6 +6,7 @@
  * docs/analysis.md, "Does placement matter?". */
 #include "cli/analyze.h"
 #include "ptune/analysis.h"
+#include "ptune/plot.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -19,6 +20,7 @@ typedef struct {
     long layer, max_exact, seed, perms, mmd_max;
     double bandwidth;
     int json;
+    const char *png; /* --png: both sets on the PCA plane of their pooled rows */
 } compare_opts;
 
 /* Silhouette of the task labels of one set: overall and per task (NaN when
@@ -137,8 +139,53 @@ static int load_pair(char *const *nw, int nf, char *const *nwo, int nfo, const c
     return 1;
 }
 
+/* Both sets on the 2-D PCA of all their rows: per task, the rows with the
+ * prompt and without, so the shift the MMD measures can be seen. */
+static int draw_pair(const compare_opts *o, int layer, const analyze_set *w, const analyze_set *wo,
+                     char *const *labels) {
+    int64_t n = w->n + wo->n;
+    int d = w->d, rc = 1;
+    float *X = malloc(sizeof(float) * (size_t)n * d), *Y = malloc(sizeof(float) * (size_t)n * 2);
+    float *xs = malloc(sizeof(float) * (size_t)n), *ys = malloc(sizeof(float) * (size_t)n);
+    pt_pca p = {0};
+    char title[160], xl[64], yl[64];
+    pt_plot *pl = NULL;
+    if (!X || !Y || !xs || !ys) goto out;
+    memcpy(X, w->X, sizeof(float) * (size_t)w->n * d);
+    memcpy(X + (size_t)w->n * d, wo->X, sizeof(float) * (size_t)wo->n * d);
+    if (pt_pca_fit(X, n, d, 2, NULL, &p) || pt_pca_transform(&p, X, n, Y)) goto out;
+    snprintf(title, sizeof title, "layer %d: activations with and without the prompt", layer);
+    snprintf(xl, sizeof xl, "PC1 (%.1f%%)", 100.0 * p.variance[0] / p.total_variance);
+    snprintf(yl, sizeof yl, "PC2 (%.1f%%)", 100.0 * p.variance[1] / p.total_variance);
+    pl = pt_plot_new(title, xl, yl);
+    if (!pl) goto out;
+    for (int side = 0; side < 2; side++) {
+        const analyze_set *s = side ? wo : w;
+        int64_t off = side ? w->n : 0;
+        for (int f = 0; f < s->nf; f++) {
+            long m = 0;
+            for (int64_t i = s->start[f]; i < s->start[f + 1]; i++, m++) {
+                xs[m] = Y[(size_t)(off + i) * 2];
+                ys[m] = Y[(size_t)(off + i) * 2 + 1];
+            }
+            char lab[96];
+            if (labels) snprintf(lab, sizeof lab, "%s, %s", labels[f], side ? "without" : "with the prompt");
+            else snprintf(lab, sizeof lab, "task %d, %s", f, side ? "without" : "with the prompt");
+            if (pt_plot_scatter(pl, lab, xs, ys, m, side ? 2.0 : 3.0, side ? 0.5 : 0.8)) goto out;
+        }
+    }
+    rc = pt_plot_save(pl, o->png);
+out:
+    if (rc) cli_failf("analyze", "%s: %s", o->png, pt_last_error());
+    pt_plot_free(pl);
+    pt_pca_free(&p);
+    free(X), free(Y), free(xs), free(ys);
+    return rc;
+}
+
 static int parse_opts(pt_args *a, compare_opts *o) {
     o->json = args_flag(a, "--json");
+    o->png = args_str(a, "--png");
     if (args_int(a, "--layer", -1, &o->layer) || args_int(a, "--max-exact", 5000, &o->max_exact) ||
         args_int(a, "--seed", 0, &o->seed) || args_int(a, "--permutations", 200, &o->perms) ||
         args_int(a, "--mmd-max", 1000, &o->mmd_max) || args_double(a, "--bandwidth", 0, &o->bandwidth) || args_finish(a))
@@ -180,6 +227,7 @@ int analyze_compare(pt_args *a, const char *with, const char *without, const cha
         }
     }
     int layer = o.layer < 0 ? w.first_layer : (int)o.layer;
+    if (o.png && draw_pair(&o, layer, &w, &wo, bl ? lab : NULL)) goto done;
     if (o.json) print_json(&o, layer, &w, &wo, nw, nwo, bl ? lab : NULL, &sw, &so, r);
     else print_text(&o, layer, &w, &wo, nw, bl ? lab : NULL, &sw, &so, r);
     rc = 0;

@@ -28,12 +28,13 @@ static const struct {
      "                        [--max-exact 5000] [--seed S] [--json]\n"
      "  ptune analyze clusters --with a_p.safetensors,b_p.safetensors --without a.safetensors,b.safetensors\n"
      "                        [--labels text,qa] [--layer L] [--permutations 200] [--mmd-max 1000]\n"
-     "                        [--bandwidth S] [--max-exact 5000] [--seed S] [--json]\n",
+     "                        [--bandwidth S] [--max-exact 5000] [--seed S] [--png FIG] [--json]\n",
      "  Activations of several tasks (ptune acts): silhouette, k-means purity, between/within ratio.\n"
      "  --with/--without: the same tasks captured with a prompt attached (ptune acts --adapter) and\n"
      "  without; per task the silhouette in each set and a kernel two-sample test of the two\n"
      "  clouds (unbiased MMD^2, RBF kernel with the median-distance bandwidth unless --bandwidth,\n"
-     "  permutation p-value; at most --mmd-max rows per side, a seeded subset; 0 = all).\n"},
+     "  permutation p-value; at most --mmd-max rows per side, a seeded subset; 0 = all). --png: both\n"
+     "  sets on the PCA plane of their pooled rows, per task with and without the prompt.\n"},
     {"trajectory", analyze_trajectory,
      "  ptune analyze trajectory --model M [--tokenizer T] --text TEXT --layer L [--random 20] [--seed S] [--json]\n",
      "  Step lengths of the text's path through layer L's residual stream against random token\n"
