@@ -72,6 +72,19 @@ if [ -f models/default/config.json ]; then
     else
         fail prior_exclusion_margin "acceptance rate '${rate}': $err"
     fi
+    # tune records what the sampler did in run.json "prior_report" (the rate it printed), outside "config"
+    $P data gen arithmetic --n 20 --seed 3 --out "$T/em_tr.jsonl" >/dev/null 2>&1
+    err=$($P tune --method soft --tokens 4 --prior exclusion:margin=0.9 --data "$T/em_tr.jsonl" --lr 0.01 --steps 1 \
+        --batch 4 --seed 1 --quiet --out "$T/em_run" 2>&1 >/dev/null)
+    rate=$(sed -n 's/.*margin=0.9.*acceptance rate \([0-9.]*\) .*/\1/p' <<<"$err")
+    got=$(/usr/bin/env sed -nE 's/.*"acceptance_rate": *([0-9.eE+-]+).*/\1/p' "$T/em_run/run.json" | head -n 1)
+    if [ -n "$rate" ] && [ -n "$got" ] && awk -v a="$rate" -v b="$got" 'BEGIN { d = a - b; exit !(d < 5e-5 && d > -5e-5) }' &&
+        grep -q '"prior_report"' "$T/em_run/run.json" && grep -q '"radius_min_median_max"' "$T/em_run/run.json" &&
+        ! sed -n '/"config"/,/}/p' "$T/em_run/run.json" | grep -q acceptance; then
+        pass tune_prior_report
+    else
+        fail tune_prior_report "printed '$rate', run.json '$got': $(cat "$T/em_run/run.json" 2>/dev/null | head -c 600)"
+    fi
     expect_error prior_exclusion_margin_range "prior 'exclusion:margin=1.5': margin must be in (0, 1)" $P prior sample \
         --prior exclusion:margin=1.5 -n 2 --out "$T/em.safetensors"
     expect_error prior_exclusion_c_and_margin "give c or margin, not both" $P prior sample \

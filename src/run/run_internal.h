@@ -27,8 +27,10 @@ const char *run_spec_for(int layer, const char *prior, const char *const *prior_
 int run_eval_rows(const pt_model *m, const pt_tokenizer *tok, int N, const char *data, const pt_data_opts *dopts,
                   const char *tmpl, int max_len, int eos, pt_dataset *ds, pt_rows *rows);
 /* Samples every block of pp from the job's prior and prior_at (block seeds
- * derived from seed). */
+ * derived from seed). reports (may be NULL) gets one object per block that
+ * an exclusion prior sampled: its acceptance, radii and nearest-token
+ * distances (run.json "prior_report", docs/run-dir.md). */
 int run_sample_prior(pt_prompt_params *pp, const pt_prior_ctx *ctx, const char *prior, const char *const *prior_at,
-                     int n_prior_at, uint64_t seed);
+                     int n_prior_at, uint64_t seed, json_t *reports);
 
 #endif

@@ -131,20 +131,50 @@ const char *run_spec_for(int layer, const char *prior, const char *const *prior_
     return s;
 }
 
+static json_t *jnum_or_null(double x) { return x >= 0 ? json_real(x) : json_null(); }
+
+/* One block from spec; an exclusion prior's report is appended to reports
+ * (layer < 0: a soft prompt's only block; part: "k"/"v" of a prefix layer). */
+static int sample_block(const char *spec, const pt_prior_ctx *ctx, int n, int d, uint64_t seed, float *out,
+                        json_t *reports, int layer, const char *part) {
+    pt_prior_spec sp;
+    if (pt_prior_spec_parse(spec, &sp)) return PT_ERR;
+    pt_prior_report rep;
+    int rc = pt_prior_sample_ex(&sp, ctx, n, d, seed, out, &rep);
+    pt_prior_spec_free(&sp);
+    if (rc || !reports || rep.acceptance < 0) return rc;
+    json_t *o = json_object(), *rad = json_array(), *nn = json_array();
+    for (int i = 0; i < 3; i++) {
+        json_array_append_new(rad, jnum_or_null(rep.radius[i]));
+        json_array_append_new(nn, jnum_or_null(rep.nn[i]));
+    }
+    json_object_set_new(o, "layer", layer < 0 ? json_null() : json_integer(layer));
+    if (part) json_object_set_new(o, "part", json_string(part));
+    json_object_set_new(o, "prior", json_string(spec));
+    json_object_set_new(o, "acceptance_rate", json_real(rep.acceptance));
+    json_object_set_new(o, "proposals", json_integer(rep.proposals));
+    json_object_set_new(o, "m2_threshold", jnum_or_null(rep.threshold));
+    json_object_set_new(o, "radius_min_median_max", rad);
+    json_object_set_new(o, "nn_distance_min_median_max", nn);
+    return json_array_append_new(reports, o) ? pt_set_error("out of memory") : 0;
+}
+
 int run_sample_prior(pt_prompt_params *pp, const pt_prior_ctx *ctx0, const char *prior, const char *const *prior_at,
-                      int n_prior_at, uint64_t seed) {
+                      int n_prior_at, uint64_t seed, json_t *reports) {
     /* activation fits default to the prompted layer's input (hidden_states[l]) */
     pt_prior_ctx cx = *ctx0, *ctx = &cx;
     cx.layer = 0;
     if (pp->method == PT_METHOD_SOFT)
-        return pt_prior_sample_str(prior, ctx, pp->N, pp->d, block_seed(seed, 0), pp->p) ? pt_wrap_error("--prior: ")
-                                                                                         : 0;
+        return sample_block(prior, ctx, pp->N, pp->d, block_seed(seed, 0), pp->p, reports, -1, NULL)
+                   ? pt_wrap_error("--prior: ")
+                   : 0;
     if (pp->method == PT_METHOD_DEEP) {
         for (int i = 0; i < pp->n_deep; i++) {
             int l = pp->deep_layers[i];
             const char *s = run_spec_for(l, prior, prior_at, n_prior_at);
             cx.layer = l;
-            if (pt_prior_sample_str(s, ctx, pp->N, pp->d, block_seed(seed, (uint64_t)l), pp->p + (size_t)i * pp->block))
+            if (sample_block(s, ctx, pp->N, pp->d, block_seed(seed, (uint64_t)l), pp->p + (size_t)i * pp->block, reports,
+                             l, NULL))
                 return pt_wrap_error("layer %d: ", l);
         }
         return 0;
@@ -153,8 +183,9 @@ int run_sample_prior(pt_prompt_params *pp, const pt_prior_ctx *ctx0, const char 
         const char *s = run_spec_for(l, prior, prior_at, n_prior_at);
         cx.layer = l;
         float *K = pp->p + pt_params_prefix_k(pp, l);
-        if (pt_prior_sample_str(s, ctx, pp->N, pp->kv_dim, block_seed(seed, 2 * (uint64_t)l), K) ||
-            pt_prior_sample_str(s, ctx, pp->N, pp->kv_dim, block_seed(seed, 2 * (uint64_t)l + 1), K + pp->block))
+        if (sample_block(s, ctx, pp->N, pp->kv_dim, block_seed(seed, 2 * (uint64_t)l), K, reports, l, "k") ||
+            sample_block(s, ctx, pp->N, pp->kv_dim, block_seed(seed, 2 * (uint64_t)l + 1), K + pp->block, reports, l,
+                         "v"))
             return pt_wrap_error("prefix layer %d: ", l);
     }
     return 0;
@@ -205,11 +236,13 @@ done:
 }
 
 /* pp's starting vectors from the job's prior (deterministic in its seed). */
-static int initial_vectors(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok, pt_prompt_params *pp) {
+static int initial_vectors(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok, pt_prompt_params *pp,
+                           json_t *reports) {
     pt_prior_ctx pc = {.model = m, .tok = tok};
-    if (!j->prefix_projection) return run_sample_prior(pp, &pc, j->prior, j->prior_at, j->n_prior_at, j->seed);
+    if (!j->prefix_projection)
+        return run_sample_prior(pp, &pc, j->prior, j->prior_at, j->n_prior_at, j->seed, reports);
     /* the embedding from the prior, the MLP like torch.nn.Linear */
-    if (pt_prior_sample_str(j->prior, &pc, pp->N, pp->d, j->seed, pp->p)) return pt_wrap_error("--prior: ");
+    if (sample_block(j->prior, &pc, pp->N, pp->d, j->seed, pp->p, reports, -1, NULL)) return pt_wrap_error("--prior: ");
     pt_params_reparam_init_weights(pp, j->seed);
     pt_params_materialize(pp);
     return 0;
@@ -331,10 +364,17 @@ int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok
         goto done;
     if (j->resume && run_json_set_steps(j->out, j->steps)) goto done;
     if (fresh) {
-        if (initial_vectors(j, m, tok, &pp)) goto done;
+        if (initial_vectors(j, m, tok, &pp, NULL)) goto done;
     } else if (!j->resume) {
         /* the initial vectors first: a prior that fails leaves no directory */
-        if (initial_vectors(j, m, tok, &pp)) goto done;
+        json_t *reports = json_array();
+        if (!reports || initial_vectors(j, m, tok, &pp, reports)) {
+            json_decref(reports);
+            goto done;
+        }
+        /* outside "config": what the sampler did, not a setting a resume must match */
+        if (json_array_size(reports)) json_object_set_new(run, "prior_report", reports);
+        else json_decref(reports);
         if (new_run_dir(j, m, run, &pp)) goto done;
     }
 
