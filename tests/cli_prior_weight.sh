@@ -78,6 +78,12 @@ if [ $pw_ok = 1 ]; then
     else
         fail sweep_prior_weights "runs '$runs'; $out"
     fi
+    # the sweep's report plots final val loss against the distance to the prior when runs have it;
+    # a report of runs without the penalty has no such section
+    $P report "$T"/pw_sw/*-pw0 --out "$T/pw_r0.html" >/dev/null 2>&1
+    grep -q "<h2>Prior weight</h2>" "$T/pw_sw/report.html" && [ -f "$T/pw_r0.html" ] &&
+        ! grep -q "<h2>Prior weight</h2>" "$T/pw_r0.html" && pass report_prior_weight ||
+        fail report_prior_weight "no 'Prior weight' section in $T/pw_sw/report.html, or one without penalised runs"
     expect_error sweep_prior_weights_refuse_vocab "--prior-weight: prior vocab has no Gaussian form" \
         $P sweep "${PWM[@]}" --priors "isotropic;vocab" --prior-weights 0,0.1 --seeds 1 --lrs 0.01 --steps 2 \
         --batch 2 --data "$T/pw_tr.jsonl" --val "$T/pw_va.jsonl" --out "$T/pw_sw_bad"

@@ -184,6 +184,8 @@ typedef struct {
     double *train_step, *train_loss, *val_step, *val_loss;
     double final_train, final_val, best_val; /* NAN when absent */
     long last_step;
+    double prior_weight;   /* config.prior_weight (0 when absent) */
+    double final_prior_m2; /* the last logged prior_m2 (--prior-weight > 0), else NAN */
 } pt_run_info;
 
 /* Reads DIR/run.json (optional) and DIR/metrics.jsonl (required). */

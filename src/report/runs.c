@@ -22,8 +22,36 @@ static void fmtd(char *b, size_t n, double v, const char *f) {
     else snprintf(b, n, f, v);
 }
 
+/* Runs trained with --prior-weight (two or more): final validation loss
+ * against log10 of the last mean squared Mahalanobis distance to the prior,
+ * one point per run, coloured by prior (docs/analysis.md, "The prior as a
+ * penalty"). */
+static int prior_weight_plot(pt_html *h, const pt_run_info *runs, int n) {
+    int m = 0;
+    for (int i = 0; i < n; i++) m += isfinite(runs[i].final_prior_m2) && runs[i].final_prior_m2 > 0 && isfinite(runs[i].final_val);
+    if (m < 2) return 0;
+    pt_plot *p = pt_plot_new("Final validation loss against the distance to the prior",
+                             "log10 mean squared Mahalanobis distance to the prior (prior_m2)", "final validation loss");
+    if (!p) return PT_ERR;
+    char key[128], lab[192];
+    for (int i = 0; i < n; i++) {
+        const pt_run_info *r = &runs[i];
+        if (!(isfinite(r->final_prior_m2) && r->final_prior_m2 > 0 && isfinite(r->final_val))) continue;
+        float x = (float)log10(r->final_prior_m2), y = (float)r->final_val;
+        snprintf(lab, sizeof lab, "%s (weight %g)", r->name, r->prior_weight);
+        pt_plot_scatter(p, lab, &x, &y, 1, 5.0, 0.9);
+        prior_key(r, key, sizeof key);
+        pt_plot_series_color(p, key);
+    }
+    pt_html_raw(h, "<h2>Prior weight</h2>\n");
+    pt_html_plot(h, p, "one point per run trained with --prior-weight: final validation loss against log10 prior_m2");
+    pt_plot_free(p);
+    return 0;
+}
+
 int pt_report_runs(pt_html *h, const pt_run_info *runs, int n) {
     char key[128];
+    if (n < 1) return 0;
     if (n > 1) {
         pt_plot *p = pt_plot_new("Validation loss, all runs", "step", "validation loss");
         if (!p) return PT_ERR;
@@ -37,6 +65,7 @@ int pt_report_runs(pt_html *h, const pt_run_info *runs, int n) {
         pt_html_plot(h, p, "validation loss of every run (colour: prior)");
         pt_plot_free(p);
     }
+    if (prior_weight_plot(h, runs, n)) return PT_ERR;
     /* metrics table */
     const char *hdr[] = {"run", "method", "prior", "lr", "seed", "tokens", "steps", "final train loss",
                          "final val loss", "best val loss"};

@@ -270,7 +270,7 @@ void pt_run_free(pt_run_info *r) {
 
 int pt_run_load(const char *dir, pt_run_info *r) {
     memset(r, 0, sizeof *r);
-    r->final_train = r->final_val = r->best_val = NAN;
+    r->final_train = r->final_val = r->best_val = r->final_prior_m2 = NAN;
     r->lr = NAN;
     r->seed = r->steps_cfg = r->tokens = -1;
     size_t dl = strlen(dir);
@@ -310,6 +310,7 @@ int pt_run_load(const char *dir, pt_run_info *r) {
         if (json_is_integer(v = json_object_get(c, "seed"))) r->seed = (long)json_integer_value(v);
         if (json_is_integer(v = json_object_get(c, "steps"))) r->steps_cfg = (long)json_integer_value(v);
         if (json_is_integer(v = json_object_get(c, "tokens"))) r->tokens = (long)json_integer_value(v);
+        if (json_is_number(v = json_object_get(c, "prior_weight"))) r->prior_weight = json_number_value(v);
         json_decref(j);
     } else {
         r->method = sdup("?"), r->prior = sdup("?");
@@ -338,6 +339,8 @@ int pt_run_load(const char *dir, pt_run_info *r) {
         double s = (double)json_integer_value(st);
         if ((long)s > r->last_step) r->last_step = (long)s;
         json_t *tl = json_object_get(j, "train_loss"), *vl = json_object_get(j, "val_loss");
+        json_t *m2 = json_object_get(j, "prior_m2");
+        if (json_is_number(m2)) r->final_prior_m2 = json_number_value(m2);
         int bad = 0;
         if (json_is_number(tl)) {
             nt = r->n_train;
