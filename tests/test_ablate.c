@@ -29,6 +29,7 @@
  *   set, all) and one layer-set variant against pt_run_eval.
  * Needs models/default (SKIP otherwise). */
 #include "pt_test.h"
+#include "pt_test_model.h"
 #include "ptune/backend.h"
 #include "ptune/run.h"
 
@@ -320,10 +321,9 @@ TEST(ablate_runs) {
     CHECK(mkdtemp(dir), "mkdtemp");
     CHECK(write_data(path_in("train.jsonl"), 64, 3) == 0 && write_data(path_in("val.jsonl"), 60, 4) == 0,
           "cannot write the data");
-    pt_model *m = pt_model_load("models/default");
-    CHECK(m && pt_model_set_backend(m, pt_backend_new("fp32", 2)) == 0, "%s", pt_last_error());
-    pt_tokenizer *tok = pt_tokenizer_load("models/default");
-    CHECK(tok, "%s", pt_last_error());
+    pt_model *m;
+    pt_tokenizer *tok;
+    CHECK(pt_test_default_model(&m, &tok) == 0, "%s", pt_last_error());
     CHECK(tune(m, tok, "trained", PT_METHOD_SOFT, 30, 0) == 0, "%s", pt_last_error());
     if (trained(pt_test_name_, m, tok) || constructed(pt_test_name_, m, tok) || deep(pt_test_name_, m, tok)) return 1;
     pt_ablate_result r;

@@ -26,30 +26,7 @@ static pt_model *tiny_model(void) {
     return pt_model_random(&c, PT_F32, 17);
 }
 
-/* n rows: BOS-like 1, 3..8 random "input" ids, then the fixed target 10 11 12 13 14. */
-static void tiny_rows(pt_rows *r, int n, uint64_t seed) {
-    memset(r, 0, sizeof *r);
-    r->ids = malloc(sizeof(int32_t) * (size_t)n * 16);
-    r->off = malloc(sizeof(int64_t) * (size_t)(n + 1));
-    r->n_prompt = malloc(sizeof(int32_t) * (size_t)n);
-    r->example = malloc(sizeof(int32_t) * (size_t)n);
-    pt_rng rng;
-    pt_rng_seed(&rng, seed);
-    int64_t k = 0;
-    for (int i = 0; i < n; i++) {
-        r->off[i] = k;
-        r->ids[k++] = 1;
-        int m = 3 + (int)pt_rng_below(&rng, 6);
-        for (int j = 0; j < m; j++) r->ids[k++] = 20 + (int32_t)pt_rng_below(&rng, 200);
-        r->n_prompt[i] = 1 + m;
-        for (int j = 0; j < 5; j++) r->ids[k++] = 10 + j;
-        r->example[i] = i;
-        int len = (int)(k - r->off[i]);
-        if (len > r->max_len) r->max_len = len;
-    }
-    r->off[n] = k;
-    r->n_rows = n;
-}
+static void tiny_rows(pt_rows *r, int n, uint64_t seed) { pt_test_tiny_rows(r, n, seed, 200); }
 
 /* x = S^-1 b by Gaussian elimination with partial pivoting (S [d, d] copied). */
 static int solve(const double *S, const double *b, int d, double *x) {

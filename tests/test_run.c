@@ -11,6 +11,7 @@
  * - pt_run_list lists exactly the runs, sorted; pt_run_finished;
  * - the callback sees every step in order, the first with the val loss. */
 #include "pt_test.h"
+#include "pt_test_model.h"
 #include "ptune/backend.h"
 #include "ptune/run.h"
 
@@ -132,12 +133,9 @@ TEST(run_module) {
     CHECK(f, "cannot write %s", data_path());
     for (int i = 0; i < 12; i++) fprintf(f, "{\"input\": \"What is %d + %d?\", \"target\": \" %d\"}\n", i, 2 * i, 3 * i);
     fclose(f);
-    pt_model *m = pt_model_load("models/default");
-    CHECK(m && pt_model_set_backend(m, pt_backend_new("fp32", 2)) == 0, "%s", pt_last_error());
-    char *tp = pt_tokenizer_find_for_model("models/default");
-    pt_tokenizer *tok = tp ? pt_tokenizer_load(tp) : NULL;
-    free(tp);
-    CHECK(tok, "%s", pt_last_error());
+    pt_model *m;
+    pt_tokenizer *tok;
+    CHECK(pt_test_default_model(&m, &tok) == 0, "%s", pt_last_error());
     cb_t c0 = {.stop_at = 0}, c1 = {.stop_at = -1};
     CHECK(run(m, tok, "b-stopped", PT_METHOD_SOFT, 6, &c0) == 0, "%s", pt_last_error());
     CHECK(run(m, tok, "a-soft", PT_METHOD_SOFT, 6, &c1) == 0, "%s", pt_last_error());

@@ -399,12 +399,9 @@ TEST(run_and_cli) {
     for (int i = 0; i < 12; i++)
         fprintf(f, "{\"input\": \"What is %d + %d?\", \"target\": \" %d\"}\n", i, i + 4, 2 * i + 4);
     fclose(f);
-    pt_model *m = pt_model_load("models/default");
-    CHECK(m && pt_model_set_backend(m, pt_backend_new("fp32", 2)) == 0, "%s", pt_last_error());
-    char *tp = pt_tokenizer_find_for_model("models/default");
-    pt_tokenizer *tok = tp ? pt_tokenizer_load(tp) : NULL;
-    free(tp);
-    CHECK(tok, "%s", pt_last_error());
+    pt_model *m;
+    pt_tokenizer *tok;
+    CHECK(pt_test_default_model(&m, &tok) == 0, "%s", pt_last_error());
     CHECK(tune(m, tok, "soft", PT_METHOD_SOFT, 2) == 0 && tune(m, tok, "plain", PT_METHOD_SOFT, 0) == 0 &&
               tune(m, tok, "deep", PT_METHOD_DEEP, 2) == 0,
           "%s", pt_last_error());

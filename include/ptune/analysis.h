@@ -15,6 +15,17 @@
 #include "ptune/prior.h"
 #include "ptune/tokenizer.h"
 
+/* |a - b|^2 over d floats, accumulated in double (every distance the analyses
+ * report goes through this one loop). */
+static inline double pt_sqdist(const float *a, const float *b, int d) {
+    double s = 0;
+    for (int j = 0; j < d; j++) {
+        double v = (double)a[j] - (double)b[j];
+        s += v * v;
+    }
+    return s;
+}
+
 /* ---- activations files (ptune acts) -------------------------------------------
  * One safetensors file: `acts` [n, d] F32 (first layer), plus `acts.layer_L`
  * [n, d] F32 for EVERY captured layer L (so `acts` duplicates the first one),

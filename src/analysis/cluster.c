@@ -9,15 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static double sqdist(const float *a, const float *b, int d) {
-    double s = 0;
-    for (int j = 0; j < d; j++) {
-        double v = (double)a[j] - (double)b[j];
-        s += v * v;
-    }
-    return s;
-}
-
 int64_t pt_drop_nonfinite(float *X, int64_t n, int d, int64_t *keep, int64_t *n_bad) {
     int64_t w = 0, bad = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -51,7 +42,7 @@ int pt_kmeans(const float *X, int64_t n, int d, int k, uint64_t seed, int max_it
     /* k-means++ seeding (D^2 sampling) */
     int64_t first = (int64_t)pt_rng_below(&rng, (uint64_t)n);
     memcpy(C, X + first * d, sizeof(float) * (size_t)d);
-    for (int64_t i = 0; i < n; i++) dmin[i] = sqdist(X + i * d, C, d);
+    for (int64_t i = 0; i < n; i++) dmin[i] = pt_sqdist(X + i * d, C, d);
     for (int c = 1; c < k; c++) {
         double tot = 0;
         for (int64_t i = 0; i < n; i++) tot += dmin[i];
@@ -70,7 +61,7 @@ int pt_kmeans(const float *X, int64_t n, int d, int k, uint64_t seed, int max_it
             pick = (int64_t)pt_rng_below(&rng, (uint64_t)n);
         memcpy(C + (size_t)c * d, X + pick * d, sizeof(float) * (size_t)d);
         for (int64_t i = 0; i < n; i++) {
-            double v = sqdist(X + i * d, C + (size_t)c * d, d);
+            double v = pt_sqdist(X + i * d, C + (size_t)c * d, d);
             if (v < dmin[i]) dmin[i] = v;
         }
     }
@@ -83,7 +74,7 @@ int pt_kmeans(const float *X, int64_t n, int d, int k, uint64_t seed, int max_it
             int best = 0;
             double bd = DBL_MAX;
             for (int c = 0; c < k; c++) {
-                double v = sqdist(X + i * d, C + (size_t)c * d, d);
+                double v = pt_sqdist(X + i * d, C + (size_t)c * d, d);
                 if (v < bd) bd = v, best = c;
             }
             dmin[i] = bd;
@@ -159,7 +150,7 @@ int pt_silhouette_labels(const float *X, int64_t n, int d, const int32_t *labels
             int64_t i = idx[q];
             memset(acc, 0, sizeof(double) * (size_t)L);
             for (int64_t j = 0; j < n; j++)
-                if (j != i) acc[labels[j]] += sqrt(sqdist(X + i * d, X + j * d, d));
+                if (j != i) acc[labels[j]] += sqrt(pt_sqdist(X + i * d, X + j * d, d));
             int li = labels[i];
             if (cnt[li] <= 1) {
                 s[q] = 0;
@@ -245,7 +236,7 @@ int pt_cluster_stats_compute(const float *X, int64_t n, int d, const int32_t *la
         for (int j = 0; j < d; j++)
             out->centroids[(size_t)c * d + j] = out->count[c] ? (float)(sum[(size_t)c * d + j] / (double)out->count[c]) : 0;
     double w = 0, b = 0;
-    for (int64_t i = 0; i < n; i++) w += sqdist(X + i * d, out->centroids + (size_t)labels[i] * d, d);
+    for (int64_t i = 0; i < n; i++) w += pt_sqdist(X + i * d, out->centroids + (size_t)labels[i] * d, d);
     for (int c = 0; c < n_labels; c++) {
         double s = 0;
         for (int j = 0; j < d; j++) {
@@ -255,7 +246,7 @@ int pt_cluster_stats_compute(const float *X, int64_t n, int d, const int32_t *la
         b += (double)out->count[c] * s;
         for (int e = 0; e < n_labels; e++)
             out->centroid_dist[(size_t)c * n_labels + e] =
-                sqrt(sqdist(out->centroids + (size_t)c * d, out->centroids + (size_t)e * d, d));
+                sqrt(pt_sqdist(out->centroids + (size_t)c * d, out->centroids + (size_t)e * d, d));
     }
     out->within = w / (double)n;
     out->between = b / (double)n;
@@ -519,6 +510,6 @@ int pt_ks_2samp(const double *a, int64_t na, const double *b, int64_t nb, pt_tes
 
 int pt_step_lengths(const float *H, int T, int d, double *steps) {
     if (T < 2) return pt_set_error("trajectory: needs at least 2 positions (got %d)", T);
-    for (int t = 0; t + 1 < T; t++) steps[t] = sqrt(sqdist(H + (size_t)t * d, H + (size_t)(t + 1) * d, d));
+    for (int t = 0; t + 1 < T; t++) steps[t] = sqrt(pt_sqdist(H + (size_t)t * d, H + (size_t)(t + 1) * d, d));
     return 0;
 }

@@ -13,15 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static double sqdist(const float *a, const float *b, int d) {
-    double s = 0;
-    for (int j = 0; j < d; j++) {
-        double v = (double)a[j] - (double)b[j];
-        s += v * v;
-    }
-    return s;
-}
-
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -38,7 +29,7 @@ static double median_sorted(double *v, size_t k) {
 static void sq_dists(const float *const *R, int64_t n, int d, double *D) {
 #pragma omp parallel for schedule(dynamic, 16)
     for (int64_t i = 0; i < n; i++)
-        for (int64_t j = i + 1; j < n; j++) D[i * n + j] = sqdist(R[i], R[j], d);
+        for (int64_t j = i + 1; j < n; j++) D[i * n + j] = pt_sqdist(R[i], R[j], d);
 }
 
 /* Median of sqrt(D[i, j]) over i < j. */
@@ -73,7 +64,7 @@ int pt_median_pairwise_distance(const float *X, int64_t n, int d, double *out) {
     double *v = malloc(sizeof(double) * k);
     if (!v) return pt_set_error("mmd: out of memory (%zu pairwise distances)", k);
     for (int64_t i = 0; i < n; i++)
-        for (int64_t j = i + 1; j < n; j++) v[w++] = sqrt(sqdist(X + i * d, X + j * d, d));
+        for (int64_t j = i + 1; j < n; j++) v[w++] = sqrt(pt_sqdist(X + i * d, X + j * d, d));
     *out = median_sorted(v, k);
     free(v);
     return 0;
@@ -84,11 +75,11 @@ int pt_mmd2_unbiased(const float *X, int64_t m, const float *Y, int64_t n, int d
     if (!(sigma > 0) || !isfinite(sigma)) return pt_set_error("mmd: bandwidth %g must be positive and finite", sigma);
     double g = -1 / (2 * sigma * sigma), sxx = 0, syy = 0, sxy = 0;
     for (int64_t i = 0; i < m; i++)
-        for (int64_t j = i + 1; j < m; j++) sxx += exp(g * sqdist(X + i * d, X + j * d, d));
+        for (int64_t j = i + 1; j < m; j++) sxx += exp(g * pt_sqdist(X + i * d, X + j * d, d));
     for (int64_t i = 0; i < n; i++)
-        for (int64_t j = i + 1; j < n; j++) syy += exp(g * sqdist(Y + i * d, Y + j * d, d));
+        for (int64_t j = i + 1; j < n; j++) syy += exp(g * pt_sqdist(Y + i * d, Y + j * d, d));
     for (int64_t i = 0; i < m; i++)
-        for (int64_t j = 0; j < n; j++) sxy += exp(g * sqdist(X + i * d, Y + j * d, d));
+        for (int64_t j = 0; j < n; j++) sxy += exp(g * pt_sqdist(X + i * d, Y + j * d, d));
     double a = (double)m, b = (double)n;
     *out = 2 * sxx / (a * (a - 1)) + 2 * syy / (b * (b - 1)) - 2 * sxy / (a * b);
     return 0;

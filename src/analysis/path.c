@@ -7,15 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* |a - b| over d floats, accumulated in double. */
-static double dist_l2(const float *a, const float *b, int d) {
-    double s = 0;
-    for (int j = 0; j < d; j++) {
-        double t = (double)a[j] - (double)b[j];
-        s += t * t;
-    }
-    return sqrt(s);
-}
+static double sqrt_dist(const float *a, const float *b, int d) { return sqrt(pt_sqdist(a, b, d)); }
 
 void pt_path_stats_free(pt_path_stats *p) {
     if (!p) return;
@@ -29,9 +21,9 @@ static void lengths(const float *X, int S, int n, int d, double *length, double 
     for (int i = 0; i < n; i++) {
         double len = 0;
         for (int s = 0; s + 1 < S; s++)
-            len += dist_l2(X + snap * s + (size_t)i * d, X + snap * (s + 1) + (size_t)i * d, d);
+            len += sqrt_dist(X + snap * s + (size_t)i * d, X + snap * (s + 1) + (size_t)i * d, d);
         length[i] = len;
-        drift[i] = dist_l2(X + (size_t)i * d, X + snap * (S - 1) + (size_t)i * d, d);
+        drift[i] = sqrt_dist(X + (size_t)i * d, X + snap * (S - 1) + (size_t)i * d, d);
     }
 }
 
@@ -45,7 +37,7 @@ static void collapse(const float *X, const int64_t *steps, int S, int n, int d, 
         int bi = -1, bj = -1;
         for (int i = 0; i < n; i++)
             for (int j = i + 1; j < n; j++) {
-                double v = dist_l2(x + (size_t)i * d, x + (size_t)j * d, d);
+                double v = sqrt_dist(x + (size_t)i * d, x + (size_t)j * d, d);
                 if (v < best) best = v, bi = i, bj = j;
             }
         o->min_pair[s] = best;

@@ -93,11 +93,7 @@ static int load_prompt(const pt_model *m, const char *run, pt_prompt_params *pp,
     return 0;
 }
 
-static float l2(const float *a, const float *b, int d) {
-    double s = 0;
-    for (int i = 0; i < d; i++) s += ((double)a[i] - (double)b[i]) * ((double)a[i] - (double)b[i]);
-    return (float)sqrt(s);
-}
+static float l2(const float *a, const float *b, int d) { return (float)sqrt(pt_sqdist(a, b, d)); }
 
 /* Each tuned vector's nearest token-embedding row (L2): ids, distances and
  * the rows themselves [pp->n]. The search goes through a GEMM (|e|^2 - 2 e.q
