@@ -15,6 +15,15 @@ CFLAGS  += -DPT_HAVE_DNNL
 LDLIBS  += -ldnnl
 endif
 
+# Open MPI (Debian libopenmpi-dev) gives `mpirun -np K ptune ...` (docs/scaling.md);
+# without it ptune builds single-process and says so under a launcher. MPI=0
+# leaves it out on purpose.
+MPI     ?= $(shell pkg-config --exists ompi-c 2>/dev/null && echo 1 || echo 0)
+ifeq ($(MPI),1)
+CFLAGS  += -DPT_HAVE_MPI $(shell pkg-config --cflags ompi-c)
+LDLIBS  += $(shell pkg-config --libs ompi-c)
+endif
+
 SRC      := $(sort $(wildcard src/*/*.c))
 LIBSRC   := $(filter-out src/cli/%,$(SRC))
 CLISRC   := $(filter src/cli/%,$(SRC))

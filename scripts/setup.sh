@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=(build-essential pkg-config clang libomp-dev libopenblas-openmp-dev liblapacke-dev libjansson-dev
-      libpcre2-dev libcairo2-dev libpng-dev zlib1g-dev libdnnl-dev)
+      libpcre2-dev libcairo2-dev libpng-dev zlib1g-dev libdnnl-dev
+      libopenmpi-dev openmpi-bin)
 # References used only to (re)generate fixtures and to benchmark: optional.
 optional=(python3-torch python3-numpy python3-sklearn)
 missing=()

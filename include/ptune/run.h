@@ -47,6 +47,10 @@ typedef struct {
     int data_format;          /* --format: PT_DATA_* */
     long rows, val_rows;      /* --rows, --val-rows: a subset of that many examples drawn with seed */
     long snapshot_every;      /* --snapshot-every K: snapshots.safetensors (tune.h); 0: none */
+    /* Data parallel over these processes (dist.h; NULL: alone): every rank
+     * calls pt_tune_run with the same job; rank 0 alone writes the run
+     * directory, the others train their share of each batch (pt_train_opts). */
+    const pt_group *group;
 } pt_tune_job;
 
 void pt_tune_job_init(pt_tune_job *j);

@@ -32,6 +32,7 @@
 
 #include "ptune/backward.h"
 #include "ptune/data.h"
+#include "ptune/dist.h"
 #include "ptune/forward.h"
 #include "ptune/model.h"
 #include "ptune/optim.h"
@@ -201,6 +202,13 @@ typedef struct {
      * checkpoint of each such step; a resumed run reads it back and drops the
      * snapshots after its checkpoint. 0: no file. */
     int64_t snapshot_every;
+    /* Data parallel (dist.h; NULL: alone): each rank computes the loss and
+     * gradient of its contiguous share of every step's accum*batch rows (in
+     * micro-batches of at most `batch`) and of the validation rows; the sums
+     * are combined in rank order, and every rank takes the same AdamW step.
+     * Rank 0 alone writes out_dir and calls on_step; its return stops every
+     * rank. */
+    const pt_group *group;
 } pt_train_opts;
 
 typedef struct {

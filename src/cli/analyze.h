@@ -14,6 +14,7 @@ int analyze_trajectory(pt_args *a);
 int analyze_lens(pt_args *a);
 int analyze_ablate(pt_args *a);
 int analyze_posterior_path(pt_args *a);
+int analyze_diff(pt_args *a);
 
 /* Printable form of token `id` (control characters and partial UTF-8
  * escaped; "#id" without a tokenizer); a static buffer, valid until the next call. */

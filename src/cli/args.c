@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 #include "ptune/backend.h"
 #include "ptune/core.h"
+#include "ptune/dist.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -174,15 +175,25 @@ int args_finish(pt_args *a) {
     return 0;
 }
 
+/* "ptune CMD: ", or under mpirun "ptune CMD [rank R/K]: " (dist.h). */
+static void fail_prefix(const char *cmd) {
+    const pt_group *w = pt_group_world();
+    if (w->size > 1) fprintf(stderr, "ptune %s [rank %d/%d]: ", cmd, w->rank, w->size);
+    else fprintf(stderr, "ptune %s: ", cmd);
+}
+
 int cli_fail(const char *cmd) {
-    fprintf(stderr, "ptune %s: %s\n", cmd, pt_last_error());
+    /* a failure every rank agreed on (pt_group_agree): rank 0 says it once */
+    if (pt_group_world()->rank > 0 && pt_dist_error_shared()) return 1;
+    if (pt_dist_error_shared()) fprintf(stderr, "ptune %s: %s\n", cmd, pt_last_error());
+    else fail_prefix(cmd), fprintf(stderr, "%s\n", pt_last_error());
     return 1;
 }
 
 int cli_failf(const char *cmd, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "ptune %s: ", cmd);
+    fail_prefix(cmd);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);

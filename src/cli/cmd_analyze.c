@@ -1,4 +1,4 @@
-/* cmd_analyze.c: ptune analyze prompts|clusters|trajectory|lens|ablate|posterior-path
+/* cmd_analyze.c: ptune analyze prompts|clusters|trajectory|lens|ablate|posterior-path|diff
  * (docs/analysis.md): the dispatch, each analysis's usage, and the helpers
  * the analyses share (analyze.h); the analyses live in analyze_<name>.c. */
 #include "cli/analyze.h"
@@ -60,6 +60,12 @@ static const struct {
      "  are within --eps (default 1e-3 x the median vocabulary-row norm). --png: the paths on the\n"
      "  vocabulary's PCA plane (a .png inside RUN_DIR appears in ptune report). The model is the one\n"
      "  run.json records unless --model is given. Not `trajectory`, which follows a text's tokens.\n"},
+    {"diff", analyze_diff,
+     "  ptune analyze diff --ref RUN_DIR --run RUN_DIR [--json]\n",
+     "  How far a run is from a reference run of the same settings (another machine, another number\n"
+     "  of MPI ranks, a resumed run): max |run - ref| / max |ref| of the trained prompt, at the end and\n"
+     "  at each snapshot both hold (--snapshot-every); the train loss at the first and last common\n"
+     "  step and the last validation loss, |d| / |ref|; which files are byte-identical.\n"},
 };
 #define N_ANALYSES (sizeof analyses / sizeof analyses[0])
 

@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 #include "ptune/backend.h"
 #include "cli/tune_args.h"
+#include "ptune/dist.h"
 #include "ptune/tune.h"
 
 #include <errno.h>
@@ -133,20 +134,23 @@ int cmd_tune(int argc, char **argv) {
     args_free(&a);
     if (!j.model_path) return cli_failf(C, "--model PATH is required (see ptune tune --help)");
     if (pt_tune_job_check(&j, NULL)) return cli_fail(C);
+    /* under mpirun every rank loads the model (mmapped: one copy per node)
+     * and trains its share of each batch; rank 0 prints (docs/scaling.md) */
+    const pt_group *w = pt_group_world();
+    j.group = w;
     pt_model *m = cli_model_load(j.model_path, a.compute, 0);
-    if (!m) return cli_fail(C);
-    char *tok_path = tok_arg ? pt_strdup(tok_arg) : pt_tokenizer_find_for_model(j.model_path);
+    char *tok_path = !m ? NULL : tok_arg ? pt_strdup(tok_arg) : pt_tokenizer_find_for_model(j.model_path);
     pt_tokenizer *tok = tok_path ? pt_tokenizer_load(tok_path) : NULL;
+    if (m && !tok_path) pt_set_error("%s: no tokenizer found; give --tokenizer PATH", j.model_path);
     int rc = 1;
-    if (!tok_path) rc = cli_failf(C, "%s: no tokenizer found; give --tokenizer PATH", j.model_path);
-    else if (!tok) rc = cli_fail(C);
+    if (pt_group_agree(w, m && tok ? 0 : PT_ERR)) rc = cli_fail(C);
     else {
         progress pg = {.mode = quiet ? -1 : isatty(2) ? 1 : 0, .sleep_ms = sleep_ms};
         j.tok_path = tok_path, j.on_step = on_step, j.on_step_ctx = &pg;
         pt_train_result res;
         if (pt_tune_run(&j, m, tok, &res)) rc = cli_fail(C);
         else {
-            if (!quiet) summary(&j, &res, res.n_train_rows, res.n_val_rows);
+            if (!quiet && w->rank == 0) summary(&j, &res, res.n_train_rows, res.n_val_rows);
             rc = 0;
         }
     }

@@ -1,5 +1,7 @@
 /* main.c: the `ptune` command: dispatch to one file per subcommand. */
 #include "cli/cli.h"
+#include "ptune/core.h"
+#include "ptune/dist.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,8 +57,23 @@ static void passive_wait_policy(char **argv) {
     /* exec failed: carry on with the default policy */
 }
 
-int main(int argc, char **argv) {
-    passive_wait_policy(argv);
+/* Under an MPI launcher (mpirun -np K ptune ...): MPI starts here, and ranks
+ * other than 0 keep quiet (rank 0 prints the progress and the results; every
+ * rank prints its own errors). docs/scaling.md. */
+static int dist_start(int *argc, char ***argv) {
+    if (pt_dist_init(argc, argv)) {
+        fprintf(stderr, "ptune: %s\n", pt_last_error());
+        return 2;
+    }
+    const pt_group *w = pt_group_world();
+    if (w->rank > 0) {
+        if (!freopen("/dev/null", "w", stdout)) return 0;
+        if (!getenv("PT_LOG")) setenv("PT_LOG", "0", 1);
+    }
+    return 0;
+}
+
+static int run(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
@@ -71,4 +88,14 @@ int main(int argc, char **argv) {
     }
     fprintf(stderr, "ptune: unknown command '%s' (ptune --help lists the commands)\n", argv[1]);
     return 2;
+}
+
+int main(int argc, char **argv) {
+    passive_wait_policy(argv);
+    int rc = dist_start(&argc, &argv);
+    if (rc) return rc;
+    rc = run(argc, argv);
+    fflush(NULL);
+    pt_dist_end(rc);
+    return rc;
 }

@@ -251,7 +251,11 @@ static int initial_vectors(const pt_tune_job *j, const pt_model *m, const pt_tok
 int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok, pt_train_result *res) {
     pt_train_result r0;
     if (!res) res = &r0;
-    if (pt_tune_job_check(j, m)) return PT_ERR;
+    const pt_group *g = j->group;
+    int writer = pt_group_rank(g) == 0;
+    /* every rank loads and checks; a failure on any of them ends all of them
+     * here (setup_fail), before anything is written */
+    if (pt_tune_job_check(j, m)) return pt_group_agree(g, PT_ERR);
     const pt_config *c = &m->cfg;
     pt_dataset ds = {0}, dv = {0};
     pt_rows rows = {0}, vrows = {0};
@@ -262,7 +266,7 @@ int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok
     int rc = PT_ERR;
     if (j->prefix_projection ? pt_params_init_reparam(&pp, c, j->tokens, j->prefix_projection)
                              : pt_params_init(&pp, c, j->method, j->tokens, j->layers, j->n_layers))
-        goto done;
+        goto setup_fail;
     for (int i = 0; i < j->n_prior_at; i++) {
         int l = prior_at_layer(j->prior_at[i]);
         int ok = j->method == PT_METHOD_PREFIX ? (l >= 0 && l < c->n_layers) : 0;
@@ -270,43 +274,43 @@ int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok
         if (!ok) {
             pt_set_error("--prior-at %d: not a trained layer (%s)", l,
                          j->method == PT_METHOD_DEEP ? "give one of --layers" : "the model has layers 0..L-1");
-            goto done;
+            goto setup_fail;
         }
     }
     int room = c->max_seq - j->tokens, max_len = j->max_len ? j->max_len : room < 512 ? room : 512;
     if (max_len > room) {
         pt_set_error("--max-len %d plus --tokens %d exceeds the model's context of %d", max_len, j->tokens, c->max_seq);
-        goto done;
+        goto setup_fail;
     }
     int enc = j->eos ? PT_ENC_EOS : 0;
     pt_data_opts dopts = {j->data_format, j->rows, j->seed}, vopts = {j->data_format, j->val_rows, j->seed};
-    if (pt_data_load_opts(j->data, j->tmpl, &dopts, &ds)) goto done;
+    if (pt_data_load_opts(j->data, j->tmpl, &dopts, &ds)) goto setup_fail;
     if (ds.n == 0) {
         pt_set_error("%s: no examples", j->data);
-        goto done;
+        goto setup_fail;
     }
     /* notebook: the soft prompt's positions are in the sequence (labels on them) */
     int nb = j->objective == PT_OBJECTIVE_NOTEBOOK, nb_virtual = j->method == PT_METHOD_SOFT ? j->tokens : 0;
     if (nb && j->eos) {
         pt_set_error("--eos does not apply to --objective notebook (its answers are padded with EOS)");
-        goto done;
+        goto setup_fail;
     }
     /* positions: soft max(N, 127) with the prompt inside the rows; deep, prefix 127 + N */
     int span = PT_NOTEBOOK_ANSWER_LEN - 1, nb_need = nb_virtual ? (span > nb_virtual ? span : nb_virtual) : span + j->tokens;
     if (nb && nb_need > c->max_seq) {
         pt_set_error("--objective notebook needs %d positions; the model's context is %d", nb_need, c->max_seq);
-        goto done;
+        goto setup_fail;
     }
     if (nb ? pt_data_encode_notebook(tok, &ds, nb_virtual, &rows) : pt_data_encode(tok, &ds, max_len, enc, &rows))
-        goto done;
+        goto setup_fail;
     if (j->val) {
-        if (pt_data_load_opts(j->val, j->tmpl, &vopts, &dv)) goto done;
+        if (pt_data_load_opts(j->val, j->tmpl, &vopts, &dv)) goto setup_fail;
         if (dv.n == 0) {
             pt_set_error("%s: no examples", j->val);
-            goto done;
+            goto setup_fail;
         }
         if (nb ? pt_data_encode_notebook(tok, &dv, nb_virtual, &vrows) : pt_data_encode(tok, &dv, max_len, enc, &vrows))
-            goto done;
+            goto setup_fail;
     }
     if (rows.n_filled || vrows.n_filled)
         pt_info("tune: %d rows have fewer input tokens than the notebook's %d labelled positions; their EOS pads "
@@ -316,7 +320,7 @@ int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok
         pt_info("tune: %d training rows lost input tokens on the left to fit --max-len %d", rows.n_truncated, max_len);
 
     /* ---- run directory ---- */
-    if (!(run = run_json_new(j, m, &pp, max_len))) goto done;
+    if (!(run = run_json_new(j, m, &pp, max_len))) goto setup_fail;
     json_t *cfg = json_object_get(run, "config");
     /* the compute path changes every rounding: resuming on another one is refused */
     json_object_set_new(cfg, "compute", json_string(pt_backend_name(pt_model_backend(m))));
@@ -336,46 +340,55 @@ int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok
     /* the cache changes the rounding of the steps (backward.h): part of an exact resume */
     if (j->method == PT_METHOD_DEEP && pp.n_deep > 0 && pp.deep_layers[0] > 0)
         json_object_set_new(cfg, "act_cache_mb", json_integer((json_int_t)j->act_cache_mb));
-    if (!(run_path = pt_path_join(j->out, "run.json"))) goto done;
+    if (!(run_path = pt_path_join(j->out, "run.json"))) goto setup_fail;
     int exists = pt_file_exists(run_path);
     /* a run killed before its first checkpoint has run.json and the initial
      * adapter but no optimizer state: it starts over from the same prior */
     int fresh = 0;
     if (j->resume && exists) {
         char *st = pt_path_join(j->out, "optimizer.safetensors");
-        if (!st) goto done;
+        if (!st) goto setup_fail;
         fresh = !pt_file_exists(st);
         free(st);
     }
     if (j->resume) {
         if (!exists) {
             pt_set_error("--resume: %s has no run.json (start a new run without --resume)", j->out);
-            goto done;
+            goto setup_fail;
         }
-        if (run_json_check(j->out, run)) goto done;
+        if (run_json_check(j->out, run)) goto setup_fail;
     } else if (exists) {
         pt_set_error("%s already holds a run (use --resume to continue it, or another --out)", j->out);
-        goto done;
+        goto setup_fail;
     }
     /* the penalty's Gaussians (fits as the sampler makes them) before anything is written */
     pt_prior_ctx pc = {.model = m, .tok = tok};
     if (j->prior_weight > 0 && !(pen = pt_prior_penalty_new(&pp, &pc, j->prior, j->prior_at, j->n_prior_at,
                                                             j->prior_weight)))
-        goto done;
-    if (j->resume && run_json_set_steps(j->out, j->steps)) goto done;
-    if (fresh) {
-        if (initial_vectors(j, m, tok, &pp, NULL)) goto done;
-    } else if (!j->resume) {
-        /* the initial vectors first: a prior that fails leaves no directory */
+        goto setup_fail;
+    /* rank 0 samples the starting vectors (a prior that fails leaves no
+     * directory); the others get them below */
+    if (writer && fresh) {
+        if (initial_vectors(j, m, tok, &pp, NULL)) goto setup_fail;
+    } else if (writer && !j->resume) {
         json_t *reports = json_array();
         if (!reports || initial_vectors(j, m, tok, &pp, reports)) {
             json_decref(reports);
-            goto done;
+            goto setup_fail;
         }
         /* outside "config": what the sampler did, not a setting a resume must match */
         if (json_array_size(reports)) json_object_set_new(run, "prior_report", reports);
         else json_decref(reports);
-        if (new_run_dir(j, m, run, &pp)) goto done;
+    }
+    if (pt_group_agree(g, 0)) goto done;
+    /* rank 0 alone writes the run directory */
+    int wrc = 0;
+    if (writer && j->resume) wrc = run_json_set_steps(j->out, j->steps);
+    if (writer && !j->resume) wrc = new_run_dir(j, m, run, &pp);
+    if (pt_group_agree(g, wrc)) goto done;
+    if ((fresh || !j->resume) && !pt_group_alone(g)) {
+        if (pt_group_bcast(g, pp.p, sizeof(float) * pp.n, 0)) goto done;
+        pt_params_materialize(&pp);
     }
 
     pt_train_opts o = {
@@ -399,10 +412,14 @@ int pt_tune_run(const pt_tune_job *j, const pt_model *m, const pt_tokenizer *tok
         .penalty = pen ? pt_prior_penalty_apply : NULL,
         .penalty_ctx = pen,
         .snapshot_every = j->snapshot_every,
+        .group = g,
     };
     o.adamw.weight_decay = j->weight_decay;
     if (pt_train(m, &rows, j->val ? &vrows : NULL, &pp, &o, res)) goto done;
     rc = 0;
+    goto done;
+setup_fail:
+    pt_group_agree(g, PT_ERR);
 done:
     pt_prior_penalty_free(pen);
     free(run_path);

@@ -27,7 +27,16 @@
  * keeps its first whole fill batches, and its other rows get their stream
  * computed in each step, for the rows of that step's batch that need it (a
  * sub-batch in batch order: deterministic too, and as fast as the plain step,
- * which runs those layers as well: docs/performance.md). */
+ * which runs those layers as well: docs/performance.md).
+ *
+ * Data parallel (opts->group of K > 1 ranks, docs/scaling.md): every rank
+ * walks the same stream and counts the step's target tokens over all its
+ * rows, so grad_scale is the same everywhere; rank r runs rows [lo, hi) of
+ * the step's accum*batch (pt_share) in micro-batches of at most batch, and
+ * the gradient, loss and position sums are added over ranks in rank order
+ * before clipping. Every rank then holds the same gradient and takes the
+ * same step; rank 0 alone writes the run directory. With K = 1 (or no group)
+ * the micro-batches and sums are exactly the single-process ones. */
 #include "ptune/safetensors.h"
 #include "ptune/tune.h"
 
@@ -69,6 +78,8 @@ typedef struct {
     char *metrics_path, *state_path, *adapter_path, *snap_path;
     act_cache *ctrain, *cval;
     pt_snapshots snaps; /* opts->snapshot_every > 0 */
+    const pt_group *g;  /* data parallel (NULL: alone) */
+    int writer;         /* rank 0: writes out_dir */
 } trainer;
 
 static void cache_free(act_cache *ac) {
@@ -184,7 +195,7 @@ static int check_virtual(const pt_rows *rows, const pt_prompt *prompt) {
 
 /* Mean labelled-position loss over rows in batches of `batch`, index order. */
 static int loss_over(const pt_model *m, pt_workspace *ws, const pt_rows *rows, const pt_prompt *prompt, int batch,
-                     int32_t pad_id, act_cache *ac, double *loss, int64_t *n_tokens) {
+                     int32_t pad_id, act_cache *ac, const pt_group *g, double *loss, int64_t *n_tokens) {
     int T = 0;
     for (int r = 0; r < rows->n_rows; r++)
         if (pt_rows_len(rows, r) > T) T = pt_rows_len(rows, r);
@@ -199,8 +210,10 @@ static int loss_over(const pt_model *m, pt_workspace *ws, const pt_rows *rows, c
     if (!ids || !lens || !rl || !rc || (nv && !emb) || check_virtual(rows, prompt)) goto done;
     int32_t *labels = ids + (size_t)batch * T;
     int *idx = lens + batch;
-    for (int r0 = 0; r0 < rows->n_rows; r0 += batch) {
-        int B = rows->n_rows - r0 < batch ? rows->n_rows - r0 : batch;
+    int64_t lo, hi; /* this rank's rows (all of them alone) */
+    pt_share(rows->n_rows, pt_group_rank(g), pt_group_size(g), &lo, &hi);
+    for (int r0 = (int)lo; r0 < hi; r0 += batch) {
+        int B = hi - r0 < batch ? (int)(hi - r0) : batch;
         for (int b = 0; b < B; b++) idx[b] = r0 + b;
         int Tb = pt_batch_T(rows, idx, B);
         if (pt_batch_rows(rows, idx, B, pad_id, ids, labels, lens) < 0) goto done;
@@ -213,6 +226,11 @@ static int loss_over(const pt_model *m, pt_workspace *ws, const pt_rows *rows, c
         }
         if (pt_loss_forward(m, ws, &in, labels, rl, rc)) goto done;
         for (int b = 0; b < B; b++) sum += rl[b], cnt += rc[b];
+    }
+    if (!pt_group_alone(g)) {
+        double v[2] = {sum, (double)cnt};
+        if (pt_group_sum_f64(g, v, 2)) goto done;
+        sum = v[0], cnt = (int64_t)v[1];
     }
     *loss = cnt ? sum / (double)cnt : 0.0;
     if (n_tokens) *n_tokens = cnt;
@@ -228,7 +246,7 @@ done:
 
 int pt_eval_loss(const pt_model *m, pt_workspace *ws, const pt_rows *rows, const pt_prompt *prompt, int batch,
                  int32_t pad_id, double *loss, int64_t *n_tokens) {
-    return loss_over(m, ws, rows, prompt, batch, pad_id, NULL, loss, n_tokens);
+    return loss_over(m, ws, rows, prompt, batch, pad_id, NULL, NULL, loss, n_tokens);
 }
 
 /* Row indices of the next B rows of the stream. */
@@ -244,7 +262,9 @@ static void next_rows(trainer *t, int *idx, int B) {
     }
 }
 
-static int write_metric(trainer *t, const char *line) { return pt_metrics_write(t->metrics, t->metrics_path, line); }
+static int write_metric(trainer *t, const char *line) {
+    return t->writer ? pt_metrics_write(t->metrics, t->metrics_path, line) : 0;
+}
 
 static int save_checkpoint(trainer *t) {
     pt_prompt_params *pp = t->pp;
@@ -336,6 +356,7 @@ static int snap_due(const pt_train_opts *o, int64_t step) {
 }
 
 static int snap_take(trainer *t) {
+    if (!t->writer) return 0;
     return pt_snapshots_add(&t->snaps, t->step, t->pp->kv) || pt_snapshots_save(&t->snaps, t->snap_path) ? PT_ERR : 0;
 }
 
@@ -349,7 +370,7 @@ static int snap_same_shape(const pt_snapshots *a, const pt_snapshots *b) {
  * snapshots up to its checkpoint (t->step). */
 static int snap_start(trainer *t) {
     const pt_train_opts *o = t->o;
-    if (o->snapshot_every <= 0) return 0;
+    if (o->snapshot_every <= 0 || !t->writer) return 0;
     if (pt_snapshots_init(&t->snaps, t->pp, o->snapshot_every)) return PT_ERR;
     if (!o->resume) return snap_take(t);
     if (!pt_file_exists(t->snap_path))
@@ -374,7 +395,7 @@ static int snap_start(trainer *t) {
  * val_line's, written after the step's checkpoint. */
 static int validate(trainer *t, const pt_prompt *prompt, double *out) {
     if (!t->val || t->val->n_rows == 0) return *out = NAN, 0;
-    return loss_over(t->m, t->ws, t->val, prompt, t->o->batch, t->o->pad_id, t->cval, out, NULL);
+    return loss_over(t->m, t->ws, t->val, prompt, t->o->batch, t->o->pad_id, t->cval, t->g, out, NULL);
 }
 
 static int val_line(trainer *t, double v) {
@@ -384,6 +405,17 @@ static int val_line(trainer *t, double v) {
     return write_metric(t, line);
 }
 
+/* on_step on rank 0; its stop decision reaches every rank. */
+static int step_callback(trainer *t, const pt_step_info *si, int *stop) {
+    const pt_train_opts *o = t->o;
+    *stop = t->writer && o->on_step && o->on_step(si, o->on_step_ctx);
+    if (pt_group_alone(t->g)) return 0;
+    int s = *stop;
+    if (pt_group_bcast(t->g, &s, sizeof s, 0)) return PT_ERR;
+    *stop = s;
+    return 0;
+}
+
 int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_prompt_params *pp,
              const pt_train_opts *o, pt_train_result *res) {
     memset(res, 0, sizeof *res);
@@ -391,7 +423,8 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
     res->n_train_rows = train ? train->n_rows : 0, res->n_val_rows = val ? val->n_rows : 0;
     if (o->batch < 1 || o->accum < 1 || o->steps < 1) return pt_set_error("batch, accum and steps must be >= 1");
     if (!train || train->n_rows == 0) return pt_set_error("no training rows");
-    trainer t = {.m = m, .train = train, .val = val, .pp = pp, .o = o, .order_epoch = -1};
+    trainer t = {.m = m, .train = train, .val = val, .pp = pp, .o = o, .order_epoch = -1, .g = o->group,
+                 .writer = pt_group_rank(o->group) == 0};
     int rc = PT_ERR;
     int B = o->batch;
     t.T = train->max_len;
@@ -403,6 +436,7 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
     t.lens = pt_malloc(sizeof(int) * (size_t)B * (size_t)(o->accum + 1));
     t.order = pt_malloc(sizeof(int) * (size_t)train->n_rows);
     t.grad = pt_malloc_aligned(sizeof(float) * n * 3);
+    size_t nkv = pp->reparam_hidden ? pp->n_out : n; /* the backward's gradient (t.gkv) */
     t.gkv = pp->reparam_hidden ? pt_malloc_aligned(sizeof(float) * pp->n_out) : t.grad;
     t.gptrs = pt_calloc((size_t)(2 * pp->n_layers + pp->n_deep + 1), sizeof(float *));
     t.metrics_path = pt_path_join(o->out_dir, "metrics.jsonl");
@@ -449,18 +483,23 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
         res->act_cache_mib += mib * (double)train->off[nt];
     }
 
+    /* every rank reads the checkpoint; then (after all have, agreed below)
+     * rank 0 alone touches the files */
+    int setup = 0;
     if (o->resume) {
-        if (load_checkpoint(&t) || trim_metrics(&t)) goto done;
-        if (t.step > o->steps) {
-            pt_set_error("--resume: the run is at step %lld, past --steps %lld", (long long)t.step, (long long)o->steps);
+        setup = load_checkpoint(&t);
+        if (!setup && t.step > o->steps)
+            setup = pt_set_error("--resume: the run is at step %lld, past --steps %lld", (long long)t.step,
+                                 (long long)o->steps);
+    }
+    if (pt_group_agree(t.g, setup)) goto done;
+    if (t.writer) {
+        if (o->resume ? trim_metrics(&t) : pt_write_file_atomic(t.metrics_path, "", 0)) goto done;
+        t.metrics = fopen(t.metrics_path, "a");
+        if (!t.metrics) {
+            pt_set_error("%s: cannot open for appending", t.metrics_path);
             goto done;
         }
-    } else if (pt_write_file_atomic(t.metrics_path, "", 0))
-        goto done;
-    t.metrics = fopen(t.metrics_path, "a");
-    if (!t.metrics) {
-        pt_set_error("%s: cannot open for appending", t.metrics_path);
-        goto done;
     }
 
     pt_params_materialize(pp);
@@ -475,7 +514,9 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
         res->last_val_loss = res->first_val_loss;
         pt_step_info si = {.step = 0, .steps = o->steps, .train_loss = NAN, .lr = NAN, .grad_norm = NAN,
                            .val_loss = val && val->n_rows ? res->first_val_loss : (double)NAN};
-        if (o->on_step && o->on_step(&si, o->on_step_ctx)) {
+        int stop = 0;
+        if (step_callback(&t, &si, &stop)) goto done;
+        if (stop) {
             res->steps_done = t.step;
             rc = 0;
             goto done;
@@ -495,31 +536,40 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
             if (c < 0) goto done;
             ntot += c;
         }
-        double loss_sum = 0;
-        for (int k = 0; k < o->accum; k++) {
-            int *idx = all + (size_t)k * B;
-            int Tb = pt_batch_T(train, idx, B);
+        double loss_sum = 0, pos0 = positions;
+        int64_t lo, hi; /* this rank's rows of the step (all of them alone) */
+        pt_share((int64_t)o->accum * B, pt_group_rank(t.g), pt_group_size(t.g), &lo, &hi);
+        if (lo == hi) memset(t.gkv, 0, sizeof(float) * nkv); /* no rows here: nothing to add */
+        for (int64_t s0 = lo; s0 < hi; s0 += B) {
+            int *idx = all + s0, Bk = hi - s0 < B ? (int)(hi - s0) : B;
+            int Tb = pt_batch_T(train, idx, Bk);
             pt_resid rs = {.layer = L0, .rows = t.ctrain ? t.ctrain->ptr : NULL};
-            if (t.ctrain && cache_rows(m, t.ws, t.ctrain, idx, B, o->pad_id)) goto done;
-            if (pt_batch_rows(train, idx, B, o->pad_id, t.ids, t.labels, t.lens) < 0) goto done;
-            pt_batch in = {.B = B, .T = Tb, .ids = t.ids, .lens = t.lens, .prompt = &prompt,
+            if (t.ctrain && cache_rows(m, t.ws, t.ctrain, idx, Bk, o->pad_id)) goto done;
+            if (pt_batch_rows(train, idx, Bk, o->pad_id, t.ids, t.labels, t.lens) < 0) goto done;
+            pt_batch in = {.B = Bk, .T = Tb, .ids = t.ids, .lens = t.lens, .prompt = &prompt,
                            .resid = t.ctrain ? &rs : NULL};
             double ls = 0;
             int64_t nt = 0;
-            g.accumulate = k > 0;
+            g.accumulate = s0 > lo;
             pt_prompt_grad gv = {.embeds = t.gemb}; /* notebook rows: the prompt's gradient via its input vectors */
             if (nvirt) {
-                pt_virtual_embeds(B, Tb, nvirt, d, prompt.soft, t.emb);
+                pt_virtual_embeds(Bk, Tb, nvirt, d, prompt.soft, t.emb);
                 in.prompt = NULL, in.embeds = t.emb;
-                memset(t.gemb, 0, sizeof(float) * (size_t)B * (size_t)Tb * (size_t)d);
-                if (k == 0) memset(g.soft, 0, sizeof(float) * (size_t)nvirt * (size_t)d);
+                memset(t.gemb, 0, sizeof(float) * (size_t)Bk * (size_t)Tb * (size_t)d);
+                if (s0 == lo) memset(g.soft, 0, sizeof(float) * (size_t)nvirt * (size_t)d);
             }
             if (pt_loss_forward_backward(m, t.ws, &in, t.labels, ntot > 0 ? (float)(1.0 / (double)ntot) : 1.0f, &ls,
                                          &nt, nvirt ? &gv : &g))
                 goto done;
-            if (nvirt) pt_virtual_grad(B, Tb, nvirt, d, t.gemb, g.soft);
+            if (nvirt) pt_virtual_grad(Bk, Tb, nvirt, d, t.gemb, g.soft);
             loss_sum += ls;
-            for (int b = 0; b < B; b++) positions += t.lens[b] + (nvirt ? 0 : pp->N);
+            for (int b = 0; b < Bk; b++) positions += t.lens[b] + (nvirt ? 0 : pp->N);
+        }
+        if (!pt_group_alone(t.g)) {
+            /* the sums over ranks, in rank order (dist.h) */
+            double v[2] = {loss_sum, positions - pos0};
+            if (pt_group_sum_f32(t.g, t.gkv, nkv) || pt_group_sum_f64(t.g, v, 2)) goto done;
+            loss_sum = v[0], positions = pos0 + v[1];
         }
         double loss = ntot ? loss_sum / (double)ntot : 0.0;
         pt_params_reparam_backward(pp, t.gkv, t.grad);
@@ -562,7 +612,9 @@ int pt_train(const pt_model *m, const pt_rows *train, const pt_rows *val, pt_pro
         pt_step_info si = {.step = t.step, .steps = o->steps, .train_loss = loss, .lr = lr, .grad_norm = gnorm,
                            .val_loss = vl, .tokens = (int64_t)positions, .elapsed_s = el,
                            .tokens_per_s = el > 0 ? positions / el : 0, .eta_s = sps * (double)(o->steps - t.step)};
-        if (o->on_step && o->on_step(&si, o->on_step_ctx)) break;
+        int stop = 0;
+        if (step_callback(&t, &si, &stop)) goto done;
+        if (stop) break;
     }
     res->steps_done = t.step;
     res->seconds = pt_now() - t0;
