@@ -10,6 +10,7 @@
 #define PTUNE_ANALYSIS_H
 
 #include "ptune/core.h"
+#include "ptune/dist.h"
 #include "ptune/forward.h"
 #include "ptune/model.h"
 #include "ptune/prior.h"
@@ -64,6 +65,11 @@ typedef struct {
      * to the model's context less the prompt's N positions. */
     const pt_prompt *prompt;
     const char *adapter;
+    /* Split over the ranks of group (dist.h; NULL: alone): rank r captures
+     * its contiguous share of the rows (pt_share); rank 0 ends with every
+     * rank's rows in rank order, i.e. the set one process would capture
+     * (cut to max_n), the others with none (n = 0). Every rank calls it. */
+    const pt_group *group;
 } pt_acts_opts;
 
 /* Runs the model over a data file (any pt_data_load format) and captures the

@@ -96,10 +96,13 @@ void pt_prior_penalty_free(pt_prior_penalty *pen);
  * prompt and 32 generated tokens, at most 512). */
 int pt_run_eval(const pt_model *m, const pt_tokenizer *tok, const char *adapter_dir, const char *data,
                 const char *tmpl, int max_len, int eos, int batch, pt_eval_result *r);
-/* The same, reading data with dopts (format, seeded subset; NULL: as pt_run_eval). */
+/* The same, reading data with dopts (format, seeded subset; NULL: as
+ * pt_run_eval), its rows split over the ranks of g (dist.h; NULL: alone):
+ * every rank calls it and gets the whole set's figures; a file one rank
+ * cannot read fails every rank with that rank's message (pt_group_agree). */
 int pt_run_eval_opts(const pt_model *m, const pt_tokenizer *tok, const char *adapter_dir, const char *data,
                      const pt_data_opts *dopts, const char *tmpl, int max_len, int eos, int batch,
-                     pt_eval_result *r);
+                     const pt_group *g, pt_eval_result *r);
 
 /* ---- ablation (docs/analysis.md, "Does placement matter?") ------------------------------
  * A run's tuned prompt against variants of itself in which some vectors are

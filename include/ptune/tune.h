@@ -251,6 +251,11 @@ typedef struct {
  * be NULL (plain model). tok is needed for F1 (NULL: f1 = -1). */
 int pt_eval(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, const pt_rows *rows,
             pt_prompt_params *pp, int batch, pt_eval_result *res);
+/* pt_eval split over the ranks of g (dist.h): rank r scores its contiguous
+ * share of the rows (pt_share) in batches of `batch`; the counts and sums are
+ * added over ranks in rank order, so every rank gets the whole set's figures. */
+int pt_eval_group(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, const pt_rows *rows,
+                  pt_prompt_params *pp, int batch, const pt_group *g, pt_eval_result *res);
 /* Each row's part of pt_eval's teacher-forced figures, arrays of
  * rows->n_rows (any may be NULL): loss = the sum of the row's target-token
  * cross-entropies, n_tokens = its target tokens, exact = 1 when greedy

@@ -77,6 +77,7 @@ typedef struct {
     const pt_acts_opts *o;
     const pt_rows *rows;
     int64_t cap;
+    int lo; /* rows' first row in the whole set (a rank's share, dist.h) */
 } acts_sink;
 
 static int acts_take(void *user, const float *const *v, int k, const int32_t *tok, const int32_t *row) {
@@ -87,7 +88,7 @@ static int acts_take(void *user, const float *const *v, int k, const int32_t *to
     for (int i = 0; i < k; i++) {
         if (s->o->max_n > 0 && a->n >= s->o->max_n) return 1;
         for (int l = 0; l < a->n_layers; l++) r[l] = v[l] + (size_t)i * a->d;
-        acts_push(a, r, tok[i], s->rows->example ? s->rows->example[row[i]] : row[i]);
+        acts_push(a, r, tok[i], s->rows->example ? s->rows->example[row[i]] : s->lo + row[i]);
     }
     return s->o->max_n > 0 && a->n >= s->o->max_n;
 }
@@ -108,6 +109,41 @@ static int acts_set_adapter(pt_acts *a, const pt_acts_opts *o) {
     if (!(a->adapter = pt_strdup(o->adapter ? o->adapter : "(in memory)"))) return pt_set_error("acts: out of memory");
     snprintf(a->adapter_method, sizeof a->adapter_method, "%s", meth);
     a->adapter_tokens = o->prompt->n_virtual;
+    return 0;
+}
+
+/* Rows [lo, hi) of r as a set of their own (sharing r's arrays). */
+static pt_rows rows_view(const pt_rows *r, int lo, int hi) {
+    pt_rows v = *r;
+    v.off = r->off + lo;
+    v.n_prompt = r->n_prompt + lo;
+    if (r->example) v.example = r->example + lo;
+    if (r->real_len) v.real_len = r->real_len + lo;
+    v.n_rows = hi - lo;
+    return v;
+}
+
+/* Every rank's rows of a, in rank order, at rank 0 (cut to max_n there);
+ * the other ranks keep none. */
+static int acts_gather(const pt_group *g, pt_acts *a, int64_t max_n) {
+    void *buf = NULL;
+    int64_t n = 0;
+    double bad = (double)a->n_bad;
+    if (pt_group_sum_f64(g, &bad, 1)) return PT_ERR;
+    for (int l = 0; l <= a->n_layers + 1; l++) {
+        const void *mine = l < a->n_layers ? (const void *)a->acts[l] : l == a->n_layers ? (const void *)a->token_ids
+                                                                                          : (const void *)a->sample_index;
+        size_t item = l < a->n_layers ? sizeof(float) * (size_t)a->d : sizeof(int32_t);
+        if (pt_group_gather(g, mine, a->n, item, &buf, &n)) return PT_ERR;
+        if (g->rank != 0) continue;
+        if (max_n > 0 && n > max_n) n = max_n;
+        if (l < a->n_layers) free(a->acts[l]), a->acts[l] = buf;
+        else if (l == a->n_layers) free(a->token_ids), a->token_ids = buf;
+        else free(a->sample_index), a->sample_index = buf;
+        buf = NULL;
+    }
+    a->n = g->rank == 0 ? n : 0;
+    a->n_bad = (int64_t)bad;
     return 0;
 }
 
@@ -137,21 +173,31 @@ int pt_acts_capture_data(const pt_model *m, const pt_tokenizer *tok, const char 
         return pt_set_error("acts: the model's context (%d) leaves no room next to a %d-token prompt", m->cfg.max_seq, N);
     int max_len = o->max_len > 0 ? o->max_len : 256;
     if (m->cfg.max_seq > 0 && max_len > ctx) max_len = ctx;
-    pt_dataset ds;
-    if (pt_data_load_opts(data_path, NULL, dopts, &ds)) return PT_ERR;
-    if (ds.n == 0) return pt_dataset_free(&ds), pt_set_error("%s: empty data (no examples)", data_path);
-    pt_rows rows;
-    if (pt_data_encode(tok, &ds, max_len, 0, &rows)) return pt_dataset_free(&ds), PT_ERR;
+    pt_dataset ds = {0};
+    pt_rows rows = {0};
+    int lrc = pt_data_load_opts(data_path, NULL, dopts, &ds);
+    if (!lrc && ds.n == 0) lrc = pt_set_error("%s: empty data (no examples)", data_path);
+    if (!lrc) lrc = pt_data_encode(tok, &ds, max_len, 0, &rows);
     pt_dataset_free(&ds);
+    if (pt_group_agree(o->group, lrc)) return pt_rows_free(&rows), PT_ERR;
     int nl = o->n_layers;
-    acts_sink k = {out, o, &rows, 1024};
+    int64_t lo, hi; /* this rank's rows (all of them alone) */
+    pt_share(rows.n_rows, pt_group_rank(o->group), pt_group_size(o->group), &lo, &hi);
+    pt_rows mine = rows_view(&rows, (int)lo, (int)hi);
+    acts_sink k = {out, o, &mine, 1024, (int)lo};
     if (acts_alloc(out, nl, o->layers, d, k.cap) || acts_set_adapter(out, o))
         return pt_rows_free(&rows), pt_acts_free(out), PT_ERR;
     out->pool = o->pool;
     int32_t pad = pt_tokenizer_eos(tok) >= 0 ? pt_tokenizer_eos(tok) : 0;
     int rc = PT_ERR;
-    if (pt_capture_rows_prompt(m, &rows, pad, N ? o->prompt : NULL, o->layers, nl, o->pool, o->batch, acts_take, &k))
+    if (mine.n_rows &&
+        pt_capture_rows_prompt(m, &mine, pad, N ? o->prompt : NULL, o->layers, nl, o->pool, o->batch, acts_take, &k))
         goto done;
+    if (!pt_group_alone(o->group) && acts_gather(o->group, out, o->max_n)) goto done;
+    if (pt_group_rank(o->group) > 0) { /* rank 0 holds the set */
+        rc = 0;
+        goto done;
+    }
     if (out->n == 0) {
         pt_set_error("%s: no activations left (%lld rows had NaN/Inf)", data_path, (long long)out->n_bad);
         goto done;

@@ -127,14 +127,14 @@ int analyze_diff(pt_args *a) {
                 json_array_append_new(steps, s);
             }
     }
-    double first = A.n_train ? A.train_step[0] : NAN, last = NAN;
+    double first = A.n_train ? A.train_step[0] : (double)NAN, last = NAN;
     for (int i = 0; i < A.n_train; i++)
         for (int k = 0; k < B.n_train; k++)
             if (A.train_step[i] == B.train_step[k]) last = A.train_step[i];
     double r1, b1, rl, bl, rv, bv;
     double tl1 = loss_rel(A.train_step, A.train_loss, A.n_train, B.train_step, B.train_loss, B.n_train, first, &r1, &b1);
     double tll = loss_rel(A.train_step, A.train_loss, A.n_train, B.train_step, B.train_loss, B.n_train, last, &rl, &bl);
-    double vlast = A.n_val ? A.val_step[A.n_val - 1] : NAN;
+    double vlast = A.n_val ? A.val_step[A.n_val - 1] : (double)NAN;
     double vl = loss_rel(A.val_step, A.val_loss, A.n_val, B.val_step, B.val_loss, B.n_val, vlast, &rv, &bv);
     static const char *files[] = {"adapter_model.safetensors", "optimizer.safetensors", "metrics.jsonl",
                                   PT_SNAPSHOTS_FILE};

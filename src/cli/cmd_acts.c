@@ -63,29 +63,31 @@ int cmd_acts(int argc, char **argv) {
     pt_data_opts dopts = {0, rows, (uint64_t)seed};
     if (ps && pt_pool_parse(ps, &o.pool)) return cli_fail("acts");
     if (pt_data_format_parse(fs, &dopts.format)) return cli_fail("acts");
+    /* under mpirun every rank captures its share of the rows; rank 0 writes
+     * the file and prints (docs/scaling.md) */
+    const pt_group *w = pt_group_world();
+    o.group = w;
     pt_model *m = cli_model_load(mp, a.compute, 0);
-    if (!m) return cli_fail("acts");
-    char *found = tp ? NULL : pt_tokenizer_find_for_model(mp);
-    pt_tokenizer *tok = (tp || found) ? pt_tokenizer_load(tp ? tp : found) : NULL;
+    char *found = !m || tp ? NULL : pt_tokenizer_find_for_model(mp);
+    pt_tokenizer *tok = m && (tp || found) ? pt_tokenizer_load(tp ? tp : found) : NULL;
     free(found);
-    if (!tok) {
-        pt_model_free(m);
-        return tp ? cli_fail("acts") : cli_failf("acts", "no tokenizer found next to %s (give --tokenizer)", mp);
-    }
+    if (m && !tp && !tok) pt_set_error("no tokenizer found next to %s (give --tokenizer)", mp);
     pt_prompt_params pp = {0};
     pt_prompt prompt;
+    int have_pp = tok && ad && pt_adapter_load(ad, m, NULL, &pp) == 0;
+    if (pt_group_agree(w, tok && (!ad || have_pp) ? 0 : PT_ERR)) {
+        if (have_pp) pt_params_free(&pp);
+        pt_tokenizer_free(tok), pt_model_free(m);
+        return cli_fail("acts");
+    }
     if (ad) {
-        if (pt_adapter_load(ad, m, NULL, &pp)) {
-            pt_tokenizer_free(tok), pt_model_free(m);
-            return cli_fail("acts");
-        }
         pt_params_prompt(&pp, &prompt);
         o.prompt = &prompt, o.adapter = ad;
     }
     pt_acts acts;
     double t0 = pt_now();
     int rc = pt_acts_capture_data(m, tok, dp, &dopts, &o, &acts);
-    if (!rc) rc = pt_acts_save(&acts, op, mp, dp);
+    if (!rc && w->rank == 0) rc = pt_acts_save(&acts, op, mp, dp);
     if (rc) {
         if (ad) pt_params_free(&pp);
         pt_tokenizer_free(tok), pt_model_free(m);

@@ -70,19 +70,18 @@ int cmd_eval(int argc, char **argv) {
     pt_data_opts dopts = {0, rows, (uint64_t)seed};
     if (pt_data_format_parse(format_s, &dopts.format)) return cli_fail(C);
 
+    /* under mpirun every rank loads the model and scores its share of the
+     * rows; rank 0 prints (docs/scaling.md) */
+    const pt_group *w = pt_group_world();
     int rc = 1;
     pt_model *m = cli_model_load(model_path, a.compute, 0);
     pt_tokenizer *tok = NULL;
-    char *tok_path = NULL;
-    if (!m) goto fail;
-    tok_path = tok_arg ? pt_strdup(tok_arg) : pt_tokenizer_find_for_model(model_path);
-    if (!tok_path) {
-        rc = cli_failf(C, "%s: no tokenizer found; give --tokenizer PATH", model_path);
-        goto done;
-    }
-    if (!(tok = pt_tokenizer_load(tok_path))) goto fail;
+    char *tok_path = !m ? NULL : tok_arg ? pt_strdup(tok_arg) : pt_tokenizer_find_for_model(model_path);
+    if (m && !tok_path) pt_set_error("%s: no tokenizer found; give --tokenizer PATH", model_path);
+    if (tok_path) tok = pt_tokenizer_load(tok_path);
+    if (pt_group_agree(w, tok ? 0 : PT_ERR)) goto fail;
     pt_eval_result r;
-    if (pt_run_eval_opts(m, tok, adapter, data, &dopts, tmpl, (int)max_len, eos, (int)batch, &r)) goto fail;
+    if (pt_run_eval_opts(m, tok, adapter, data, &dopts, tmpl, (int)max_len, eos, (int)batch, w, &r)) goto fail;
     if (json) {
         printf("{\"loss\": %.6f, \"exact_match\": %.6f, \"f1\": %.6f, \"n\": %d, \"n_tokens\": %lld", r.loss,
                r.exact_match, r.f1, r.n, (long long)r.n_tokens);

@@ -186,7 +186,7 @@ int cmd_sweep(int argc, char **argv) {
         r->ok = 1;
         pt_eval_result ev;
         pt_data_opts vo = {job.data_format, job.val_rows, (uint64_t)r->seed}; /* the run's validation rows */
-        if (do_eval && pt_run_eval_opts(m, tok, r->dir, val, &vo, job.tmpl, 0, job.eos, 8, &ev) == 0)
+        if (do_eval && pt_run_eval_opts(m, tok, r->dir, val, &vo, job.tmpl, 0, job.eos, 8, NULL, &ev) == 0)
             r->em = ev.exact_match, r->f1 = ev.f1;
         else if (do_eval)
             printf("[%d/%d] %s: eval failed: %s\n", k + 1, nr, r->name, pt_last_error());

@@ -6,7 +6,7 @@
 
 int pt_run_eval(const pt_model *m, const pt_tokenizer *tok, const char *adapter_dir, const char *data,
                 const char *tmpl, int max_len, int eos, int batch, pt_eval_result *r) {
-    return pt_run_eval_opts(m, tok, adapter_dir, data, NULL, tmpl, max_len, eos, batch, r);
+    return pt_run_eval_opts(m, tok, adapter_dir, data, NULL, tmpl, max_len, eos, batch, NULL, r);
 }
 
 int run_eval_rows(const pt_model *m, const pt_tokenizer *tok, int N, const char *data, const pt_data_opts *dopts,
@@ -34,17 +34,21 @@ int run_eval_rows(const pt_model *m, const pt_tokenizer *tok, int N, const char 
 
 int pt_run_eval_opts(const pt_model *m, const pt_tokenizer *tok, const char *adapter_dir, const char *data,
                      const pt_data_opts *dopts, const char *tmpl, int max_len, int eos, int batch,
-                     pt_eval_result *r) {
+                     const pt_group *g, pt_eval_result *r) {
     pt_dataset ds = {0};
     pt_rows rows = {0};
     pt_prompt_params pp = {0};
     int have_pp = 0, rc = PT_ERR;
     if (adapter_dir) {
-        if (pt_adapter_load(adapter_dir, m, NULL, &pp)) return PT_ERR;
+        int lrc = pt_adapter_load(adapter_dir, m, NULL, &pp);
+        if (pt_group_agree(g, lrc)) {
+            if (!lrc) pt_params_free(&pp);
+            return PT_ERR;
+        }
         have_pp = 1;
     }
-    if (run_eval_rows(m, tok, have_pp ? pp.N : 0, data, dopts, tmpl, max_len, eos, &ds, &rows) == 0)
-        rc = pt_eval(m, tok, &ds, &rows, have_pp ? &pp : NULL, batch, r);
+    int ok = run_eval_rows(m, tok, have_pp ? pp.N : 0, data, dopts, tmpl, max_len, eos, &ds, &rows);
+    if (pt_group_agree(g, ok) == 0) rc = pt_eval_group(m, tok, &ds, &rows, have_pp ? &pp : NULL, batch, g, r);
     if (have_pp) pt_params_free(&pp);
     pt_rows_free(&rows);
     pt_dataset_free(&ds);

@@ -54,10 +54,35 @@ static int stop_at(int32_t id, void *user) {
     return (sc->eos >= 0 && id == sc->eos) || piece_has_newline(sc->tok, id);
 }
 
+/* The sums of eval_rows over the ranks of grp, in rank order (dist.h). */
+static int sum_over_ranks(const pt_group *grp, pt_eval_result *res, int64_t *em, double *f1, double *loss_sum) {
+    enum { NP = 2 * PT_EVAL_NPOS };
+    double v[4 + 3 * NP];
+    v[0] = (double)*em, v[1] = *f1, v[2] = *loss_sum, v[3] = (double)res->n_tokens;
+    for (int side = 0; side < 2; side++)
+        for (int k = 0; k < PT_EVAL_NPOS; k++) {
+            int i = side * PT_EVAL_NPOS + k;
+            v[4 + i] = (double)res->pos_n[side][k];
+            v[4 + NP + i] = res->pos_acc[side][k];
+            v[4 + 2 * NP + i] = res->pos_loss[side][k];
+        }
+    if (pt_group_sum_f64(grp, v, sizeof v / sizeof v[0])) return PT_ERR;
+    *em = (int64_t)v[0], *f1 = v[1], *loss_sum = v[2], res->n_tokens = (int64_t)v[3];
+    for (int side = 0; side < 2; side++)
+        for (int k = 0; k < PT_EVAL_NPOS; k++) {
+            int i = side * PT_EVAL_NPOS + k;
+            res->pos_n[side][k] = (int64_t)v[4 + i];
+            res->pos_acc[side][k] = v[4 + NP + i];
+            res->pos_loss[side][k] = v[4 + 2 * NP + i];
+        }
+    return 0;
+}
+
 /* pt_eval and pt_eval_per_row: one pass; per_row (may be NULL) receives each
  * row's share of the teacher-forced figures. */
 static int eval_rows(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, const pt_rows *rows,
-                     pt_prompt_params *pp, int batch, pt_eval_result *res, const pt_eval_row_out *per_row) {
+                     pt_prompt_params *pp, int batch, const pt_group *grp, pt_eval_result *res,
+                     const pt_eval_row_out *per_row) {
     memset(res, 0, sizeof *res);
     if (batch < 1) return pt_set_error("--batch must be >= 1");
     if (rows->n_rows == 0) return pt_set_error("no rows to evaluate");
@@ -95,8 +120,10 @@ static int eval_rows(const pt_model *m, const pt_tokenizer *tok, const pt_datase
     int *idx = lens + batch, *ngen = idx + batch;
 
     int32_t pad = c->pad_id >= 0 ? c->pad_id : 0;
-    for (int r0 = 0; r0 < rows->n_rows; r0 += batch) {
-        int B = rows->n_rows - r0 < batch ? rows->n_rows - r0 : batch;
+    int64_t lo, hi; /* this rank's rows (all of them alone) */
+    pt_share(rows->n_rows, pt_group_rank(grp), pt_group_size(grp), &lo, &hi);
+    for (int r0 = (int)lo; r0 < hi; r0 += batch) {
+        int B = hi - r0 < batch ? (int)(hi - r0) : batch;
         for (int b = 0; b < B; b++) idx[b] = r0 + b;
         /* exact match: one teacher-forced forward */
         int T = pt_batch_T(rows, idx, B);
@@ -162,6 +189,7 @@ static int eval_rows(const pt_model *m, const pt_tokenizer *tok, const pt_datase
             free(txt);
         }
     }
+    if (!pt_group_alone(grp) && sum_over_ranks(grp, res, &em, &f1, &loss_sum)) goto done;
     for (int side = 0; side < 2; side++)
         for (int k = 0; k < PT_EVAL_NPOS; k++)
             if (res->pos_n[side][k]) {
@@ -186,12 +214,17 @@ done:
 
 int pt_eval(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, const pt_rows *rows,
             pt_prompt_params *pp, int batch, pt_eval_result *res) {
-    return eval_rows(m, tok, ds, rows, pp, batch, res, NULL);
+    return eval_rows(m, tok, ds, rows, pp, batch, NULL, res, NULL);
+}
+
+int pt_eval_group(const pt_model *m, const pt_tokenizer *tok, const pt_dataset *ds, const pt_rows *rows,
+                  pt_prompt_params *pp, int batch, const pt_group *g, pt_eval_result *res) {
+    return eval_rows(m, tok, ds, rows, pp, batch, g, res, NULL);
 }
 
 int pt_eval_per_row(const pt_model *m, const pt_rows *rows, pt_prompt_params *pp, int batch, pt_eval_result *res,
                     const pt_eval_row_out *per_row) {
-    return eval_rows(m, NULL, NULL, rows, pp, batch, res, per_row);
+    return eval_rows(m, NULL, NULL, rows, pp, batch, NULL, res, per_row);
 }
 
 int pt_generate_prompted(const pt_model *m, pt_prompt_params *pp, pt_sampler *s, pt_rng *rng, const int32_t *ids,
