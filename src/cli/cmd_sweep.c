@@ -1,12 +1,19 @@
 /* cmd_sweep.c: `ptune sweep`: priors x prior weights x seeds x learning rates, one run
  * directory each, tuned in this process through the run module (the model
- * loaded once), then summary.json, summary.md and report.html. */
+ * loaded once), then summary.json, summary.md and report.html.
+ *
+ * Under mpirun (K ranks, dist.h): rank r tunes runs r, r+K, r+2K, ... each
+ * alone (a run's figures do not depend on K), so every run directory has
+ * one writer; after every rank is done, rank 0 reads all runs and writes the
+ * summary and the report (docs/scaling.md). */
 #include "cli/tune_args.h"
 #include "ptune/backend.h"
 #include "ptune/core.h"
+#include "ptune/dist.h"
 #include "ptune/report.h"
 
 #include <ctype.h>
+#include <stdarg.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -32,7 +39,10 @@ static const char *usage_text =
     "as a penalty; above 0 for Gaussian priors only), runs in DIR/<prior>-s<seed>-lr<lr>-pw<W>/,\n"
     "grouped per prior, weight and lr; e.g. --priors 'fitted:source=vocab' --prior-weights\n"
     "0,0.001,0.01,0.1 (docs/analysis.md).\n"
-    "Defaults: --method soft --tokens 20 --steps 100 --batch 4 --seeds 1,2,3 --lrs 5e-3.\n";
+    "Defaults: --method soft --tokens 20 --steps 100 --batch 4 --seeds 1,2,3 --lrs 5e-3.\n"
+    "Under mpirun -np K (or srun): rank r tunes runs r, r+K, ... (each alone, so a run's files do\n"
+    "not depend on K); rank 0 writes the summary and the report once every rank is done. A killed\n"
+    "sweep re-run under any K finishes what is missing (docs/scaling.md).\n";
 
 typedef struct {
     char name[160];
@@ -45,6 +55,19 @@ typedef struct {
     double em, f1; /* NAN without --eval */
     long steps_to;
 } run_t;
+
+/* A run's progress line: rank 0 on stdout, other ranks (whose stdout is
+ * closed, main.c) on stderr with their rank. */
+static void PT_PRINTF(1, 2) run_line(const char *fmt, ...) {
+    const pt_group *w = pt_group_world();
+    FILE *f = w->rank == 0 ? stdout : stderr;
+    if (w->rank > 0) fprintf(f, "[rank %d/%d] ", w->rank, w->size);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fflush(f);
+}
 
 static int split(char *s, char sep, char **out, int max) {
     int n = 0;
@@ -76,6 +99,42 @@ static int finished(const char *dir, long steps) {
     int done = r.last_step >= steps && r.n_val > 0 && r.val_step[r.n_val - 1] >= (double)steps;
     pt_run_free(&r);
     return done;
+}
+
+/* Runs tuned by other ranks (dist.h): rank 0 gets every run's ok flag and
+ * eval figures (summed in rank order: each run has one owner) and loads its
+ * metrics from its directory. */
+static int gather_runs(const pt_group *w, run_t *runs, int nr) {
+    double *v = calloc((size_t)nr * 4, sizeof *v);
+    if (!v) return pt_set_error("out of memory");
+    for (int k = 0; k < nr; k++) {
+        if (k % w->size != w->rank) continue;
+        v[4 * k] = runs[k].ok;
+        v[4 * k + 1] = !isnan(runs[k].em);
+        v[4 * k + 2] = isnan(runs[k].em) ? 0 : runs[k].em;
+        v[4 * k + 3] = isnan(runs[k].f1) ? 0 : runs[k].f1;
+    }
+    int rc = pt_group_sum_f64(w, v, (size_t)nr * 4);
+    for (int k = 0; k < nr && !rc; k++) {
+        if (k % w->size == w->rank) continue;
+        runs[k].ok = v[4 * k] > 0;
+        if (v[4 * k + 1] > 0) runs[k].em = v[4 * k + 2], runs[k].f1 = v[4 * k + 3];
+        if (w->rank == 0 && runs[k].ok && pt_run_load(runs[k].dir, &runs[k].info)) {
+            printf("[%d/%d] %s: %s\n", k + 1, nr, runs[k].name, pt_last_error());
+            runs[k].ok = 0;
+        }
+    }
+    free(v);
+    return rc;
+}
+
+/* The sweep's exit status, the same on every rank: 1 when a run failed or
+ * rank 0 could not write the summary (write_failed), else 0. */
+static int finish_agreed(const pt_group *w, int failed, int nr, int write_failed) {
+    if (failed) pt_set_error("%d of %d runs failed (their lines above say why)", failed, nr);
+    int rc = pt_group_agree(w, failed || write_failed ? PT_ERR : 0) ? 1 : 0;
+    if (rc && failed && w->rank == 0 && !pt_group_alone(w)) fprintf(stderr, "ptune sweep: %s\n", pt_last_error());
+    return rc;
 }
 
 int cmd_sweep(int argc, char **argv) {
@@ -148,12 +207,14 @@ int cmd_sweep(int argc, char **argv) {
         jc.prior = pr[k / nw], jc.prior_weight = pws[k % nw];
         if (jc.prior_weight > 0 && pt_tune_job_check(&jc, NULL)) rc = cli_fail("sweep");
     }
+    const pt_group *w = pt_group_world();
     pt_model *m = rc ? NULL : cli_model_load(model, a.compute, 0);
     char *tok_path = m ? (tok_arg ? pt_strdup(tok_arg) : pt_tokenizer_find_for_model(model)) : NULL;
     pt_tokenizer *tok = tok_path ? pt_tokenizer_load(tok_path) : NULL;
-    if (!rc && (!m || !tok)) rc = m && !tok_path ? cli_failf("sweep", "%s: no tokenizer found; give --tokenizer PATH", model)
-                                                 : cli_fail("sweep");
-    if (!rc && (!runs || pt_mkdir_p(out))) rc = cli_fail("sweep");
+    if (!rc && m && !tok_path) pt_set_error("%s: no tokenizer found; give --tokenizer PATH", model);
+    if (!rc && !runs) pt_set_error("out of memory");
+    /* every rank has its model; rank 0 makes the directory */
+    if (!rc && pt_group_agree(w, m && tok && runs && (w->rank > 0 || !pt_mkdir_p(out)) ? 0 : PT_ERR)) rc = cli_fail("sweep");
     job.model_path = model, job.tok_path = tok_path;
     double t0 = pt_now();
     for (int k = 0; k < nr && !rc; k++) {
@@ -165,9 +226,10 @@ int cmd_sweep(int argc, char **argv) {
         r->prior = pr[ip], r->seed = seeds[is], r->lr = lrs[il], r->pw = pws[iw], r->em = r->f1 = NAN, r->steps_to = -1;
         snprintf(r->name, sizeof r->name, "%s-s%ld-lr%s%s", pn, r->seed, lr[il], wn);
         snprintf(r->dir, sizeof r->dir, "%s/%s", out, r->name);
+        if (k % w->size != w->rank) continue; /* another rank's run */
         double t1 = pt_now();
         if (finished(r->dir, steps)) {
-            printf("[%d/%d] %s: finished before, reused\n", k + 1, nr, r->name);
+            run_line("[%d/%d] %s: finished before, reused\n", k + 1, nr, r->name);
         } else {
             pt_tune_job jr = job;
             jr.prior = r->prior, jr.seed = (uint64_t)r->seed, jr.lr = r->lr, jr.prior_weight = r->pw, jr.out = r->dir;
@@ -175,12 +237,12 @@ int cmd_sweep(int argc, char **argv) {
             snprintf(rj, sizeof rj, "%s/run.json", r->dir);
             jr.resume = pt_file_exists(rj);
             if (pt_tune_run(&jr, m, tok, NULL)) {
-                printf("[%d/%d] %s: tuning failed: %s\n", k + 1, nr, r->name, pt_last_error());
+                run_line("[%d/%d] %s: tuning failed: %s\n", k + 1, nr, r->name, pt_last_error());
                 continue;
             }
         }
         if (pt_run_load(r->dir, &r->info)) {
-            printf("[%d/%d] %s: %s\n", k + 1, nr, r->name, pt_last_error());
+            run_line("[%d/%d] %s: %s\n", k + 1, nr, r->name, pt_last_error());
             continue;
         }
         r->ok = 1;
@@ -189,11 +251,22 @@ int cmd_sweep(int argc, char **argv) {
         if (do_eval && pt_run_eval_opts(m, tok, r->dir, val, &vo, job.tmpl, 0, job.eos, 8, NULL, &ev) == 0)
             r->em = ev.exact_match, r->f1 = ev.f1;
         else if (do_eval)
-            printf("[%d/%d] %s: eval failed: %s\n", k + 1, nr, r->name, pt_last_error());
-        printf("[%d/%d] %s: final val %.4f (%.1f s)\n", k + 1, nr, r->name, r->info.final_val, pt_now() - t1);
-        fflush(stdout);
+            run_line("[%d/%d] %s: eval failed: %s\n", k + 1, nr, r->name, pt_last_error());
+        run_line("[%d/%d] %s: final val %.4f (%.1f s)\n", k + 1, nr, r->name, r->info.final_val, pt_now() - t1);
     }
     if (rc) goto done;
+    /* every rank done: rank 0 learns which runs ended well (and their eval)
+     * and reads the other ranks' run directories */
+    if (!pt_group_alone(w) && (gather_runs(w, runs, nr) || pt_group_agree(w, 0))) {
+        rc = cli_fail("sweep");
+        goto done;
+    }
+    if (w->rank > 0) {
+        int failed = 0;
+        for (int k = 0; k < nr; k++) failed += !runs[k].ok;
+        rc = finish_agreed(w, failed, nr, 0);
+        goto done;
+    }
 
     /* best final validation loss among all runs -> target */
     double best = INFINITY;
@@ -332,8 +405,11 @@ done2:
     if (md) fclose(md);
     free(mdbuf), free(cells), free(cb);
     json_decref(js);
-    for (int k = 0; k < nr; k++) {
-        if (!runs[k].ok) rc = rc ? rc : 1;
+    {
+        int failed = 0;
+        for (int k = 0; k < nr; k++) failed += !runs[k].ok;
+        if (!pt_group_alone(w)) rc = finish_agreed(w, failed, nr, rc);
+        else if (failed) rc = rc ? rc : 1;
     }
 done:
     pt_tokenizer_free(tok);

@@ -42,6 +42,9 @@ static void usage(FILE *f) {
         fprintf(f, "  %-11s %s%s\n", cmds[i].name, cmds[i].help, cmds[i].fn ? "" : " (not available in this build)");
     fprintf(f, "\nEvery command that loads a model also takes --compute auto|fp32|bf16|bf16-emul (default\n"
                "$PTUNE_COMPUTE, else auto: bf16 on CPUs with AMX or AVX512-BF16, else fp32; docs/performance.md).\n");
+    fprintf(f, "Under mpirun -np K (or srun), tune, eval and acts split their rows over the K processes and\n"
+               "sweep hands each its runs (docs/scaling.md). This build: %s.\n",
+            pt_dist_available() ? "MPI (Open MPI)" : "no MPI (built without libopenmpi-dev)");
 }
 
 /* libgomp reads OMP_WAIT_POLICY once, at load time. Spinning threads lose
