@@ -158,3 +158,4 @@ fi
 [ -f tests/cli_ablate.sh ] && . tests/cli_ablate.sh
 [ -f tests/cli_snapshots.sh ] && . tests/cli_snapshots.sh
 [ -f tests/cli_default.sh ] && . tests/cli_default.sh
+[ -f tests/cli_mpi.sh ] && . tests/cli_mpi.sh
