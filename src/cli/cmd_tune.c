@@ -133,10 +133,10 @@ int cmd_tune(int argc, char **argv) {
         return args_free(&a), 2;
     args_free(&a);
     if (!j.model_path) return cli_failf(C, "--model PATH is required (see ptune tune --help)");
-    if (pt_tune_job_check(&j, NULL)) return cli_fail(C);
     /* under mpirun every rank loads the model (mmapped: one copy per node)
      * and trains its share of each batch; rank 0 prints (docs/scaling.md) */
     const pt_group *w = pt_group_world();
+    if (pt_group_agree(w, pt_tune_job_check(&j, NULL))) return cli_fail(C);
     j.group = w;
     pt_model *m = cli_model_load(j.model_path, a.compute, 0);
     char *tok_path = !m ? NULL : tok_arg ? pt_strdup(tok_arg) : pt_tokenizer_find_for_model(j.model_path);

@@ -18,22 +18,23 @@ static const struct {
     const char *name;
     int (*fn)(int, char **);
     const char *help;
+    int mpi; /* splits its work over MPI ranks (docs/scaling.md) */
 } cmds[] = {
-    {"info", cmd_info, "architecture, sizes and tokenizer of a checkpoint"},
-    {"tokenize", cmd_tokenize, "text to token ids"},
-    {"detokenize", cmd_detokenize, "token ids to text"},
-    {"generate", cmd_generate, "generate text (greedy, temperature, top-p), optionally with a tuned prompt"},
-    {"tune", cmd_tune, "train soft, deep or prefix prompts from a prior"},
-    {"eval", cmd_eval, "loss, exact match and F1 on a data set"},
-    {"prior", cmd_prior, "fit or sample embedding priors"},
-    {"data", cmd_data, "generate offline task data"},
-    {"acts", cmd_acts, "capture residual-stream activations"},
-    {"analyze", cmd_analyze, "geometry of prompts, projections, clusters"},
-    {"sweep", cmd_sweep, "priors x seeds x learning rates"},
-    {"report", cmd_report, "HTML report from run directories"},
-    {"reproduce", cmd_reproduce, "the paper's figures and numbers for a model"},
-    {"pretrain", cmd_pretrain, "train a small model from scratch"},
-    {"bench", cmd_bench, "benchmarks: forward, tune, tokenize"},
+    {"info", cmd_info, "architecture, sizes and tokenizer of a checkpoint", 0},
+    {"tokenize", cmd_tokenize, "text to token ids", 0},
+    {"detokenize", cmd_detokenize, "token ids to text", 0},
+    {"generate", cmd_generate, "generate text (greedy, temperature, top-p), optionally with a tuned prompt", 0},
+    {"tune", cmd_tune, "train soft, deep or prefix prompts from a prior", 1},
+    {"eval", cmd_eval, "loss, exact match and F1 on a data set", 1},
+    {"prior", cmd_prior, "fit or sample embedding priors", 0},
+    {"data", cmd_data, "generate offline task data", 0},
+    {"acts", cmd_acts, "capture residual-stream activations", 1},
+    {"analyze", cmd_analyze, "geometry of prompts, projections, clusters", 0},
+    {"sweep", cmd_sweep, "priors x seeds x learning rates", 1},
+    {"report", cmd_report, "HTML report from run directories", 0},
+    {"reproduce", cmd_reproduce, "the paper's figures and numbers for a model", 0},
+    {"pretrain", cmd_pretrain, "train a small model from scratch", 0},
+    {"bench", cmd_bench, "benchmarks: forward, tune, tokenize", 1},
 };
 
 static void usage(FILE *f) {
@@ -85,6 +86,18 @@ static int run(int argc, char **argv) {
         if (strcmp(argv[1], cmds[i].name) != 0) continue;
         if (!cmds[i].fn) {
             fprintf(stderr, "ptune: '%s' is not available in this build\n", argv[1]);
+            return 2;
+        }
+        const pt_group *w = pt_group_world();
+        if (w->size > 1 && !cmds[i].mpi) {
+            /* K copies would write the same files: every rank stops, rank 0 says why */
+            if (w->rank == 0)
+                fprintf(stderr,
+                        "ptune %s: does not split its work over MPI ranks (tune, eval, acts, sweep and bench do); "
+                        "run it without mpirun\n",
+                        argv[1]);
+            pt_set_error("not split over MPI ranks");
+            pt_group_agree(w, PT_ERR); /* the same on every rank: MPI ends cleanly */
             return 2;
         }
         return cmds[i].fn(argc - 1, argv + 1);
