@@ -132,6 +132,12 @@ else
         fail mpi_failing_rank_clean_stop "exit $rc, left '$left', messages: $err"
     fi
 
+    # a command that does not split its work refuses more than one rank
+    err=$("${MPI[@]}" -np 2 $P report "$T/mp_ref" --out "$T/mp_report.html" 2>&1); rc=$?
+    [ $rc -ne 0 ] && grep -q "^ptune report: does not split its work over MPI ranks" <<<"$err" &&
+        [ ! -e "$T/mp_report.html" ] && pass mpi_other_commands_refuse ||
+        fail mpi_other_commands_refuse "exit $rc: $err"
+
     # ---- a sweep over 2 ranks, killed, re-run over 3
     sw_mp=(sweep --method soft --tokens 4 --priors "isotropic;vocab" --seeds 1,2,3 --lrs 3e-2
         --data "$T/rn_tr.jsonl" --val "$T/rn_va.jsonl" --steps 30 --batch 4 --eval-every 10)
