@@ -150,8 +150,11 @@ else
         grep -qs '"step": 30, "val_loss"' "$T/mp_sw_b/isotropic-s1-lr3e-2/metrics.jsonl" && break
         sleep 0.1
     done
-    r1=""
-    for c in $(pgrep -P $mpid); do grep -qz '^OMPI_COMM_WORLD_RANK=1$' /proc/$c/environ 2>/dev/null && r1=$c; done
+    r1="" # rank 1 of this sweep: its command line names mp_sw_b, its environment the rank
+    for c in /proc/[0-9]*; do
+        grep -qz -- "$T/mp_sw_b" "$c/cmdline" 2>/dev/null && grep -qz '^OMPI_COMM_WORLD_RANK=1$' "$c/environ" 2>/dev/null &&
+            r1=${c#/proc/}
+    done
     [ -n "$r1" ] && kill -9 "$r1"
     wait $mpid 2>/dev/null
     before=$(cd "$T/mp_sw_b" && for d in */; do grep -qs '"step": 30, "val_loss"' "$d/metrics.jsonl" &&
@@ -168,6 +171,7 @@ else
     done
     cmp -s "$T/mp_sw_a/summary.json" "$T/mp_sw_b/summary.json" || { ok=0; why="$why; summary.json differs"; }
     nb=$(grep -c . <<<"$before"); nb=$((nb / 3)); reused=$(grep -c 'finished before, reused' <<<"$out")
+    [ "$nb" -ge 6 ] && ok=0 why="$why; the kill came after every run had finished (nothing to re-run)"
     [ $n -eq 6 ] && [ $ok = 1 ] && [ "$reused" = "$nb" ] && pass mpi_sweep_killed_and_rerun ||
         fail mpi_sweep_killed_and_rerun "$n runs, $nb finished before the kill, $reused reused$why; $out"
     echo "  sweep over 2 ranks killed (SIGKILL to rank 1) with $nb of 6 runs finished and $partial directories; re-run over 3 ranks: $reused reused, all 6 runs and summary.json equal to a plain sweep's"
