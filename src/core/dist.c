@@ -93,27 +93,40 @@ static int sum_impl(const pt_group *g, void *x, size_t n, int is_f64) {
     if (chunk < 1) chunk = 1;
     if (chunk > n) chunk = n;
     if (chunk > (size_t)1 << 30) chunk = (size_t)1 << 30;
+    /* rank 0: the gathered copies, and their sum in double (rank outer,
+     * value inner: each value still gets s = ((0 + x_0) + x_1) + ..., in
+     * rank order, but the loop streams through memory) */
     void *all = root ? malloc(es * chunk * (size_t)K) : NULL;
-    int fail = root && !all, rc;
+    double *acc = root ? malloc(sizeof(double) * chunk) : NULL;
+    int fail = root && (!all || !acc), rc;
     /* every rank must learn that rank 0 could not allocate, or it would wait */
-    if ((rc = MPI_Bcast(&fail, 1, MPI_INT, 0, c)) != MPI_SUCCESS) return free(all), mpi_fail("MPI_Bcast", rc);
-    if (fail) return pt_set_error("out of memory gathering %zu values from %d ranks", chunk, K);
+    if ((rc = MPI_Bcast(&fail, 1, MPI_INT, 0, c)) != MPI_SUCCESS) return free(all), free(acc), mpi_fail("MPI_Bcast", rc);
+    if (fail) return free(all), free(acc), pt_set_error("out of memory gathering %zu values from %d ranks", chunk, K);
     MPI_Datatype dt = is_f64 ? MPI_DOUBLE : MPI_FLOAT;
     for (size_t at = 0; at < n; at += chunk) {
         int m = (int)(n - at < chunk ? n - at : chunk);
         char *xs = (char *)x + at * es;
-        if ((rc = MPI_Gather(xs, m, dt, all, m, dt, 0, c)) != MPI_SUCCESS) return free(all), mpi_fail("MPI_Gather", rc);
+        if ((rc = MPI_Gather(xs, m, dt, all, m, dt, 0, c)) != MPI_SUCCESS)
+            return free(all), free(acc), mpi_fail("MPI_Gather", rc);
         if (root) {
+            memset(acc, 0, sizeof(double) * (size_t)m);
+            for (int r = 0; r < K; r++) {
+                if (is_f64) {
+                    const double *v = (const double *)all + (size_t)r * m;
+                    for (int i = 0; i < m; i++) acc[i] += v[i];
+                } else {
+                    const float *v = (const float *)all + (size_t)r * m;
+                    for (int i = 0; i < m; i++) acc[i] += (double)v[i];
+                }
+            }
             for (int i = 0; i < m; i++) {
-                double s = 0;
-                for (int r = 0; r < K; r++)
-                    s += is_f64 ? ((double *)all)[(size_t)r * m + i] : (double)((float *)all)[(size_t)r * m + i];
-                if (is_f64) ((double *)xs)[i] = s;
-                else ((float *)xs)[i] = (float)s;
+                if (is_f64) ((double *)xs)[i] = acc[i];
+                else ((float *)xs)[i] = (float)acc[i];
             }
         }
-        if ((rc = MPI_Bcast(xs, m, dt, 0, c)) != MPI_SUCCESS) return free(all), mpi_fail("MPI_Bcast", rc);
+        if ((rc = MPI_Bcast(xs, m, dt, 0, c)) != MPI_SUCCESS) return free(all), free(acc), mpi_fail("MPI_Bcast", rc);
     }
+    free(acc);
     free(all);
     comm_s += pt_now() - t0;
     comm_calls++;
