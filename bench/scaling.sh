@@ -16,11 +16,13 @@
 # Environment: ROUNDS (counted rounds after 1 warm-up round, default 3),
 # SHAPES (default "smollm2-135m:2:256:3 llama-3.2-1b:2:256:1",
 # name:batch:seq[:runs], runs = timed steps per process, default RUNS or 1),
-# NP (ranks of B, default 2), WARMUP (warm-up steps per process, default 1). A and B alternate which goes first (A in even
-# rounds), so order effects cancel. One process per run, as bench/run.sh.
-# Time: a SmolLM2 step takes ~3 s here, a 1B step ~18 s plus ~15 s (one
+# NP (ranks of B, default 2), WARMUP (warm-up steps per process, default 1).
+# A and B alternate which goes first (A in even rounds), so order effects
+# cancel. One process per run, as bench/run.sh. The load average is printed at
+# the start and after each shape: other work on this shared machine shows.
+# Time: a SmolLM2 step takes ~2.5 s here, a 1B step ~16 s plus ~15 s (one
 # process) or ~30 s (two ranks: both fill a random 1B model) of set-up, so the
-# defaults take about 12 minutes.
+# defaults take about 10 minutes (measured: 2 min SmolLM2, 7.5 min 1B).
 set -u
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE PTUNE_COMPUTE=fp32
@@ -103,7 +105,7 @@ for shape in $SHAPES; do
     echo "$name ($B x $T, $runs timed step(s) per process): A s/step $(tr '\n' ' ' <"$out/A.t")| B s/step $(tr '\n' ' ' <"$out/B.t")| B comm_s $(tr '\n' ' ' <"$out/B.c")| B sum alone $(tr '\n' ' ' <"$out/B.a")($(($(date +%s) - t0)) s, $(load))"
 done
 echo
-echo "| shape | B x T | A s/step | A GFLOP/s (peak) | B s/step | B GFLOP/s (peak) | A/B | rows per rank (B) | comm_s per step (share of B's step) | sum alone s | MiB A / B rank 0 |"
+echo "| shape | rows x seq | A s/step | A GFLOP/s (peak) | B s/step | B GFLOP/s (peak) | A/B | rows per rank (B) | comm_s per step (share of B's step) | sum alone s | MiB A / B rank 0 |"
 echo "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"
 for row in "${rows[@]}"; do echo "$row"; done
 echo
