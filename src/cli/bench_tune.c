@@ -10,9 +10,25 @@
  *   gflops       = flops / median_s_per_step / 1e9
  *   matmul_s     = seconds per timed step inside the backend's linear and
  *                  attention calls (pt_backend_calls), matmul_share = matmul_s /
- *                  median_s_per_step: where a step's time goes. */
+ *                  median_s_per_step: where a step's time goes.
+ *
+ * Under an MPI launcher with a world group of K > 1 ranks (dist.h) the step is
+ * data parallel, exactly as the trainer's (src/tune/trainer.c): --batch is the
+ * global batch, every rank draws the same B rows and runs its contiguous share
+ * [lo, hi) of them (pt_share; a rank may get none and then only joins the
+ * sums), with the loss weighted by 1 / (labelled positions of all B rows); then
+ * the prompt gradient (pp.n floats) and the loss are summed over the ranks in
+ * rank order, and every rank clips and takes the same AdamW step. Times are
+ * rank 0's, the sums included (they synchronise the ranks); FLOPs and tokens
+ * count the global batch; comm_s_per_step is the median over the timed steps
+ * of rank 0's seconds inside the two sums: the transfers plus the wait for the
+ * slowest rank (rank 0 holds the largest share, so it waits least).
+ * sum_alone_s is the median of 21 repetitions of the same two sums after the
+ * timed steps, each after a barrier: the transfers without that wait.
+ * docs/scaling.md. */
 #include "cli/cli.h"
 #include "ptune/backend.h"
+#include "ptune/dist.h"
 #include "ptune/kernels.h"
 #include "ptune/prior.h"
 #include "ptune/tune.h"
@@ -40,7 +56,16 @@ static const char *help =
     "  the step from there), as `ptune tune` does for rows beyond the --act-cache-mb budget.\n"
     "  --compute: the path the matrix products run on (default $PTUNE_COMPUTE, else auto).\n"
     "  Reports median_s_per_step, tokens_per_s = B*(T+N)/s, gflops (docs/architecture.md), peak_rss_mib\n"
-    "  and matmul_s, matmul_share: the seconds per step in the backend's linear and attention calls.\n";
+    "  and matmul_s, matmul_share: the seconds per step in the backend's linear and attention calls.\n"
+    "  Under mpirun -np K (K > 1) the step is data parallel, as `ptune tune` runs it: --batch is\n"
+    "  the global batch, each rank runs its contiguous share of the B rows (a rank may get none),\n"
+    "  then the prompt gradient and the loss are summed over the ranks (gather to rank 0 in rank\n"
+    "  order, add, broadcast) and every rank takes the same AdamW step; --threads is per rank.\n"
+    "  Rank 0 prints: s/step is its time, the sums included; tokens/s and GFLOP/s count the\n"
+    "  global batch; it adds the ranks, the rows per rank and comm_s: seconds per step inside the\n"
+    "  sums, waiting for the slowest rank included (JSON: ranks, rows_per_rank, comm_s_per_step),\n"
+    "  and sum_alone_s: the same sums after a barrier (the transfers alone; median of 21).\n"
+    "  Alone these are 1, [B], 0 and 0.\n";
 
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -129,25 +154,35 @@ int bench_tune(int argc, char **argv) {
         return cli_failf(C, "%s needs --method deep with every layer above 0 (--layers 13,14,15)",
                          act_cache ? "--act-cache" : "--act-fill");
     }
+    /* data parallel under mpirun: this rank's rows [lo, lo + Bl) of the global batch */
+    const pt_group *w = pt_group_world();
+    int K = pt_group_size(w), rank = pt_group_rank(w);
+    int64_t lo, hi;
+    pt_share(B, rank, K, &lo, &hi);
+    long Bl = (long)(hi - lo);
     pt_prompt_params pp = {0};
     pt_workspace *ws = NULL;
     int32_t *ids = NULL, *labels = NULL, *lens = NULL;
     float *grad = NULL, **gptr = NULL, *cache = NULL, **crow = NULL;
     double fill_s = 0;
-    double *times = NULL;
+    double *times = NULL, *comm = NULL;
+    char *rows_s = NULL;
+    int setup = PT_ERR; /* agreed over the ranks before the steps */
     if (pt_params_init(&pp, c, method, (int)N, layers, nl)) goto fail;
     if (pt_prior_sample_str("isotropic:sigma=0.02", NULL, (int)(pp.n / (size_t)pp.N), pp.N, (uint64_t)seed, pp.p))
         goto fail;
-    pt_ws_opts wo = {.B = (int)B, .T = (int)T, .n_virtual = (int)N, .store_acts = 1};
-    ws = pt_workspace_new_opts(m, &wo);
+    pt_ws_opts wo = {.B = (int)Bl, .T = (int)T, .n_virtual = (int)N, .store_acts = 1};
+    if (Bl > 0 && !(ws = pt_workspace_new_opts(m, &wo))) goto fail;
     ids = pt_malloc(sizeof(int32_t) * (size_t)(B * T));
     labels = pt_malloc(sizeof(int32_t) * (size_t)(B * T));
     lens = pt_malloc(sizeof(int32_t) * (size_t)B);
     grad = pt_malloc_aligned(sizeof(float) * pp.n * 3);
     gptr = pt_calloc((size_t)(2 * c->n_layers + nl + 1), sizeof(float *));
     times = pt_malloc(sizeof(double) * (size_t)runs);
-    if (!ws || !ids || !labels || !lens || !grad || !gptr || !times) goto fail;
+    comm = pt_calloc((size_t)runs, sizeof(double));
+    if (!ids || !labels || !lens || !grad || !gptr || !times || !comm) goto fail;
     memset(grad, 0, sizeof(float) * pp.n * 3);
+    /* every rank draws the whole global batch, so the rows do not depend on K */
     pt_rng rng;
     pt_rng_seed(&rng, (uint64_t)seed + 1);
     for (long i = 0; i < B * T; i++) {
@@ -158,38 +193,90 @@ int bench_tune(int argc, char **argv) {
     if (loss_last > 0)
         for (long i = 0; i < B * T; i++)
             if (i % T < T - loss_last) labels[i] = -1;
+    /* alone: the mean over this batch's positions (grad_scale 0), as before;
+     * data parallel: every rank weights by 1 / (labelled positions of all B
+     * rows), so the sum over ranks is the single-process gradient */
+    int64_t n_lab = 0;
+    for (long i = 0; i < B * T; i++) n_lab += labels[i] >= 0;
+    float gscale = K > 1 && n_lab > 0 ? (float)(1.0 / (double)n_lab) : 0.0f;
+    int32_t *my_ids = ids + lo * T, *my_labels = labels + lo * T, *my_lens = lens + lo;
     pt_prompt prompt;
     pt_params_prompt(&pp, &prompt);
     pt_prompt_grad g;
     pt_params_grad(&pp, grad, gptr, &g);
     pt_adamw_hparams h = pt_adamw_defaults();
-    pt_batch in = {.B = (int)B, .T = (int)T, .ids = ids, .lens = lens, .prompt = &prompt};
+    pt_batch in = {.B = (int)Bl, .T = (int)T, .ids = my_ids, .lens = my_lens, .prompt = &prompt};
     pt_resid rs = {.layer = pp.deep_layers[0]};
-    pt_batch fb = {.B = (int)B, .T = (int)T, .ids = ids, .lens = lens};
-    if (act_cache || act_fill) {
-        cache = pt_malloc_aligned(sizeof(float) * (size_t)(B * T) * (size_t)c->dim);
-        crow = pt_calloc((size_t)B, sizeof(float *));
+    pt_batch fb = {.B = (int)Bl, .T = (int)T, .ids = my_ids, .lens = my_lens};
+    if ((act_cache || act_fill) && Bl > 0) {
+        cache = pt_malloc_aligned(sizeof(float) * (size_t)(Bl * T) * (size_t)c->dim);
+        crow = pt_calloc((size_t)Bl, sizeof(float *));
         if (!cache || !crow) goto fail;
-        for (long b = 0; b < B; b++) crow[b] = cache + (size_t)(b * T) * (size_t)c->dim;
+        for (long b = 0; b < Bl; b++) crow[b] = cache + (size_t)(b * T) * (size_t)c->dim;
         rs.rows = crow;
         double t0 = pt_now();
-        if (pt_resid_fill(m, ws, &fb, labels, &rs)) goto fail;
+        if (pt_resid_fill(m, ws, &fb, my_labels, &rs)) goto fail;
         fill_s = pt_now() - t0;
         in.resid = &rs;
     }
+    setup = 0;
+    /* a rank that failed above tells the others, rather than leave them waiting in a sum */
+    if (pt_group_agree(w, setup) || pt_group_barrier(w)) goto fail;
     for (long r = 0; r < warm + runs; r++) {
         if (r == warm) pt_backend_calls_reset(m->backend); /* count the timed steps only */
-        double t0 = pt_now(), loss;
-        int64_t nt;
-        if (act_fill && pt_resid_fill(m, ws, &fb, labels, &rs)) goto fail;
-        if (pt_loss_forward_backward(m, ws, &in, labels, 0, &loss, &nt, &g)) goto fail;
+        double t0 = pt_now(), loss = 0;
+        int64_t nt = 0;
+        if (Bl > 0) {
+            if (act_fill && pt_resid_fill(m, ws, &fb, my_labels, &rs)) goto fail;
+            if (pt_loss_forward_backward(m, ws, &in, my_labels, gscale, &loss, &nt, &g)) goto fail;
+        } else
+            memset(grad, 0, sizeof(float) * pp.n); /* no rows here: nothing to add */
+        double tc = 0;
+        if (K > 1) { /* the sums over ranks, in rank order, as the trainer's */
+            double v[2] = {loss, (double)nt}, c0 = pt_now();
+            if (pt_group_sum_f32(w, grad, pp.n) || pt_group_sum_f64(w, v, 2)) goto fail;
+            tc = pt_now() - c0;
+        }
         pt_clip_grad_norm(grad, pp.n, 1.0);
         pt_adamw_step(&h, 1e-4, r + 1, pp.p, grad, grad + pp.n, grad + 2 * pp.n, pp.n);
         double dtm = pt_now() - t0;
-        if (r >= warm) times[r - warm] = dtm;
+        if (r >= warm) times[r - warm] = dtm, comm[r - warm] = tc;
+    }
+    /* the same two sums alone, the ranks first aligned by a barrier: their cost
+     * without the wait for the slowest rank that comm_s includes */
+    double sum_alone = 0;
+    if (K > 1) {
+        enum { NSUM = 21 };
+        double st[NSUM];
+        for (int i = 0; i < NSUM; i++) {
+            double v[2] = {0, 0};
+            memset(grad, 0, sizeof(float) * pp.n);
+            if (pt_group_barrier(w)) goto fail;
+            double c0 = pt_now();
+            if (pt_group_sum_f32(w, grad, pp.n) || pt_group_sum_f64(w, v, 2)) goto fail;
+            st[i] = pt_now() - c0;
+        }
+        qsort(st, NSUM, sizeof(double), cmp_d);
+        sum_alone = st[NSUM / 2];
     }
     qsort(times, (size_t)runs, sizeof(double), cmp_d);
+    qsort(comm, (size_t)runs, sizeof(double), cmp_d);
     double med = runs % 2 ? times[runs / 2] : 0.5 * (times[runs / 2 - 1] + times[runs / 2]);
+    double comm_med = runs % 2 ? comm[runs / 2] : 0.5 * (comm[runs / 2 - 1] + comm[runs / 2]);
+    /* rows per rank in rank order, "[1, 1]" (JSON); the line says "[1, 1]" up
+     * to 16 ranks, else the range of the shares */
+    size_t rows_cap = (size_t)K * 24 + 8, at = 1;
+    if (!(rows_s = pt_malloc(rows_cap))) goto fail;
+    rows_s[0] = '[';
+    for (int q = 0; q < K; q++) {
+        int64_t qlo, qhi;
+        pt_share(B, q, K, &qlo, &qhi);
+        at += (size_t)snprintf(rows_s + at, rows_cap - at, "%s%lld", q ? ", " : "", (long long)(qhi - qlo));
+    }
+    snprintf(rows_s + at, rows_cap - at, "]");
+    char rows_line[64];
+    if (K <= 16) snprintf(rows_line, sizeof rows_line, "%s", rows_s);
+    else snprintf(rows_line, sizeof rows_line, "%lld-%lld", (long long)(B / K), (long long)((B + K - 1) / K));
     double S = (double)(N + T), P = (double)pt_model_nonembed_params(m);
     double flops = 2.0 * P * (double)B * S * 2 +
                    4.0 * c->n_layers * (double)B * c->n_heads * S * S * c->head_dim * 3 +
@@ -203,17 +290,24 @@ int bench_tune(int argc, char **argv) {
                "\"tokens\": %ld, \"compute\": \"%s\", \"compute_isa\": \"%s\", \"threads\": %d, \"runs\": %ld, \"trainable_params\": %zu, \"loss_last\": %ld, "
                "\"median_s_per_step\": %.6f, \"min_s_per_step\": %.6f, \"matmul_s\": %.6f, \"matmul_share\": %.3f, "
                "\"tokens_per_s\": %.1f, \"gflops\": %.3f, "
-               "\"peak_rss_mib\": %.1f, \"act_cache\": %d, \"act_fill\": %d, \"cache_fill_s\": %.6f}\n",
+               "\"peak_rss_mib\": %.1f, \"act_cache\": %d, \"act_fill\": %d, \"cache_fill_s\": %.6f, "
+               "\"ranks\": %d, \"rows_per_rank\": %s, \"comm_s_per_step\": %.6f, \"sum_alone_s\": %.6f}\n",
                model_path ? model_path : cfg_path, pt_method_name(method), B, T, N, pt_backend_name(pt_model_backend(m)),
                pt_backend_isa(pt_model_backend(m)), pt_backend_threads(pt_model_backend(m)), runs, pp.n,
                loss_last, med,
-               times[0], mm, mm / med, (double)B * S / med, flops / med / 1e9, rss, act_cache, act_fill, fill_s);
+               times[0], mm, mm / med, (double)B * S / med, flops / med / 1e9, rss, act_cache, act_fill, fill_s, K,
+               rows_s, comm_med, sum_alone);
     else
         printf("%s, %s prompt of %ld: batch %ld x seq %ld (+%ld), %s compute, %d threads: %.4f s/step (median of %ld), "
                "%.0f tokens/s, %.2f GFLOP/s, %.0f%% in matmuls, peak RSS %.0f MiB\n",
                model_path ? model_path : cfg_path, pt_method_name(method), N, B, T, N, pt_backend_name(pt_model_backend(m)),
                pt_backend_threads(pt_model_backend(m)), med, runs,
                (double)B * S / med, flops / med / 1e9, 100.0 * mm / med, rss);
+    if (!json && K > 1)
+        printf("data parallel: %d ranks, rows per rank %s (global batch %ld), gradient + loss sums %.6f s/step "
+               "(%.2f%% of the step; median on rank 0, waiting for the slowest rank included), the sums alone "
+               "%.6f s; time and RSS are rank 0's\n",
+               K, rows_line, B, comm_med, 100.0 * comm_med / med, sum_alone);
     if (!json && act_cache)
         printf("activation cache: layers 0-%d filled once in %.4f s (not in the steps above)\n", rs.layer - 1, fill_s);
     if (!json && act_fill)
@@ -221,8 +315,13 @@ int bench_tune(int argc, char **argv) {
     rc = 0;
     goto done;
 fail:
+    /* a failure before the steps is agreed on (every rank returns); one inside
+     * a step ends the job from main (pt_dist_end) */
+    if (setup) pt_group_agree(w, PT_ERR);
     rc = cli_fail(C);
 done:
+    free(rows_s);
+    free(comm);
     free(times);
     free(gptr);
     free(crow);
