@@ -55,14 +55,15 @@ else
     # ---- data-parallel tuning against the single process
     $P data gen qa --level bind --n 48 --seed 5 --out "$T/mp_tr.jsonl" >/dev/null 2>&1
     $P data gen qa --level bind --n 12 --seed 6 --out "$T/mp_va.jsonl" >/dev/null 2>&1
-    mp_args=(tune --method soft --tokens 4 --data "$T/mp_tr.jsonl" --val "$T/mp_va.jsonl" --lr 1e-2
+    mp_args=(tune --tokens 4 --data "$T/mp_tr.jsonl" --val "$T/mp_va.jsonl" --lr 1e-2
         --accum 2 --eval-every 5 --snapshot-every 1 --quiet)
-    # mp_tune OUT STEPS [K] [flags]: K empty = plain ptune; MP_BATCH rows per micro-batch (4)
+    # mp_tune OUT STEPS [K] [flags]: K empty = plain ptune; MP_BATCH rows per micro-batch (4),
+    # MP_METHOD (soft)
     mp_tune() {
         local o=$1 s=$2 k=$3; shift 3
-        if [ -z "$k" ]; then
-            PTUNE_COMPUTE=fp32 OMP_NUM_THREADS=1 $P "${mp_args[@]}" --batch "${MP_BATCH:-4}" --steps "$s" --out "$o" "$@"
-        else "${MPI[@]}" -np "$k" $P "${mp_args[@]}" --batch "${MP_BATCH:-4}" --steps "$s" --out "$o" "$@"; fi
+        local a=("${mp_args[@]}" --method "${MP_METHOD:-soft}" --batch "${MP_BATCH:-4}" --steps "$s" --out "$o")
+        if [ -z "$k" ]; then PTUNE_COMPUTE=fp32 OMP_NUM_THREADS=1 $P "${a[@]}" "$@"
+        else "${MPI[@]}" -np "$k" $P "${a[@]}" "$@"; fi
     }
     # jget FILE KEY: a number (or true/false/null) from ptune analyze diff --json
     jget() { sed -nE "s/^ *\"$2\": ([^,]*),?$/\1/p" "$1" | head -1; }
@@ -105,6 +106,15 @@ else
     pe=$(jget "$T/mp_ds.json" prompt_rel); le=$(jget "$T/mp_ds.json" train_loss_rel_last_step)
     within "$pe" 1e-5 && within "$le" 1e-5 && pass mpi_tune_more_ranks_than_rows ||
         fail mpi_tune_more_ranks_than_rows "3 ranks on 2 rows a step: prompt $pe, loss $le: $(head -c 300 "$T/mp_ds.json")"
+    # deep prompts on two layers (their gradients go through the sum as one buffer)
+    MP_METHOD=deep mp_tune "$T/mp_deep_ref" 8 "" --layers 2,3 >/dev/null 2>&1
+    MP_METHOD=deep mp_tune "$T/mp_deep_k3" 8 3 --layers 2,3 >/dev/null 2>&1
+    $P analyze diff --ref "$T/mp_deep_ref" --run "$T/mp_deep_k3" --json >"$T/mp_dd.json" 2>&1
+    p1=$(jget "$T/mp_dd.json" prompt_rel_first_step); l1=$(jget "$T/mp_dd.json" train_loss_rel_first_step)
+    pe=$(jget "$T/mp_dd.json" prompt_rel); le=$(jget "$T/mp_dd.json" train_loss_rel_last_step)
+    echo "  deep (layers 2,3), K=3 vs one process: step 1 prompt $p1, loss $l1; step 8 prompt $pe, loss $le"
+    within "$p1" 1e-6 && within "$l1" 1e-6 && within "$pe" 1e-5 && within "$le" 1e-5 && pass mpi_tune_deep_k3_matches_single ||
+        fail mpi_tune_deep_k3_matches_single "step 1: $p1, $l1; end: $pe, $le: $(head -c 300 "$T/mp_dd.json")"
     # resume: K=2 to step 5, then to 10 with K=2 (bit-identical to the uninterrupted K=2) or K=3 (close)
     mp_tune "$T/mp_res2" 5 2 >/dev/null 2>&1 && mp_tune "$T/mp_res2" 10 2 --resume >/dev/null 2>&1
     mp_tune "$T/mp_res3" 5 2 >/dev/null 2>&1 && mp_tune "$T/mp_res3" 10 3 --resume >/dev/null 2>&1
@@ -118,7 +128,7 @@ else
         fail mpi_tune_resume_other_k "prompt $pe, loss $le: $(head -c 300 "$T/mp_dr.json")"
 
     # ---- a rank that fails alone: rank 1's data path does not exist
-    err=$("${MPI[@]}" -np 1 $P "${mp_args[@]}" --batch 4 --steps 4 --out "$T/mp_fail" : \
+    err=$("${MPI[@]}" -np 1 $P "${mp_args[@]}" --method soft --batch 4 --steps 4 --out "$T/mp_fail" : \
         -np 1 $P tune --method soft --tokens 4 --data "$T/mp_missing.jsonl" --val "$T/mp_va.jsonl" --lr 1e-2 \
         --batch 4 --accum 2 --eval-every 5 --snapshot-every 1 --quiet --steps 4 --out "$T/mp_fail" 2>&1 >/dev/null)
     rc=$?

@@ -10,6 +10,7 @@
  * relative and dL/dP within max|ours - ref| / max|ref| <= 1e-4; pt_eval_loss
  * must give the same loss. */
 #include "pt_test.h"
+#include "pt_test_model.h"
 #include "ptune/backward.h"
 #include "ptune/safetensors.h"
 #include "ptune/tune.h"
@@ -191,9 +192,71 @@ TEST(notebook_rows_edges) {
     return 0;
 }
 
+/* The notebook's EOS pads are queries past a row's attended length (lens):
+ * their key rows get no attention gradient, which must be written as 0, not
+ * left from the workspace's previous step. The soft prompt's gradient of a
+ * batch with such pads, on a fresh workspace and on one that first ran a
+ * batch without pads (whose key rows all got gradients), must be the same
+ * bits. (Found by the MPI agreement check: the gradient of `ptune tune
+ * --objective notebook --val` depended on the validation run before it.) */
+TEST(notebook_grad_ignores_workspace_history) {
+    pt_config c = pt_test_tiny_cfg(PT_ARCH_LLAMA, 2);
+    pt_model *m = pt_model_random(&c, PT_F32, 7);
+    CHECK(m && pt_model_set_backend(m, pt_backend_new("fp32", 1)) == 0, "%s", pt_last_error());
+    int d = c.dim, N = 3, B = 2, span = 12;
+    /* short inputs: the answers' span runs past them into EOS pads */
+    int32_t in0[] = {1, 30, 31}, in1[] = {1, 40, 41, 42, 43}, ans0[] = {1, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60};
+    const int32_t *in[2] = {in0, in1}, *ans[2] = {ans0, ans0};
+    int n_in[2] = {3, 5}, n_ans[2] = {12, 12};
+    pt_rows r;
+    CHECK(pt_rows_notebook(in, n_in, ans, n_ans, 2, span, N, 2, &r) == 0 && r.n_filled == 2, "%s", pt_last_error());
+    int idx[2] = {0, 1}, T = pt_batch_T(&r, idx, B);
+    int32_t ids[2 * 32], labels[2 * 32], lens[2];
+    CHECK(T <= 32 && pt_batch_rows(&r, idx, B, 0, ids, labels, lens) > 0, "batch");
+    CHECK(lens[0] < T && lens[1] < T, "rows without pads (lens %d, %d of %d)", lens[0], lens[1], T);
+    float *P = malloc(sizeof(float) * (size_t)N * d), *emb = malloc(sizeof(float) * (size_t)B * T * d * 2);
+    float *gA = calloc((size_t)N * d * 2, sizeof(float)), *gB = gA + (size_t)N * d, *gemb = emb + (size_t)B * T * d;
+    CHECK(P && emb && gA, "out of memory");
+    pt_rng rng;
+    pt_rng_seed(&rng, 3);
+    for (int i = 0; i < N * d; i++) P[i] = 0.5f * (float)pt_rng_normal(&rng);
+    pt_virtual_embeds(B, T, N, d, P, emb);
+    pt_batch in_nb = {.B = B, .T = T, .ids = ids, .lens = lens, .embeds = emb};
+    double ls;
+    int64_t nt;
+    pt_ws_opts wo = {.B = B, .T = T, .n_virtual = N, .store_acts = 1};
+    pt_workspace *ws = pt_workspace_new_opts(m, &wo), *ws2 = pt_workspace_new_opts(m, &wo);
+    CHECK(ws && ws2, "%s", pt_last_error());
+    /* fresh workspace */
+    memset(gemb, 0, sizeof(float) * (size_t)B * T * d);
+    pt_prompt_grad g = {.embeds = gemb};
+    CHECK(pt_loss_forward_backward(m, ws, &in_nb, labels, 0.0f, &ls, &nt, &g) == 0, "%s", pt_last_error());
+    pt_virtual_grad(B, T, N, d, gemb, gA);
+    /* ws2 first runs the same rows attended in full (every key row gets a gradient) */
+    int32_t full[2] = {T, T};
+    pt_batch in_full = in_nb;
+    in_full.lens = full;
+    memset(gemb, 0, sizeof(float) * (size_t)B * T * d);
+    CHECK(pt_loss_forward_backward(m, ws2, &in_full, labels, 0.0f, &ls, &nt, &g) == 0, "%s", pt_last_error());
+    memset(gemb, 0, sizeof(float) * (size_t)B * T * d);
+    CHECK(pt_loss_forward_backward(m, ws2, &in_nb, labels, 0.0f, &ls, &nt, &g) == 0, "%s", pt_last_error());
+    pt_virtual_grad(B, T, N, d, gemb, gB);
+    double mx;
+    double rel = pt_rel_err(gB, gA, (long)N * d, &mx);
+    printf("  dL/dP after another batch vs on a fresh workspace: max |diff| %.3g (%.3g of max)\n", mx, rel);
+    CHECK(!memcmp(gA, gB, sizeof(float) * (size_t)N * d), "the gradient depends on the workspace's last step (%.3g)",
+          rel);
+    free(P), free(emb), free(gA);
+    pt_workspace_free(ws), pt_workspace_free(ws2);
+    pt_rows_free(&r);
+    pt_model_free(m);
+    return 0;
+}
+
 int main(void) {
     PT_RUN(notebook_labels_match_reference);
     PT_RUN(notebook_loss_and_grad_match_reference);
     PT_RUN(notebook_rows_edges);
+    PT_RUN(notebook_grad_ignores_workspace_history);
     return PT_DONE();
 }

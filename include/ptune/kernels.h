@@ -121,6 +121,15 @@ static inline int pt_attn_nk(const pt_attn_args *a, int b) {
     int kl = a->kv_len ? a->kv_len[b] : a->Tk;
     return kl < a->Tk ? kl : a->Tk;
 }
+/* Key rows batch row b owns in dk/dv, every one of which the backward writes
+ * (0 past kv_len): padded rows Tk; packed rows their prefix and query rows,
+ * including the queries past kv_len (the notebook objective's EOS pads, whose
+ * keys nothing attends to). */
+static inline int pt_attn_nk_owned(const pt_attn_args *a, int b) {
+    if (!a->q_row0) return a->Tk;
+    int n = a->causal_offset + a->q_len[b];
+    return n < a->Tk ? n : a->Tk;
+}
 static inline int pt_attn_key_limit(const pt_attn_args *a, int b, int t) {
     int lim = t + a->causal_offset + 1, kl = pt_attn_nk(a, b);
     if (lim > kl) lim = kl;

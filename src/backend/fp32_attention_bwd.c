@@ -31,9 +31,9 @@ void pt_attention_backward(const pt_attn_args *a, const pt_attn_grads *g, float 
             float *dP = P + (size_t)ATT_QB * (size_t)(a->Tk > 0 ? a->Tk : 1);
             const float *K = a->k + pt_attn_kv0(a, b) + (int64_t)kh * hd, *V = a->v + pt_attn_kv0(a, b) + (int64_t)kh * hd;
             float *dK = g->dk + pt_attn_kv0(a, b) + (int64_t)kh * hd, *dV = g->dv + pt_attn_kv0(a, b) + (int64_t)kh * hd;
-            /* padded rows: every key row of the batch row gets its gradient (0 past
-             * kv_len); packed rows own only their min(kv_len, Tk) key rows */
-            int nz = a->q_row0 ? pt_attn_nk(a, b) : a->Tk;
+            /* every key row the batch row owns gets its gradient, 0 past kv_len
+             * (a stale value there would flow back through the key projection) */
+            int nz = pt_attn_nk_owned(a, b);
             for (int j = 0; j < nz; j++) {
                 memset(dK + j * a->kv_ts, 0, (size_t)hd * sizeof(float));
                 memset(dV + j * a->kv_ts, 0, (size_t)hd * sizeof(float));

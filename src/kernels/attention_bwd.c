@@ -11,10 +11,10 @@
 size_t pt_attention_bwd_scratch_floats(int Tk) { return 2 * (size_t)ATT_QB * (size_t)(Tk > 0 ? Tk : 1); }
 
 void pt_attention_backward_ref(const pt_attn_args *a, const pt_attn_grads *g) {
-    int hd = a->head_dim, group = a->n_heads / a->n_kv_heads, Tk = a->Tk;
+    int hd = a->head_dim, group = a->n_heads / a->n_kv_heads;
     double p[4096], dp[4096];
     for (int b = 0; b < a->B; b++)
-        for (int j = 0; j < (a->q_row0 ? pt_attn_nk(a, b) : Tk); j++)
+        for (int j = 0; j < pt_attn_nk_owned(a, b); j++) /* 0 past kv_len too */
             for (int c = 0; c < a->n_kv_heads * hd; c++) {
                 g->dk[pt_attn_kv0(a, b) + j * a->kv_ts + c] = 0.0f;
                 g->dv[pt_attn_kv0(a, b) + j * a->kv_ts + c] = 0.0f;
