@@ -12,15 +12,22 @@ tune:    one prompt-tuning step: N trainable soft-prompt vectors before the
          real token (or the last K of each row), backward, AdamW on the prompt.
          Logits are computed at every position, as Hugging Face does by default.
 Prints one JSON object: median_s (per forward or step), tokens_per_s, gflops,
-peak_rss_mib. torch.set_num_threads(2); run it with OMP_WAIT_POLICY=PASSIVE.
+peak_rss_mib. torch.set_num_threads(--threads, default 2); run it with
+OMP_WAIT_POLICY=PASSIVE.
+
+tune --ranks K (K > 1): the same step data parallel over K processes on this
+machine, as PyTorch users do it (torch.distributed, gloo): --batch is the
+global batch, rank r runs its contiguous share of the rows (ptune's split),
+the loss is summed over its tokens and divided by the global token count,
+then the prompt's gradient is all-reduced (summed) before AdamW. Rank 0
+prints; median_s is its step, the all-reduce included; comm_s_per_step the
+median of its seconds inside the all-reduce. bench/scaling.sh compares it with
+`mpirun -np K ptune bench tune`.
 """
-import argparse, json, math, resource, statistics, sys, time
+import argparse, json, math, os, resource, statistics, sys, tempfile, time
 
 import torch
 import torch.nn.functional as F
-
-torch.set_num_threads(2)
-
 
 def load_cfg(path):
     c = json.load(open(path))
@@ -139,7 +146,7 @@ def flops(c, B, S, T_scored, step):
     return (2 * lin + 3 * att + 2 * head) if step else (lin + att + head)
 
 
-def main():
+def parse():
     ap = argparse.ArgumentParser()
     ap.add_argument("kind", choices=["forward", "tune"])
     ap.add_argument("--random-config", required=True)
@@ -150,14 +157,24 @@ def main():
     ap.add_argument("--loss-last", type=int, default=0)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--runs", type=int, default=5)
-    a = ap.parse_args()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ranks", type=int, default=1)
+    return ap.parse_args()
+
+
+def run(rank, a, K=1, init=None):
+    torch.set_num_threads(a.threads)
+    dist = None
+    if K > 1:
+        import torch.distributed as dist
+        dist.init_process_group("gloo", init_method=init, rank=rank, world_size=K)
     c = load_cfg(a.random_config)
     dt = torch.float32 if a.dtype == "fp32" else torch.bfloat16
     W = make_weights(c, dt)
     B, T = a.batch, a.seq
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(0, c["V"], (B, T), generator=g)
-    times = []
+    times, comm = [], []
     if a.kind == "forward":
         S = T
         for i in range(a.warmup + a.runs):
@@ -175,15 +192,33 @@ def main():
         labels = ids.clone()
         if a.loss_last:
             labels[:, : T - a.loss_last] = -100
+        n_global = int((labels[:, 1:] != -100).sum())
+        # this rank's rows: the first B % K ranks one more (ptune's pt_share)
+        q, rem = divmod(B, K)
+        lo = rank * q + min(rank, rem)
+        hi = lo + q + (1 if rank < rem else 0)
+        my_ids, my_labels = ids[lo:hi], labels[lo:hi]
         for i in range(a.warmup + a.runs):
             t0 = time.perf_counter()
-            x = torch.cat([prompt.to(dt)[None].expand(B, N, c["d"]), F.embedding(ids, W["emb"])], 1)
-            logits = forward(c, W, x)
-            # position N-1+t predicts token t (t >= 1): loss on every real token after the first
-            lg = logits[:, N:-1].float()
-            loss = F.cross_entropy(lg.reshape(-1, c["V"]), labels[:, 1:].reshape(-1), ignore_index=-100)
             opt.zero_grad()
-            loss.backward()
+            if hi > lo:
+                x = torch.cat([prompt.to(dt)[None].expand(hi - lo, N, c["d"]), F.embedding(my_ids, W["emb"])], 1)
+                logits = forward(c, W, x)
+                # position N-1+t predicts token t (t >= 1): loss on every real token after the first
+                lg = logits[:, N:-1].float()
+                if K > 1:
+                    loss = F.cross_entropy(lg.reshape(-1, c["V"]), my_labels[:, 1:].reshape(-1), ignore_index=-100,
+                                           reduction="sum") / n_global
+                else:
+                    loss = F.cross_entropy(lg.reshape(-1, c["V"]), my_labels[:, 1:].reshape(-1), ignore_index=-100)
+                loss.backward()
+            if prompt.grad is None:
+                prompt.grad = torch.zeros_like(prompt)
+            if K > 1:
+                c0 = time.perf_counter()
+                dist.all_reduce(prompt.grad)
+                if i >= a.warmup:
+                    comm.append(time.perf_counter() - c0)
             opt.step()
             if i >= a.warmup:
                 times.append(time.perf_counter() - t0)
@@ -191,8 +226,30 @@ def main():
     med = statistics.median(times)
     out = dict(impl="pytorch", kind=a.kind, dtype=a.dtype, batch=B, seq=T, tokens=a.tokens if a.kind == "tune" else 0,
                runs=len(times), median_s=med, tokens_per_s=B * S / med, gflops=fl / med / 1e9,
-               peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, torch=torch.__version__)
-    print(json.dumps(out))
+               peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, torch=torch.__version__,
+               threads=a.threads, ranks=K)
+    if K > 1:
+        out["comm_s_per_step"] = statistics.median(comm)
+        dist.destroy_process_group()
+    if rank == 0:
+        print(json.dumps(out))
+        sys.stdout.flush()
+
+
+def main():
+    a = parse()
+    if a.ranks <= 1 or a.kind != "tune":
+        run(0, a)
+        return
+    import torch.multiprocessing as mp
+    fd, path = tempfile.mkstemp(prefix="pt_ref_dist_")
+    os.close(fd)
+    os.unlink(path)  # gloo's file store creates it
+    try:
+        mp.spawn(run, args=(a, a.ranks, "file://" + path), nprocs=a.ranks, join=True)
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
 
 
 if __name__ == "__main__":
