@@ -153,14 +153,29 @@ static int write_data(char *path, size_t n) {
     return 0;
 }
 
+/* models/default and the data file, on every rank: 0; 2 when a rank lacks the
+ * model (a skip everywhere); 1 when a rank could not write its file (agreed,
+ * nothing left to free). */
+static int dist_setup(pt_model **m, pt_tokenizer **tok, char *path, size_t n) {
+    int have = pt_test_default_model(m, tok) == 0;
+    if (pt_group_agree(W, have ? 0 : PT_ERR)) {
+        if (have) pt_tokenizer_free(*tok), pt_model_free(*m);
+        return 2;
+    }
+    if (pt_group_agree(W, write_data(path, n))) {
+        pt_tokenizer_free(*tok), pt_model_free(*m);
+        return 1;
+    }
+    return 0;
+}
+
 TEST(dist_eval_split_matches_alone) {
     pt_model *m;
     pt_tokenizer *tok;
-    int have = pt_test_default_model(&m, &tok) == 0;
-    CHECK(pt_group_agree(W, have ? 0 : PT_ERR) == 0 || !have, "%s", pt_last_error());
-    if (!have) SKIP("models/default: %s", pt_last_error());
     char path[256];
-    CHECK_ALL(write_data(path, sizeof path) == 0, "%s", pt_last_error());
+    int st = dist_setup(&m, &tok, path, sizeof path);
+    if (st == 2) SKIP("models/default: %s", pt_last_error());
+    CHECK(st == 0, "%s", pt_last_error());
     pt_eval_result a, b;
     /* alone on every rank, then split; batch 4 so the ranks' batches differ from the whole set's */
     int rc = pt_run_eval_opts(m, tok, NULL, path, NULL, NULL, 0, 0, 4, NULL, &a);
@@ -183,11 +198,10 @@ TEST(dist_eval_split_matches_alone) {
 TEST(dist_acts_split_matches_alone) {
     pt_model *m;
     pt_tokenizer *tok;
-    int have = pt_test_default_model(&m, &tok) == 0;
-    CHECK(pt_group_agree(W, have ? 0 : PT_ERR) == 0 || !have, "%s", pt_last_error());
-    if (!have) SKIP("models/default: %s", pt_last_error());
     char path[256];
-    CHECK_ALL(write_data(path, sizeof path) == 0, "%s", pt_last_error());
+    int st = dist_setup(&m, &tok, path, sizeof path);
+    if (st == 2) SKIP("models/default: %s", pt_last_error());
+    CHECK(st == 0, "%s", pt_last_error());
     int layers[2] = {1, 3};
     pt_acts_opts o = {.layers = layers, .n_layers = 2, .pool = PT_POOL_TOKEN, .batch = 4, .max_len = 64};
     pt_acts a, b;

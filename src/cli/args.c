@@ -225,3 +225,12 @@ pt_model *cli_model_load(const char *path, const char *compute, int threads) {
     }
     return m;
 }
+
+int cli_model_tok(const char *model, const char *tok_arg, const char *compute, pt_model **m, pt_tokenizer **tok,
+                  char **tok_path) {
+    *tok = NULL, *tok_path = NULL;
+    if (!(*m = cli_model_load(model, compute, 0))) return PT_ERR;
+    *tok_path = tok_arg ? pt_strdup(tok_arg) : pt_tokenizer_find_for_model(model);
+    if (!*tok_path) return pt_set_error("%s: no tokenizer found; give --tokenizer PATH", model);
+    return (*tok = pt_tokenizer_load(*tok_path)) ? 0 : PT_ERR;
+}

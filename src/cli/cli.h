@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "ptune/model.h"
+#include "ptune/tokenizer.h"
 
 typedef struct {
     int argc;
@@ -51,6 +52,12 @@ const char *cli_compute(const char *compute);
 int cli_backend(pt_model *m, const char *compute, int threads);
 /* pt_model_load, then cli_backend. */
 pt_model *cli_model_load(const char *path, const char *compute, int threads);
+/* cli_model_load, then the tokenizer: tok_arg, else the one found next to
+ * the model (*tok_path: its path, malloc'd). 0, or PT_ERR with the reason set
+ * and whatever did load left in *m, *tok, *tok_path for the caller to free
+ * (under mpirun callers join this with pt_group_agree before going on). */
+int cli_model_tok(const char *model, const char *tok_arg, const char *compute, pt_model **m, pt_tokenizer **tok,
+                  char **tok_path);
 int cli_failf(const char *cmd, const char *fmt, ...);
 
 #endif

@@ -20,7 +20,8 @@ static void usage(void) {
            "Writes acts [n, d] (first layer), acts.layer_L per layer, token_ids, sample_index.\n"
            "--adapter RUN_DIR attaches a trained prompt (a ptune run or PEFT directory; soft, deep or\n"
            "prefix) as the evaluation does and captures the real tokens only; the file records it\n"
-           "(metadata adapter, adapter_method, adapter_tokens). Rows are cut to the context less N.\n");
+           "(metadata adapter, adapter_method, adapter_tokens). Rows are cut to the context less N.\n"
+           "Under mpirun -np K each rank captures its share of the rows; rank 0 writes them, in order.\n");
 }
 
 /* Parses "0,4,8" into layers; returns the count or -1. */
@@ -67,15 +68,15 @@ int cmd_acts(int argc, char **argv) {
      * the file and prints (docs/scaling.md) */
     const pt_group *w = pt_group_world();
     o.group = w;
-    pt_model *m = cli_model_load(mp, a.compute, 0);
-    char *found = !m || tp ? NULL : pt_tokenizer_find_for_model(mp);
-    pt_tokenizer *tok = m && (tp || found) ? pt_tokenizer_load(tp ? tp : found) : NULL;
-    free(found);
-    if (m && !tp && !tok) pt_set_error("no tokenizer found next to %s (give --tokenizer)", mp);
+    pt_model *m;
+    pt_tokenizer *tok;
+    char *tok_path;
     pt_prompt_params pp = {0};
     pt_prompt prompt;
-    int have_pp = tok && ad && pt_adapter_load(ad, m, NULL, &pp) == 0;
-    if (pt_group_agree(w, tok && (!ad || have_pp) ? 0 : PT_ERR)) {
+    int ok = cli_model_tok(mp, tp, a.compute, &m, &tok, &tok_path) == 0;
+    free(tok_path);
+    int have_pp = ok && ad && pt_adapter_load(ad, m, NULL, &pp) == 0;
+    if (pt_group_agree(w, ok && (!ad || have_pp) ? 0 : PT_ERR)) {
         if (have_pp) pt_params_free(&pp);
         pt_tokenizer_free(tok), pt_model_free(m);
         return cli_fail("acts");

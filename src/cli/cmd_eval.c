@@ -26,7 +26,8 @@ static const char *help =
     "  --positions  also accuracy (argmax == target, teacher-forced) and loss of the first 8\n"
     "               target tokens counted from the start and of the last 8 counted from the\n"
     "               end (place values of numeric answers: last = units, or EOS with --eos);\n"
-    "               with --json as \"from_start\" and \"from_end\": [{\"n\", \"acc\", \"loss\"}, ...]\n";
+    "               with --json as \"from_start\" and \"from_end\": [{\"n\", \"acc\", \"loss\"}, ...]\n"
+    "Under mpirun -np K each rank scores its share of the rows; rank 0 prints the totals.\n";
 
 static void print_positions_json(const pt_eval_result *r) {
     for (int side = 0; side < 2; side++) {
@@ -74,12 +75,10 @@ int cmd_eval(int argc, char **argv) {
      * rows; rank 0 prints (docs/scaling.md) */
     const pt_group *w = pt_group_world();
     int rc = 1;
-    pt_model *m = cli_model_load(model_path, a.compute, 0);
-    pt_tokenizer *tok = NULL;
-    char *tok_path = !m ? NULL : tok_arg ? pt_strdup(tok_arg) : pt_tokenizer_find_for_model(model_path);
-    if (m && !tok_path) pt_set_error("%s: no tokenizer found; give --tokenizer PATH", model_path);
-    if (tok_path) tok = pt_tokenizer_load(tok_path);
-    if (pt_group_agree(w, tok ? 0 : PT_ERR)) goto fail;
+    pt_model *m;
+    pt_tokenizer *tok;
+    char *tok_path;
+    if (pt_group_agree(w, cli_model_tok(model_path, tok_arg, a.compute, &m, &tok, &tok_path))) goto fail;
     pt_eval_result r;
     if (pt_run_eval_opts(m, tok, adapter, data, &dopts, tmpl, (int)max_len, eos, (int)batch, w, &r)) goto fail;
     if (json) {

@@ -208,13 +208,15 @@ int cmd_sweep(int argc, char **argv) {
         if (jc.prior_weight > 0 && pt_tune_job_check(&jc, NULL)) rc = cli_fail("sweep");
     }
     const pt_group *w = pt_group_world();
-    pt_model *m = rc ? NULL : cli_model_load(model, a.compute, 0);
-    char *tok_path = m ? (tok_arg ? pt_strdup(tok_arg) : pt_tokenizer_find_for_model(model)) : NULL;
-    pt_tokenizer *tok = tok_path ? pt_tokenizer_load(tok_path) : NULL;
-    if (!rc && m && !tok_path) pt_set_error("%s: no tokenizer found; give --tokenizer PATH", model);
-    if (!rc && !runs) pt_set_error("out of memory");
+    pt_model *m = NULL;
+    pt_tokenizer *tok = NULL;
+    char *tok_path = NULL;
     /* every rank has its model; rank 0 makes the directory */
-    if (!rc && pt_group_agree(w, m && tok && runs && (w->rank > 0 || !pt_mkdir_p(out)) ? 0 : PT_ERR)) rc = cli_fail("sweep");
+    if (!rc) {
+        int ok = cli_model_tok(model, tok_arg, a.compute, &m, &tok, &tok_path) == 0 &&
+                 (runs || !pt_set_error("out of memory")) && (w->rank > 0 || !pt_mkdir_p(out));
+        if (pt_group_agree(w, ok ? 0 : PT_ERR)) rc = cli_fail("sweep");
+    }
     job.model_path = model, job.tok_path = tok_path;
     double t0 = pt_now();
     for (int k = 0; k < nr && !rc; k++) {

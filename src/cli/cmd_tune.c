@@ -35,7 +35,11 @@ static const char *help_tail =
     "                    prior_penalty and prior_m2 are added (docs/analysis.md)\n"
     "  --resume          continue the run in RUN_DIR bit-identically (same flags; --steps may grow)\n"
     "  Output: RUN_DIR/run.json, prior.safetensors, adapter_model.safetensors,\n"
-    "  adapter_config.json (PEFT), optimizer.safetensors, metrics.jsonl (and snapshots.safetensors).\n";
+    "  adapter_config.json (PEFT), optimizer.safetensors, metrics.jsonl (and snapshots.safetensors).\n"
+    "  Under mpirun -np K: data parallel. Each rank runs its share of every step's batch x accum\n"
+    "  rows (and of the validation rows); the gradient is summed over the ranks in rank order,\n"
+    "  so the run matches one process to rounding (K = 1: bit-identical); rank 0 writes RUN_DIR\n"
+    "  and prints. --resume with the same K is bit-identical (docs/scaling.md).\n";
 
 static void fmt_time(double s, char *buf, size_t n) {
     if (!(s >= 0) || s > 1e7) s = 0;
@@ -138,12 +142,11 @@ int cmd_tune(int argc, char **argv) {
     const pt_group *w = pt_group_world();
     if (pt_group_agree(w, pt_tune_job_check(&j, NULL))) return cli_fail(C);
     j.group = w;
-    pt_model *m = cli_model_load(j.model_path, a.compute, 0);
-    char *tok_path = !m ? NULL : tok_arg ? pt_strdup(tok_arg) : pt_tokenizer_find_for_model(j.model_path);
-    pt_tokenizer *tok = tok_path ? pt_tokenizer_load(tok_path) : NULL;
-    if (m && !tok_path) pt_set_error("%s: no tokenizer found; give --tokenizer PATH", j.model_path);
+    pt_model *m;
+    pt_tokenizer *tok;
+    char *tok_path;
     int rc = 1;
-    if (pt_group_agree(w, m && tok ? 0 : PT_ERR)) rc = cli_fail(C);
+    if (pt_group_agree(w, cli_model_tok(j.model_path, tok_arg, a.compute, &m, &tok, &tok_path))) rc = cli_fail(C);
     else {
         progress pg = {.mode = quiet ? -1 : isatty(2) ? 1 : 0, .sleep_ms = sleep_ms};
         j.tok_path = tok_path, j.on_step = on_step, j.on_step_ctx = &pg;

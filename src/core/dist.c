@@ -44,7 +44,9 @@ double pt_dist_comm_seconds(int64_t *calls) {
 }
 
 #ifdef PT_HAVE_MPI
-static int started; /* MPI_Init done by us */
+static int started;     /* MPI_Init done by us */
+static void *sum_buf;   /* rank 0's gather and sum buffer (sum_impl) */
+static size_t sum_cap;
 
 int pt_dist_available(void) { return 1; }
 
@@ -75,6 +77,8 @@ int pt_dist_init(int *argc, char ***argv) {
 void pt_dist_end(int status) {
     if (!started) return;
     if (status != 0 && world.size > 1 && !pt_dist_error_shared()) MPI_Abort(MPI_COMM_WORLD, status);
+    free(sum_buf);
+    sum_buf = NULL, sum_cap = 0;
     MPI_Finalize();
     started = 0;
 }
@@ -95,19 +99,26 @@ static int sum_impl(const pt_group *g, void *x, size_t n, int is_f64) {
     if (chunk > (size_t)1 << 30) chunk = (size_t)1 << 30;
     /* rank 0: the gathered copies, and their sum in double (rank outer,
      * value inner: each value still gets s = ((0 + x_0) + x_1) + ..., in
-     * rank order, but the loop streams through memory) */
-    void *all = root ? malloc(es * chunk * (size_t)K) : NULL;
-    double *acc = root ? malloc(sizeof(double) * chunk) : NULL;
-    int fail = root && (!all || !acc), rc;
+     * rank order, but the loop streams through memory); kept between calls,
+     * as every step sums the same sizes */
+    size_t need = es * chunk * (size_t)K + sizeof(double) * chunk;
+    int fail = 0, rc;
+    if (root && need > sum_cap) {
+        void *p = realloc(sum_buf, need);
+        if (p) sum_buf = p, sum_cap = need;
+        else fail = 1;
+    }
     /* every rank must learn that rank 0 could not allocate, or it would wait */
-    if ((rc = MPI_Bcast(&fail, 1, MPI_INT, 0, c)) != MPI_SUCCESS) return free(all), free(acc), mpi_fail("MPI_Bcast", rc);
-    if (fail) return free(all), free(acc), pt_set_error("out of memory gathering %zu values from %d ranks", chunk, K);
+    if ((rc = MPI_Bcast(&fail, 1, MPI_INT, 0, c)) != MPI_SUCCESS) return mpi_fail("MPI_Bcast", rc);
+    if (fail) return pt_set_error("out of memory gathering %zu values from %d ranks", chunk, K);
+    double *acc = root ? (double *)sum_buf : NULL;
+    void *all = root ? (char *)sum_buf + sizeof(double) * chunk : NULL;
     MPI_Datatype dt = is_f64 ? MPI_DOUBLE : MPI_FLOAT;
     for (size_t at = 0; at < n; at += chunk) {
         int m = (int)(n - at < chunk ? n - at : chunk);
         char *xs = (char *)x + at * es;
         if ((rc = MPI_Gather(xs, m, dt, all, m, dt, 0, c)) != MPI_SUCCESS)
-            return free(all), free(acc), mpi_fail("MPI_Gather", rc);
+            return mpi_fail("MPI_Gather", rc);
         if (root) {
             memset(acc, 0, sizeof(double) * (size_t)m);
             for (int r = 0; r < K; r++) {
@@ -124,10 +135,8 @@ static int sum_impl(const pt_group *g, void *x, size_t n, int is_f64) {
                 else ((float *)xs)[i] = (float)acc[i];
             }
         }
-        if ((rc = MPI_Bcast(xs, m, dt, 0, c)) != MPI_SUCCESS) return free(all), free(acc), mpi_fail("MPI_Bcast", rc);
+        if ((rc = MPI_Bcast(xs, m, dt, 0, c)) != MPI_SUCCESS) return mpi_fail("MPI_Bcast", rc);
     }
-    free(acc);
-    free(all);
     comm_s += pt_now() - t0;
     comm_calls++;
     return 0;
