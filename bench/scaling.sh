@@ -52,7 +52,8 @@ echo "cpu: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'
 echo "cpu flags: $(grep -o 'amx_bf16\|avx512_bf16\|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ' | sed 's/ $//')"
 echo "mpi: $(mpirun --version 2>/dev/null | head -1)"
 TORCH=$("$PY" -c 'import torch, torch.distributed as d; print(torch.__version__ if d.is_gloo_available() else "")' 2>/dev/null)
-echo "reference: ${TORCH:+PyTorch $TORCH ($PY), gloo}${TORCH:-not measured (no PyTorch with torch.distributed at $PY)}"
+if [ -n "$TORCH" ]; then echo "reference: PyTorch $TORCH ($PY), torch.distributed over gloo"
+else echo "reference: not measured (no PyTorch with torch.distributed at $PY)"; fi
 # other work on the machine shows in the timings (and more in the ranks' sums: a rank that loses its core makes the other wait)
 load() { echo "load average $(cut -d' ' -f1-3 /proc/loadavg)"; }
 echo "start: $(load)"
